@@ -1,0 +1,200 @@
+"""The `analysis-hub` command.
+
+    analysis-hub up [--config FILE]             run the hub (JupyterHub + proxy + culler)
+    analysis-hub profiles list [--json]         the catalog as the hub sees it
+    analysis-hub profiles check [PATH]          validate a catalog; non-zero exit on errors
+    analysis-hub profiles schema                print the catalog's JSON Schema
+    analysis-hub users set-password NAME        set a built-in login password (from stdin)
+
+Every subcommand takes `--config FILE` (default: $ANALYSIS_HUB_SETTINGS, else
+built-in defaults). Errors go to stderr as `file: key: reason` lines and
+exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from .auth import PasswordStore, ensure_initial_passwords
+from .catalog import CatalogError, Profile, load_catalog, profile_summary
+from .config import HostFacts, apply_settings
+from .quantities import format_cpu, format_memory
+from .settings import SETTINGS_PATH_ENV, Settings, SettingsError, load_settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (SettingsError, CatalogError) as e:
+        print(f"analysis-hub: {e}", file=sys.stderr)
+        return 2
+
+
+def cmd_up(args) -> int:
+    settings = _settings(args)
+    load_catalog(settings.catalog, settings.images_dir)  # refuse to start on a broken catalog
+    host = HostFacts.detect()
+    problems = preflight(settings, host)
+    for problem in problems:
+        print(f"analysis-hub: {problem}", file=sys.stderr)
+    if any(p.startswith("error:") for p in problems):
+        return 2
+    prepare_data_dir(settings)
+    created = ensure_initial_passwords(
+        PasswordStore(settings.hub_state_dir / "passwords.json"), settings.auth.admins + settings.auth.users
+    )
+    if created:
+        print("First start: these are the initial passwords (shown once; change them with"
+              " `analysis-hub users set-password NAME`):")
+        for user, password in created.items():
+            print(f"  {user}: {password}")
+    print(f"analysis-hub: hub at http://{settings.hub.ip}:{settings.hub.port}{settings.hub.base_url}", flush=True)
+
+    from jupyterhub.app import JupyterHub
+    from traitlets.config import Config
+
+    if args.config:
+        os.environ[SETTINGS_PATH_ENV] = str(Path(args.config).resolve())
+    # The singleton created with our config is the one launch_instance runs.
+    JupyterHub.instance(config=apply_settings(settings, Config(), host))
+    JupyterHub.launch_instance([])
+    return 0
+
+
+def preflight(settings: Settings, host: HostFacts) -> list[str]:
+    """What `up` must tell the admin before starting: warnings and errors."""
+    problems = []
+    if not shutil.which(settings.hub.proxy_command[0]):
+        problems.append(
+            f"error: proxy command {settings.hub.proxy_command[0]!r} not found; run `make install`"
+            " (npm installs configurable-http-proxy) or set hub.proxy_command"
+        )
+    if settings.local.isolation == "unix-users" and not host.is_root:
+        problems.append("error: local.isolation is unix-users, which needs the hub to run as root")
+    elif settings.local.isolation == "auto" and not host.is_root:
+        problems.append(
+            "warning: the hub is not running as root, so every user's server runs as your own"
+            " Unix user and users are not isolated from each other; run as root for per-user isolation"
+        )
+    if not host.cgroups_writable:
+        if settings.local.cgroups == "required":
+            problems.append("error: local.cgroups is required but /sys/fs/cgroup is not writable here")
+        elif settings.local.cgroups == "auto":
+            problems.append(
+                "warning: cgroups are not writable here, so profile CPU and memory limits are"
+                " not enforced (they still show in the form)"
+            )
+    return problems
+
+
+def prepare_data_dir(settings: Settings) -> None:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.hub_state_dir.mkdir(exist_ok=True)
+    os.chmod(settings.hub_state_dir, 0o700)  # database, cookie secret, password hashes
+    settings.local.envs_dir.mkdir(parents=True, exist_ok=True)
+
+
+def cmd_profiles_list(args) -> int:
+    settings = _settings(args)
+    catalog = load_catalog(settings.catalog, settings.images_dir)
+    rows = [profile_summary(p) for p in catalog.profiles]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    header = ("SLUG", "NAME", "IMAGE", "CPU (guar/limit)", "MEMORY (guar/limit)", "GPUS", "GROUPS")
+    table = [header] + [
+        (
+            r["slug"] + (" *" if r["default"] else ""),
+            r["display_name"],
+            r["image"],
+            f"{_fmt(r['cpu_guarantee'], format_cpu)} / {_fmt(r['cpu_limit'], format_cpu)}",
+            f"{_fmt(r['memory_guarantee'], format_memory)} / {_fmt(r['memory_limit'], format_memory)}",
+            str(r["gpus"]),
+            ", ".join(r["allowed_groups"]) or "everyone",
+        )
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    print("(* = default profile)")
+    return 0
+
+
+def cmd_profiles_check(args) -> int:
+    settings = _settings(args)
+    path = Path(args.path) if args.path else settings.catalog
+    catalog = load_catalog(path, Path(args.images) if args.images else settings.images_dir)
+    print(f"{path}: OK, {len(catalog.profiles)} profiles: {', '.join(p.slug for p in catalog.profiles)}")
+    return 0
+
+
+def cmd_profiles_schema(args) -> int:
+    print(json.dumps(Profile.model_json_schema(), indent=2))
+    return 0
+
+
+def cmd_users_set_password(args) -> int:
+    settings = _settings(args)
+    declared = set(settings.auth.admins) | set(settings.auth.users)
+    if args.name not in declared:
+        print(f"analysis-hub: {args.name!r} is not declared in auth.users or auth.admins", file=sys.stderr)
+        return 2
+    password = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass()
+    if len(password) < 8:
+        print("analysis-hub: a password needs at least 8 characters", file=sys.stderr)
+        return 2
+    prepare_data_dir(settings)
+    PasswordStore(settings.hub_state_dir / "passwords.json").set_password(args.name, password)
+    print(f"password set for {args.name}")
+    return 0
+
+
+def _settings(args) -> Settings:
+    return load_settings(args.config)
+
+
+def _fmt(value, formatter) -> str:
+    return "-" if value is None else formatter(value)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="analysis-hub", description=__doc__.split("\n\n")[0])
+    config = argparse.ArgumentParser(add_help=False)
+    config.add_argument("--config", help="settings YAML file (default: $ANALYSIS_HUB_SETTINGS)")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    up = commands.add_parser("up", parents=[config], help="run the hub")
+    up.set_defaults(func=cmd_up)
+
+    profiles = commands.add_parser("profiles", help="the profile catalog").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    listing = profiles.add_parser("list", parents=[config], help="list profiles")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(func=cmd_profiles_list)
+    check = profiles.add_parser("check", parents=[config], help="validate a catalog folder")
+    check.add_argument("path", nargs="?", help="catalog folder (default: the settings' catalog)")
+    check.add_argument("--images", help="images folder (default: the settings' images_dir)")
+    check.set_defaults(func=cmd_profiles_check)
+    schema = profiles.add_parser("schema", help="print the catalog JSON Schema")
+    schema.set_defaults(func=cmd_profiles_schema)
+
+    users = commands.add_parser("users", help="built-in login users").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    set_password = users.add_parser("set-password", parents=[config], help="password from stdin")
+    set_password.add_argument("name")
+    set_password.set_defaults(func=cmd_users_set_password)
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""Render the spawn form from the catalog.
+
+Pure: profiles in, HTML out (Jinja2 with autoescaping, the template beside
+this module). Options that need more GPUs than the machine has are shown
+disabled with the reason, so the form never offers what the hub would refuse.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from .catalog import Profile, resolve
+from .quantities import format_cpu, format_memory
+
+_TEMPLATES = Environment(
+    loader=FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=select_autoescape(["html"]),
+)
+
+
+def gpu_shortfall(needed: int, available: int | None) -> str:
+    """Why `needed` GPUs can't be had ('' when they can; None = not counted here)."""
+    if available is None or needed <= available:
+        return ""
+    if available == 0:
+        return "needs a GPU; this machine has none"
+    return f"needs {needed} GPUs; this machine has {available}"
+
+
+def render_profile_form(profiles: list[Profile], gpus_available: int | None = None) -> str:
+    views = [_profile_view(p, gpus_available) for p in profiles]
+    selectable = [v for v in views if not v["unavailable"]]
+    default = next((p.slug for p in profiles if p.default), None)
+    if default not in {v["slug"] for v in selectable}:
+        default = selectable[0]["slug"] if selectable else None
+    return _TEMPLATES.get_template("profile_form.html").render(profiles=views, selected=default)
+
+
+def _profile_view(profile: Profile, gpus_available: int | None) -> dict:
+    choices = []
+    for name, choice in profile.choices.items():
+        options = []
+        for option_name, option in choice.options.items():
+            needed = resolve(profile, {name: option_name}).resources.gpus
+            options.append(
+                {
+                    "name": option_name,
+                    "display_name": option.display_name,
+                    "unavailable": gpu_shortfall(needed, gpus_available),
+                }
+            )
+        usable = [o["name"] for o in options if not o["unavailable"]]
+        default = choice.default if choice.default in usable else (usable[0] if usable else choice.default)
+        choices.append({"name": name, "display_name": choice.display_name, "default": default, "options": options})
+    selected = {c["name"]: c["default"] for c in choices}
+    resources = resolve(profile, selected).resources
+    return {
+        "slug": profile.slug,
+        "display_name": profile.display_name,
+        "description": profile.description,
+        "image": profile.image,
+        "cpu": _bounds(resources.cpu_guarantee, resources.cpu_limit, format_cpu),
+        "memory": _bounds(resources.memory_guarantee, resources.memory_limit, format_memory),
+        "gpus": resources.gpus,
+        "allowed_groups": profile.allowed_groups,
+        "choices": choices,
+        "unavailable": gpu_shortfall(resources.gpus, gpus_available),
+    }
+
+
+def _bounds(guarantee, limit, fmt) -> str:
+    if guarantee is None and limit is None:
+        return "unlimited"
+    if guarantee is None or guarantee == limit:
+        return f"up to {fmt(limit)}" if guarantee is None else fmt(guarantee)
+    if limit is None:
+        return f"{fmt(guarantee)} guaranteed"
+    return f"{fmt(guarantee)} guaranteed, up to {fmt(limit)}"

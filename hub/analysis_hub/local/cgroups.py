@@ -1,0 +1,121 @@
+"""CPU and memory limits for a local server, enforced by the kernel's cgroups.
+
+Contract:
+- `Cgroup.create(name, memory_bytes, cpu_cores)` makes a cgroup under
+  `analysis-hub/` with those limits (cgroup v2, or the v1 `memory` and `cpu`
+  controllers) and returns it; `available()` says whether this host lets us.
+- `attach_self()` moves the calling process in. It runs in the child between
+  fork and exec, so the server and every kernel it starts are inside.
+- `oom_killed()` tells whether the kernel killed something for exceeding the
+  memory limit; `kill_all()` and `remove()` clean up after the server.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+ROOT = Path("/sys/fs/cgroup")
+GROUP = "analysis-hub"
+_CFS_PERIOD_US = 100_000
+
+
+def version() -> int | None:
+    """2 for the unified hierarchy, 1 for v1 controllers, None when unusable."""
+    if (ROOT / "cgroup.controllers").is_file():
+        return 2 if os.access(ROOT, os.W_OK) else None
+    if (ROOT / "memory").is_dir() and (ROOT / "cpu").is_dir():
+        return 1 if os.access(ROOT / "memory", os.W_OK) and os.access(ROOT / "cpu", os.W_OK) else None
+    return None
+
+
+def available() -> bool:
+    return version() is not None
+
+
+class Cgroup:
+    def __init__(self, name: str, dirs: list[Path], v: int):
+        self.name = name
+        self.dirs = dirs
+        self.version = v
+
+    @classmethod
+    def create(cls, name: str, memory_bytes: int | None, cpu_cores: float | None) -> Cgroup:
+        v = version()
+        if v == 2:
+            parent = ROOT / GROUP
+            parent.mkdir(exist_ok=True)
+            _write(ROOT / "cgroup.subtree_control", "+memory +cpu", missing_ok=True)
+            _write(parent / "cgroup.subtree_control", "+memory +cpu")
+            path = parent / name
+            path.mkdir(exist_ok=True)
+            _write(path / "memory.max", str(memory_bytes) if memory_bytes else "max")
+            _write(path / "memory.swap.max", "0", missing_ok=True)
+            quota = f"{int(cpu_cores * _CFS_PERIOD_US)} {_CFS_PERIOD_US}" if cpu_cores else "max"
+            _write(path / "cpu.max", quota)
+            return cls(name, [path], 2)
+        if v == 1:
+            memory = ROOT / "memory" / GROUP / name
+            cpu = ROOT / "cpu" / GROUP / name
+            memory.mkdir(parents=True, exist_ok=True)
+            cpu.mkdir(parents=True, exist_ok=True)
+            _write(memory / "memory.limit_in_bytes", str(memory_bytes) if memory_bytes else "-1")
+            # Without swap accounting this file is absent; then no swap to escape into anyway.
+            if memory_bytes:
+                _write(memory / "memory.memsw.limit_in_bytes", str(memory_bytes), missing_ok=True)
+            _write(cpu / "cpu.cfs_period_us", str(_CFS_PERIOD_US))
+            _write(cpu / "cpu.cfs_quota_us", str(int(cpu_cores * _CFS_PERIOD_US)) if cpu_cores else "-1")
+            return cls(name, [memory, cpu], 1)
+        raise OSError("cgroups are not writable on this host")
+
+    @classmethod
+    def open(cls, name: str) -> Cgroup | None:
+        """The cgroup `create` made under this name (after a hub restart, say)."""
+        v = version()
+        if v == 2:
+            return cls(name, [ROOT / GROUP / name], 2)
+        if v == 1:
+            return cls(name, [ROOT / "memory" / GROUP / name, ROOT / "cpu" / GROUP / name], 1)
+        return None
+
+    def attach_self(self) -> None:
+        for path in self.dirs:
+            _write(path / "cgroup.procs", str(os.getpid()))
+
+    def pids(self) -> list[int]:
+        try:
+            return [int(p) for p in (self.dirs[0] / "cgroup.procs").read_text().split()]
+        except FileNotFoundError:
+            return []
+
+    def oom_killed(self) -> bool:
+        events = "memory.events" if self.version == 2 else "memory.oom_control"
+        try:
+            lines = (self.dirs[0] / events).read_text().splitlines()
+        except FileNotFoundError:
+            return False
+        counters = dict(line.split() for line in lines if len(line.split()) == 2)
+        return int(counters.get("oom_kill", 0)) > 0
+
+    def kill_all(self) -> None:
+        for pid in self.pids():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def remove(self) -> None:
+        for path in self.dirs:
+            try:
+                path.rmdir()
+            except OSError:
+                pass  # still has processes, or already gone: the next start reuses it
+
+
+def _write(path: Path, value: str, missing_ok: bool = False) -> None:
+    try:
+        path.write_text(value)
+    except FileNotFoundError:
+        if not missing_ok:
+            raise

@@ -1,0 +1,170 @@
+"""Python environments for the local backend, built from each image's lock file.
+
+Contract:
+- An image `images/<name>/` pins its Python dependencies in
+  `requirements.txt`, the same file its Dockerfile installs. The environment
+  for it lives at `<envs_dir>/<name>-<key>`, where the key hashes that file
+  and the Python version: change the lock, get a new environment.
+- `EnvironmentBuilder.ensure(image, progress)` returns the ready
+  environment, building it on first use. Only an environment with its
+  `READY_MARKER` is ever used, and the marker is written last, by rename,
+  so a failed or interrupted build is never reused; the next attempt wipes
+  and rebuilds it.
+- One build per environment at a time: an `asyncio.Lock` inside the hub and
+  an `flock` across processes (a second hub, the pipelines service), so a
+  crowd of users spawning one profile waits for the same build.
+- `progress` receives human-readable lines while pip works; a failed build
+  raises `EnvironmentBuildError` carrying the tail of pip's output and the
+  path of the full log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+LOCK_FILE = "requirements.txt"
+CUDA_LOCK_FILE = "requirements-cuda.txt"  # CUDA runtime wheels, added on GPU machines
+READY_MARKER = ".analysis-hub-ready"
+# The machine's pip configuration may add index locations that don't exist;
+# their warnings say nothing useful to a person watching a spawn.
+_NOISE = ("WARNING: Location", "[notice]")
+
+
+class EnvironmentBuildError(RuntimeError):
+    pass
+
+
+def environment_key(lock_files: list[Path], python_version: str) -> str:
+    digest = hashlib.sha256()
+    for lock_file in lock_files:
+        digest.update(lock_file.read_bytes())
+    digest.update(f"python{python_version}".encode())
+    return digest.hexdigest()[:12]
+
+
+def python_for_all_users(preferred: str = sys._base_executable) -> str:
+    """An interpreter that every Unix user can run, of the hub's Python version.
+
+    Servers run as other Unix users, so an interpreter under a private home
+    (pyenv in /root, say) can't serve them; fall back to the system's
+    `pythonX.Y` of the same minor version.
+    """
+    candidates = [preferred, f"/usr/bin/python{sys.version_info[0]}.{sys.version_info[1]}"]
+    for candidate in candidates:
+        if os.path.exists(candidate) and _world_executable(Path(candidate).resolve()):
+            return candidate
+    return preferred
+
+
+def _world_executable(path: Path) -> bool:
+    if not os.stat(path).st_mode & 0o001:
+        return False
+    return all(os.stat(parent).st_mode & 0o001 for parent in path.parents)
+
+
+def _python_version(python: str) -> str:
+    out = subprocess.run(
+        [python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+        capture_output=True, text=True, check=True,
+    )
+    return out.stdout.strip()
+
+
+class EnvironmentBuilder:
+    def __init__(
+        self, envs_dir: str | Path, images_dir: str | Path, python: str | None = None, with_cuda: bool = False
+    ):
+        self.with_cuda = with_cuda
+        self.envs_dir = Path(envs_dir)
+        self.images_dir = Path(images_dir)
+        self.python = python or python_for_all_users()
+        self.python_version = _python_version(self.python)
+        self._locks: dict[Path, asyncio.Lock] = {}
+
+    def lock_files(self, image: str) -> list[Path]:
+        path = self.images_dir / image / LOCK_FILE
+        if not path.is_file():
+            raise EnvironmentBuildError(f"image {image!r} has no lock file at {path}")
+        cuda = self.images_dir / image / CUDA_LOCK_FILE
+        return [path, cuda] if self.with_cuda and cuda.is_file() else [path]
+
+    def path_for(self, image: str) -> Path:
+        return self.envs_dir / f"{image}-{environment_key(self.lock_files(image), self.python_version)}"
+
+    def is_ready(self, image: str) -> bool:
+        return (self.path_for(image) / READY_MARKER).is_file()
+
+    async def ensure(self, image: str, progress: Callable[[str], None] = lambda line: None) -> Path:
+        env = self.path_for(image)
+        if (env / READY_MARKER).is_file():
+            return env
+        lock = self._locks.setdefault(env, asyncio.Lock())
+        if lock.locked():
+            progress(f"Waiting for the {image} environment that another spawn is building")
+        async with lock:
+            self.envs_dir.mkdir(parents=True, exist_ok=True)
+            os.chmod(self.envs_dir, 0o755)  # users' servers must reach their environments
+            with open(self.envs_dir / f".{env.name}.lock", "w") as lock_fd:
+                await asyncio.to_thread(fcntl.flock, lock_fd, fcntl.LOCK_EX)
+                try:
+                    if not (env / READY_MARKER).is_file():
+                        await self._build(image, env, progress)
+                finally:
+                    fcntl.flock(lock_fd, fcntl.LOCK_UN)
+        return env
+
+    async def _build(self, image: str, env: Path, progress: Callable[[str], None]) -> None:
+        lock_files = self.lock_files(image)
+        log_path = self.envs_dir / f"{env.name}.log"
+        started = time.monotonic()
+        if env.exists():
+            progress(f"Removing an incomplete {image} environment")
+            await asyncio.to_thread(shutil.rmtree, env)
+        names = " + ".join(f.name for f in lock_files)
+        progress(f"Building the {image} environment from {names} (first use; this takes minutes)")
+        with open(log_path, "w") as log:
+            await self._run([self.python, "-m", "venv", str(env)], log, progress)
+            # --no-deps: the lock file already lists every package, pinned;
+            # pip must not add or change anything behind it.
+            await self._run(
+                [
+                    str(env / "bin" / "python"), "-m", "pip", "install",
+                    "--no-deps", "--disable-pip-version-check", "--progress-bar", "off",
+                    *(arg for f in lock_files for arg in ("--requirement", str(f))),
+                ],
+                log,
+                progress,
+            )
+        marker = env / f"{READY_MARKER}.tmp"
+        marker.write_text("".join(f"{f}\n" for f in lock_files) + f"python {self.python_version}\n")
+        os.replace(marker, env / READY_MARKER)
+        progress(f"Built the {image} environment in {time.monotonic() - started:.0f} s")
+
+    async def _run(self, cmd: list[str], log, progress: Callable[[str], None]) -> None:
+        proc = await asyncio.create_subprocess_exec(
+            *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        )
+        tail: list[str] = []
+        async for raw in proc.stdout:
+            line = raw.decode(errors="replace").rstrip()
+            log.write(line + "\n")
+            if not line or line.startswith(_NOISE):
+                continue
+            tail = (tail + [line])[-15:]
+            if line.startswith(("Collecting", "Installing", "Successfully", "ERROR")):
+                progress(line)
+        if await proc.wait() != 0:
+            log.flush()
+            raise EnvironmentBuildError(
+                f"building the environment failed ({cmd[2] if len(cmd) > 2 else cmd[0]} exited"
+                f" {proc.returncode}); full log: {log.name}\n" + "\n".join(tail)
+            )

@@ -1,0 +1,305 @@
+"""The local backend's spawner: JupyterHub's LocalProcessSpawner, given profiles.
+
+Contract, on top of LocalProcessSpawner:
+- The spawn form and `user_options` pick a profile from the catalog
+  (`analysis_hub.selection`); a request the catalog does not allow for the
+  user's groups, or a GPU profile on a machine without enough GPUs, is
+  refused with HTTP 400 before anything starts.
+- `start()` builds (first use) or reuses the profile image's environment,
+  reporting progress on the spawn page, then runs that environment's
+  `jupyterhub-singleuser`:
+  - as the Unix user `jupyter-<name>` with a private home when isolation is
+    on (the hub runs as root), else as the hub's own user;
+  - inside a cgroup holding the profile's CPU and memory limits, when the
+    host allows it; a server whose processes the kernel kills for memory is
+    stopped whole and the hub pages say why;
+  - with its own `CUDA_VISIBLE_DEVICES` from the machine's GPU pool.
+- Everything needed after a hub restart (pid, cgroup, GPUs, the reason the
+  last server stopped) is kept in the spawner state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+from jupyterhub.spawner import LocalProcessSpawner, set_user_setuid
+from tornado import web
+from traitlets import Bool, Integer, Unicode, default
+
+from ..catalog import ResolvedProfile
+from ..catalog_source import CatalogSource
+from ..forms import gpu_shortfall, render_profile_form
+from ..quantities import format_memory
+from ..selection import ProfileRequestError, options_from_form, select_profile
+from . import cgroups
+from .environments import EnvironmentBuilder, EnvironmentBuildError
+from .gpus import GpuPool, GpuUnavailable, detect_gpus
+from .translate import local_server_spec
+from .unix_users import ensure_system_user, system_username
+
+SINGLEUSER_DIR = Path(__file__).resolve().parent.parent / "singleuser"
+
+_builders: dict[tuple, EnvironmentBuilder] = {}
+_gpu_pool: GpuPool | None = None
+
+
+def gpu_pool() -> GpuPool:
+    global _gpu_pool
+    if _gpu_pool is None:
+        _gpu_pool = GpuPool(detect_gpus())
+    return _gpu_pool
+
+
+class LocalProfileSpawner(LocalProcessSpawner):
+    catalog_dir = Unicode(config=True, help="folder of profile YAML files")
+    images_dir = Unicode(config=True, help="folder of images/<name>/ with their lock files")
+    envs_dir = Unicode(config=True, help="where the per-image Python environments are built")
+    homes_dir = Unicode(config=True, help="parent folder of users' home directories")
+    python = Unicode("", config=True, help="interpreter for environments ('' = one all users can run)")
+    isolate_users = Bool(False, config=True, help="run each hub user as Unix user jupyter-<name>")
+    use_cgroups = Bool(False, config=True, help="enforce profile CPU/memory limits with cgroups")
+    activity_interval = Integer(60, config=True, help="seconds between the server's activity reports")
+
+    stop_reason = Unicode("", help="why the last server stopped, when the hub stopped it")
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.resolved: ResolvedProfile | None = None
+        self.gpu_indices: list[str] = []
+        self.cgroup_name = ""
+        self._events: list[dict] = []
+        self._building = False
+
+    # ---- profiles: form, options, validation --------------------------------
+
+    @property
+    def catalog(self):
+        return CatalogSource.shared(self.catalog_dir, self.images_dir, log=self.log).current()
+
+    @property
+    def user_groups(self) -> set[str]:
+        return {group.name for group in self.user.groups}
+
+    @default("options_form")
+    def _default_options_form(self):
+        def form(spawner):
+            profiles = spawner.catalog.allowed_for(spawner.user_groups)
+            return render_profile_form(profiles, gpu_pool().total)
+
+        return form
+
+    def options_from_form(self, formdata):
+        return options_from_form(formdata)
+
+    @default("apply_user_options")
+    def _default_apply_user_options(self):
+        def apply(spawner, user_options):
+            try:
+                resolved = select_profile(spawner.catalog, spawner.user_groups, user_options)
+            except ProfileRequestError as e:
+                raise web.HTTPError(400, str(e)) from None
+            shortfall = gpu_shortfall(resolved.resources.gpus, gpu_pool().total)
+            if shortfall:
+                raise web.HTTPError(
+                    400, f"Profile {resolved.slug!r} {shortfall}. Pick a CPU option or another profile."
+                )
+            spawner.resolved = resolved
+
+        return apply
+
+    # ---- start / poll / stop ------------------------------------------------
+
+    async def start(self):
+        self.stop_reason = ""
+        self._events = []
+        if self.resolved is None:  # no options at all: the catalog's default for this user
+            self.resolved = select_profile(self.catalog, self.user_groups, {})
+        spec = local_server_spec(self.resolved)
+        self.mem_limit, self.cpu_limit = spec.memory_limit, spec.cpu_limit
+        self.mem_guarantee, self.cpu_guarantee = spec.memory_guarantee, spec.cpu_guarantee
+        self._progress(5, f"Starting profile {spec.display_name}")
+
+        env = await self._ensure_environment(spec.image)
+        self.cmd = [str(env / "bin" / "jupyterhub-singleuser")]
+        self._spec, self._env = spec, env
+        self._prepare_home()
+        try:
+            self.gpu_indices = gpu_pool().allocate(self._owner, spec.gpus)
+        except GpuUnavailable as e:
+            raise web.HTTPError(503, str(e)) from None
+        if self.use_cgroups:
+            self.cgroup_name = self._owner
+            cgroups.Cgroup.create(self.cgroup_name, spec.memory_limit, spec.cpu_limit)
+        self._progress(90, "Starting the Jupyter server")
+        return await super().start()
+
+    async def poll(self):
+        status = await super().poll()
+        group = self._cgroup()
+        if group and group.oom_killed():
+            self.stop_reason = (
+                f"Your {self.resolved.profile.display_name if self.resolved else ''} server was stopped"
+                f" because it used more than its memory limit of {self._memory_limit_text()}."
+                " Unsaved work in its kernels is lost; pick a larger size or use less memory."
+            ).replace("Your  server", "Your server")
+            self.log.warning("Server %s exceeded its memory limit; stopping it", self._log_name)
+            group.kill_all()
+            for _ in range(20):
+                status = await super().poll()
+                if status is not None:
+                    break
+                await asyncio.sleep(0.1)
+            status = 137 if status is None or status == 0 else status
+        if status is not None:
+            self._release()
+        return status
+
+    async def stop(self, now=False):
+        await super().stop(now=now)
+        group = self._cgroup()
+        if group:
+            group.kill_all()  # kernels or terminals the server left behind
+        self._release()
+
+    async def progress(self):
+        sent = 0
+        while True:
+            while sent < len(self._events):
+                yield self._events[sent]
+                sent += 1
+            if self.pid or not self._start_pending:
+                break
+            await asyncio.sleep(0.5)
+
+    # ---- state kept across hub restarts -------------------------------------
+
+    def get_state(self):
+        state = super().get_state()
+        state.update(
+            {k: v for k, v in {
+                "gpus": self.gpu_indices,
+                "cgroup": self.cgroup_name,
+                "stop_reason": self.stop_reason,
+                "profile": self.resolved.slug if self.resolved else "",
+            }.items() if v}
+        )
+        return state
+
+    def load_state(self, state):
+        super().load_state(state)
+        self.gpu_indices = state.get("gpus", [])
+        self.cgroup_name = state.get("cgroup", "")
+        self.stop_reason = state.get("stop_reason", "")
+        if self.gpu_indices:
+            gpu_pool().claim(self._owner, self.gpu_indices)
+
+    def clear_state(self):
+        # The stop reason outlives the server on purpose: the hub page shows it.
+        super().clear_state()
+        self.gpu_indices = []
+        self.cgroup_name = ""
+
+    # ---- process details ----------------------------------------------------
+
+    @property
+    def _owner(self) -> str:
+        return f"{self.user.name}-{self.name}" if self.name else self.user.name
+
+    @property
+    def system_user(self) -> str:
+        return system_username(self.user.name)
+
+    @property
+    def home(self) -> Path:
+        name = self.system_user if self.isolate_users else self.user.name
+        return Path(self.homes_dir) / name
+
+    def _prepare_home(self):
+        if self.isolate_users:
+            ensure_system_user(self.system_user, self.home)
+        else:
+            self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def make_preexec_fn(self, name):
+        group = self._cgroup()
+        become_user = set_user_setuid(self.system_user) if self.isolate_users else None
+        home = str(self.home)
+
+        def preexec():
+            if group:
+                group.attach_self()
+            if become_user:
+                become_user()  # setgid/setuid, then chdir to the home directory
+            else:
+                os.chdir(home)
+
+        return preexec
+
+    def user_env(self, env):
+        env["USER"] = self.system_user if self.isolate_users else self.user.name
+        env["HOME"] = str(self.home)
+        env["SHELL"] = "/bin/bash"
+        return env
+
+    def get_env(self):
+        env = super().get_env()
+        env.update(self._spec.env)
+        env.update(
+            {
+                "PATH": f"{self._env / 'bin'}:/usr/local/bin:/usr/bin:/bin",
+                "VIRTUAL_ENV": str(self._env),
+                # Our activity policy (see singleuser/analysis_hub_activity.py) is a
+                # server extension that the image environments load from here.
+                "PYTHONPATH": str(SINGLEUSER_DIR),
+                "JUPYTER_CONFIG_PATH": str(SINGLEUSER_DIR / "jupyter_config"),
+                "JUPYTERHUB_ACTIVITY_INTERVAL": str(self.activity_interval),
+                "ANALYSIS_HUB_PROFILE": self._spec.slug,
+                # An empty list hides GPUs from CPU profiles on a GPU machine.
+                "CUDA_VISIBLE_DEVICES": ",".join(self.gpu_indices),
+            }
+        )
+        return env
+
+    @default("env_keep")
+    def _default_env_keep(self):
+        return ["LANG", "LC_ALL", "JAVA_HOME", "SSL_CERT_FILE", "PIP_CONFIG_FILE"]
+
+    # ---- helpers ------------------------------------------------------------
+
+    def _progress(self, percent: int, message: str) -> None:
+        self.log.info("%s: %s", self._log_name, message)
+        self._events.append({"progress": percent, "message": message})
+
+    async def _ensure_environment(self, image: str) -> Path:
+        key = (self.envs_dir, self.images_dir, self.python)
+        if key not in _builders:
+            _builders[key] = EnvironmentBuilder(
+                self.envs_dir, self.images_dir, self.python or None, with_cuda=gpu_pool().total > 0
+            )
+        builder = _builders[key]
+        if builder.is_ready(image):
+            return builder.path_for(image)
+        step = iter(range(10, 85))
+
+        def report(line: str) -> None:
+            self._progress(next(step, 85), line)
+
+        try:
+            return await builder.ensure(image, report)
+        except EnvironmentBuildError as e:
+            self._progress(100, f"Building the {image} environment failed")
+            raise web.HTTPError(500, f"Could not build the {image} environment: {e}") from None
+
+    def _cgroup(self) -> cgroups.Cgroup | None:
+        return cgroups.Cgroup.open(self.cgroup_name) if self.cgroup_name else None
+
+    def _memory_limit_text(self) -> str:
+        return format_memory(self.mem_limit) if self.mem_limit else "(none)"
+
+    def _release(self) -> None:
+        gpu_pool().release(self._owner)
+        group = self._cgroup()
+        if group:
+            group.remove()

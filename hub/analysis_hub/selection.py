@@ -1,0 +1,59 @@
+"""Which profile a spawn request asks for, and whether the user may have it.
+
+Pure functions shared by every backend. A request is `user_options`, from
+the REST API or the spawn form:
+
+    {"profile": "<slug>", "<choice name>": "<option>", ...}
+
+`select_profile` returns the `ResolvedProfile` or raises
+`ProfileRequestError`, whose message the hub returns as HTTP 400 before
+anything starts. Keys other than `profile` must be choices of that profile,
+so a request cannot smuggle in an image or resources.
+"""
+
+from __future__ import annotations
+
+from .catalog import _SLUG_RE, Catalog, ResolvedProfile, is_allowed, resolve
+
+FORM_PROFILE = "profile"
+FORM_CHOICE_PREFIX = "choice."
+
+
+class ProfileRequestError(ValueError):
+    """A spawn request the catalog does not allow; the message is shown to the user."""
+
+
+def select_profile(catalog: Catalog, groups: set[str], user_options: dict | None) -> ResolvedProfile:
+    options = dict(user_options or {})
+    slug = options.pop("profile", None)
+    if slug is None:
+        allowed = catalog.allowed_for(groups)
+        if not allowed:
+            raise ProfileRequestError("No profile is available to your groups; ask an admin.")
+        default = catalog.default if catalog.default in allowed else allowed[0]
+        slug = default.slug
+    if not isinstance(slug, str) or not _SLUG_RE.match(slug):
+        raise ProfileRequestError(f"{slug!r} is not a profile name (lower-case letters, digits, '-').")
+    profile = catalog.get(slug)
+    if profile is None or not is_allowed(profile, groups):
+        # The same answer for "unknown" and "not yours": don't reveal hidden profiles.
+        available = ", ".join(p.slug for p in catalog.allowed_for(groups)) or "none"
+        raise ProfileRequestError(f"Unknown profile {slug!r}. Profiles you can use: {available}.")
+    for key, value in options.items():
+        if not isinstance(value, str):
+            raise ProfileRequestError(f"Choice {key!r} must be a string, got {type(value).__name__}.")
+    try:
+        return resolve(profile, options)
+    except ValueError as e:
+        raise ProfileRequestError(str(e)[:1].upper() + str(e)[1:] + ".") from None
+
+
+def options_from_form(formdata: dict[str, list[str]]) -> dict[str, str]:
+    """Spawn-form fields -> user_options: the picked profile and *its* choices."""
+    slug = (formdata.get(FORM_PROFILE) or [""])[0]
+    options = {"profile": slug}
+    prefix = f"{FORM_CHOICE_PREFIX}{slug}."
+    for key, values in formdata.items():
+        if key.startswith(prefix) and values:
+            options[key[len(prefix) :]] = values[0]
+    return options

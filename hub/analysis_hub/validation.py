@@ -1,0 +1,60 @@
+"""Turn pydantic validation errors into lines a person can act on.
+
+Pure. Each line reads `dotted.key: reason`, where an unknown key also lists
+the keys that are allowed there, so an admin sees which file, which key and
+what is allowed without reading the code.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ValidationError
+
+
+def describe_validation_error(error: ValidationError, model: type[BaseModel] | None = None) -> list[str]:
+    lines = []
+    for item in error.errors():
+        location = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            allowed = _allowed_keys(model, item["loc"][:-1])
+            message = "unknown key" + (f" (allowed: {', '.join(allowed)})" if allowed else "")
+        elif item["type"].startswith("value_error"):
+            message = message.removeprefix("Value error, ")
+        elif "input" in item and not isinstance(item["input"], dict | list):
+            message = f"{message} (got {item['input']!r})"
+        lines.append(f"{location}: {message}")
+    return lines
+
+
+def _allowed_keys(model, parent_loc) -> list[str]:
+    """Follow `parent_loc` through the model's annotations; list the keys allowed there."""
+    if model is None:
+        return []
+    annotation = model
+    for part in parent_loc:
+        current = _model_in(annotation)
+        if current is not None and isinstance(part, str) and part in current.model_fields:
+            annotation = current.model_fields[part].annotation
+        else:
+            # a dict key (a choice name) or a list index: step into the value type
+            annotation = _value_type(annotation)
+    current = _model_in(annotation)
+    return sorted(current.model_fields) if current else []
+
+
+def _value_type(annotation):
+    for arg in reversed(getattr(annotation, "__args__", ())):
+        if _model_in(arg) is not None:
+            return arg
+    return None
+
+
+def _model_in(annotation):
+    """The BaseModel inside an annotation like `X | None`, `list[X]`, `dict[str, X]`."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None

@@ -1,0 +1,9 @@
+"""Thin wiring: `jupyterhub -f hub/jupyterhub_config.py` with $ANALYSIS_HUB_SETTINGS.
+
+All logic lives in the analysis_hub package (settings -> apply_settings).
+"""
+
+from analysis_hub.config import apply_settings
+from analysis_hub.settings import load_settings
+
+apply_settings(load_settings(), c)  # noqa: F821 (`c` is provided by JupyterHub)

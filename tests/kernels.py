@@ -1,0 +1,65 @@
+"""Run code in a kernel of a user's server, through the hub's proxy.
+
+Starts a kernel over the server's REST API and speaks the Jupyter messaging
+protocol over its websocket, authenticating with a token in the header (not
+the URL), as JupyterLab does. Returns what the code printed or evaluated to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+from tornado.httpclient import HTTPRequest
+from tornado.websocket import websocket_connect
+
+
+class KernelError(AssertionError):
+    pass
+
+
+def start_kernel(user) -> str:
+    r = user.server_api("/kernels", method="POST", json={"name": "python3"})
+    r.raise_for_status()
+    return r.json()["id"]
+
+
+def run_code(user, code: str, kernel_id: str | None = None, timeout: float = 300) -> str:
+    kernel_id = kernel_id or start_kernel(user)
+    return asyncio.run(_execute(user, kernel_id, code, timeout))
+
+
+async def _execute(user, kernel_id: str, code: str, timeout: float) -> str:
+    ws_url = user.base_url.replace("http", "ws", 1) + f"/user/{user.name}/api/kernels/{kernel_id}/channels"
+    request = HTTPRequest(ws_url, headers={"Authorization": f"token {user.token}"})
+    conn = await asyncio.wait_for(websocket_connect(request), timeout=60)
+    msg_id = uuid.uuid4().hex
+    conn.write_message(json.dumps({
+        "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": user.name,
+                   "session": uuid.uuid4().hex, "version": "5.3"},
+        "parent_header": {}, "metadata": {}, "channel": "shell",
+        "content": {"code": code, "silent": False, "store_history": False,
+                    "user_expressions": {}, "allow_stdin": False},
+    }))
+    output: list[str] = []
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                raw = await conn.read_message()
+                if raw is None:
+                    raise KernelError(f"kernel connection closed; output so far: {''.join(output)}")
+                msg = json.loads(raw)
+                if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                    continue
+                kind, content = msg["msg_type"], msg["content"]
+                if kind == "stream":
+                    output.append(content["text"])
+                elif kind in ("execute_result", "display_data"):
+                    output.append(content["data"].get("text/plain", ""))
+                elif kind == "error":
+                    raise KernelError(f"{content['ename']}: {content['evalue']}\n{''.join(output)}")
+                elif kind == "status" and content["execution_state"] == "idle":
+                    return "".join(output)
+    finally:
+        conn.close()
