@@ -64,7 +64,8 @@ class HubUser:
         """Follow the spawn's progress event stream to its end."""
         events = []
         with self.api.get(self.url(f"/users/{self.name}/server/progress"), stream=True, timeout=timeout) as r:
-            for line in r.iter_lines(decode_unicode=True):
+            # chunk_size=1: hand over each event as it arrives, not when 512 bytes have.
+            for line in r.iter_lines(chunk_size=1, decode_unicode=True):
                 if line and line.startswith("data:"):
                     event = json.loads(line[5:])
                     events.append(event)
@@ -78,9 +79,8 @@ class HubUser:
             server = self.model()["servers"].get("")
             if server and server["ready"]:
                 return server
-            if not server or not server.get("pending"):
-                if not server:
-                    raise AssertionError(f"server of {self.name} stopped before becoming ready")
+            if not server:
+                raise AssertionError(f"server of {self.name} stopped before becoming ready")
             time.sleep(0.5)
         raise AssertionError(f"server of {self.name} not ready after {timeout} s")
 

@@ -2,7 +2,8 @@
 
 Starts a kernel over the server's REST API and speaks the Jupyter messaging
 protocol over its websocket, authenticating with a token in the header (not
-the URL), as JupyterLab does. Returns what the code printed or evaluated to.
+the URL), as JupyterLab does. Returns what the code printed to stdout or evaluated to (stderr, where the
+JVM of pyspark logs, is left out).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ async def _execute(user, kernel_id: str, code: str, timeout: float) -> str:
                 if msg.get("parent_header", {}).get("msg_id") != msg_id:
                     continue
                 kind, content = msg["msg_type"], msg["content"]
-                if kind == "stream":
+                if kind == "stream" and content["name"] == "stdout":
                     output.append(content["text"])
                 elif kind in ("execute_result", "display_data"):
                     output.append(content["data"].get("text/plain", ""))

@@ -13,6 +13,9 @@ Contract:
 - One build per environment at a time: an `asyncio.Lock` inside the hub and
   an `flock` across processes (a second hub, the pipelines service), so a
   crowd of users spawning one profile waits for the same build.
+- The analysis-hub server extension (the activity policy) is copied into
+  every environment, refreshed on each `ensure`, so a fix to it reaches
+  existing environments without a rebuild.
 - `progress` receives human-readable lines while pip works; a failed build
   raises `EnvironmentBuildError` carrying the tail of pip's output and the
   path of the full log.
@@ -31,6 +34,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+SERVER_EXTENSION_DIR = Path(__file__).resolve().parent.parent / "singleuser"
 LOCK_FILE = "requirements.txt"
 CUDA_LOCK_FILE = "requirements-cuda.txt"  # CUDA runtime wheels, added on GPU machines
 READY_MARKER = ".analysis-hub-ready"
@@ -49,6 +53,20 @@ def environment_key(lock_files: list[Path], python_version: str) -> str:
         digest.update(lock_file.read_bytes())
     digest.update(f"python{python_version}".encode())
     return digest.hexdigest()[:12]
+
+
+def install_server_extension(env: Path) -> None:
+    """Copy the activity-policy extension and the config enabling it into `env`."""
+    site_packages = next((env / "lib").glob("python3*/site-packages"))
+    targets = {
+        SERVER_EXTENSION_DIR / "analysis_hub_activity.py": site_packages / "analysis_hub_activity.py",
+        SERVER_EXTENSION_DIR / "analysis_hub_activity.json": env
+        / "etc/jupyter/jupyter_server_config.d/analysis_hub_activity.json",
+    }
+    for source, target in targets.items():
+        if not target.is_file() or target.read_bytes() != source.read_bytes():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
 
 
 def python_for_all_users(preferred: str = sys._base_executable) -> str:
@@ -106,6 +124,7 @@ class EnvironmentBuilder:
     async def ensure(self, image: str, progress: Callable[[str], None] = lambda line: None) -> Path:
         env = self.path_for(image)
         if (env / READY_MARKER).is_file():
+            install_server_extension(env)
             return env
         lock = self._locks.setdefault(env, asyncio.Lock())
         if lock.locked():
@@ -118,6 +137,7 @@ class EnvironmentBuilder:
                 try:
                     if not (env / READY_MARKER).is_file():
                         await self._build(image, env, progress)
+                    install_server_extension(env)
                 finally:
                     fcntl.flock(lock_fd, fcntl.LOCK_UN)
         return env

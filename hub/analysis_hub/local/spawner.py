@@ -39,8 +39,6 @@ from .gpus import GpuPool, GpuUnavailable, detect_gpus
 from .translate import local_server_spec
 from .unix_users import ensure_system_user, system_username
 
-SINGLEUSER_DIR = Path(__file__).resolve().parent.parent / "singleuser"
-
 _builders: dict[tuple, EnvironmentBuilder] = {}
 _gpu_pool: GpuPool | None = None
 
@@ -224,16 +222,16 @@ class LocalProfileSpawner(LocalProcessSpawner):
 
     def make_preexec_fn(self, name):
         group = self._cgroup()
-        become_user = set_user_setuid(self.system_user) if self.isolate_users else None
+        # The home comes from settings, not /etc/passwd: homes_dir may move.
+        become_user = set_user_setuid(self.system_user, chdir=False) if self.isolate_users else None
         home = str(self.home)
 
         def preexec():
             if group:
                 group.attach_self()
             if become_user:
-                become_user()  # setgid/setuid, then chdir to the home directory
-            else:
-                os.chdir(home)
+                become_user()  # setgid, setgroups, setuid
+            os.chdir(home)
 
         return preexec
 
@@ -250,10 +248,6 @@ class LocalProfileSpawner(LocalProcessSpawner):
             {
                 "PATH": f"{self._env / 'bin'}:/usr/local/bin:/usr/bin:/bin",
                 "VIRTUAL_ENV": str(self._env),
-                # Our activity policy (see singleuser/analysis_hub_activity.py) is a
-                # server extension that the image environments load from here.
-                "PYTHONPATH": str(SINGLEUSER_DIR),
-                "JUPYTER_CONFIG_PATH": str(SINGLEUSER_DIR / "jupyter_config"),
                 "JUPYTERHUB_ACTIVITY_INTERVAL": str(self.activity_interval),
                 "ANALYSIS_HUB_PROFILE": self._spec.slug,
                 # An empty list hides GPUs from CPU profiles on a GPU machine.

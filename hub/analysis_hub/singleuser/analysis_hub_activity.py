@@ -1,7 +1,8 @@
 """Jupyter server extension: report only real activity to the hub.
 
-Loaded into every user server (local environments put this folder on
-PYTHONPATH; the images copy this file). jupyter-server counts every
+Loaded into every user server: the local backend copies this file into each
+environment's site-packages and `analysis_hub_activity.json` into its
+`etc/jupyter/jupyter_server_config.d/`; the images do the same. jupyter-server counts every
 authenticated API request as activity, so an open JupyterLab tab that polls
 `/api/kernels`, `/api/sessions` and `/api/contents` keeps a server "active"
 forever, while a kernel busy for an hour with no client looks idle. Here
@@ -18,7 +19,7 @@ This module must import nothing beyond jupyter-server's own dependencies: it
 runs inside the users' environments, not the hub's.
 """
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 _WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 _SETTING = "analysis_hub_write_last_activity"
@@ -42,11 +43,11 @@ def _load_jupyter_server_extension(serverapp):
             and handler.get_status() < 400
             and getattr(handler, "_jupyter_current_user", None)
         ):
-            settings[_SETTING] = datetime.now(timezone.utc)
+            settings[_SETTING] = datetime.now(UTC)
         log_request(handler)
 
     def last_activity():
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         kernel_manager = settings["kernel_manager"]
         if any(k.get("execution_state") == "busy" for k in kernel_manager.list_kernels()):
             return now

@@ -1,0 +1,58 @@
+# The two commands of the README:
+#   make up     install everything into .venv and node_modules, then run the hub
+#   make test   install what the tests need (Chromium, Java), lint, run the suite
+VENV     ?= .venv
+PYTHON   ?= python3
+SETTINGS ?= analysis-hub.yaml
+BIN      := $(VENV)/bin
+
+.PHONY: install system-deps up test lint format unit integration e2e bench lock clean
+
+install: $(VENV)/.installed node_modules/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+# Debian packages the tests use (the browser, Java for Spark); a no-op when present.
+system-deps:
+	scripts/install-system-deps.sh
+
+up: install
+	$(BIN)/analysis-hub up --config $(SETTINGS)
+
+test: install system-deps lint
+	$(BIN)/pytest -p no:cacheprovider -ra
+
+lint: install
+	$(BIN)/ruff check hub tests scripts
+	$(BIN)/ruff format --check hub tests scripts
+
+format: install
+	$(BIN)/ruff check --fix hub tests scripts
+	$(BIN)/ruff format hub tests scripts
+
+unit: install
+	$(BIN)/pytest -p no:cacheprovider tests/unit
+
+integration: install
+	$(BIN)/pytest -p no:cacheprovider tests/integration
+
+e2e: install system-deps
+	$(BIN)/pytest -p no:cacheprovider tests/e2e
+
+bench: install
+	$(BIN)/python tests/benchmarks/run.py
+
+# Re-resolve the images' lock files from their requirements.in.
+lock: install
+	PATH=$(BIN):$$PATH $(BIN)/python scripts/lock_images.py
+
+clean:
+	rm -rf $(VENV) node_modules .analysis-hub

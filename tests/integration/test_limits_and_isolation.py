@@ -1,0 +1,108 @@
+"""Profile limits are enforced by cgroups, users are separate Unix users, and a
+server killed for memory is stopped whole with the reason on the hub page.
+
+The hub runs as root here (as in CI), which turns on per-user Unix users and
+cgroup limits. A catalog copy adds a small-memory profile from the pytorch
+image so the limit is reached quickly.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+
+import pytest
+import yaml
+from conftest import REPO, make_workdir, start_hub
+from kernels import KernelError, run_code
+
+pytestmark = pytest.mark.integration
+
+SMALL_MEMORY = 700 * 2**20
+
+
+@pytest.fixture(scope="module")
+def limits_hub():
+    workdir = make_workdir()
+    catalog = workdir / "catalog"
+    shutil.copytree(REPO / "profiles", catalog)
+    (catalog / "small.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "slug": "small",
+                "display_name": "Small",
+                "image": "pytorch",
+                "cpu": {"guarantee": 0.5, "limit": 0.5},
+                "memory": {"guarantee": "256Mi", "limit": f"{SMALL_MEMORY // 2**20}Mi"},
+            }
+        )
+    )
+    running = start_hub(workdir, catalog=str(catalog))
+    yield running
+    running.stop()
+
+
+def test_limits_are_enforced_by_the_servers_cgroup(limits_hub):
+    """The kernel runs inside a cgroup holding the profile's memory and CPU limits."""
+    alice = limits_hub.user("alice")
+    assert alice.start({"profile": "small"}).status_code in (201, 202)
+    alice.wait_ready()
+    try:
+        facts = json.loads(
+            run_code(
+                alice,
+                "import json, pathlib\n"
+                "groups = dict(l.split(':', 2)[1:] for l in open('/proc/self/cgroup').read().splitlines())\n"
+                "mem = pathlib.Path('/sys/fs/cgroup/memory' + groups['memory'])\n"
+                "cpu = pathlib.Path('/sys/fs/cgroup/cpu' + groups['cpu,cpuacct' if 'cpu,cpuacct' in groups else 'cpu'])\n"
+                "print(json.dumps({'memory_path': groups['memory'],"
+                " 'memory_limit': int((mem / 'memory.limit_in_bytes').read_text()),"
+                " 'cpu_quota': int((cpu / 'cpu.cfs_quota_us').read_text()),"
+                " 'cpu_period': int((cpu / 'cpu.cfs_period_us').read_text())}))",
+            )
+        )
+    finally:
+        alice.stop()
+    assert facts["memory_path"].endswith("/analysis-hub/alice")
+    assert facts["memory_limit"] == SMALL_MEMORY
+    assert facts["cpu_quota"] / facts["cpu_period"] == 0.5
+
+
+def test_server_over_its_memory_limit_is_stopped_with_the_reason_shown(limits_hub):
+    """Exceeding the memory limit stops the server, and the hub's home page says why."""
+    bob = limits_hub.user("bob")
+    assert bob.start({"profile": "small"}).status_code in (201, 202)
+    bob.wait_ready()
+    with pytest.raises(KernelError):
+        run_code(bob, "hog = b'x' * (2 * 1024**3)", timeout=120)
+    deadline = time.monotonic() + 60
+    while "" in bob.model()["servers"] and time.monotonic() < deadline:
+        time.sleep(1)
+    assert "" not in bob.model()["servers"], "the server outlived its memory limit"
+    home = bob.session.get(f"{limits_hub.url}/hub/home").text
+    assert 'id="stop-reason"' in home
+    assert "more than its memory limit of 700 MiB" in home
+
+
+def test_users_cannot_read_each_others_homes(limits_hub):
+    """Each hub user is its own Unix user whose 0700 home others can't open."""
+    alice, carol = limits_hub.user("alice"), limits_hub.user("carol")
+    for user in (alice, carol):
+        assert user.start({"profile": "small"}).status_code in (201, 202)
+    for user in (alice, carol):
+        user.wait_ready()
+    try:
+        run_code(carol, "open('secret.txt', 'w').write('carol only')")
+        carol_home = run_code(carol, "import os; print(os.environ['HOME'])").strip()
+        outcome = run_code(
+            alice,
+            "import getpass, os, stat\n"
+            f"home = {carol_home!r}\n"
+            "try:\n    print(open(home + '/secret.txt').read())\n"
+            "except PermissionError:\n    print('denied', getpass.getuser(), oct(stat.S_IMODE(os.stat(home).st_mode)))",
+        ).split()
+    finally:
+        for user in (alice, carol):
+            user.stop()
+    assert outcome == ["denied", "jupyter-alice", "0o700"]
