@@ -1,146 +1,22 @@
-"""Shared fixtures: real hubs started with `analysis-hub up` on loopback.
-
-`start_hub(...)` writes a settings file, sets each user's password with the
-real password store, starts `analysis-hub up` as a subprocess (JupyterHub,
-configurable-http-proxy and the idle culler, all real) and waits for it.
-
-Environments are built once into `ANALYSIS_HUB_TEST_ROOT/envs` (default
-/var/tmp/analysis-hub-tests, a place every Unix user can traverse) and reused
-by later runs; the first run of a fresh machine measures the first build.
-"""
+"""Shared fixtures. The hub machinery lives in harness.py (benchmarks use it too)."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import pytest
-import requests
-import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from analysis_hub.auth import PasswordStore
-from hubclient import HubUser
-
-REPO = Path(__file__).resolve().parent.parent
-TEST_ROOT = Path(os.environ.get("ANALYSIS_HUB_TEST_ROOT", "/var/tmp/analysis-hub-tests"))
-ENVS_DIR = TEST_ROOT / "envs"
-PROXY = REPO / "node_modules" / ".bin" / "configurable-http-proxy"
-USERS = {"admin": "admin-pw-123", "alice": "alice-pw-123", "bob": "bob-pw-1234", "carol": "carol-pw-123"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class RunningHub:
-    def __init__(self, workdir: Path, settings: dict):
-        self.workdir = workdir
-        self.settings = settings
-        self.settings_path = workdir / "settings.yaml"
-        self.log_path = workdir / "hub.log"
-        self.url = f"http://127.0.0.1:{settings['hub']['port']}"
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> RunningHub:
-        self.settings_path.write_text(yaml.safe_dump(self.settings))
-        log = open(self.log_path, "a")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "analysis_hub.cli", "up", "--config", str(self.settings_path)],
-            stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir, start_new_session=True,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"hub exited {self.process.returncode}:\n{self.log()[-3000:]}")
-            with contextlib.suppress(requests.ConnectionError):
-                if requests.get(f"{self.url}/hub/api/", timeout=2).status_code == 200:
-                    return self
-            time.sleep(0.3)
-        raise AssertionError(f"hub did not answer within 60 s:\n{self.log()[-3000:]}")
-
-    def stop(self, servers_too: bool = True) -> None:
-        """Stop the hub (and proxy, culler); `servers_too` also ends users' servers."""
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-        if servers_too:
-            # cleanup_servers is off by design (servers survive restarts), so end them here.
-            for pid in _server_pids(self.settings["hub"]["internal_port"]):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def user(self, name: str) -> HubUser:
-        return HubUser(self.url, name, USERS[name])
-
-
-def _server_pids(internal_port: int) -> list[int]:
-    """Processes whose environment points at this hub's API: its users' servers."""
-    marker = f"JUPYTERHUB_API_URL=http://127.0.0.1:{internal_port}/".encode()
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            with contextlib.suppress(OSError):
-                if marker in (proc / "environ").read_bytes():
-                    pids.append(int(proc.name))
-    return pids
-
-
-def hub_settings(workdir: Path, **overrides) -> dict:
-    settings = {
-        "data_dir": str(workdir / "data"),
-        "catalog": str(REPO / "profiles"),
-        "images_dir": str(REPO / "images"),
-        "hub": {
-            "port": free_port(), "internal_port": free_port(), "proxy_api_port": free_port(),
-            "proxy_command": [str(PROXY)], "log_level": "DEBUG",
-        },
-        "auth": {
-            "admins": ["admin"], "users": ["alice", "bob", "carol"],
-            "groups": {"data-team": ["alice"], "gpu-team": ["bob"]},
-        },
-        "culler": {"enabled": True, "timeout": 600, "every": 60},
-        "local": {"envs_dir": str(ENVS_DIR), "homes_dir": str(workdir / "homes")},
-    }
-    for key, value in overrides.items():
-        if isinstance(value, dict):
-            settings.setdefault(key, {}).update(value)
-        else:
-            settings[key] = value
-    return settings
-
-
-def make_workdir() -> Path:
-    TEST_ROOT.mkdir(parents=True, exist_ok=True)
-    os.chmod(TEST_ROOT, 0o755)
-    workdir = Path(tempfile.mkdtemp(prefix="hub-", dir=TEST_ROOT))
-    os.chmod(workdir, 0o755)  # users' servers must reach their homes below it
-    return workdir
-
-
-def start_hub(workdir: Path | None = None, **overrides) -> RunningHub:
-    workdir = workdir or make_workdir()
-    settings = hub_settings(workdir, **overrides)
-    store = PasswordStore(Path(settings["data_dir"]) / "hub" / "passwords.json")
-    for name, password in USERS.items():
-        store.set_password(name, password)
-    return RunningHub(workdir, settings).start()
+from harness import (  # noqa: E402, F401  (re-exported for the test modules)
+    ENVS_DIR,
+    REPO,
+    USERS,
+    RunningHub,
+    make_workdir,
+    start_hub,
+)
 
 
 @pytest.fixture(scope="module")

@@ -64,7 +64,7 @@ def test_limits_are_enforced_by_the_servers_cgroup(limits_hub):
         )
     finally:
         alice.stop()
-    assert facts["memory_path"].endswith("/analysis-hub/alice")
+    assert facts["memory_path"].endswith("/analysis-hub/jupyter-alice")
     assert facts["memory_limit"] == SMALL_MEMORY
     assert facts["cpu_quota"] / facts["cpu_period"] == 0.5
 

@@ -47,9 +47,7 @@ def test_profile_spawns_and_runs_code_in_its_environment(hub, slug):
     assert response.status_code in (201, 202), response.text
     events = alice.progress_events()
     ready_after = time.monotonic() - requested
-    messages = [e.get("message", "") for e in events]
-    assert events[-1].get("ready"), messages
-    assert any(m.startswith("Starting profile") for m in messages), messages
+    assert events[-1].get("ready"), events
     try:
         output = run_code(alice, code, timeout=600)
         assert output.split() == expected.split()
@@ -68,15 +66,3 @@ def test_profile_spawns_and_runs_code_in_its_environment(hub, slug):
     finally:
         alice.stop()
     print(f"{slug}: spawn request to ready in {ready_after:.1f} s")
-
-
-def test_spawn_progress_shows_build_or_reuse(hub):
-    """The spawn page's progress stream names the profile and ends ready."""
-    bob = hub.user("bob")
-    assert bob.start({"profile": "tensorflow"}).status_code in (201, 202)
-    events = bob.progress_events()
-    try:
-        assert events[0]["progress"] <= events[-1]["progress"] == 100
-        assert any("TensorFlow" in e.get("message", "") for e in events)
-    finally:
-        bob.stop()

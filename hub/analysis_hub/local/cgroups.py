@@ -1,8 +1,8 @@
 """CPU and memory limits for a local server, enforced by the kernel's cgroups.
 
 Contract:
-- `Cgroup.create(name, memory_bytes, cpu_cores)` makes a cgroup under
-  `analysis-hub/` with those limits (cgroup v2, or the v1 `memory` and `cpu`
+- `Cgroup.create(name, memory_bytes, cpu_cores)` makes a fresh cgroup under
+  `analysis-hub/` (ending what a previous one of that name left) with those limits (cgroup v2, or the v1 `memory` and `cpu`
   controllers) and returns it; `available()` says whether this host lets us.
 - `attach_self()` moves the calling process in. It runs in the child between
   fork and exec, so the server and every kernel it starts are inside.
@@ -12,8 +12,10 @@ Contract:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import time
 from pathlib import Path
 
 ROOT = Path("/sys/fs/cgroup")
@@ -42,6 +44,9 @@ class Cgroup:
 
     @classmethod
     def create(cls, name: str, memory_bytes: int | None, cpu_cores: float | None) -> Cgroup:
+        leftover = cls.open(name)
+        if leftover:
+            leftover._clear_leftover()
         v = version()
         if v == 2:
             parent = ROOT / GROUP
@@ -60,8 +65,11 @@ class Cgroup:
             cpu = ROOT / "cpu" / GROUP / name
             memory.mkdir(parents=True, exist_ok=True)
             cpu.mkdir(parents=True, exist_ok=True)
+            # v1 insists memory <= memory+swap at every step: lift the swap cap, set
+            # the limit, then cap memory+swap at the same value (no swap escape).
+            # Without swap accounting the memsw file is absent: no swap to escape into.
+            _write(memory / "memory.memsw.limit_in_bytes", "-1", missing_ok=True)
             _write(memory / "memory.limit_in_bytes", str(memory_bytes) if memory_bytes else "-1")
-            # Without swap accounting this file is absent; then no swap to escape into anyway.
             if memory_bytes:
                 _write(memory / "memory.memsw.limit_in_bytes", str(memory_bytes), missing_ok=True)
             _write(cpu / "cpu.cfs_period_us", str(_CFS_PERIOD_US))
@@ -100,17 +108,24 @@ class Cgroup:
 
     def kill_all(self) -> None:
         for pid in self.pids():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
     def remove(self) -> None:
         for path in self.dirs:
-            try:
+            with contextlib.suppress(OSError):  # gone already, or still busy: create() clears it
                 path.rmdir()
-            except OSError:
-                pass  # still has processes, or already gone: the next start reuses it
+
+    def _clear_leftover(self) -> None:
+        """Empty and remove an old cgroup of this name, so its OOM count starts at zero."""
+        if not self.dirs[0].exists():
+            return
+        self.kill_all()
+        for _ in range(100):  # killed processes leave the cgroup a moment after the signal
+            if not self.pids():
+                break
+            time.sleep(0.02)
+        self.remove()
 
 
 def _write(path: Path, value: str, missing_ok: bool = False) -> None:

@@ -128,20 +128,30 @@ class LocalProfileSpawner(LocalProcessSpawner):
         except GpuUnavailable as e:
             raise web.HTTPError(503, str(e)) from None
         if self.use_cgroups:
-            self.cgroup_name = self._owner
-            cgroups.Cgroup.create(self.cgroup_name, spec.memory_limit, spec.cpu_limit)
+            self.cgroup_name = self.system_user + (f"-{self.name}" if self.name else "")
+            try:
+                await asyncio.to_thread(
+                    cgroups.Cgroup.create, self.cgroup_name, spec.memory_limit, spec.cpu_limit
+                )
+            except OSError as e:
+                self._release()
+                raise web.HTTPError(
+                    500,
+                    f"Could not apply the profile's limits with cgroups ({e}); an admin can set"
+                    " local.cgroups: off to run without limits",
+                ) from None
         self._progress(90, "Starting the Jupyter server")
         return await super().start()
 
     async def poll(self):
+        group = self._cgroup()  # before super().poll(), which clears the state of a dead server
         status = await super().poll()
-        group = self._cgroup()
         if group and group.oom_killed():
             self.stop_reason = (
-                f"Your {self.resolved.profile.display_name if self.resolved else ''} server was stopped"
-                f" because it used more than its memory limit of {self._memory_limit_text()}."
-                " Unsaved work in its kernels is lost; pick a larger size or use less memory."
-            ).replace("Your  server", "Your server")
+                f"Your server was stopped because it used more than its memory limit of"
+                f" {self._memory_limit_text()}. Unsaved work in its kernels is lost;"
+                " pick a larger size or use less memory."
+            )
             self.log.warning("Server %s exceeded its memory limit; stopping it", self._log_name)
             group.kill_all()
             for _ in range(20):
@@ -151,15 +161,15 @@ class LocalProfileSpawner(LocalProcessSpawner):
                 await asyncio.sleep(0.1)
             status = 137 if status is None or status == 0 else status
         if status is not None:
-            self._release()
+            self._release(group)
         return status
 
     async def stop(self, now=False):
+        group = self._cgroup()  # before super().stop() clears the state
         await super().stop(now=now)
-        group = self._cgroup()
         if group:
             group.kill_all()  # kernels or terminals the server left behind
-        self._release()
+        self._release(group)
 
     async def progress(self):
         sent = 0
@@ -181,6 +191,7 @@ class LocalProfileSpawner(LocalProcessSpawner):
                 "cgroup": self.cgroup_name,
                 "stop_reason": self.stop_reason,
                 "profile": self.resolved.slug if self.resolved else "",
+                "mem_limit": self.mem_limit,
             }.items() if v}
         )
         return state
@@ -190,6 +201,7 @@ class LocalProfileSpawner(LocalProcessSpawner):
         self.gpu_indices = state.get("gpus", [])
         self.cgroup_name = state.get("cgroup", "")
         self.stop_reason = state.get("stop_reason", "")
+        self.mem_limit = state.get("mem_limit") or self.mem_limit
         if self.gpu_indices:
             gpu_pool().claim(self._owner, self.gpu_indices)
 
@@ -292,8 +304,8 @@ class LocalProfileSpawner(LocalProcessSpawner):
     def _memory_limit_text(self) -> str:
         return format_memory(self.mem_limit) if self.mem_limit else "(none)"
 
-    def _release(self) -> None:
+    def _release(self, group: cgroups.Cgroup | None = None) -> None:
         gpu_pool().release(self._owner)
-        group = self._cgroup()
+        group = group or self._cgroup()
         if group:
             group.remove()
