@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from harness import (  # noqa: E402, F401  (re-exported for the test modules)
+from harness import (  # noqa: F401  (re-exported for the test modules)
     ENVS_DIR,
     REPO,
     USERS,

@@ -54,11 +54,15 @@ class RunningHub:
 
     def start(self) -> RunningHub:
         self.settings_path.write_text(yaml.safe_dump(self.settings))
-        log = open(self.log_path, "a")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "analysis_hub.cli", "up", "--config", str(self.settings_path)],
-            stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir, start_new_session=True, env=self.env,
-        )
+        with open(self.log_path, "a") as log:  # the child keeps its own descriptor
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "analysis_hub.cli", "up", "--config", str(self.settings_path)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+                start_new_session=True,
+                env=self.env,
+            )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -108,11 +112,15 @@ def hub_settings(workdir: Path, **overrides) -> dict:
         "catalog": str(REPO / "profiles"),
         "images_dir": str(REPO / "images"),
         "hub": {
-            "port": free_port(), "internal_port": free_port(), "proxy_api_port": free_port(),
-            "proxy_command": [str(PROXY)], "log_level": "DEBUG",
+            "port": free_port(),
+            "internal_port": free_port(),
+            "proxy_api_port": free_port(),
+            "proxy_command": [str(PROXY)],
+            "log_level": "DEBUG",
         },
         "auth": {
-            "admins": ["admin"], "users": ["alice", "bob", "carol"],
+            "admins": ["admin"],
+            "users": ["alice", "bob", "carol"],
             "groups": {"data-team": ["alice"], "gpu-team": ["bob"]},
         },
         "culler": {"enabled": True, "timeout": 600, "every": 60},

@@ -29,7 +29,8 @@ class HubUser:
         page.raise_for_status()
         xsrf = self.session.cookies.get("_xsrf", "")
         r = self.session.post(
-            login_url, data={"username": self.name, "password": password, "_xsrf": xsrf},
+            login_url,
+            data={"username": self.name, "password": password, "_xsrf": xsrf},
             allow_redirects=False,
         )
         if r.status_code != 302:
@@ -39,7 +40,8 @@ class HubUser:
         xsrf = self.session.cookies.get("_xsrf", "")
         r = self.session.post(
             f"{self.base_url}/hub/api/users/{self.name}/tokens",
-            headers={"X-XSRFToken": xsrf}, json={"note": "tests", "expires_in": 3600},
+            headers={"X-XSRFToken": xsrf},
+            json={"note": "tests", "expires_in": 3600},
         )
         r.raise_for_status()
         return r.json()["token"]

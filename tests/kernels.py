@@ -36,13 +36,29 @@ async def _execute(user, kernel_id: str, code: str, timeout: float) -> str:
     request = HTTPRequest(ws_url, headers={"Authorization": f"token {user.token}"})
     conn = await asyncio.wait_for(websocket_connect(request), timeout=60)
     msg_id = uuid.uuid4().hex
-    conn.write_message(json.dumps({
-        "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": user.name,
-                   "session": uuid.uuid4().hex, "version": "5.3"},
-        "parent_header": {}, "metadata": {}, "channel": "shell",
-        "content": {"code": code, "silent": False, "store_history": False,
-                    "user_expressions": {}, "allow_stdin": False},
-    }))
+    conn.write_message(
+        json.dumps(
+            {
+                "header": {
+                    "msg_id": msg_id,
+                    "msg_type": "execute_request",
+                    "username": user.name,
+                    "session": uuid.uuid4().hex,
+                    "version": "5.3",
+                },
+                "parent_header": {},
+                "metadata": {},
+                "channel": "shell",
+                "content": {
+                    "code": code,
+                    "silent": False,
+                    "store_history": False,
+                    "user_expressions": {},
+                    "allow_stdin": False,
+                },
+            }
+        )
+    )
     output: list[str] = []
     try:
         async with asyncio.timeout(timeout):

@@ -69,6 +69,7 @@ class PasswordStore:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         tmp = self.path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # O_CREAT's mode doesn't apply to a leftover temp file
         with os.fdopen(fd, "w") as f:
             json.dump(hashes, f, indent=1, sort_keys=True)
         os.replace(tmp, self.path)

@@ -102,9 +102,7 @@ class Choice(_Strict):
     @model_validator(mode="after")
     def _default_is_an_option(self):
         if self.default not in self.options:
-            raise ValueError(
-                f"default {self.default!r} is not one of the options {sorted(self.options)}"
-            )
+            raise ValueError(f"default {self.default!r} is not one of the options {sorted(self.options)}")
         return self
 
 
@@ -124,13 +122,6 @@ class Profile(_Strict):
     tolerations: list[Toleration] = []
     allowed_groups: list[str] = Field([], description="hub groups that may use it; empty = everyone")
     choices: dict[Slug, Choice] = {}
-
-    @model_validator(mode="after")
-    def _limits_cover_guarantees(self):
-        for option_path, resources in _all_resource_variants(self):
-            _check_bounds(resources.cpu, parse_cpu, f"{option_path}cpu")
-            _check_bounds(resources.memory, parse_memory, f"{option_path}memory")
-        return self
 
 
 @dataclass(frozen=True)
@@ -204,9 +195,7 @@ def resolve(profile: Profile, choices: dict[str, str] | None = None) -> Resolved
     unknown = sorted(set(choices) - set(profile.choices))
     if unknown:
         offered = sorted(profile.choices) or "none"
-        raise ValueError(
-            f"profile {profile.slug!r} has no choice {unknown[0]!r} (choices: {offered})"
-        )
+        raise ValueError(f"profile {profile.slug!r} has no choice {unknown[0]!r} (choices: {offered})")
     selected = {}
     merged = _base_overrides(profile)
     for name, choice in profile.choices.items():
@@ -242,9 +231,7 @@ def load_catalog(catalog_dir: str | Path, images_dir: str | Path) -> Catalog:
         if profile is None:
             continue
         if profile.slug in files:
-            problems.append(
-                f"{path}: slug: duplicate slug {profile.slug!r} (also in {files[profile.slug]})"
-            )
+            problems.append(f"{path}: slug: duplicate slug {profile.slug!r} (also in {files[profile.slug]})")
             continue
         if not (images_dir / profile.image).is_dir():
             known = sorted(p.name for p in images_dir.iterdir() if p.is_dir()) if images_dir.is_dir() else []
@@ -255,9 +242,11 @@ def load_catalog(catalog_dir: str | Path, images_dir: str | Path) -> Catalog:
             continue
         files[profile.slug] = str(path)
         profiles.append(profile)
-    defaults = [p.slug for p in profiles if p.default]
+    defaults = [files[p.slug] for p in profiles if p.default]
     if len(defaults) > 1:
-        problems.append(f"{catalog_dir}: default: more than one default profile: {defaults}")
+        problems.append(
+            f"{catalog_dir}: default: only one profile may be the default; set in {', '.join(defaults)}"
+        )
     if problems:
         raise CatalogError(problems)
     return Catalog(profiles=tuple(profiles), source=str(catalog_dir), files=files)
@@ -278,8 +267,7 @@ def profile_summary(profile: Profile) -> dict[str, Any]:
         "allowed_groups": list(profile.allowed_groups),
         "default": profile.default,
         "choices": {
-            name: {"default": c.default, "options": list(c.options)}
-            for name, c in profile.choices.items()
+            name: {"default": c.default, "options": list(c.options)} for name, c in profile.choices.items()
         },
     }
 
@@ -294,10 +282,13 @@ def _load_profile_file(path: Path, problems: list[str]) -> Profile | None:
         problems.append(f"{path}: (file): expected a mapping of profile keys, got {type(data).__name__}")
         return None
     try:
-        return Profile.model_validate(data)
+        profile = Profile.model_validate(data)
     except ValidationError as e:
         problems.extend(f"{path}: {line}" for line in describe_validation_error(e, Profile))
         return None
+    bad_limits = limit_problems(profile)
+    problems.extend(f"{path}: {line}" for line in bad_limits)
+    return None if bad_limits else profile
 
 
 def _base_overrides(profile: Profile) -> Overrides:
@@ -352,19 +343,21 @@ def _resources(o: Overrides) -> Resources:
     )
 
 
-def _all_resource_variants(profile: Profile):
-    """The profile itself and the profile with each single option applied."""
+def limit_problems(profile: Profile) -> list[str]:
+    """`key: reason` for every limit below its guarantee, the profile's and each option's."""
     base = _base_overrides(profile)
-    yield "", base
-    for name, choice in profile.choices.items():
-        for option_name, option in choice.options.items():
-            yield f"choices.{name}.options.{option_name}: ", _merge(base, option.overrides)
-
-
-def _check_bounds(bounds, parse, where: str) -> None:
-    if bounds is None or bounds.guarantee is None or bounds.limit is None:
-        return
-    if parse(bounds.limit) < parse(bounds.guarantee):
-        raise ValueError(
-            f"{where} limit {bounds.limit!r} is below its guarantee {bounds.guarantee!r}"
-        )
+    variants = [("", base)] + [
+        (f"choices.{name}.options.{option_name}.overrides.", _merge(base, option.overrides))
+        for name, choice in profile.choices.items()
+        for option_name, option in choice.options.items()
+    ]
+    problems = []
+    for prefix, merged in variants:
+        for key, bounds, parse in (("cpu", merged.cpu, parse_cpu), ("memory", merged.memory, parse_memory)):
+            if bounds is None or bounds.guarantee is None or bounds.limit is None:
+                continue
+            if parse(bounds.limit) < parse(bounds.guarantee):
+                problems.append(
+                    f"{prefix}{key}: limit {bounds.limit!r} is below its guarantee {bounds.guarantee!r}"
+                )
+    return list(dict.fromkeys(problems))  # an option that changes nothing repeats the base's problem

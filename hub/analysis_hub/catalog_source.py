@@ -43,7 +43,9 @@ class CatalogSource:
             self._rejected = fingerprint
             self.log.error(
                 "Catalog %s changed but is invalid; still serving the last good catalog (%s). %s",
-                self.catalog_dir, ", ".join(p.slug for p in self._catalog.profiles), e,
+                self.catalog_dir,
+                ", ".join(p.slug for p in self._catalog.profiles),
+                e,
             )
             return self._catalog
         self._fingerprint, self._rejected, self._catalog = fingerprint, None, catalog

@@ -51,11 +51,16 @@ def cmd_up(args) -> int:
         PasswordStore(settings.hub_state_dir / "passwords.json"), settings.auth.admins + settings.auth.users
     )
     if created:
-        print("First start: these are the initial passwords (shown once; change them with"
-              " `analysis-hub users set-password NAME`):")
+        print(
+            "First start: these are the initial passwords (shown once; change them with"
+            " `analysis-hub users set-password NAME`):"
+        )
         for user, password in created.items():
             print(f"  {user}: {password}")
-    print(f"analysis-hub: hub at http://{settings.hub.ip}:{settings.hub.port}{settings.hub.base_url}", flush=True)
+    print(
+        f"analysis-hub: hub at http://{settings.hub.ip}:{settings.hub.port}{settings.hub.base_url}",
+        flush=True,
+    )
 
     from jupyterhub.app import JupyterHub
     from traitlets.config import Config

@@ -11,6 +11,7 @@ A short comment above each non-default trait says why it is set.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 from dataclasses import dataclass
@@ -94,7 +95,9 @@ def apply_culler(settings: Settings, c: Config) -> None:
         {
             "name": CULLER_SERVICE,
             "command": [
-                sys.executable, "-m", "jupyterhub_idle_culler",
+                sys.executable,
+                "-m",
+                "jupyterhub_idle_culler",
                 f"--timeout={culler.timeout}",
                 f"--cull-every={culler.every}",
             ],
@@ -116,9 +119,10 @@ def apply_local_backend(settings: Settings, c: Config, host: HostFacts) -> None:
     spawner.isolate_users = isolate
     default_homes = Path("/home") if isolate else settings.data_dir / "homes"
     spawner.homes_dir = str(local.homes_dir or default_homes)
-    spawner.use_cgroups = local.cgroups == "required" or (
-        local.cgroups == "auto" and host.cgroups_writable
-    )
+    spawner.use_cgroups = local.cgroups == "required" or (local.cgroups == "auto" and host.cgroups_writable)
+    # One cgroup per hub (named after its data directory): two hubs on one
+    # machine must never clean up each other's servers.
+    spawner.cgroup_parent = "analysis-hub-" + hashlib.sha256(str(settings.data_dir).encode()).hexdigest()[:8]
     # A first spawn of a profile builds its environment (minutes); later ones take seconds.
     spawner.start_timeout = local.start_timeout
     # Notice a server the kernel killed for memory within seconds, not the default 30.

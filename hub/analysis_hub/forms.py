@@ -53,7 +53,9 @@ def _profile_view(profile: Profile, gpus_available: int | None) -> dict:
             )
         usable = [o["name"] for o in options if not o["unavailable"]]
         default = choice.default if choice.default in usable else (usable[0] if usable else choice.default)
-        choices.append({"name": name, "display_name": choice.display_name, "default": default, "options": options})
+        choices.append(
+            {"name": name, "display_name": choice.display_name, "default": default, "options": options}
+        )
     selected = {c["name"]: c["default"] for c in choices}
     resources = resolve(profile, selected).resources
     return {

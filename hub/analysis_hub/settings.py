@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .validation import describe_validation_error
 
@@ -82,6 +82,13 @@ class LocalSettings(_Section):
     cgroups: Literal["auto", "required", "off"] = Field(
         "auto", description="enforce profile CPU/memory limits with cgroups where writable"
     )
+
+    @field_validator("cgroups", mode="before")
+    @classmethod
+    def _yaml_off(cls, value):
+        # YAML 1.1 reads a bare `off` as false; the admin meant "off".
+        return "off" if value is False else value
+
     start_timeout: int = Field(
         1800, ge=30, description="seconds a spawn may take, a first environment build included"
     )

@@ -32,7 +32,7 @@ def _allowed_keys(model, parent_loc) -> list[str]:
         return []
     annotation = model
     for part in parent_loc:
-        current = _model_in(annotation)
+        current = _model_in(annotation) if not _is_container(annotation) else None
         if current is not None and isinstance(part, str) and part in current.model_fields:
             annotation = current.model_fields[part].annotation
         else:
@@ -40,6 +40,14 @@ def _allowed_keys(model, parent_loc) -> list[str]:
             annotation = _value_type(annotation)
     current = _model_in(annotation)
     return sorted(current.model_fields) if current else []
+
+
+def _is_container(annotation) -> bool:
+    """dict[...] or list[...] (possibly `| None`): its keys are data, not field names."""
+    origins = {getattr(annotation, "__origin__", None)} | {
+        getattr(arg, "__origin__", None) for arg in getattr(annotation, "__args__", ())
+    }
+    return bool(origins & {dict, list})
 
 
 def _value_type(annotation):

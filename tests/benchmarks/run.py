@@ -23,8 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness import make_workdir, start_hub  # noqa: E402
-from kernels import run_code, start_kernel  # noqa: E402
+from harness import make_workdir, start_hub
+from kernels import run_code, start_kernel
 
 OPTIONS = {
     "pyspark": {"profile": "pyspark"},
@@ -64,7 +64,10 @@ def main() -> int:
         cold_envs = make_workdir() / "envs"
         overrides["local"] = {"envs_dir": str(cold_envs)}
     hub = start_hub(**overrides)
-    report = {"machine": f"{platform.node()} {platform.machine()} {platform.python_version()}", "profiles": {}}
+    report = {
+        "machine": f"{platform.node()} {platform.machine()} {platform.python_version()}",
+        "profiles": {},
+    }
     try:
         alice = hub.user("alice")
         for slug in args.profiles.split(","):

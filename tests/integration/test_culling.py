@@ -75,8 +75,10 @@ def test_busy_kernel_is_not_culled(culling_hub):
     kernel = start_kernel(carol)
     busy_for = TIMEOUT * 2 + 10
     worker = threading.Thread(
-        target=run_code, args=(carol, f"import time; time.sleep({busy_for}); print('done')", kernel),
-        kwargs={"timeout": busy_for + 60}, daemon=True,
+        target=run_code,
+        args=(carol, f"import time; time.sleep({busy_for}); print('done')", kernel),
+        kwargs={"timeout": busy_for + 60},
+        daemon=True,
     )
     worker.start()
     time.sleep(busy_for - 5)

@@ -32,7 +32,9 @@ def build_hub():
     lock = (REPO / "images/pyspark/requirements.txt").read_text().splitlines()
     (images / "plain").mkdir()
     (images / "plain/requirements.txt").write_text(
-        f"# test image {uuid.uuid4()}\n" + "\n".join(l for l in lock if not l.startswith(HEAVY)) + "\n"
+        f"# test image {uuid.uuid4()}\n"
+        + "\n".join(line for line in lock if not line.startswith(HEAVY))
+        + "\n"
     )
     (images / "broken").mkdir()
     (images / "broken/requirements.txt").write_text("analysis-hub-no-such-package==0.0.1\n")

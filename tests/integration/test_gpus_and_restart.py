@@ -34,7 +34,6 @@ def gpu_hub():
     (bin_dir / "nvidia-smi").write_text(FAKE_NVIDIA_SMI)
     (bin_dir / "nvidia-smi").chmod(0o755)
 
-
     running = start_hub(workdir, env={"PATH": f"{bin_dir}:{os.environ['PATH']}"}, catalog=str(catalog))
     yield running
     running.stop()

@@ -61,7 +61,9 @@ def test_invalid_choice_is_refused(restricted_hub):
 
 def test_request_cannot_smuggle_an_image(restricted_hub):
     """Keys other than the profile's choices (an image, say) are refused."""
-    assert_refused(restricted_hub.user("alice"), {"profile": "tensorflow", "image": "evil"}, "no choice 'image'")
+    assert_refused(
+        restricted_hub.user("alice"), {"profile": "tensorflow", "image": "evil"}, "no choice 'image'"
+    )
 
 
 @pytest.mark.parametrize("slug", ["../pyspark", "pyspark/../x", "PySpark", "", "x" * 300])

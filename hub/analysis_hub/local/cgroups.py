@@ -1,8 +1,10 @@
 """CPU and memory limits for a local server, enforced by the kernel's cgroups.
 
 Contract:
-- `Cgroup.create(name, memory_bytes, cpu_cores)` makes a fresh cgroup under
-  `analysis-hub/` (ending what a previous one of that name left) with those limits (cgroup v2, or the v1 `memory` and `cpu`
+- `Cgroup.create(parent, name, memory_bytes, cpu_cores)` makes a fresh cgroup
+  `<parent>/<name>` (ending what a previous one of that name left) with those
+  limits. Each hub has its own parent, so two hubs on one machine never
+  touch each other's servers (cgroup v2, or the v1 `memory` and `cpu`
   controllers) and returns it; `available()` says whether this host lets us.
 - `attach_self()` moves the calling process in. It runs in the child between
   fork and exec, so the server and every kernel it starts are inside.
@@ -19,7 +21,6 @@ import time
 from pathlib import Path
 
 ROOT = Path("/sys/fs/cgroup")
-GROUP = "analysis-hub"
 _CFS_PERIOD_US = 100_000
 
 
@@ -37,32 +38,33 @@ def available() -> bool:
 
 
 class Cgroup:
-    def __init__(self, name: str, dirs: list[Path], v: int):
+    def __init__(self, parent: str, name: str, dirs: list[Path], v: int):
+        self.parent = parent
         self.name = name
         self.dirs = dirs
         self.version = v
 
     @classmethod
-    def create(cls, name: str, memory_bytes: int | None, cpu_cores: float | None) -> Cgroup:
-        leftover = cls.open(name)
+    def create(cls, parent: str, name: str, memory_bytes: int | None, cpu_cores: float | None) -> Cgroup:
+        leftover = cls.open(parent, name)
         if leftover:
             leftover._clear_leftover()
         v = version()
         if v == 2:
-            parent = ROOT / GROUP
-            parent.mkdir(exist_ok=True)
+            parent_dir = ROOT / parent
+            parent_dir.mkdir(exist_ok=True)
             _write(ROOT / "cgroup.subtree_control", "+memory +cpu", missing_ok=True)
-            _write(parent / "cgroup.subtree_control", "+memory +cpu")
-            path = parent / name
+            _write(parent_dir / "cgroup.subtree_control", "+memory +cpu")
+            path = parent_dir / name
             path.mkdir(exist_ok=True)
             _write(path / "memory.max", str(memory_bytes) if memory_bytes else "max")
             _write(path / "memory.swap.max", "0", missing_ok=True)
             quota = f"{int(cpu_cores * _CFS_PERIOD_US)} {_CFS_PERIOD_US}" if cpu_cores else "max"
             _write(path / "cpu.max", quota)
-            return cls(name, [path], 2)
+            return cls(parent, name, [path], 2)
         if v == 1:
-            memory = ROOT / "memory" / GROUP / name
-            cpu = ROOT / "cpu" / GROUP / name
+            memory = ROOT / "memory" / parent / name
+            cpu = ROOT / "cpu" / parent / name
             memory.mkdir(parents=True, exist_ok=True)
             cpu.mkdir(parents=True, exist_ok=True)
             # v1 insists memory <= memory+swap at every step: lift the swap cap, set
@@ -74,17 +76,17 @@ class Cgroup:
                 _write(memory / "memory.memsw.limit_in_bytes", str(memory_bytes), missing_ok=True)
             _write(cpu / "cpu.cfs_period_us", str(_CFS_PERIOD_US))
             _write(cpu / "cpu.cfs_quota_us", str(int(cpu_cores * _CFS_PERIOD_US)) if cpu_cores else "-1")
-            return cls(name, [memory, cpu], 1)
+            return cls(parent, name, [memory, cpu], 1)
         raise OSError("cgroups are not writable on this host")
 
     @classmethod
-    def open(cls, name: str) -> Cgroup | None:
+    def open(cls, parent: str, name: str) -> Cgroup | None:
         """The cgroup `create` made under this name (after a hub restart, say)."""
         v = version()
         if v == 2:
-            return cls(name, [ROOT / GROUP / name], 2)
+            return cls(parent, name, [ROOT / parent / name], 2)
         if v == 1:
-            return cls(name, [ROOT / "memory" / GROUP / name, ROOT / "cpu" / GROUP / name], 1)
+            return cls(parent, name, [ROOT / "memory" / parent / name, ROOT / "cpu" / parent / name], 1)
         return None
 
     def attach_self(self) -> None:

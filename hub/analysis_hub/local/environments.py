@@ -92,7 +92,9 @@ def _world_executable(path: Path) -> bool:
 def _python_version(python: str) -> str:
     out = subprocess.run(
         [python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return out.stdout.strip()
 
@@ -157,8 +159,14 @@ class EnvironmentBuilder:
             # pip must not add or change anything behind it.
             await self._run(
                 [
-                    str(env / "bin" / "python"), "-m", "pip", "install",
-                    "--no-deps", "--disable-pip-version-check", "--progress-bar", "off",
+                    str(env / "bin" / "python"),
+                    "-m",
+                    "pip",
+                    "install",
+                    "--no-deps",
+                    "--disable-pip-version-check",
+                    "--progress-bar",
+                    "off",
                     *(arg for f in lock_files for arg in ("--requirement", str(f))),
                 ],
                 log,
@@ -179,7 +187,7 @@ class EnvironmentBuilder:
             log.write(line + "\n")
             if not line or line.startswith(_NOISE):
                 continue
-            tail = (tail + [line])[-15:]
+            tail = [*tail, line][-15:]
             if line.startswith(("Collecting", "Installing", "Successfully", "ERROR")):
                 progress(line)
         if await proc.wait() != 0:

@@ -21,7 +21,10 @@ def detect_gpus() -> list[str]:
     try:
         out = subprocess.run(
             ["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=10, check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         )
     except (subprocess.SubprocessError, OSError):
         return []

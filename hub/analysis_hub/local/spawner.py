@@ -58,6 +58,7 @@ class LocalProfileSpawner(LocalProcessSpawner):
     python = Unicode("", config=True, help="interpreter for environments ('' = one all users can run)")
     isolate_users = Bool(False, config=True, help="run each hub user as Unix user jupyter-<name>")
     use_cgroups = Bool(False, config=True, help="enforce profile CPU/memory limits with cgroups")
+    cgroup_parent = Unicode("analysis-hub", config=True, help="this hub's cgroup, parent of its servers'")
     activity_interval = Integer(60, config=True, help="seconds between the server's activity reports")
 
     stop_reason = Unicode("", help="why the last server stopped, when the hub stopped it")
@@ -131,7 +132,11 @@ class LocalProfileSpawner(LocalProcessSpawner):
             self.cgroup_name = self.system_user + (f"-{self.name}" if self.name else "")
             try:
                 await asyncio.to_thread(
-                    cgroups.Cgroup.create, self.cgroup_name, spec.memory_limit, spec.cpu_limit
+                    cgroups.Cgroup.create,
+                    self.cgroup_parent,
+                    self.cgroup_name,
+                    spec.memory_limit,
+                    spec.cpu_limit,
                 )
             except OSError as e:
                 self._release()
@@ -186,13 +191,17 @@ class LocalProfileSpawner(LocalProcessSpawner):
     def get_state(self):
         state = super().get_state()
         state.update(
-            {k: v for k, v in {
-                "gpus": self.gpu_indices,
-                "cgroup": self.cgroup_name,
-                "stop_reason": self.stop_reason,
-                "profile": self.resolved.slug if self.resolved else "",
-                "mem_limit": self.mem_limit,
-            }.items() if v}
+            {
+                k: v
+                for k, v in {
+                    "gpus": self.gpu_indices,
+                    "cgroup": self.cgroup_name,
+                    "stop_reason": self.stop_reason,
+                    "profile": self.resolved.slug if self.resolved else "",
+                    "mem_limit": self.mem_limit,
+                }.items()
+                if v
+            }
         )
         return state
 
@@ -299,7 +308,7 @@ class LocalProfileSpawner(LocalProcessSpawner):
             raise web.HTTPError(500, f"Could not build the {image} environment: {e}") from None
 
     def _cgroup(self) -> cgroups.Cgroup | None:
-        return cgroups.Cgroup.open(self.cgroup_name) if self.cgroup_name else None
+        return cgroups.Cgroup.open(self.cgroup_parent, self.cgroup_name) if self.cgroup_name else None
 
     def _memory_limit_text(self) -> str:
         return format_memory(self.mem_limit) if self.mem_limit else "(none)"

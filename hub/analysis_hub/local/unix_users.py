@@ -21,10 +21,13 @@ from pathlib import Path
 PREFIX = "jupyter-"
 _MAX = 32
 _SAFE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+# What a hashed name ends with; a safe name that looks like one is hashed too,
+# so "alice-3bc51062" can never take the Unix user of "Alice".
+_HASH_SUFFIX = re.compile(r"(^|-)[0-9a-f]{8}$")
 
 
 def system_username(hub_name: str) -> str:
-    if _SAFE.match(hub_name) and len(PREFIX) + len(hub_name) <= _MAX:
+    if _SAFE.match(hub_name) and not _HASH_SUFFIX.search(hub_name) and len(PREFIX) + len(hub_name) <= _MAX:
         return PREFIX + hub_name
     digest = hashlib.sha256(hub_name.encode()).hexdigest()[:8]
     slug = re.sub(r"[^a-z0-9]+", "-", hub_name.lower()).strip("-")
@@ -37,9 +40,21 @@ def ensure_system_user(name: str, home: Path) -> pwd.struct_passwd:
         user = pwd.getpwnam(name)
     except KeyError:
         subprocess.run(
-            ["useradd", "--no-create-home", "--home-dir", str(home), "--shell", "/bin/bash",
-             "--user-group", "--comment", "analysis-hub user", name],
-            check=True, capture_output=True, text=True,
+            [
+                "useradd",
+                "--no-create-home",
+                "--home-dir",
+                str(home),
+                "--shell",
+                "/bin/bash",
+                "--user-group",
+                "--comment",
+                "analysis-hub user",
+                name,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
         )
         user = pwd.getpwnam(name)
     home.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,28 @@
+"""Fixtures for the unit tests: throwaway catalogs built from the repository's profiles."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from analysis_hub.catalog import Catalog, load_catalog
+from unit_support import IMAGES, PROFILES
+
+
+@pytest.fixture
+def repo_catalog() -> Catalog:
+    return load_catalog(PROFILES, IMAGES)
+
+
+@pytest.fixture
+def catalog_dirs(tmp_path) -> tuple[Path, Path]:
+    """A copy of profiles/*.yaml and an images/ folder with one empty folder per repo image."""
+    catalog_dir, images_dir = tmp_path / "profiles", tmp_path / "images"
+    catalog_dir.mkdir()
+    for path in PROFILES.glob("*.yaml"):
+        shutil.copy(path, catalog_dir / path.name)
+    for image in IMAGES.iterdir():
+        if image.is_dir():
+            (images_dir / image.name).mkdir(parents=True)
+    return catalog_dir, images_dir

@@ -1,0 +1,152 @@
+"""The spawn form: every profile with its image and resources, unusable GPU options disabled."""
+
+from __future__ import annotations
+
+from html.parser import HTMLParser
+
+import pytest
+from analysis_hub.catalog import Profile
+from analysis_hub.forms import gpu_shortfall, render_profile_form
+
+
+class FormParser(HTMLParser):
+    """Collects the form's inputs and options with their attributes and texts."""
+
+    def __init__(self):
+        super().__init__()
+        self.radios: dict[str, dict] = {}
+        self.options: dict[tuple[str, str], dict] = {}
+        self._select = None
+        self._option = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "input" and attrs.get("type") == "radio":
+            self.radios[attrs["value"]] = attrs
+        elif tag == "select":
+            self._select = attrs["name"]
+        elif tag == "option":
+            self._option = (self._select, attrs["value"])
+            self.options[self._option] = {**attrs, "text": ""}
+
+    def handle_endtag(self, tag):
+        if tag == "option":
+            self._option = None
+        elif tag == "select":
+            self._select = None
+
+    def handle_data(self, data):
+        if self._option:
+            self.options[self._option]["text"] += data
+
+
+def parse(html: str) -> FormParser:
+    parser = FormParser()
+    parser.feed(html)
+    return parser
+
+
+def test_form_shows_every_profile_with_image_and_resources(repo_catalog):
+    """Each profile's display name, image, CPU and memory appear in the form."""
+    html = render_profile_form(list(repo_catalog.profiles))
+    for name in ("PySpark", "PyTorch (GPU)", "TensorFlow"):
+        assert f"<h4>{name}</h4>" in html
+    for image in ("pyspark", "pytorch", "tensorflow"):
+        assert f"image <code>{image}</code>" in html
+    assert "CPU 1 CPU guaranteed, up to 2 CPUs · memory 2 GiB guaranteed, up to 4 GiB" in html  # pyspark
+    assert "CPU 2 CPUs guaranteed, up to 4 CPUs · memory 8 GiB guaranteed, up to 16 GiB · 1 GPU" in html
+    assert "memory 2 GiB guaranteed, up to 6 GiB" in html  # tensorflow
+
+
+def test_form_radios_and_selects_match_options_from_form(repo_catalog):
+    """The form's field names are 'profile' and 'choice.<slug>.<name>'; the default profile is checked."""
+    form = parse(render_profile_form(list(repo_catalog.profiles)))
+    assert set(form.radios) == {"pyspark", "pytorch", "tensorflow"}
+    assert all(r["name"] == "profile" for r in form.radios.values())
+    assert [slug for slug, r in form.radios.items() if "checked" in r] == ["pyspark"]
+    assert set(form.options) == {
+        ("choice.pyspark.size", "medium"),
+        ("choice.pyspark.size", "large"),
+        ("choice.pytorch.accelerator", "gpu"),
+        ("choice.pytorch.accelerator", "gpu2"),
+        ("choice.pytorch.accelerator", "cpu"),
+    }
+    assert "selected" in form.options[("choice.pyspark.size", "medium")]
+
+
+def test_gpu_options_disabled_with_reason_without_gpus(repo_catalog):
+    """With no GPUs, GPU options are disabled with the reason and the CPU option is preselected."""
+    form = parse(render_profile_form(list(repo_catalog.profiles), gpus_available=0))
+    for option in ("gpu", "gpu2"):
+        attrs = form.options[("choice.pytorch.accelerator", option)]
+        assert "disabled" in attrs
+        assert "(needs a GPU; this machine has none)" in attrs["text"]
+    cpu = form.options[("choice.pytorch.accelerator", "cpu")]
+    assert "disabled" not in cpu and "selected" in cpu
+    assert all("disabled" not in attrs for (select, _), attrs in form.options.items() if "pyspark" in select)
+
+
+def test_gpu_options_enabled_when_gpus_exist(repo_catalog):
+    """With enough GPUs nothing is disabled; with one GPU only the two-GPU option is."""
+    form = parse(render_profile_form(list(repo_catalog.profiles), gpus_available=2))
+    assert not any("disabled" in attrs for attrs in form.options.values())
+    form = parse(render_profile_form(list(repo_catalog.profiles), gpus_available=1))
+    disabled = {key[1]: a["text"] for key, a in form.options.items() if "disabled" in a}
+    assert list(disabled) == ["gpu2"]
+    assert "(needs 2 GPUs; this machine has 1)" in disabled["gpu2"]
+
+
+def test_gpu_only_profile_is_not_selectable_without_gpus():
+    """A profile that needs a GPU, with no CPU option, is shown with the reason and cannot be picked."""
+    cpu = Profile(slug="cpu", display_name="CPU", image="tensorflow")
+    gpu = Profile(slug="gpu", display_name="GPU", image="pytorch", gpus=1, default=True)
+    html = render_profile_form([gpu, cpu], gpus_available=0)
+    form = parse(html)
+    assert "needs a GPU; this machine has none" in html
+    assert "checked" not in form.radios["gpu"]
+    assert "checked" in form.radios["cpu"]
+    assert "disabled" in form.radios["gpu"]
+
+
+def test_descriptions_are_html_escaped():
+    """Catalog text is escaped: a <script> in a description is shown, never run."""
+    profile = Profile(
+        slug="x",
+        display_name="X <b>bold</b>",
+        image="pyspark",
+        description='<script>alert("hi")</script>',
+    )
+    html = render_profile_form([profile])
+    assert "<script>" not in html
+    assert "&lt;script&gt;alert(&#34;hi&#34;)&lt;/script&gt;" in html
+    assert "X &lt;b&gt;bold&lt;/b&gt;" in html
+
+
+def test_unlimited_resources_are_labelled():
+    """A profile without bounds reads 'unlimited'; a guarantee alone reads 'guaranteed'."""
+    html = render_profile_form(
+        [
+            Profile(slug="a", display_name="A", image="pyspark"),
+            Profile(
+                slug="b", display_name="B", image="pyspark", cpu={"guarantee": 2}, memory={"limit": "1Gi"}
+            ),
+        ]
+    )
+    assert "CPU unlimited · memory unlimited" in html
+    assert "CPU 2 CPUs guaranteed · memory up to 1 GiB" in html
+
+
+@pytest.mark.parametrize(
+    ("needed", "available", "reason"),
+    [
+        (0, 0, ""),
+        (1, None, ""),
+        (1, 1, ""),
+        (1, 0, "needs a GPU; this machine has none"),
+        (2, 0, "needs a GPU; this machine has none"),
+        (4, 2, "needs 4 GPUs; this machine has 2"),
+    ],
+)
+def test_gpu_shortfall(needed, available, reason):
+    """gpu_shortfall explains why GPUs can't be had, and is empty when they can (or aren't counted)."""
+    assert gpu_shortfall(needed, available) == reason
