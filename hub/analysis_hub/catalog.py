@@ -27,7 +27,7 @@ from .quantities import parse_cpu, parse_memory
 from .validation import describe_validation_error
 
 SLUG_PATTERN = r"^[a-z][a-z0-9-]{0,30}$"
-_SLUG_RE = re.compile(SLUG_PATTERN)
+SLUG_RE = re.compile(SLUG_PATTERN)
 
 Slug = Annotated[str, Field(pattern=SLUG_PATTERN, description="lower-case letters, digits, '-'")]
 Memory = Annotated[str | int, Field(description="bytes, or a quantity such as 4Gi, 512Mi, 2G")]

@@ -115,6 +115,7 @@ def apply_local_backend(settings: Settings, c: Config, host: HostFacts) -> None:
     spawner.catalog_dir = str(settings.catalog)
     spawner.images_dir = str(settings.images_dir)
     spawner.envs_dir = str(local.envs_dir)
+    spawner.python = local.python or ""
     isolate = local.isolation == "unix-users" or (local.isolation == "auto" and host.is_root)
     spawner.isolate_users = isolate
     default_homes = Path("/home") if isolate else settings.data_dir / "homes"

@@ -13,7 +13,7 @@ so a request cannot smuggle in an image or resources.
 
 from __future__ import annotations
 
-from .catalog import _SLUG_RE, Catalog, ResolvedProfile, is_allowed, resolve
+from .catalog import SLUG_RE, Catalog, ResolvedProfile, is_allowed, resolve
 
 FORM_PROFILE = "profile"
 FORM_CHOICE_PREFIX = "choice."
@@ -32,7 +32,7 @@ def select_profile(catalog: Catalog, groups: set[str], user_options: dict | None
             raise ProfileRequestError("No profile is available to your groups; ask an admin.")
         default = catalog.default if catalog.default in allowed else allowed[0]
         slug = default.slug
-    if not isinstance(slug, str) or not _SLUG_RE.match(slug):
+    if not isinstance(slug, str) or not SLUG_RE.match(slug):
         raise ProfileRequestError(f"{slug!r} is not a profile name (lower-case letters, digits, '-').")
     profile = catalog.get(slug)
     if profile is None or not is_allowed(profile, groups):

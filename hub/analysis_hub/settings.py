@@ -76,6 +76,10 @@ class LocalSettings(_Section):
     homes_dir: Path | None = Field(
         None, description="default: /home when the hub runs as root, else <data_dir>/homes"
     )
+    python: str | None = Field(
+        None,
+        description="interpreter for environments; default: the hub's, or a system one all users can run",
+    )
     isolation: Literal["auto", "unix-users", "none"] = Field(
         "auto", description="auto: a Unix user per hub user when the hub runs as root"
     )

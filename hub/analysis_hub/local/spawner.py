@@ -69,7 +69,6 @@ class LocalProfileSpawner(LocalProcessSpawner):
         self.gpu_indices: list[str] = []
         self.cgroup_name = ""
         self._events: list[dict] = []
-        self._building = False
 
     # ---- profiles: form, options, validation --------------------------------
 
@@ -294,8 +293,6 @@ class LocalProfileSpawner(LocalProcessSpawner):
                 self.envs_dir, self.images_dir, self.python or None, with_cuda=gpu_pool().total > 0
             )
         builder = _builders[key]
-        if builder.is_ready(image):
-            return builder.path_for(image)
         step = iter(range(10, 85))
 
         def report(line: str) -> None:
