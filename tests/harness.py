@@ -43,8 +43,15 @@ def free_port() -> int:
 
 
 class RunningHub:
-    def __init__(self, workdir: Path, settings: dict, env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        workdir: Path,
+        settings: dict,
+        env: dict[str, str] | None = None,
+        passwords: dict[str, str] | None = None,
+    ):
         self.env = {**os.environ, **(env or {})}
+        self.passwords = {**USERS, **(passwords or {})}
         self.workdir = workdir
         self.settings = settings
         self.settings_path = workdir / "settings.yaml"
@@ -52,7 +59,7 @@ class RunningHub:
         self.url = f"http://127.0.0.1:{settings['hub']['port']}"
         self.process: subprocess.Popen | None = None
 
-    def start(self) -> RunningHub:
+    def start(self, ready_timeout: float = 60) -> RunningHub:
         self.settings_path.write_text(yaml.safe_dump(self.settings))
         with open(self.log_path, "a") as log:  # the child keeps its own descriptor
             self.process = subprocess.Popen(
@@ -63,7 +70,7 @@ class RunningHub:
                 start_new_session=True,
                 env=self.env,
             )
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + ready_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise AssertionError(f"hub exited {self.process.returncode}:\n{self.log()[-3000:]}")
@@ -71,7 +78,7 @@ class RunningHub:
                 if requests.get(f"{self.url}/hub/api/", timeout=2).status_code == 200:
                     return self
             time.sleep(0.3)
-        raise AssertionError(f"hub did not answer within 60 s:\n{self.log()[-3000:]}")
+        raise AssertionError(f"hub did not answer within {ready_timeout} s:\n{self.log()[-3000:]}")
 
     def stop(self, servers_too: bool = True) -> None:
         """Stop the hub (and proxy, culler); `servers_too` also ends users' servers."""
@@ -83,7 +90,7 @@ class RunningHub:
                 os.killpg(self.process.pid, signal.SIGKILL)
         if servers_too:
             # cleanup_servers is off by design (servers survive restarts), so end them here.
-            for pid in _server_pids(self.settings["hub"]["internal_port"]):
+            for pid in server_pids(self.settings["hub"]["internal_port"]):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
 
@@ -91,10 +98,10 @@ class RunningHub:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def user(self, name: str) -> HubUser:
-        return HubUser(self.url, name, USERS[name])
+        return HubUser(self.url, name, self.passwords[name])
 
 
-def _server_pids(internal_port: int) -> list[int]:
+def server_pids(internal_port: int) -> list[int]:
     """Processes whose environment points at this hub's API: its users' servers."""
     marker = f"JUPYTERHUB_API_URL=http://127.0.0.1:{internal_port}/".encode()
     pids = []
@@ -104,6 +111,9 @@ def _server_pids(internal_port: int) -> list[int]:
                 if marker in (proc / "environ").read_bytes():
                     pids.append(int(proc.name))
     return pids
+
+
+_server_pids = server_pids  # the earlier, private name
 
 
 def hub_settings(workdir: Path, **overrides) -> dict:
@@ -142,10 +152,23 @@ def make_workdir() -> Path:
     return workdir
 
 
-def start_hub(workdir: Path | None = None, env: dict[str, str] | None = None, **overrides) -> RunningHub:
+def start_hub(
+    workdir: Path | None = None,
+    env: dict[str, str] | None = None,
+    passwords: dict[str, str] | None = None,
+    ready_timeout: float = 60,
+    **overrides,
+) -> RunningHub:
+    """Start a hub; `passwords` (name -> password) adds users beyond USERS, e.g. a crowd.
+
+    Every user in USERS and `passwords` gets that password in the hub's
+    store; declare the extra ones in `auth.users` (or `auth.admins`).
+    `ready_timeout`: seconds the hub may take to answer (a big database
+    restored at start takes longer).
+    """
     workdir = workdir or make_workdir()
     settings = hub_settings(workdir, **overrides)
     store = PasswordStore(Path(settings["data_dir"]) / "hub" / "passwords.json")
-    for name, password in USERS.items():
+    for name, password in {**USERS, **(passwords or {})}.items():
         store.set_password(name, password)
-    return RunningHub(workdir, settings, env).start()
+    return RunningHub(workdir, settings, env, passwords).start(ready_timeout)

@@ -67,6 +67,22 @@ def test_api_polling_is_not_activity(culling_hub):
         stop.set()
 
 
+def test_saving_files_is_activity(culling_hub):
+    """A client that keeps saving a file (an API write) keeps the server alive past the timeout."""
+    admin = culling_hub.user("admin")
+    assert admin.start({"profile": "tensorflow"}).status_code in (201, 202)
+    admin.wait_ready()
+    saving_since = time.monotonic()
+    while time.monotonic() - saving_since < TIMEOUT * 2 + 5:
+        saved = admin.server_api(
+            "/contents/notes.txt", "PUT", json={"type": "file", "format": "text", "content": str(time.time())}
+        )
+        assert saved.status_code in (200, 201), saved.text
+        assert "" in admin.model()["servers"], "a server whose user saves files every 3 s was culled"
+        time.sleep(3)
+    wait_culled(admin, CULLED_WITHIN)
+
+
 def test_busy_kernel_is_not_culled(culling_hub):
     """A kernel running code longer than the timeout, with no client, keeps its server."""
     carol = culling_hub.user("carol")

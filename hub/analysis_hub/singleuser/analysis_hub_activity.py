@@ -12,7 +12,9 @@ the server's `last_activity()` counts instead:
   ignores kernel_info and comm_info chatter), and *now* while any kernel is busy;
 - terminal input and output;
 - API requests that change something (POST, PUT, PATCH, DELETE: saving a
-  file, starting a kernel, opening a notebook), never reads;
+  file, starting a kernel, opening a notebook), never reads, and never
+  JupyterLab's own layout saves (`/lab/api/workspaces`), which an untouched
+  tab sends every 10 seconds;
 - any other extension's `*_last_activity` setting.
 
 This module must import nothing beyond jupyter-server's own dependencies: it
@@ -24,6 +26,7 @@ from datetime import UTC, datetime
 _WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 _SETTING = "analysis_hub_write_last_activity"
 _IGNORED = {"api_last_activity"}  # counts reads too: the reason this extension exists
+_NOT_WORK = ("/lab/api/workspaces",)  # layout autosaves, not the user's work
 
 
 def _jupyter_server_extension_points():
@@ -33,13 +36,16 @@ def _jupyter_server_extension_points():
 def _load_jupyter_server_extension(serverapp):
     web_app = serverapp.web_app
     settings = web_app.settings
-    log_request = settings.get("log_function") or (lambda handler: None)
+    # Wrap the application's method, not settings["log_function"]: the jupyterhub
+    # extension loads after this one and replaces that setting.
+    log_request = web_app.log_request
 
     def log_and_track(handler):
         request = handler.request
         if (
             request.method in _WRITE_METHODS
             and "/api/" in request.path
+            and not any(part in request.path for part in _NOT_WORK)
             and handler.get_status() < 400
             and getattr(handler, "_jupyter_current_user", None)
         ):
@@ -60,6 +66,6 @@ def _load_jupyter_server_extension(serverapp):
         sources.extend(settings.get("last_activity_times", {}).values())
         return max(sources)
 
-    settings["log_function"] = log_and_track
+    web_app.log_request = log_and_track
     web_app.last_activity = last_activity
     serverapp.log.info("analysis-hub activity policy: API reads no longer count as activity")
