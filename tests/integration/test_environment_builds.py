@@ -64,13 +64,23 @@ def test_first_spawn_builds_the_environment_once_with_progress(build_hub):
     for t in threads:
         t.join()
     assert {r.status_code for r in responses.values()} == {202}, "a first build outlasts the 10 s reply"
-    events = alice.progress_events()
-    bob_events = bob.progress_events()
+    # Follow both spawn pages at once: whichever user wins the race shows the build.
+    streams = {}
+    followers = [
+        threading.Thread(target=lambda u=u: streams.__setitem__(u.name, u.progress_events()))
+        for u in (alice, bob)
+    ]
+    for t in followers:
+        t.start()
+    for t in followers:
+        t.join()
+    events, bob_events = streams["alice"], streams["bob"]
     try:
         messages = [e.get("message", "") for e in events + bob_events]
         assert events[-1].get("ready") and bob_events[-1].get("ready"), messages
         assert any(m.startswith("Collecting") for m in messages), messages
         assert sum("Building the plain environment" in m for m in messages) == 1, messages
+        assert any(m.startswith("Waiting for the plain environment") for m in messages), messages
         assert any(m.startswith("Built the plain environment") for m in messages), messages
         assert build_hub.log().count("Building the plain environment from") == 1
         assert len(list(build_hub.envs.glob("plain-*/.analysis-hub-ready"))) == 1
