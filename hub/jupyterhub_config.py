@@ -3,7 +3,6 @@
 All logic lives in the analysis_hub package (settings -> apply_settings).
 """
 
-from analysis_hub.config import apply_settings
-from analysis_hub.settings import load_settings
+from analysis_hub.startup import configure
 
-apply_settings(load_settings(), c)  # noqa: F821 (`c` is provided by JupyterHub)
+configure(c)  # noqa: F821 (`c` is provided by JupyterHub)

@@ -26,6 +26,7 @@ from .catalog import CatalogError, Profile, load_catalog, profile_summary
 from .config import HostFacts, apply_settings
 from .quantities import format_cpu, format_memory
 from .settings import SETTINGS_PATH_ENV, Settings, SettingsError, load_settings
+from .startup import prepare, prepare_data_dir
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,17 +47,9 @@ def cmd_up(args) -> int:
         print(f"analysis-hub: {problem}", file=sys.stderr)
     if any(p.startswith("error:") for p in problems):
         return 2
-    prepare_data_dir(settings)
-    created = ensure_initial_passwords(
-        PasswordStore(settings.hub_state_dir / "passwords.json"), settings.auth.admins + settings.auth.users
-    )
-    if created:
-        print(
-            "First start: these are the initial passwords (shown once; change them with"
-            " `analysis-hub users set-password NAME`):"
-        )
-        for user, password in created.items():
-            print(f"  {user}: {password}")
+    settings, credentials = prepare(settings)
+    if settings.auth.type == "builtin":
+        _show_initial_passwords(settings)
     print(
         f"analysis-hub: hub at http://{settings.hub.ip}:{settings.hub.port}{settings.hub.base_url}",
         flush=True,
@@ -68,7 +61,7 @@ def cmd_up(args) -> int:
     if args.config:
         os.environ[SETTINGS_PATH_ENV] = str(Path(args.config).resolve())
     # The singleton created with our config is the one launch_instance runs.
-    JupyterHub.instance(config=apply_settings(settings, Config(), host))
+    JupyterHub.instance(config=apply_settings(settings, Config(), host, credentials))
     JupyterHub.launch_instance([])
     return 0
 
@@ -99,11 +92,17 @@ def preflight(settings: Settings, host: HostFacts) -> list[str]:
     return problems
 
 
-def prepare_data_dir(settings: Settings) -> None:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    settings.hub_state_dir.mkdir(exist_ok=True)
-    os.chmod(settings.hub_state_dir, 0o700)  # database, cookie secret, password hashes
-    settings.local.envs_dir.mkdir(parents=True, exist_ok=True)
+def _show_initial_passwords(settings: Settings) -> None:
+    created = ensure_initial_passwords(
+        PasswordStore(settings.hub_state_dir / "passwords.json"), settings.auth.admins + settings.auth.users
+    )
+    if created:
+        print(
+            "First start: these are the initial passwords (shown once; change them with"
+            " `analysis-hub users set-password NAME`):"
+        )
+        for user, password in created.items():
+            print(f"  {user}: {password}")
 
 
 def cmd_profiles_list(args) -> int:
@@ -148,6 +147,12 @@ def cmd_profiles_schema(args) -> int:
 
 def cmd_users_set_password(args) -> int:
     settings = _settings(args)
+    if settings.auth.type != "builtin":
+        print(
+            f"analysis-hub: auth.type is {settings.auth.type}: passwords live at the identity provider",
+            file=sys.stderr,
+        )
+        return 2
     declared = set(settings.auth.admins) | set(settings.auth.users)
     if args.name not in declared:
         print(f"analysis-hub: {args.name!r} is not declared in auth.users or auth.admins", file=sys.stderr)

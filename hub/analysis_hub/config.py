@@ -19,6 +19,8 @@ from pathlib import Path
 
 from traitlets.config import Config
 
+from .credentials import Credentials
+from .oauth import github_team_groups
 from .settings import Settings
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -41,10 +43,12 @@ class HostFacts:
         return cls(is_root=os.geteuid() == 0, cgroups_writable=cgroups.available())
 
 
-def apply_settings(settings: Settings, c: Config, host: HostFacts | None = None) -> Config:
+def apply_settings(
+    settings: Settings, c: Config, host: HostFacts | None = None, credentials: Credentials | None = None
+) -> Config:
     host = host or HostFacts.detect()
     apply_hub(settings, c)
-    apply_auth(settings, c)
+    apply_auth(settings, c, credentials or Credentials())
     apply_culler(settings, c)
     apply_local_backend(settings, c, host)
     return c
@@ -71,16 +75,62 @@ def apply_hub(settings: Settings, c: Config) -> None:
     c.Spawner.default_url = "/lab"
 
 
-def apply_auth(settings: Settings, c: Config) -> None:
+def apply_auth(settings: Settings, c: Config, credentials: Credentials) -> None:
     auth = settings.auth
-    c.JupyterHub.authenticator_class = "analysis_hub.auth.BuiltinAuthenticator"
-    c.BuiltinAuthenticator.password_file = str(settings.hub_state_dir / "passwords.json")
     c.Authenticator.admin_users = set(auth.admins)
-    c.Authenticator.allowed_users = set(auth.users) | set(auth.admins)
-    # Groups decide which profiles a user sees (the catalog's allowed_groups).
-    c.JupyterHub.load_groups = {
-        group: {"users": sorted(members)} for group, members in sorted(auth.groups.items())
-    }
+    if auth.type == "builtin":
+        c.JupyterHub.authenticator_class = "analysis_hub.auth.BuiltinAuthenticator"
+        c.BuiltinAuthenticator.password_file = str(settings.hub_state_dir / "passwords.json")
+        c.Authenticator.allowed_users = set(auth.users) | set(auth.admins)
+        # Groups decide which profiles a user sees (the catalog's allowed_groups).
+        c.JupyterHub.load_groups = {
+            group: {"users": sorted(members)} for group, members in sorted(auth.groups.items())
+        }
+        return
+    oauth = getattr(auth, auth.type)
+    name = {"oidc": "OIDCAuthenticator", "github": "GitHubAuthenticator"}[auth.type]
+    c.JupyterHub.authenticator_class = f"analysis_hub.oauth.{name}"
+    authenticator = c[name]
+    authenticator.client_id = oauth.client_id
+    authenticator.client_secret = credentials.client_secret or ""
+    hub = settings.hub
+    authenticator.oauth_callback_url = (
+        oauth.callback_url or f"http://{hub.ip}:{hub.port}{hub.base_url}hub/oauth_callback"
+    )
+    if auth.users:
+        authenticator.allowed_users = set(auth.users)
+    # Hub groups follow the provider's at every login, so the catalog's
+    # allowed_groups and a group change at the provider apply at next login.
+    authenticator.manage_groups = True
+    authenticator.allowed_groups = set(oauth.allowed_groups)
+    authenticator.admin_groups = set(oauth.admin_groups)
+    # Keep the provider's tokens (encrypted) to re-check each user every
+    # refresh_interval: a disabled account loses access within it.
+    authenticator.enable_auth_state = True
+    authenticator.auth_refresh_age = oauth.refresh_interval
+    if credentials.auth_state_key:
+        c.CryptKeeper.keys = [bytes.fromhex(credentials.auth_state_key)]
+    if oauth.refresh_interval:
+        # A server trusts a browser's token this long before asking the hub
+        # again (default 300 s); no longer than the hub's own re-check.
+        c.Spawner.args = [f"--HubOAuth.cache_max_age={min(300, oauth.refresh_interval)}"]
+    if oauth.logout_url:
+        authenticator.logout_redirect_url = oauth.logout_url
+    if auth.type == "oidc":
+        oidc = auth.oidc
+        authenticator.login_service = oidc.display_name
+        authenticator.authorize_url = oidc.authorize_url
+        authenticator.token_url = oidc.token_url
+        authenticator.userdata_url = oidc.userinfo_url
+        authenticator.username_claim = oidc.username_claim
+        authenticator.scope = list(oidc.scopes)
+        authenticator.auth_state_groups_key = f"oauth_user.{oidc.groups_claim}"
+    else:
+        authenticator.allowed_organizations = set(auth.github.allowed_organizations)
+        # Teams become hub groups (`org:team`); reading them needs read:org.
+        authenticator.scope = ["read:org"]
+        authenticator.populate_teams_in_auth_state = True
+        authenticator.auth_state_groups_key = github_team_groups
 
 
 def apply_culler(settings: Settings, c: Config) -> None:

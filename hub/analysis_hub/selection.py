@@ -17,6 +17,7 @@ from .catalog import SLUG_RE, Catalog, ResolvedProfile, is_allowed, resolve
 
 FORM_PROFILE = "profile"
 FORM_CHOICE_PREFIX = "choice."
+MAX_NAME = 64
 
 
 class ProfileRequestError(ValueError):
@@ -33,19 +34,30 @@ def select_profile(catalog: Catalog, groups: set[str], user_options: dict | None
         default = catalog.default if catalog.default in allowed else allowed[0]
         slug = default.slug
     if not isinstance(slug, str) or not SLUG_RE.match(slug):
-        raise ProfileRequestError(f"{slug!r} is not a profile name (lower-case letters, digits, '-').")
+        raise ProfileRequestError(f"{_shown(slug)} is not a profile name (lower-case letters, digits, '-').")
     profile = catalog.get(slug)
     if profile is None or not is_allowed(profile, groups):
         # The same answer for "unknown" and "not yours": don't reveal hidden profiles.
         available = ", ".join(p.slug for p in catalog.allowed_for(groups)) or "none"
-        raise ProfileRequestError(f"Unknown profile {slug!r}. Profiles you can use: {available}.")
+        raise ProfileRequestError(f"Unknown profile {_shown(slug)}. Profiles you can use: {available}.")
     for key, value in options.items():
         if not isinstance(value, str):
-            raise ProfileRequestError(f"Choice {key!r} must be a string, got {type(value).__name__}.")
+            raise ProfileRequestError(f"Choice {_shown(key)} must be a string, got {type(value).__name__}.")
+        if len(key) > MAX_NAME or len(value) > MAX_NAME:
+            # Catalog names are short slugs; a megabyte of input is not echoed back.
+            raise ProfileRequestError(
+                f"Choice {_shown(key)} = {_shown(value)} is too long to be a catalog name."
+            )
     try:
         return resolve(profile, options)
     except ValueError as e:
         raise ProfileRequestError(str(e)[:1].upper() + str(e)[1:] + ".") from None
+
+
+def _shown(value, limit: int = 40) -> str:
+    """A request's value as the error shows it: quoted, and cut short (it may be megabytes)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 4] + "...'"
 
 
 def options_from_form(formdata: dict[str, list[str]]) -> dict[str, str]:

@@ -43,16 +43,69 @@ class HubSettings(_Section):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
-class AuthSettings(_Section):
-    """The built-in login: users declared here, passwords kept in the data dir."""
+class OAuthSettings(_Section):
+    """The hub as an OAuth client of the company's identity provider."""
 
-    type: Literal["builtin"] = "builtin"
-    admins: list[str] = ["admin"]
+    client_id: str = Field(min_length=1, description="the hub's client id at the provider")
+    client_secret_file: Path | None = Field(
+        None, description="file holding the client secret; default: the OAUTH_CLIENT_SECRET variable"
+    )
+    callback_url: str | None = Field(
+        None, description="default: http://<hub.ip>:<hub.port><hub.base_url>hub/oauth_callback"
+    )
+    allowed_groups: list[str] = Field([], description="provider groups whose members may log in")
+    admin_groups: list[str] = Field([], description="provider groups whose members are hub admins")
+    refresh_interval: int = Field(
+        300, ge=0, description="seconds between re-checks of a user's account at the provider (0: never)"
+    )
+    logout_url: str | None = Field(None, description="where logout sends the browser (the provider's)")
+
+
+class OIDCSettings(OAuthSettings):
+    """Any OpenID Connect provider: Keycloak, Entra ID, Okta, Google Workspace..."""
+
+    issuer: str = Field(pattern=r"^https?://\S+$", description="the provider's issuer URL")
+    authorize_url: str | None = Field(None, description="default: from the issuer's discovery document")
+    token_url: str | None = Field(None, description="default: from the issuer's discovery document")
+    userinfo_url: str | None = Field(None, description="default: from the issuer's discovery document")
+    username_claim: str = "preferred_username"
+    groups_claim: str = Field("groups", description="the claim listing the user's groups")
+    scopes: list[str] = ["openid", "profile", "email", "groups"]
+    display_name: str = Field("company single sign-on", description="shown on the login button")
+
+
+class GitHubSettings(OAuthSettings):
+    """GitHub login; groups are the user's teams as `org:team`."""
+
+    allowed_organizations: list[str] = Field([], description="organizations or `org:team`s that may log in")
+
+
+class AuthSettings(_Section):
+    """Who may log in: built-in passwords (the default), OpenID Connect, or GitHub.
+
+    `admins` and `users` name users directly with every login type; with
+    `oidc` and `github`, `groups` come from the provider instead.
+    """
+
+    type: Literal["builtin", "oidc", "github"] = "builtin"
+    admins: list[str] | None = Field(None, description="default: [admin] for builtin, none otherwise")
     users: list[str] = []
-    groups: dict[str, list[str]] = Field({}, description="hub group -> member user names")
+    groups: dict[str, list[str]] = Field({}, description="builtin only: hub group -> member user names")
+    oidc: OIDCSettings | None = None
+    github: GitHubSettings | None = None
 
     @model_validator(mode="after")
-    def _members_are_declared(self):
+    def _consistent(self):
+        if self.admins is None:
+            # A user called "admin" at a company's provider must not become an admin by default.
+            self.admins = ["admin"] if self.type == "builtin" else []
+        if self.type != "builtin":
+            if getattr(self, self.type) is None:
+                raise ValueError(f"type {self.type!r} needs an auth.{self.type} section (client_id, ...)")
+            if self.groups:
+                raise ValueError(
+                    f"groups: with type {self.type!r} groups come from the provider; remove auth.groups"
+                )
         known = set(self.admins) | set(self.users)
         for group, members in self.groups.items():
             unknown = sorted(set(members) - known)
@@ -108,6 +161,16 @@ class Settings(_Section):
     culler: CullerSettings = CullerSettings()
     local: LocalSettings = LocalSettings()
 
+    @model_validator(mode="after")
+    def _callback_reachable(self):
+        oauth = getattr(self.auth, self.auth.type, None)
+        if oauth is not None and not oauth.callback_url and self.hub.ip in ("0.0.0.0", "::"):
+            raise ValueError(
+                f"auth.{self.auth.type}.callback_url: required when hub.ip is {self.hub.ip}: the URL"
+                " browsers reach the hub at, followed by hub/oauth_callback"
+            )
+        return self
+
     @property
     def hub_state_dir(self) -> Path:
         """Private (0700) folder for the database, cookie secret and passwords."""
@@ -157,6 +220,11 @@ def resolve_paths(settings: Settings, base: Path) -> Settings:
             "homes_dir": absolute(settings.local.homes_dir) if settings.local.homes_dir else None,
         }
     )
+    auth = settings.auth
+    oauth = getattr(auth, auth.type, None)
+    if oauth is not None and oauth.client_secret_file:
+        oauth = oauth.model_copy(update={"client_secret_file": absolute(oauth.client_secret_file)})
+        auth = auth.model_copy(update={auth.type: oauth})
     proxy = list(settings.hub.proxy_command)
     if "/" in proxy[0]:  # a path rather than a command on PATH
         proxy[0] = str(absolute(Path(proxy[0])))
@@ -164,6 +232,7 @@ def resolve_paths(settings: Settings, base: Path) -> Settings:
         update={
             "hub": settings.hub.model_copy(update={"proxy_command": proxy}),
             "data_dir": data_dir,
+            "auth": auth,
             "catalog": absolute(settings.catalog),
             "images_dir": absolute(settings.images_dir),
             "local": local,
