@@ -7,6 +7,8 @@ disabled with the reason, so the form never offers what the hub would refuse.
 
 from __future__ import annotations
 
+import itertools
+import json
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -58,18 +60,32 @@ def _profile_view(profile: Profile, gpus_available: int | None) -> dict:
         )
     selected = {c["name"]: c["default"] for c in choices}
     resources = resolve(profile, selected).resources
+    # Every combination of options -> its resources, so the card's figures
+    # follow the drop-downs (a few lines of script in the template).
+    combinations = itertools.product(*([o["name"] for o in c["options"]] for c in choices))
+    by_choice = {
+        "|".join(combo): _resources_text(resolve(profile, dict(zip(selected, combo, strict=True))).resources)
+        for combo in itertools.islice(combinations, 256)
+    }
     return {
         "slug": profile.slug,
         "display_name": profile.display_name,
         "description": profile.description,
         "image": profile.image,
-        "cpu": _bounds(resources.cpu_guarantee, resources.cpu_limit, format_cpu),
-        "memory": _bounds(resources.memory_guarantee, resources.memory_limit, format_memory),
-        "gpus": resources.gpus,
+        "resources": _resources_text(resources),
+        "resources_by_choice": json.dumps(by_choice) if choices else "",
         "allowed_groups": profile.allowed_groups,
         "choices": choices,
         "unavailable": gpu_shortfall(resources.gpus, gpus_available),
     }
+
+
+def _resources_text(r) -> str:
+    text = (
+        f"CPU {_bounds(r.cpu_guarantee, r.cpu_limit, format_cpu)}"
+        f" · memory {_bounds(r.memory_guarantee, r.memory_limit, format_memory)}"
+    )
+    return text + (f" · {r.gpus} GPU{'s' if r.gpus > 1 else ''}" if r.gpus else "")
 
 
 def _bounds(guarantee, limit, fmt) -> str:

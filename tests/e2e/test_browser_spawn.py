@@ -99,6 +99,17 @@ def test_log_in_pick_profile_and_run_tensorflow(spawn_hub, page):  # noqa: F811
     expect(accelerator).to_have_value("cpu")
     accelerator.select_option("cpu")  # a person can pick it
     expect(accelerator).to_have_value("cpu")
+
+    # A card's resources follow its drop-down.
+    size, pyspark = (
+        page.locator('select[name="choice.pyspark.size"]'),
+        page.locator('[data-profile="pyspark"]'),
+    )
+    size.select_option("large")
+    large = "CPU 2 CPUs guaranteed, up to 4 CPUs · memory 8 GiB guaranteed, up to 16 GiB"
+    expect(pyspark.locator(".ah-resources")).to_have_text(large)
+    size.select_option("medium")
+    expect(pyspark.locator(".ah-resources")).to_contain_text("memory 2 GiB guaranteed, up to 4 GiB")
     screenshot(page, "spawn-form")
 
     # Pick TensorFlow and start.

@@ -117,7 +117,7 @@ def test_descriptions_are_html_escaped():
         description='<script>alert("hi")</script>',
     )
     html = render_profile_form([profile])
-    assert "<script>" not in html
+    assert '<script>alert("hi")' not in html and html.count("<script>") == 1  # only the form's own
     assert "&lt;script&gt;alert(&#34;hi&#34;)&lt;/script&gt;" in html
     assert "X &lt;b&gt;bold&lt;/b&gt;" in html
 
@@ -150,3 +150,26 @@ def test_unlimited_resources_are_labelled():
 def test_gpu_shortfall(needed, available, reason):
     """gpu_shortfall explains why GPUs can't be had, and is empty when they can (or aren't counted)."""
     assert gpu_shortfall(needed, available) == reason
+
+
+def test_card_resources_follow_every_combination_of_choices(repo_catalog):
+    """Each card with choices carries the resources of every option combination, for the form's script."""
+    import html as html_lib
+    import json
+    import re
+
+    html = render_profile_form(list(repo_catalog.profiles), gpus_available=2)
+    tables = {
+        slug: json.loads(html_lib.unescape(raw))
+        for slug, raw in re.findall(r'data-profile="([a-z-]+)" data-resources="([^"]*)"', html)
+    }
+    assert set(tables) == {"pyspark", "pytorch"}, "tensorflow has no choices"
+    assert tables["pyspark"] == {
+        "medium": "CPU 1 CPU guaranteed, up to 2 CPUs · memory 2 GiB guaranteed, up to 4 GiB",
+        "large": "CPU 2 CPUs guaranteed, up to 4 CPUs · memory 8 GiB guaranteed, up to 16 GiB",
+    }
+    assert (
+        tables["pytorch"]["gpu2"]
+        == "CPU 4 CPUs guaranteed, up to 8 CPUs · memory 16 GiB guaranteed, up to 32 GiB · 2 GPUs"
+    )
+    assert tables["pytorch"]["cpu"].endswith("up to 4 GiB"), "no GPU on the CPU-only option"
