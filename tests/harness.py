@@ -134,6 +134,7 @@ def hub_settings(workdir: Path, **overrides) -> dict:
             "groups": {"data-team": ["alice"], "gpu-team": ["bob"]},
         },
         "culler": {"enabled": True, "timeout": 600, "every": 60},
+        "pipelines": {"port": free_port()},
         "local": {"envs_dir": str(ENVS_DIR), "homes_dir": str(workdir / "homes")},
     }
     for key, value in overrides.items():

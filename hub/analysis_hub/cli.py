@@ -5,6 +5,7 @@
     analysis-hub profiles check [PATH]          validate a catalog; non-zero exit on errors
     analysis-hub profiles schema                print the catalog's JSON Schema
     analysis-hub users set-password NAME        set a built-in login password (from stdin)
+    analysis-hub pipelines ACTION ...           publish, deploy, run notebooks (see --help)
 
 Every subcommand takes `--config FILE` (default: $ANALYSIS_HUB_SETTINGS, else
 built-in defaults). Errors go to stderr as `file: key: reason` lines and
@@ -24,6 +25,7 @@ from pathlib import Path
 from .auth import PasswordStore, ensure_initial_passwords
 from .catalog import CatalogError, Profile, load_catalog, profile_summary
 from .config import HostFacts, apply_settings
+from .pipelines import client as pipelines_client
 from .quantities import format_cpu, format_memory
 from .settings import SETTINGS_PATH_ENV, Settings, SettingsError, load_settings
 from .startup import prepare, prepare_data_dir
@@ -203,6 +205,8 @@ def _parser() -> argparse.ArgumentParser:
     set_password = users.add_parser("set-password", parents=[config], help="password from stdin")
     set_password.add_argument("name")
     set_password.set_defaults(func=cmd_users_set_password)
+
+    pipelines_client.add_parser(commands)
     return parser
 
 

@@ -27,6 +27,8 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 CULLER_SERVICE = "idle-culler"
 # The least the culler needs: find users and servers, read activity, stop servers.
 CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
+PIPELINES_SERVICE = "pipelines"
+PIPELINES_ACCESS = f"access:services!service={PIPELINES_SERVICE}"
 
 
 @dataclass(frozen=True)
@@ -47,9 +49,13 @@ def apply_settings(
     settings: Settings, c: Config, host: HostFacts | None = None, credentials: Credentials | None = None
 ) -> Config:
     host = host or HostFacts.detect()
+    # Services and roles are collected from each area below.
+    c.JupyterHub.services = []
+    c.JupyterHub.load_roles = []
     apply_hub(settings, c)
     apply_auth(settings, c, credentials or Credentials())
     apply_culler(settings, c)
+    apply_pipelines(settings, c)
     apply_local_backend(settings, c, host)
     return c
 
@@ -138,10 +144,8 @@ def apply_culler(settings: Settings, c: Config) -> None:
     # Servers report real activity as often as the culler looks at it.
     c.LocalProfileSpawner.activity_interval = culler.every
     if not culler.enabled:
-        c.JupyterHub.services = []
-        c.JupyterHub.load_roles = []
         return
-    c.JupyterHub.services = [
+    c.JupyterHub.services.append(
         {
             "name": CULLER_SERVICE,
             "command": [
@@ -152,10 +156,33 @@ def apply_culler(settings: Settings, c: Config) -> None:
                 f"--cull-every={culler.every}",
             ],
         }
-    ]
-    c.JupyterHub.load_roles = [
+    )
+    c.JupyterHub.load_roles.append(
         {"name": CULLER_SERVICE, "scopes": CULLER_SCOPES, "services": [CULLER_SERVICE]}
-    ]
+    )
+
+
+def apply_pipelines(settings: Settings, c: Config) -> None:
+    pipelines = settings.pipelines
+    if not pipelines.enabled:
+        return
+    c.JupyterHub.services.append(
+        {
+            "name": PIPELINES_SERVICE,
+            "url": f"http://127.0.0.1:{pipelines.port}",
+            "command": [sys.executable, "-m", "analysis_hub.pipelines"],
+            # The resolved settings, so the service sees exactly what the hub sees.
+            "environment": {"ANALYSIS_HUB_SETTINGS_JSON": settings.model_dump_json()},
+            "oauth_no_confirm": True,
+            # A browser's login tells the service who the user is, their groups and admin flag.
+            "oauth_client_allowed_scopes": ["read:users!user"],
+            "display": True,
+        }
+    )
+    # The service itself calls nothing on the hub: its token needs no scopes.
+    c.JupyterHub.load_roles.append({"name": PIPELINES_SERVICE, "scopes": [], "services": [PIPELINES_SERVICE]})
+    # Users' own API tokens (the CLI's) may reach the service.
+    c.JupyterHub.load_roles.append({"name": "user", "scopes": ["self", PIPELINES_ACCESS]})
 
 
 def apply_local_backend(settings: Settings, c: Config, host: HostFacts) -> None:
@@ -171,10 +198,14 @@ def apply_local_backend(settings: Settings, c: Config, host: HostFacts) -> None:
     default_homes = Path("/home") if isolate else settings.data_dir / "homes"
     spawner.homes_dir = str(local.homes_dir or default_homes)
     spawner.use_cgroups = local.cgroups == "required" or (local.cgroups == "auto" and host.cgroups_writable)
-    # One cgroup per hub (named after its data directory): two hubs on one
-    # machine must never clean up each other's servers.
-    spawner.cgroup_parent = "analysis-hub-" + hashlib.sha256(str(settings.data_dir).encode()).hexdigest()[:8]
+    spawner.cgroup_parent = cgroup_parent_for(settings)
     # A first spawn of a profile builds its environment (minutes); later ones take seconds.
     spawner.start_timeout = local.start_timeout
     # Notice a server the kernel killed for memory within seconds, not the default 30.
     spawner.poll_interval = 10
+
+
+def cgroup_parent_for(settings: Settings) -> str:
+    """One cgroup per hub (named after its data directory): two hubs on one
+    machine must never clean up each other's servers or runs."""
+    return "analysis-hub-" + hashlib.sha256(str(settings.data_dir).encode()).hexdigest()[:8]

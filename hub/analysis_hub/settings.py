@@ -122,6 +122,24 @@ class CullerSettings(_Section):
     every: int = Field(60, ge=1, description="seconds between culler sweeps (and activity reports)")
 
 
+class PipelinesSettings(_Section):
+    """The pipelines service: published notebooks run on schedules (see analysis_hub.pipelines)."""
+
+    enabled: bool = True
+    port: int = Field(8002, ge=1, le=65535, description="the service's own port (loopback)")
+    data_dir: Path | None = Field(None, description="default: <data_dir>/pipelines")
+    database_url: str | None = Field(
+        None, description="default: SQLite in data_dir; PostgreSQL on Kubernetes"
+    )
+    max_notebook_mb: int = Field(20, ge=1, le=1024, description="largest notebook that may be published")
+    run_as: str | None = Field(
+        None, description="Unix user runs execute as; default: 'jupyter-pipelines' when root, else the hub's"
+    )
+    public_url: str | None = Field(
+        None, description="the hub's URL as users reach it, for links in notifications"
+    )
+
+
 class LocalSettings(_Section):
     """The local backend: a Python environment per image, a Unix user per hub user."""
 
@@ -159,6 +177,7 @@ class Settings(_Section):
     hub: HubSettings = HubSettings()
     auth: AuthSettings = AuthSettings()
     culler: CullerSettings = CullerSettings()
+    pipelines: PipelinesSettings = PipelinesSettings()
     local: LocalSettings = LocalSettings()
 
     @model_validator(mode="after")
@@ -233,6 +252,13 @@ def resolve_paths(settings: Settings, base: Path) -> Settings:
             "hub": settings.hub.model_copy(update={"proxy_command": proxy}),
             "data_dir": data_dir,
             "auth": auth,
+            "pipelines": settings.pipelines.model_copy(
+                update={
+                    "data_dir": absolute(settings.pipelines.data_dir)
+                    if settings.pipelines.data_dir
+                    else data_dir / "pipelines"
+                }
+            ),
             "catalog": absolute(settings.catalog),
             "images_dir": absolute(settings.images_dir),
             "local": local,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from analysis_hub.config import CULLER_SCOPES, PACKAGE_DIR, HostFacts, apply_settings
-from analysis_hub.settings import load_settings
+from analysis_hub.settings import Settings, load_settings
 from traitlets.config import Config
 
 ROOT_WITH_CGROUPS = HostFacts(is_root=True, cgroups_writable=True)
@@ -93,15 +93,37 @@ def test_load_groups(tmp_path):
     }
 
 
+def by_name(items: list[dict], name: str) -> dict:
+    [item] = [i for i in items if i["name"] == name]
+    return item
+
+
+def test_pipelines_service_runs_with_no_scopes_and_users_may_reach_it(tmp_path):
+    """The pipelines service is hub-managed on loopback with the resolved settings; its own token
+    has no scopes; users' tokens and OAuth logins may reach it and say who the user is."""
+    c, settings = configure(tmp_path, "pipelines: {port: 9102}\n")
+    service = by_name(c.JupyterHub.services, "pipelines")
+    assert service["url"] == "http://127.0.0.1:9102"
+    assert service["command"] == [sys.executable, "-m", "analysis_hub.pipelines"]
+    assert Settings.model_validate_json(service["environment"]["ANALYSIS_HUB_SETTINGS_JSON"]) == settings
+    assert service["oauth_client_allowed_scopes"] == ["read:users!user"]
+    assert by_name(c.JupyterHub.load_roles, "pipelines") == {
+        "name": "pipelines",
+        "scopes": [],
+        "services": ["pipelines"],
+    }
+    assert by_name(c.JupyterHub.load_roles, "user")["scopes"] == ["self", "access:services!service=pipelines"]
+    assert settings.pipelines.data_dir == settings.data_dir / "pipelines"
+
+
 def test_culler_service_and_role(tmp_path):
     """The idle culler runs as a service with timeout and sweep interval, holding only the scopes it needs."""
     c, _ = configure(tmp_path)
-    [service] = c.JupyterHub.services
-    assert service["name"] == "idle-culler"
+    service = by_name(c.JupyterHub.services, "idle-culler")
     assert service["command"][:3] == [sys.executable, "-m", "jupyterhub_idle_culler"]
     assert "--timeout=600" in service["command"]
     assert "--cull-every=60" in service["command"]
-    [role] = c.JupyterHub.load_roles
+    role = by_name(c.JupyterHub.load_roles, "idle-culler")
     assert role["scopes"] == ["list:users", "read:users:activity", "read:servers", "delete:servers"]
     assert role["scopes"] == CULLER_SCOPES
     assert role["services"] == ["idle-culler"]
@@ -111,14 +133,14 @@ def test_culler_service_and_role(tmp_path):
 def test_culler_follows_settings(tmp_path):
     """Culler timeout and interval come from settings; servers report activity as often as it looks."""
     c, _ = configure(tmp_path, "culler: {timeout: 30, every: 5}\n")
-    [service] = c.JupyterHub.services
+    service = by_name(c.JupyterHub.services, "idle-culler")
     assert "--timeout=30" in service["command"] and "--cull-every=5" in service["command"]
     assert c.LocalProfileSpawner.activity_interval == 5
 
 
 def test_culler_disabled(tmp_path):
-    """With the culler disabled there are no services and no culler role."""
-    c, _ = configure(tmp_path, "culler: {enabled: false, every: 45}\n")
+    """With the culler (and pipelines) disabled there are no services and no service roles."""
+    c, _ = configure(tmp_path, "culler: {enabled: false, every: 45}\npipelines: {enabled: false}\n")
     assert c.JupyterHub.services == []
     assert c.JupyterHub.load_roles == []
     assert c.LocalProfileSpawner.activity_interval == 45

@@ -1,0 +1,157 @@
+"""The pipelines database: pipelines, their versions, runs and the audit trail.
+
+Contract:
+- SQLAlchemy 2 models; `open_database(url)` brings the schema up to date
+  with Alembic migrations (`migrations/`) and returns a session factory.
+  SQLite by default, PostgreSQL on Kubernetes: nothing here is specific to
+  either.
+- Versions are immutable rows (the notebook itself lives in the team's git
+  repository, named by `commit`). A pipeline points at one active version.
+- `AuditEvent` rows are only ever added: who did what, when, with the state
+  before and after.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint, create_engine, event
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+RUN_STATES = ("queued", "running", "succeeded", "failed", "timed_out", "skipped")
+FINISHED = ("succeeded", "failed", "timed_out", "skipped")
+
+
+def now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)  # stored as naive UTC, as SQLite keeps it
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Pipeline(Base):
+    __tablename__ = "pipelines"
+    __table_args__ = (UniqueConstraint("team", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    team: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=now)
+    created_by: Mapped[str] = mapped_column(String(255))
+    active_version: Mapped[int | None]
+    trigger: Mapped[str] = mapped_column(String(16), default="manual")  # manual | cron | http
+    schedule: Mapped[str | None] = mapped_column(String(255))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    parameters: Mapped[dict] = mapped_column(JSON, default=dict)
+    concurrency: Mapped[str] = mapped_column(String(16), default="forbid")  # forbid | allow
+    timeout: Mapped[int] = mapped_column(default=3600)
+    retries: Mapped[int] = mapped_column(default=0)
+    paused: Mapped[bool] = mapped_column(default=False)
+    trigger_token_hash: Mapped[str | None] = mapped_column(String(128))
+    notify_url: Mapped[str | None] = mapped_column(Text)
+    notify_on_success: Mapped[bool] = mapped_column(default=False)
+    # Deleting keeps the row (runs and the git history refer to it) but hides
+    # it, stops its schedule and frees nothing: the name can't be reused.
+    deleted_at: Mapped[datetime | None]
+
+    versions: Mapped[list[Version]] = relationship(back_populates="pipeline", order_by="Version.number")
+
+    @property
+    def deployed(self) -> bool:
+        return self.active_version is not None
+
+    def deployment(self) -> dict:
+        """The deploy state as the API, the audit trail and the page show it."""
+        return {
+            "active_version": self.active_version,
+            "trigger": self.trigger,
+            "schedule": self.schedule,
+            "timezone": self.timezone,
+            "parameters": dict(self.parameters or {}),
+            "concurrency": self.concurrency,
+            "timeout": self.timeout,
+            "retries": self.retries,
+            "paused": self.paused,
+            "notify_url": self.notify_url,
+            "notify_on_success": self.notify_on_success,
+        }
+
+
+class Version(Base):
+    __tablename__ = "versions"
+    __table_args__ = (UniqueConstraint("pipeline_id", "number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pipeline_id: Mapped[int] = mapped_column(ForeignKey("pipelines.id"))
+    number: Mapped[int]
+    commit: Mapped[str] = mapped_column(String(64))
+    profile: Mapped[str] = mapped_column(String(64))
+    choices: Mapped[dict] = mapped_column(JSON, default=dict)
+    resources: Mapped[dict] = mapped_column(JSON, default=dict)
+    image: Mapped[str] = mapped_column(String(255))
+    parameters: Mapped[dict] = mapped_column(JSON, default=dict)  # name -> {type, default}
+    kernel: Mapped[str] = mapped_column(String(64))
+    message: Mapped[str] = mapped_column(Text, default="")
+    published_by: Mapped[str] = mapped_column(String(255))
+    published_at: Mapped[datetime] = mapped_column(default=now)
+
+    pipeline: Mapped[Pipeline] = relationship(back_populates="versions")
+
+
+class Run(Base):
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pipeline_id: Mapped[int] = mapped_column(ForeignKey("pipelines.id"))
+    version: Mapped[int]
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    trigger: Mapped[str] = mapped_column(String(16))  # manual | schedule | http
+    started_by: Mapped[str] = mapped_column(String(255))
+    parameters: Mapped[dict] = mapped_column(JSON, default=dict)
+    attempts: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=now)
+    scheduled_for: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    exit_code: Mapped[int | None]
+    reason: Mapped[str] = mapped_column(Text, default="")
+    error_cell: Mapped[int | None]
+    output_dir: Mapped[str | None] = mapped_column(Text)
+
+    pipeline: Mapped[Pipeline] = relationship()
+
+
+class AuditEvent(Base):
+    __tablename__ = "audit"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=now)
+    actor: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(32))  # publish | deploy | rollback | pause | run | delete
+    team: Mapped[str] = mapped_column(String(255))
+    pipeline: Mapped[str] = mapped_column(String(64))
+    before: Mapped[dict | None] = mapped_column(JSON)
+    after: Mapped[dict | None] = mapped_column(JSON)
+
+
+def open_database(url: str) -> sessionmaker:
+    engine = create_engine(url)
+    if engine.dialect.name == "sqlite":
+        # Runs finish while the API reads: let writers wait instead of failing.
+        event.listen(engine, "connect", lambda conn, _: conn.execute("PRAGMA busy_timeout = 10000"))
+    migrate(engine)
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def migrate(engine) -> None:
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")

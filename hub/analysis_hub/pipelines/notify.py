@@ -1,0 +1,60 @@
+"""Webhook notifications for finished runs, in a Slack-compatible payload.
+
+Contract: `run_message(...)` is pure and returns the JSON body (Slack's
+`text` plus `blocks`; Mattermost, Teams workflows and most chat tools accept
+it). It links to the run's output notebook, at papermill's error anchor
+when a cell failed. `send(url, payload)` posts it and never raises: a dead
+webhook must not fail the run, it is logged instead.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+
+log = logging.getLogger(__name__)
+ICONS = {"succeeded": ":white_check_mark:", "failed": ":x:", "timed_out": ":hourglass:"}
+
+
+def run_message(team: str, pipeline: str, run: dict, run_url: str) -> dict:
+    status = run["status"]
+    link = run_url + ("#papermill-error-cell" if run.get("error_cell") is not None else "")
+    headline = (
+        f"{ICONS.get(status, '')} {team}/{pipeline} run {run['id']} (v{run['version']}) {status}".strip()
+    )
+    details = run.get("reason") or ""
+    text = (
+        f"{headline}: {details} <{link}|output notebook>"
+        if details
+        else f"{headline} <{link}|output notebook>"
+    )
+    return {
+        "text": text,
+        "blocks": [
+            {"type": "section", "text": {"type": "mrkdwn", "text": text}},
+            {
+                "type": "context",
+                "elements": [
+                    {"type": "mrkdwn", "text": f"trigger: {run['trigger']} · started by {run['started_by']}"}
+                ],
+            },
+        ],
+        "analysis_hub": {"team": team, "pipeline": pipeline, "run": run, "url": link},
+    }
+
+
+async def send(url: str, payload: dict) -> bool:
+    try:
+        await AsyncHTTPClient().fetch(
+            url,
+            method="POST",
+            body=json.dumps(payload, default=str),
+            headers={"Content-Type": "application/json"},
+            request_timeout=10,
+        )
+        return True
+    except (HTTPClientError, OSError) as e:
+        log.warning("webhook %s failed: %s", url, e)
+        return False

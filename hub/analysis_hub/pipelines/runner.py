@@ -1,0 +1,158 @@
+"""Run one pipeline version with papermill on this machine (I/O).
+
+Contract: `LocalRunner.run(spec, notebook, out_dir)` executes the notebook
+with papermill from the profile's own environment (every image's lock file
+includes papermill), as the run user, inside a cgroup holding the version's
+CPU and memory limits, and kills it at the deployment's timeout. It leaves
+in `out_dir`: `output.ipynb` (saved after every cell, so a run that dies keeps
+its partial output), `output.html` and `log.txt`, and returns a `RunOutcome`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import pwd
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+from nbconvert import HTMLExporter
+
+from ..local import cgroups
+from ..local.environments import EnvironmentBuilder, EnvironmentBuildError
+from ..quantities import format_memory
+from .notebooks import error_cell
+from .specs import RunSpec
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    status: str  # succeeded | failed | timed_out
+    exit_code: int | None
+    reason: str = ""
+    error_cell: int | None = None
+    seconds: float = 0.0
+
+
+class LocalRunner:
+    def __init__(self, builder: EnvironmentBuilder, run_user: str | None, cgroup_parent: str | None):
+        self.builder = builder
+        self.run_user = pwd.getpwnam(run_user) if run_user else None
+        self.cgroup_parent = cgroup_parent if cgroup_parent and cgroups.available() else None
+
+    async def run(self, spec: RunSpec, notebook: str, out_dir: Path) -> RunOutcome:
+        started = time.monotonic()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        log_path = out_dir / "log.txt"
+        try:
+            env_dir = await self.builder.ensure(spec.image)
+        except EnvironmentBuildError as e:
+            log_path.write_text(str(e))
+            return RunOutcome("failed", None, f"the {spec.image} environment could not be built: {e}")
+        (out_dir / "input.ipynb").write_text(notebook)
+        (out_dir / "parameters.json").write_text(json.dumps(spec.parameters))
+        group = self._cgroup(spec)
+        if self.run_user:
+            for path in [out_dir, *out_dir.iterdir()]:
+                os.chown(path, self.run_user.pw_uid, self.run_user.pw_gid)
+        command = [
+            str(env_dir / "bin" / "python"),
+            "-m",
+            "papermill",
+            "input.ipynb",
+            "output.ipynb",
+            "--parameters_file",
+            "parameters.json",
+            "--kernel",
+            spec.kernel,
+            "--log-output",
+            "--no-progress-bar",
+        ]
+        environment = {
+            "PATH": f"{env_dir / 'bin'}:/usr/local/bin:/usr/bin:/bin",
+            "HOME": str(out_dir),
+            "LANG": "C.UTF-8",
+            "PYTHONUNBUFFERED": "1",
+            **spec.env,
+        }
+        with open(log_path, "wb") as log:
+            process = await asyncio.create_subprocess_exec(
+                *command,
+                cwd=out_dir,
+                env=environment,
+                stdout=log,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=self._preexec(group),
+            )
+            try:
+                code = await asyncio.wait_for(process.wait(), spec.timeout)
+                timed_out = False
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                if group:
+                    group.kill_all()
+                code, timed_out = await process.wait(), True
+        outcome = self._outcome(spec, code, timed_out, group, out_dir, time.monotonic() - started)
+        if group:
+            group.kill_all()  # a kernel left behind by papermill must not outlive its run
+            group.remove()
+        await asyncio.to_thread(render_html, out_dir / "output.ipynb", out_dir / "output.html")
+        return outcome
+
+    def _cgroup(self, spec: RunSpec) -> cgroups.Cgroup | None:
+        if not self.cgroup_parent:
+            return None
+        return cgroups.Cgroup.create(
+            self.cgroup_parent, f"run-{spec.run_id}", spec.memory_limit, spec.cpu_limit
+        )
+
+    def _preexec(self, group: cgroups.Cgroup | None):
+        user = self.run_user
+
+        def preexec():
+            # In the child, before exec: join the run's cgroup (as root), then drop to the run user.
+            if group:
+                group.attach_self()
+            if user:
+                os.setgroups([])
+                os.setgid(user.pw_gid)
+                os.setuid(user.pw_uid)
+
+        return preexec
+
+    def _outcome(self, spec, code, timed_out, group, out_dir: Path, seconds: float) -> RunOutcome:
+        failed_cell = None
+        with contextlib.suppress(OSError, ValueError, nbformat.ValidationError):
+            failed_cell = error_cell(nbformat.read(out_dir / "output.ipynb", as_version=4))
+        if timed_out:
+            return RunOutcome(
+                "timed_out", code, f"stopped after the timeout of {spec.timeout} s", failed_cell, seconds
+            )
+        if code == 0:
+            return RunOutcome("succeeded", 0, "", None, seconds)
+        if group and group.oom_killed():
+            limit = format_memory(spec.memory_limit) if spec.memory_limit else "?"
+            reason = f"the kernel was killed for using more than its memory limit ({limit})"
+        else:
+            reason = _last_error(out_dir / "log.txt")
+        return RunOutcome("failed", code, reason, failed_cell, seconds)
+
+
+def render_html(notebook: Path, html: Path) -> None:
+    if not notebook.exists():
+        return
+    body, _ = HTMLExporter().from_notebook_node(nbformat.read(notebook, as_version=4))
+    html.write_text(body)
+
+
+def _last_error(log: Path) -> str:
+    lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    errors = [line for line in lines if "Error" in line or "Exception" in line]
+    return (errors or lines or ["papermill failed without output"])[-1][:500]

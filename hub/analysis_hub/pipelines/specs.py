@@ -1,0 +1,175 @@
+"""Pure translations for pipelines: requests to versions and deployments, versions to run specs.
+
+Contract:
+- `version_settings(resolved)` is what a version records of its profile: the
+  resolved resources, env, node selector and tolerations, so a version runs
+  with what it was published with even after the catalog changes.
+- `check_deployment(...)` validates a deployment request (trigger, cron in
+  a time zone, concurrency, timeout, retries, parameters) and returns the
+  fields to store, or raises `SpecError` naming each bad field.
+- `run_spec(...)` is everything a runner needs for one run: image, limits,
+  env, the merged and typed parameters, kernel and timeout.
+- `NAME_RE`: pipeline and team names are short slugs, never paths.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from apscheduler.triggers.cron import CronTrigger
+
+from ..catalog import ResolvedProfile
+from .notebooks import NotebookError, Parameter, coerce_parameters
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+TRIGGERS = ("manual", "cron", "http")
+CONCURRENCY = ("forbid", "allow")
+
+
+class SpecError(ValueError):
+    """A request the service refuses; the message names the field and what is allowed."""
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    run_id: int
+    team: str
+    pipeline: str
+    version: int
+    image: str
+    kernel: str
+    parameters: dict
+    env: dict[str, str] = field(default_factory=dict)
+    cpu_limit: float | None = None
+    memory_limit: int | None = None
+    gpus: int = 0
+    node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: list[dict] = field(default_factory=list)
+    timeout: int = 3600
+
+
+def check_name(kind: str, name: str) -> str:
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        shown = repr(name)[:40]
+        raise SpecError(
+            f"{kind}: {shown} is not a valid name (lower-case letters, digits and '-', at most 63)"
+        )
+    return name
+
+
+def version_settings(resolved: ResolvedProfile) -> dict:
+    r = resolved.resources
+    return {
+        "cpu_guarantee": r.cpu_guarantee,
+        "cpu_limit": r.cpu_limit,
+        "memory_guarantee": r.memory_guarantee,
+        "memory_limit": r.memory_limit,
+        "gpus": r.gpus,
+        "env": dict(resolved.env),
+        "node_selector": dict(resolved.node_selector),
+        "tolerations": [t.model_dump(exclude_none=True) for t in resolved.tolerations],
+    }
+
+
+def declared_parameters(version_parameters: dict) -> dict[str, Parameter]:
+    return {name: Parameter(**p) for name, p in version_parameters.items()}
+
+
+def check_deployment(request: dict, declared: dict[str, Parameter], versions: list[int]) -> dict:
+    problems = []
+    allowed = {
+        "version",
+        "trigger",
+        "schedule",
+        "timezone",
+        "parameters",
+        "concurrency",
+        "timeout",
+        "retries",
+    }
+    allowed |= {"paused", "notify_url", "notify_on_success", "new_trigger_token"}
+    unknown = sorted(set(request) - allowed)
+    if unknown:
+        problems.append(f"{', '.join(unknown)}: unknown field (allowed: {', '.join(sorted(allowed))})")
+    out: dict = {}
+    version = request.get("version", versions[-1] if versions else None)
+    if version not in versions:
+        problems.append(f"version: {version!r} is not a published version (versions: {versions or 'none'})")
+    out["active_version"] = version
+    trigger = request.get("trigger", "cron" if request.get("schedule") else "manual")
+    if trigger not in TRIGGERS:
+        problems.append(f"trigger: {trigger!r} is not one of {', '.join(TRIGGERS)}")
+    out["trigger"] = trigger
+    timezone = request.get("timezone", "UTC")
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        problems.append(f"timezone: {timezone!r} is not a time zone name such as Europe/Paris or UTC")
+        timezone = "UTC"
+    out["timezone"] = timezone
+    schedule = request.get("schedule")
+    if trigger == "cron":
+        try:
+            CronTrigger.from_crontab(schedule or "", timezone=timezone)
+        except (ValueError, TypeError) as e:
+            problems.append(
+                f"schedule: {schedule!r} is not a cron expression (minute hour day month weekday): {e}"
+            )
+    elif schedule:
+        problems.append(f"schedule: only a trigger 'cron' has a schedule (trigger is {trigger!r})")
+    out["schedule"] = schedule if trigger == "cron" else None
+    concurrency = request.get("concurrency", "forbid")
+    if concurrency not in CONCURRENCY:
+        problems.append(f"concurrency: {concurrency!r} is not one of {', '.join(CONCURRENCY)}")
+    out["concurrency"] = concurrency
+    for key, default, low, high in (("timeout", 3600, 1, 7 * 86400), ("retries", 0, 0, 10)):
+        value = request.get(key, default)
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            problems.append(f"{key}: {value!r} must be a whole number from {low} to {high}")
+        out[key] = value
+    try:
+        out["parameters"] = coerce_parameters(declared, dict(request.get("parameters") or {}))
+    except NotebookError as e:
+        problems.append(f"parameters: {e}")
+    out["paused"] = bool(request.get("paused", False))
+    notify_url = request.get("notify_url")
+    if notify_url is not None and not re.match(r"^https?://\S+$", str(notify_url)):
+        problems.append(f"notify_url: {str(notify_url)[:60]!r} is not an http(s) URL")
+    out["notify_url"] = notify_url
+    out["notify_on_success"] = bool(request.get("notify_on_success", False))
+    if problems:
+        raise SpecError("; ".join(problems))
+    return out
+
+
+def run_parameters(declared: dict[str, Parameter], deployed: dict, given: dict) -> dict:
+    """Defaults of the version < the deployment's overrides < this run's, all typed."""
+    merged = {name: p.default for name, p in declared.items()}
+    merged.update(deployed or {})
+    try:
+        merged.update(coerce_parameters(declared, given or {}))
+    except NotebookError as e:
+        raise SpecError(f"parameters: {e}") from None
+    return merged
+
+
+def run_spec(run_id: int, team: str, pipeline: str, version, timeout: int, parameters: dict) -> RunSpec:
+    settings = version.resources
+    return RunSpec(
+        run_id=run_id,
+        team=team,
+        pipeline=pipeline,
+        version=version.number,
+        image=version.image,
+        kernel=version.kernel,
+        parameters=parameters,
+        env=dict(settings.get("env") or {}),
+        cpu_limit=settings.get("cpu_limit"),
+        memory_limit=settings.get("memory_limit"),
+        gpus=settings.get("gpus") or 0,
+        node_selector=dict(settings.get("node_selector") or {}),
+        tolerations=list(settings.get("tolerations") or []),
+        timeout=timeout,
+    )

@@ -1,0 +1,370 @@
+"""The pipelines service over HTTP: REST API (with its OpenAPI document) and web pages.
+
+Contract: `make_app(pipelines, prefix, max_bytes)` returns the tornado
+application mounted at the hub's service prefix (`/services/pipelines/`).
+Users authenticate with JupyterHub: the browser by the hub's OAuth, the CLI
+with a hub API token in the Authorization header. Only the HTTP trigger
+endpoint takes a pipeline's own trigger token instead. Errors are JSON
+`{"status", "message"}` with 400/403/404/409/413.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
+from tornado import web
+
+from ..selection import ProfileRequestError
+from .notebooks import NotebookError
+from .service import Caller, Conflict, Forbidden, NotFound, Pipelines, TooLarge
+from .specs import SpecError
+
+TEMPLATES = Environment(
+    loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=select_autoescape(["html"])
+)
+ERRORS = {
+    SpecError: 400,
+    NotebookError: 400,
+    ProfileRequestError: 400,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    TooLarge: 413,
+}
+P = r"(?P<team>[^/]+)/(?P<name>[^/]+)"
+
+# One table drives the routes' documentation: (method, path, summary, request body).
+API = [
+    ("get", "api/pipelines", "Pipelines of your teams", None),
+    ("get", "api/pipelines/{team}/{name}", "A pipeline: deploy state, versions, recent runs", None),
+    ("delete", "api/pipelines/{team}/{name}", "Delete a pipeline (history and git versions are kept)", None),
+    (
+        "post",
+        "api/pipelines/{team}/{name}/versions",
+        "Publish a notebook as the next version",
+        {
+            "notebook": "object",
+            "profile": "string",
+            "choices": "object",
+            "message": "string",
+            "parent": "integer",
+        },
+    ),
+    ("get", "api/pipelines/{team}/{name}/versions/{number}/notebook", "A version's notebook", None),
+    ("get", "api/pipelines/{team}/{name}/diff?a={a}&b={b}", "Diff of two versions (nbdime)", None),
+    (
+        "put",
+        "api/pipelines/{team}/{name}/deployment",
+        "Deploy: active version, trigger, schedule, parameters, concurrency, timeout, retries, pause",
+        {
+            "version": "integer",
+            "trigger": "string",
+            "schedule": "string",
+            "timezone": "string",
+            "parameters": "object",
+            "concurrency": "string",
+            "timeout": "integer",
+            "retries": "integer",
+            "paused": "boolean",
+            "notify_url": "string",
+            "notify_on_success": "boolean",
+            "new_trigger_token": "boolean",
+        },
+    ),
+    (
+        "post",
+        "api/pipelines/{team}/{name}/rollback",
+        "Point the pipeline at an earlier version",
+        {"to": "integer"},
+    ),
+    ("get", "api/pipelines/{team}/{name}/runs", "Run history", None),
+    ("post", "api/pipelines/{team}/{name}/runs", "Run now", {"parameters": "object"}),
+    (
+        "post",
+        "api/pipelines/{team}/{name}/trigger",
+        "Run by HTTP trigger (Authorization: Bearer <trigger token>)",
+        {"parameters": "object"},
+    ),
+    ("get", "api/runs/{id}", "A run", None),
+    ("get", "api/runs/{id}/output", "A run's output notebook", None),
+    ("get", "api/runs/{id}/log", "A run's log", None),
+    ("get", "api/audit?team={team}&pipeline={name}", "The audit trail", None),
+]
+
+
+def openapi(prefix: str) -> dict:
+    paths: dict = {}
+    for method, path, summary, body in API:
+        path, _, query = path.partition("?")
+        operation: dict = {"summary": summary, "responses": {"200": {"description": "JSON"}}}
+        params = [
+            {"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in _names(path)
+        ]
+        params += [{"name": n, "in": "query", "schema": {"type": "string"}} for n in _names(query)]
+        if params:
+            operation["parameters"] = params
+        if body:
+            properties = {k: {"type": t} for k, t in body.items()}
+            schema = {"type": "object", "properties": properties, "additionalProperties": False}
+            operation["requestBody"] = {"content": {"application/json": {"schema": schema}}}
+        paths.setdefault(prefix + path, {})[method] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "analysis-hub pipelines", "version": "1"},
+        "components": {
+            "securitySchemes": {"hubToken": {"type": "apiKey", "in": "header", "name": "Authorization"}}
+        },
+        "security": [{"hubToken": []}],
+        "paths": paths,
+    }
+
+
+def _names(template: str) -> list[str]:
+    import re
+
+    return re.findall(r"\{(\w+)\}", template)
+
+
+class Handler(HubOAuthenticated, web.RequestHandler):
+    @property
+    def pipelines(self) -> Pipelines:
+        return self.settings["pipelines"]
+
+    @property
+    def caller(self) -> Caller:
+        user = self.current_user
+        return Caller(user["name"], frozenset(user.get("groups") or []), bool(user.get("admin")))
+
+    def body(self) -> dict:
+        if len(self.request.body) > self.settings["max_bytes"]:
+            raise TooLarge(
+                f"the request is {len(self.request.body) / 2**20:.1f} MiB;"
+                f" the limit is {self.settings['max_bytes'] // 2**20} MiB"
+            )
+        try:
+            data = json.loads(self.request.body or b"{}")
+        except ValueError:
+            raise SpecError("the request body is not JSON") from None
+        if not isinstance(data, dict):
+            raise SpecError("the request body must be a JSON object")
+        return data
+
+    def send(self, data, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(data, default=str))
+
+    def write_error(self, status_code, **kwargs):
+        exc = kwargs.get("exc_info", (None, None))[1]
+        message = str(exc) if exc and not isinstance(exc, web.HTTPError) else self._reason
+        if isinstance(exc, web.HTTPError) and exc.log_message:
+            message = exc.log_message
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"status": status_code, "message": message}))
+
+    def log_exception(self, typ, value, tb):
+        if typ in ERRORS:
+            return  # an expected refusal, already answered with its message
+        super().log_exception(typ, value, tb)
+
+    def _handle_request_exception(self, e):
+        status = next((code for kind, code in ERRORS.items() if isinstance(e, kind)), None)
+        if status and not self._finished:
+            self.set_status(status)
+            self.write_error(status, exc_info=(type(e), e, None))
+            return
+        super()._handle_request_exception(e)
+
+
+class ApiHandler(Handler):
+    def get_login_url(self):
+        raise web.HTTPError(403, "log in to the hub, or send a hub API token")
+
+
+class PipelineList(ApiHandler):
+    @web.authenticated
+    def get(self):
+        self.send(self.pipelines.list_pipelines(self.caller))
+
+
+class PipelineItem(ApiHandler):
+    @web.authenticated
+    def get(self, team, name):
+        self.send(self.pipelines.describe(self.caller, team, name))
+
+    @web.authenticated
+    def delete(self, team, name):
+        self.pipelines.delete(self.caller, team, name)
+        self.send({"deleted": f"{team}/{name}"})
+
+
+class Versions(ApiHandler):
+    @web.authenticated
+    async def post(self, team, name):
+        body = self.body()
+        unknown = sorted(set(body) - {"notebook", "profile", "choices", "message", "parent"})
+        if unknown:
+            raise SpecError(f"{', '.join(unknown)}: unknown field")
+        if "notebook" not in body or "profile" not in body:
+            raise SpecError("notebook and profile are required")
+        version = await self.pipelines.publish(
+            self.caller,
+            team,
+            name,
+            body["notebook"],
+            body["profile"],
+            body.get("choices") or {},
+            str(body.get("message") or "")[:2000],
+            body.get("parent"),
+        )
+        self.send(version, 201)
+
+
+class VersionNotebook(ApiHandler):
+    @web.authenticated
+    def get(self, team, name, number):
+        self.set_header("Content-Type", "application/x-ipynb+json")
+        self.finish(self.pipelines.version_notebook(self.caller, team, name, int(number)))
+
+
+class Diff(ApiHandler):
+    @web.authenticated
+    def get(self, team, name):
+        a, b = (int(self.get_argument(k)) for k in ("a", "b"))
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.finish(self.pipelines.diff(self.caller, team, name, a, b))
+
+
+class Deployment(ApiHandler):
+    @web.authenticated
+    def put(self, team, name):
+        self.send(self.pipelines.deploy(self.caller, team, name, self.body()))
+
+
+class Rollback(ApiHandler):
+    @web.authenticated
+    def post(self, team, name):
+        to = self.body().get("to")
+        if not isinstance(to, int):
+            raise SpecError("to: the version number to roll back to is required")
+        self.send(self.pipelines.rollback(self.caller, team, name, to))
+
+
+class Runs(ApiHandler):
+    @web.authenticated
+    def get(self, team, name):
+        self.send(self.pipelines.runs(self.caller, team, name))
+
+    @web.authenticated
+    async def post(self, team, name):
+        run = await self.pipelines.run_now(self.caller, team, name, self.body().get("parameters"))
+        self.send(run, 201)
+
+
+class Trigger(Handler):
+    # Authenticated by the pipeline's own trigger token, not by the hub.
+    async def post(self, team, name):
+        token = self.request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        run = await self.pipelines.run_by_http_trigger(team, name, token, self.body().get("parameters"))
+        self.send(run, 201)
+
+
+class RunItem(ApiHandler):
+    @web.authenticated
+    def get(self, run_id, what=None):
+        run, folder = self.pipelines.run(self.caller, int(run_id))
+        if what is None:
+            return self.send(run)
+        path = folder / ("output.ipynb" if what == "output" else "log.txt")
+        if not path.exists():
+            raise NotFound(f"run {run_id} has no {what} (yet)")
+        self.set_header("Content-Type", "application/x-ipynb+json" if what == "output" else "text/plain")
+        self.finish(path.read_bytes())
+
+
+class Audit(ApiHandler):
+    @web.authenticated
+    def get(self):
+        self.send(
+            self.pipelines.audit(
+                self.caller, self.get_argument("team", None), self.get_argument("pipeline", None)
+            )
+        )
+
+
+class OpenApi(web.RequestHandler):
+    def get(self):
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(openapi(self.settings["prefix"]), indent=1))
+
+
+class Page(Handler):
+    def render_page(self, template: str, **values) -> None:
+        self.finish(
+            TEMPLATES.get_template(template).render(
+                prefix=self.settings["prefix"], user=self.caller, **values
+            )
+        )
+
+
+class IndexPage(Page):
+    @web.authenticated
+    def get(self):
+        self.render_page("index.html", pipelines=self.pipelines.list_pipelines(self.caller))
+
+
+class PipelinePage(Page):
+    @web.authenticated
+    def get(self, team, name):
+        self.render_page("pipeline.html", p=self.pipelines.describe(self.caller, team, name))
+
+
+class RunPage(Page):
+    @web.authenticated
+    def get(self, run_id):
+        run, folder = self.pipelines.run(self.caller, int(run_id))
+        self.render_page("run.html", run=run, has_output=(folder / "output.html").exists())
+
+
+class RunOutputHtml(Page):
+    @web.authenticated
+    def get(self, run_id):
+        _, folder = self.pipelines.run(self.caller, int(run_id))
+        path = folder / "output.html"
+        if not path.exists():
+            raise NotFound(f"run {run_id} has no output yet")
+        # The notebook's own HTML, sandboxed by the run page's iframe; no scripts of ours run in it.
+        self.set_header("Content-Security-Policy", "sandbox allow-same-origin")
+        self.finish(path.read_bytes())
+
+
+def make_app(pipelines: Pipelines, prefix: str, max_bytes: int) -> web.Application:
+    routes = [
+        (r"api/openapi.json", OpenApi),
+        (r"api/pipelines", PipelineList),
+        (rf"api/pipelines/{P}", PipelineItem),
+        (rf"api/pipelines/{P}/versions", Versions),
+        (rf"api/pipelines/{P}/versions/(?P<number>\d+)/notebook", VersionNotebook),
+        (rf"api/pipelines/{P}/diff", Diff),
+        (rf"api/pipelines/{P}/deployment", Deployment),
+        (rf"api/pipelines/{P}/rollback", Rollback),
+        (rf"api/pipelines/{P}/runs", Runs),
+        (rf"api/pipelines/{P}/trigger", Trigger),
+        (r"api/runs/(?P<run_id>\d+)", RunItem),
+        (r"api/runs/(?P<run_id>\d+)/(?P<what>output|log)", RunItem),
+        (r"api/audit", Audit),
+        (r"oauth_callback", HubOAuthCallbackHandler),
+        (r"", IndexPage),
+        (rf"p/{P}", PipelinePage),
+        (r"runs/(?P<run_id>\d+)", RunPage),
+        (r"runs/(?P<run_id>\d+)/output.html", RunOutputHtml),
+    ]
+    return web.Application(
+        [(prefix + pattern, handler) for pattern, handler in routes],
+        pipelines=pipelines,
+        prefix=prefix,
+        max_bytes=max_bytes,
+    )

@@ -1,0 +1,415 @@
+"""Pipelines, for real: the hub-managed service, papermill runs, a cron schedule, webhooks.
+
+One hub (started with `analysis-hub up`, so the pipelines service is started
+by JupyterHub) serves a catalog copy with a `tiny` profile (pyspark's image,
+a 400 MiB memory limit) for the out-of-memory case. alice is in data-team,
+bob in gpu-team, admin is an admin. The CLI is the real `analysis-hub
+pipelines` command, run as a subprocess with alice's hub token. The tests run
+in order and build on each other's pipeline, as a team's week would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import nbformat
+import pytest
+import requests
+import yaml
+from conftest import REPO, make_workdir, start_hub
+
+pytestmark = pytest.mark.integration
+
+CULL_TIMEOUT = 15
+CLI = [sys.executable, "-m", "analysis_hub.cli", "pipelines"]
+
+
+def notebook(*cells: str, parameters: str | None = "n = 3\ngreeting = 'hi'") -> dict:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    if parameters is not None:
+        cell = nbformat.v4.new_code_cell(parameters)
+        cell.metadata["tags"] = ["parameters"]
+        nb.cells.append(cell)
+    nb.cells += [nbformat.v4.new_code_cell(source) for source in cells]
+    return json.loads(nbformat.writes(nb))
+
+
+V1 = notebook("print(greeting * n)")
+V2 = notebook("print('before the error')", "1/0", "print('never')")
+
+
+class Webhooks(BaseHTTPRequestHandler):
+    received: list[dict] = []
+
+    def do_POST(self):
+        self.received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def webhook_url():
+    server = HTTPServer(("127.0.0.1", 0), Webhooks)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/hook"
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    workdir = make_workdir()
+    catalog = workdir / "catalog"
+    shutil.copytree(REPO / "profiles", catalog)
+    tiny = {
+        "slug": "tiny",
+        "display_name": "Tiny",
+        "image": "pyspark",
+        "memory": {"limit": "400Mi"},
+        "cpu": {"limit": 1},
+        "allowed_groups": ["data-team"],
+    }
+    (catalog / "tiny.yaml").write_text(yaml.safe_dump(tiny))
+    pytorch = yaml.safe_load((catalog / "pytorch.yaml").read_text())
+    pytorch["allowed_groups"] = ["gpu-team"]
+    (catalog / "pytorch.yaml").write_text(yaml.safe_dump(pytorch))
+    running = start_hub(
+        workdir,
+        catalog=str(catalog),
+        culler={"enabled": True, "timeout": CULL_TIMEOUT, "every": 5},
+    )
+    running.api = f"{running.url}/services/pipelines/api"
+    yield running
+    running.stop()
+
+
+def cli(hub, user, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "ANALYSIS_HUB_PIPELINES_URL": f"{hub.url}/services/pipelines/",
+        "JUPYTERHUB_API_TOKEN": user.token,
+    }
+    result = subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=600, cwd=REPO)
+    if check:
+        assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def api(hub, user, method: str, path: str, **kwargs) -> requests.Response:
+    return user.api.request(method, f"{hub.api}/{path}", timeout=120, **kwargs)
+
+
+def wait_run(hub, user, run_id: int, timeout: float = 600) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = api(hub, user, "GET", f"runs/{run_id}").json()
+        if run["finished"]:
+            return run
+        time.sleep(0.5)
+    raise AssertionError(f"run {run_id} did not finish in {timeout} s")
+
+
+def test_publish_run_and_find_the_output_with_injected_parameters(hub, tmp_path):
+    """alice publishes v1 from a file with the CLI, deploys it with n=4 and runs it: the output
+    notebook has papermill's injected parameters and the result; git has the version by alice."""
+    alice = hub.user("alice")
+    path = tmp_path / "daily-report.ipynb"
+    path.write_text(json.dumps(V1))
+    cli(
+        hub,
+        alice,
+        "publish",
+        str(path),
+        "--team",
+        "data-team",
+        "--profile",
+        "pyspark",
+        "-m",
+        "first",
+        "--deploy",
+        "-p",
+        "n=4",
+    )
+    out = cli(hub, alice, "run", "data-team/daily-report", "--wait").stdout
+    assert "succeeded" in out, out
+    [run] = api(hub, alice, "GET", "pipelines/data-team/daily-report/runs").json()
+    assert (run["version"], run["parameters"], run["started_by"]) == (1, {"n": 4, "greeting": "hi"}, "alice")
+    output = nbformat.reads(api(hub, alice, "GET", f"runs/{run['id']}/output").text, as_version=4)
+    injected = [c for c in output.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert injected and "n = 4" in injected[0].source
+    assert "hihihihi" in "".join(o.get("text", "") for c in output.cells for o in c.get("outputs", []))
+    version = api(hub, alice, "GET", "pipelines/data-team/daily-report").json()["versions"][0]
+    assert version["parameters"] == {
+        "n": {"type": "int", "default": 3},
+        "greeting": {"type": "str", "default": "hi"},
+    }
+    assert version["resources"]["memory_limit"] == 4 * 2**30 and version["image"] == "pyspark"
+    repo = Path(hub.settings["data_dir"]) / "pipelines" / "repos" / "data-team"
+    log = subprocess.run(
+        ["git", "-C", str(repo), "log", "--format=%an %s"], capture_output=True, text=True
+    ).stdout
+    assert log.strip() == "alice daily-report v1: first"
+    stored = json.loads(
+        subprocess.run(
+            ["git", "-C", str(repo), "show", "daily-report/v1:daily-report/notebook.ipynb"],
+            capture_output=True,
+            text=True,
+        ).stdout
+    )
+    assert all(not c.get("outputs") for c in stored["cells"]), "versions are stored without outputs"
+
+
+def test_a_failing_version_is_recorded_notified_and_points_at_the_error_cell(hub, webhook_url):
+    """v2 divides by zero: the run is failed with the error, the webhook gets a Slack-style message
+    linking to papermill's error anchor, and the output notebook keeps the cells before the error."""
+    alice = hub.user("alice")
+    published = api(
+        hub,
+        alice,
+        "POST",
+        "pipelines/data-team/daily-report/versions",
+        json={"notebook": V2, "profile": "pyspark", "message": "divide", "parent": 1},
+    )
+    assert published.status_code == 201, published.text
+    deployed = api(
+        hub,
+        alice,
+        "PUT",
+        "pipelines/data-team/daily-report/deployment",
+        json={"version": 2, "notify_url": webhook_url},
+    )
+    assert deployed.status_code == 200, deployed.text
+    run = wait_run(
+        hub, alice, api(hub, alice, "POST", "pipelines/data-team/daily-report/runs", json={}).json()["id"]
+    )
+    assert run["status"] == "failed" and run["version"] == 2
+    assert "ZeroDivisionError" in run["reason"]
+    output = nbformat.reads(api(hub, alice, "GET", f"runs/{run['id']}/output").text, as_version=4)
+    assert output.cells[run["error_cell"]].source == "1/0"
+    assert "before the error" in json.dumps(output.cells)
+    deadline = time.monotonic() + 10
+    while not Webhooks.received and time.monotonic() < deadline:
+        time.sleep(0.2)
+    [message] = Webhooks.received
+    assert "data-team/daily-report run" in message["text"] and "failed" in message["text"]
+    assert message["analysis_hub"]["url"].endswith(
+        f"/services/pipelines/runs/{run['id']}#papermill-error-cell"
+    )
+    page = alice.api.get(f"{hub.url}/services/pipelines/runs/{run['id']}")
+    assert page.status_code == 200 and 'class="status failed"' in page.text
+
+
+def test_rollback_and_the_next_scheduled_run_uses_v1_while_the_authors_server_is_culled(hub):
+    """alice rolls back to v1 and schedules it every minute, and her idle server is culled: the
+    next scheduled run fires on the minute without her server, runs v1, and succeeds."""
+    alice = hub.user("alice")
+    assert alice.start({"profile": "pyspark"}).status_code in (201, 202)
+    alice.wait_ready()
+    rolled_back = api(hub, alice, "POST", "pipelines/data-team/daily-report/rollback", json={"to": 1})
+    assert rolled_back.json()["active_version"] == 1
+    cli(
+        hub,
+        alice,
+        "deploy",
+        "data-team/daily-report",
+        "--schedule",
+        "* * * * *",
+        "--timezone",
+        "Europe/Paris",
+    )
+    alice.wait_stopped(timeout=CULL_TIMEOUT + 60)  # the real idle culler stops it
+    assert "Culling server alice" in hub.log()
+    culled_at = api(hub, alice, "GET", "pipelines/data-team/daily-report").json()["runs"]
+    seen = {r["id"] for r in culled_at}
+    deadline = time.monotonic() + 90
+    scheduled = None
+    while time.monotonic() < deadline and scheduled is None:
+        runs = api(hub, alice, "GET", "pipelines/data-team/daily-report/runs").json()
+        scheduled = next((r for r in runs if r["trigger"] == "schedule" and r["id"] not in seen), None)
+        time.sleep(1)
+    assert scheduled, "no scheduled run within 90 s of the cull"
+    run = wait_run(hub, alice, scheduled["id"])
+    assert (run["status"], run["version"], run["started_by"]) == ("succeeded", 1, "schedule")
+    assert "" not in alice.model()["servers"]
+    api(hub, alice, "PUT", "pipelines/data-team/daily-report/deployment", json={"paused": True})
+
+
+def test_the_audit_trail_lists_every_step_with_its_user(hub):
+    """publish, deploy, run, rollback, pause: each with who did it, and deploys with before and after."""
+    alice = hub.user("alice")
+    events = api(hub, alice, "GET", "audit?team=data-team&pipeline=daily-report").json()
+    steps = [(e["actor"], e["action"]) for e in events]
+    assert steps[:7] == [
+        ("alice", "publish"),
+        ("alice", "deploy"),
+        ("alice", "run"),
+        ("alice", "publish"),
+        ("alice", "deploy"),
+        ("alice", "run"),
+        ("alice", "rollback"),
+    ], steps
+    assert ("schedule", "run") in steps and steps[-1] == ("alice", "pause")
+    rollback = events[6]
+    assert (rollback["before"]["active_version"], rollback["after"]["active_version"]) == (2, 1)
+
+
+def test_another_teams_user_gets_403_everywhere(hub):
+    """bob (gpu-team) can't see, publish to, deploy, roll back, run or read runs of data-team's pipeline."""
+    bob, p = hub.user("bob"), "pipelines/data-team/daily-report"
+    refused = [
+        api(hub, bob, "GET", p),
+        api(hub, bob, "POST", f"{p}/versions", json={"notebook": V1, "profile": "pyspark"}),
+        api(hub, bob, "PUT", f"{p}/deployment", json={"version": 1}),
+        api(hub, bob, "POST", f"{p}/rollback", json={"to": 1}),
+        api(hub, bob, "POST", f"{p}/runs", json={}),
+        api(hub, bob, "GET", f"{p}/runs"),
+        api(hub, bob, "GET", "runs/1"),
+        api(hub, bob, "GET", "runs/1/output"),
+        api(hub, bob, "DELETE", p),
+    ]
+    assert [r.status_code for r in refused] == [403] * len(refused), [
+        (r.status_code, r.text[:80]) for r in refused
+    ]
+    assert api(hub, bob, "GET", "pipelines").json() == []
+    assert api(hub, bob, "GET", "audit").json() == []
+    assert api(hub, hub.user("admin"), "GET", p).status_code == 200, "admins see every team's pipelines"
+
+
+def test_bad_input_gets_a_clear_error_and_changes_nothing(hub):
+    """No parameters cell, unknown profile, bad cron, a wrongly typed parameter, a huge upload, a name
+    with path characters, a concurrent publish: each refused with its reason; versions, deployment
+    and runs stay as they were."""
+    alice, p = hub.user("alice"), "pipelines/data-team/daily-report"
+    before = api(hub, alice, "GET", p).json()
+    cases = [
+        (
+            "POST",
+            f"{p}/versions",
+            {"notebook": notebook("1", parameters=None), "profile": "pyspark"},
+            400,
+            "no cell tagged 'parameters'",
+        ),
+        ("POST", f"{p}/versions", {"notebook": V1, "profile": "nope"}, 400, "Unknown profile 'nope'"),
+        ("POST", f"{p}/versions", {"notebook": V1, "profile": "pytorch"}, 400, "Unknown profile 'pytorch'"),
+        (
+            "PUT",
+            f"{p}/deployment",
+            {"schedule": "61 * * * *"},
+            400,
+            "schedule: '61 * * * *' is not a cron expression",
+        ),
+        ("PUT", f"{p}/deployment", {"parameters": {"n": "many"}}, 400, "n: expected int"),
+        ("POST", f"{p}/runs", {"parameters": {"n": [1]}}, 400, "n: expected int"),
+        (
+            "POST",
+            f"{p}/versions",
+            {"notebook": {"cells": "x" * (21 * 2**20)}, "profile": "pyspark"},
+            413,
+            "the limit is 20 MiB",
+        ),
+        (
+            "POST",
+            "pipelines/data-team/..%2Fetc/versions",
+            {"notebook": V1, "profile": "pyspark"},
+            400,
+            "not a valid name",
+        ),
+        (
+            "POST",
+            "pipelines/data-team/Bad.Name/versions",
+            {"notebook": V1, "profile": "pyspark"},
+            400,
+            "not a valid name",
+        ),
+        (
+            "POST",
+            f"{p}/versions",
+            {
+                "notebook": {"cells": 7, "nbformat": 4, "nbformat_minor": 5, "metadata": {}},
+                "profile": "pyspark",
+            },
+            400,
+            "not a valid Jupyter notebook",
+        ),
+    ]
+    for method, path, body, status, message in cases:
+        response = api(hub, alice, method, path, json=body)
+        assert response.status_code == status, (path, response.status_code, response.text[:200])
+        assert message in response.json()["message"], response.json()["message"]
+
+    # Two publishes on top of the same version at once: one wins, the other is told to look again.
+    from concurrent.futures import ThreadPoolExecutor
+
+    body = {"notebook": V1, "profile": "pyspark", "parent": before["latest_version"]}
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: api(hub, alice, "POST", f"{p}/versions", json=body), range(2)))
+    assert sorted(r.status_code for r in results) == [201, 409], [r.text for r in results]
+    assert "someone published meanwhile" in next(r for r in results if r.status_code == 409).json()["message"]
+
+    after = api(hub, alice, "GET", p).json()
+    assert after["versions"][: len(before["versions"])] == before["versions"]
+    assert len(after["versions"]) == len(before["versions"]) + 1, "only the winning publish added a version"
+    assert {k: after[k] for k in ("active_version", "schedule", "parameters", "paused")} == {
+        k: before[k] for k in ("active_version", "schedule", "parameters", "paused")
+    }
+    assert after["runs"] == before["runs"]
+
+
+def test_a_run_killed_for_memory_is_recorded_with_its_partial_output(hub):
+    """A version on the 400 MiB `tiny` profile allocates 2 GiB: the kernel is killed, the run is
+    failed with the memory limit named, and the output keeps what ran before."""
+    alice = hub.user("alice")
+    hungry = notebook("print('loaded', n)", "blob = bytearray(2 * 1024**3)", "print('done')")
+    assert (
+        api(
+            hub,
+            alice,
+            "POST",
+            "pipelines/data-team/hungry/versions",
+            json={"notebook": hungry, "profile": "tiny"},
+        ).status_code
+        == 201
+    )
+    api(hub, alice, "PUT", "pipelines/data-team/hungry/deployment", json={})
+    run = wait_run(
+        hub, alice, api(hub, alice, "POST", "pipelines/data-team/hungry/runs", json={}).json()["id"]
+    )
+    assert run["status"] == "failed", run
+    assert "memory limit (400 MiB)" in run["reason"], run["reason"]
+    output = api(hub, alice, "GET", f"runs/{run['id']}/output").text
+    assert "loaded 3" in output and "'done'" in output and "done\\n" not in output
+
+
+def test_a_hub_restart_keeps_schedules_and_history(hub):
+    """After the hub (and so the service) restarts, the history is intact and the schedule is
+    registered again; an HTTP trigger works with its own token."""
+    alice = hub.user("alice")
+    p = "pipelines/data-team/daily-report"
+    api(hub, alice, "PUT", f"{p}/deployment", json={"paused": False})
+    before = api(hub, alice, "GET", p).json()
+    hub.stop(servers_too=False)
+    hub.start()
+    deadline = time.monotonic() + 30
+    while api(hub, alice, "GET", p).status_code != 200 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    after = api(hub, alice, "GET", p).json()
+    assert after["runs"] == before["runs"] and after["versions"] == before["versions"]
+    assert after["next_run"], "the cron schedule is registered again"
+    deployed = api(hub, alice, "PUT", f"{p}/deployment", json={"trigger": "http"}).json()
+    token = deployed["trigger_token"]
+    wrong = requests.post(f"{hub.api}/{p}/trigger", headers={"Authorization": "Bearer nope"}, json={})
+    assert wrong.status_code == 403
+    fired = requests.post(f"{hub.api}/{p}/trigger", headers={"Authorization": f"Bearer {token}"}, json={})
+    assert fired.status_code == 201 and fired.json()["trigger"] == "http"
+    assert wait_run(hub, alice, fired.json()["id"])["status"] == "succeeded"
