@@ -6,7 +6,7 @@ PYTHON   ?= python3
 SETTINGS ?= analysis-hub.yaml
 BIN      := $(VENV)/bin
 
-.PHONY: install system-deps up test lint format unit integration e2e bench lock clean
+.PHONY: install system-deps up test lint format unit integration e2e bench bench-pipelines lock clean
 
 install: $(VENV)/.installed node_modules/.installed
 
@@ -49,6 +49,9 @@ e2e: install system-deps
 
 bench: install
 	$(BIN)/python tests/benchmarks/run.py
+
+bench-pipelines: install
+	$(BIN)/python tests/benchmarks/pipelines.py
 
 # Re-resolve the images' lock files from their requirements.in.
 lock: install
