@@ -211,11 +211,18 @@ def test_a_failing_version_is_recorded_notified_and_points_at_the_error_cell(hub
 
 
 def test_rollback_and_the_next_scheduled_run_uses_v1_while_the_authors_server_is_culled(hub):
-    """alice rolls back to v1 and schedules it every minute, and her idle server is culled: the
-    next scheduled run fires on the minute without her server, runs v1, and succeeds."""
+    """alice publishes a notebook from her running server, rolls back to v1 and schedules it every
+    minute, and her idle server is culled: the next scheduled run fires on the minute without her
+    server, runs v1, and succeeds."""
     alice = hub.user("alice")
     assert alice.start({"profile": "pyspark"}).status_code in (201, 202)
     alice.wait_ready()
+    # Publishing straight from her server: the service reads the notebook with her token.
+    saved = alice.server_api("/contents/weekly.ipynb", method="PUT", json={"type": "notebook", "content": V1})
+    assert saved.status_code in (200, 201), saved.text
+    cli(hub, alice, "publish", "weekly.ipynb", "--from-server", "--team", "data-team", "--profile", "pyspark")
+    weekly = api(hub, alice, "GET", "pipelines/data-team/weekly").json()
+    assert weekly["latest_version"] == 1 and weekly["versions"][0]["published_by"] == "alice"
     rolled_back = api(hub, alice, "POST", "pipelines/data-team/daily-report/rollback", json={"to": 1})
     assert rolled_back.json()["active_version"] == 1
     cli(

@@ -1,6 +1,6 @@
 """`analysis-hub pipelines ...`: the command line for the pipelines service's REST API.
 
-    publish NOTEBOOK --team T --profile P [--name N] [--choice k=v] [-m MSG]
+    publish NOTEBOOK --team T --profile P [--name N] [--choice k=v] [-m MSG] [--from-server]
             [--schedule CRON [--timezone TZ]] [-p name=value ...]
     versions TEAM/NAME           diff TEAM/NAME A B
     deploy TEAM/NAME [--version N] [--schedule CRON | --trigger manual|http] [-p ...]
@@ -69,8 +69,11 @@ def cmd_publish(client: Client, args) -> dict:
     except ClientError as e:
         if not str(e).startswith("404"):
             raise
+    source = (
+        {"server_path": args.notebook} if args.from_server else {"notebook": json.loads(path.read_text())}
+    )
     body = {
-        "notebook": json.loads(path.read_text()),
+        **source,
         "profile": args.profile,
         "choices": pairs(args.choice, "--choice"),
         "message": args.message or "",
@@ -199,6 +202,11 @@ def add_parser(commands) -> None:
     publish.add_argument("--choice", action="append", metavar="NAME=OPTION", help="a profile choice")
     publish.add_argument("-m", "--message", help="what changed")
     publish.add_argument("--deploy", action="store_true", help="make it the active version")
+    publish.add_argument(
+        "--from-server",
+        action="store_true",
+        help="NOTEBOOK is a path in your running server, not a local file",
+    )
 
     for action, helptext in (("versions", "list versions"), ("runs", "run history")):
         parser = actions.add_parser(action, parents=[common], help=helptext)

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from urllib.parse import quote
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
 from tornado import web
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 from ..selection import ProfileRequestError
 from .notebooks import NotebookError
@@ -205,22 +207,41 @@ class Versions(ApiHandler):
     @web.authenticated
     async def post(self, team, name):
         body = self.body()
-        unknown = sorted(set(body) - {"notebook", "profile", "choices", "message", "parent"})
+        unknown = sorted(set(body) - {"notebook", "server_path", "profile", "choices", "message", "parent"})
         if unknown:
             raise SpecError(f"{', '.join(unknown)}: unknown field")
-        if "notebook" not in body or "profile" not in body:
-            raise SpecError("notebook and profile are required")
+        if ("notebook" in body) == ("server_path" in body) or "profile" not in body:
+            raise SpecError("profile and either notebook (an upload) or server_path are required")
+        notebook = body.get("notebook") or await self.notebook_from_server(str(body["server_path"]))
         version = await self.pipelines.publish(
             self.caller,
             team,
             name,
-            body["notebook"],
+            notebook,
             body["profile"],
             body.get("choices") or {},
             str(body.get("message") or "")[:2000],
             body.get("parent"),
         )
         self.send(version, 201)
+
+    async def notebook_from_server(self, path: str) -> str:
+        """Read the notebook from the caller's own running server, with the caller's own token."""
+        token = self.request.headers.get("Authorization", "")
+        if not token.startswith(("token ", "Bearer ")):
+            raise SpecError("server_path needs a hub API token in the Authorization header (the CLI's)")
+        server = f"{self.pipelines.public_url}/user/{quote(self.caller.name)}"
+        url = f"{server}/api/contents/{quote(path.lstrip('/'))}"
+        try:
+            response = await AsyncHTTPClient().fetch(
+                url + "?content=1&type=notebook", headers={"Authorization": token}, request_timeout=60
+            )
+        except HTTPClientError as e:
+            code = e.code if e.code != 599 else "no answer"
+            raise SpecError(
+                f"server_path: could not read {path!r} from your server ({code}); is it running?"
+            ) from None
+        return json.dumps(json.loads(response.body)["content"])
 
 
 class VersionNotebook(ApiHandler):
