@@ -56,7 +56,10 @@ def apply_settings(
     apply_auth(settings, c, credentials or Credentials())
     apply_culler(settings, c)
     apply_pipelines(settings, c)
-    apply_local_backend(settings, c, host)
+    if settings.backend == "kubernetes":
+        apply_kubernetes_backend(settings, c)
+    else:
+        apply_local_backend(settings, c, host)
     return c
 
 
@@ -203,6 +206,23 @@ def apply_local_backend(settings: Settings, c: Config, host: HostFacts) -> None:
     spawner.start_timeout = local.start_timeout
     # Notice a server the kernel killed for memory within seconds, not the default 30.
     spawner.poll_interval = 10
+
+
+def apply_kubernetes_backend(settings: Settings, c: Config) -> None:
+    c.JupyterHub.spawner_class = "analysis_hub.kubernetes.spawner.CatalogKubeSpawner"
+    spawner = c.CatalogKubeSpawner
+    spawner.catalog_dir = str(settings.catalog)
+    spawner.images_dir = str(settings.images_dir)
+    spawner.image_references = dict(settings.kubernetes.images)
+    spawner.hadoop_configmap = settings.kubernetes.hadoop_configmap or ""
+    # Secure by default: the images' jovyan user, no way to gain privileges,
+    # no Linux capabilities, and no Kubernetes API token inside users' pods.
+    spawner.uid = 1000
+    spawner.fs_gid = 100
+    spawner.allow_privilege_escalation = False
+    spawner.container_security_context = {"capabilities": {"drop": ["ALL"]}, "runAsNonRoot": True}
+    spawner.automount_service_account_token = False
+    spawner.start_timeout = settings.local.start_timeout
 
 
 def cgroup_parent_for(settings: Settings) -> str:

@@ -140,6 +140,13 @@ class PipelinesSettings(_Section):
     )
 
 
+class KubernetesSettings(_Section):
+    """The kubernetes backend (KubeSpawner); the Helm chart writes this section."""
+
+    images: dict[str, str] = Field({}, description="catalog image name -> pullable reference (tag or digest)")
+    hadoop_configmap: str | None = Field(None, description="ConfigMap holding the Hadoop client XML files")
+
+
 class LocalSettings(_Section):
     """The local backend: a Python environment per image, a Unix user per hub user."""
 
@@ -170,7 +177,7 @@ class LocalSettings(_Section):
 
 
 class Settings(_Section):
-    backend: Literal["local"] = "local"
+    backend: Literal["local", "kubernetes"] = "local"
     data_dir: Path = Field(Path(".analysis-hub"), description="database, secrets, environments")
     catalog: Path = Field(Path("profiles"), description="folder of profile YAML files")
     images_dir: Path = Field(Path("images"), description="folder of images/<name>/ definitions")
@@ -179,6 +186,7 @@ class Settings(_Section):
     culler: CullerSettings = CullerSettings()
     pipelines: PipelinesSettings = PipelinesSettings()
     local: LocalSettings = LocalSettings()
+    kubernetes: KubernetesSettings = KubernetesSettings()
 
     @model_validator(mode="after")
     def _callback_reachable(self):

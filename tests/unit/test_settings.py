@@ -131,8 +131,8 @@ def test_unknown_key(tmp_path):
 
 def test_unknown_top_level_section(tmp_path):
     """An unknown section is reported with the sections allowed."""
-    [problem] = error_of(write(tmp_path, "kubernetes: {}\n")).problems
-    assert problem.startswith("kubernetes: unknown key (allowed: auth, backend, catalog, culler, data_dir,")
+    [problem] = error_of(write(tmp_path, "k8s: {}\n")).problems
+    assert problem.startswith("k8s: unknown key (allowed: auth, backend, catalog, culler, data_dir,")
 
 
 def test_wrong_type(tmp_path):
@@ -153,7 +153,7 @@ def test_out_of_range(tmp_path):
 @pytest.mark.parametrize(
     ("text", "key", "allowed"),
     [
-        ("backend: kubernetes\n", "backend", "'local'"),
+        ("backend: docker\n", "backend", "'local' or 'kubernetes'"),
         ("local: {isolation: docker}\n", "local.isolation", "'auto', 'unix-users' or 'none'"),
         ("local: {cgroups: yes-please}\n", "local.cgroups", "'auto', 'required' or 'off'"),
         ("hub: {log_level: TRACE}\n", "hub.log_level", "'DEBUG', 'INFO', 'WARNING' or 'ERROR'"),

@@ -1,0 +1,1 @@
+"""The Kubernetes backend: KubeSpawner fed from the shared catalog (see profiles.py)."""
