@@ -138,6 +138,9 @@ class PipelinesSettings(_Section):
     public_url: str | None = Field(
         None, description="the hub's URL as users reach it, for links in notifications"
     )
+    output_url: str = Field(
+        "s3://analysis-hub-pipelines", description="kubernetes: where papermill writes run outputs"
+    )
 
 
 class KubernetesSettings(_Section):

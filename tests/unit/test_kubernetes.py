@@ -15,11 +15,9 @@ from types import SimpleNamespace
 
 import kubernetes_validate
 import pytest
-from analysis_hub.catalog import load_catalog, resolve
 from analysis_hub.config import HostFacts, apply_settings
-from analysis_hub.kubernetes.profiles import CHART_USER_TOLERATIONS, ClusterFacts, pod_override
+from analysis_hub.kubernetes.profiles import CHART_USER_TOLERATIONS, ClusterFacts
 from analysis_hub.kubernetes.spawner import CatalogKubeSpawner
-from analysis_hub.pipelines.argo import argo_manifests
 from analysis_hub.settings import load_settings
 from traitlets.config import Config
 from unit_support import IMAGES, PROFILES
@@ -182,25 +180,41 @@ async def test_a_profile_hidden_from_the_users_groups_cant_be_requested(tmp_path
     assert spawner.image != "evil/image:latest"
 
 
-def test_argo_manifests_of_a_pytorch_pipeline_carry_the_gpu_and_tolerations_and_validate():
-    """A pytorch pipeline's WorkflowTemplate and CronWorkflow run the profile's pod settings: the
-    GPU limit, the GPU node pool, the chart's and the GPU tolerations, non-root; the papermill pod
-    they describe is a valid Kubernetes 1.32 pod, and the Argo objects pass hera's models."""
+async def test_argo_manifests_of_a_pytorch_pipeline_carry_the_gpu_and_tolerations_and_validate(tmp_path):
+    """A pytorch pipeline published and deployed on a cron schedule: the pipelines service's
+    WorkflowTemplate and CronWorkflow run the profile's pod settings (the GPU limit, the GPU node
+    pool, the chart's and the GPU tolerations, non-root); the papermill pod they describe is a
+    valid Kubernetes 1.32 pod, and the Argo objects pass hera's models of Argo's schema."""
+    import nbformat
+    from analysis_hub.catalog_source import CatalogSource
+    from analysis_hub.pipelines.models import open_database
+    from analysis_hub.pipelines.service import Caller, Pipelines
     from hera.workflows.models import CronWorkflow, WorkflowTemplate
 
-    catalog = load_catalog(PROFILES, IMAGES)
-    pod = pod_override(resolve(catalog.get("pytorch")), ClusterFacts(images=IMAGE_REFS))
-    version = {"number": 3, "kernel": "python3", "notebook": '{"cells": []}'}
+    service = Pipelines(
+        open_database(f"sqlite:///{tmp_path / 'p.sqlite'}"),
+        tmp_path,
+        CatalogSource(PROFILES, IMAGES),
+        runner=None,
+        public_url="https://hub.example.com",
+        max_bytes=2**20,
+        cluster=ClusterFacts(images=IMAGE_REFS),
+        output_url="s3://runs",
+    )
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("epochs = 1")
+    cell.metadata["tags"] = ["parameters"]
+    nb.cells = [cell, nbformat.v4.new_code_cell("import torch")]
+    bob = Caller("bob", frozenset({"ml"}))
+    await service.publish(bob, "ml", "train", nbformat.writes(nb), "pytorch")
     deployment = {
-        "trigger": "cron",
         "schedule": "0 6 * * 1-5",
         "timezone": "Europe/Paris",
-        "concurrency": "forbid",
-        "timeout": 3600,
         "retries": 2,
-        "parameters": {"epochs": 3},
+        "parameters": {"epochs": "3"},
     }
-    template, cron = argo_manifests("ml", "train", version, deployment, pod, "s3://runs")
+    service.deploy(bob, "ml", "train", deployment)
+    template, cron = service.argo(bob, "ml", "train")
     WorkflowTemplate.model_validate(template)
     CronWorkflow.model_validate(cron)
     spec = template["spec"]
@@ -211,6 +225,8 @@ def test_argo_manifests_of_a_pytorch_pipeline_carry_the_gpu_and_tolerations_and_
     assert spec["nodeSelector"] == {"analysis-hub/node-pool": "gpu"}
     assert spec["tolerations"] == [*CHART_USER_TOLERATIONS, GPU_TOLERATION]
     assert (spec["activeDeadlineSeconds"], spec["retryStrategy"]["limit"]) == (3600, 2)
+    assert spec["arguments"]["parameters"][0]["value"] == '{"epochs": 3}'
+    assert "import torch" in step["inputs"]["artifacts"][0]["raw"]["data"]
     assert cron["spec"]["schedules"] == ["0 6 * * 1-5"] and cron["spec"]["timezone"] == "Europe/Paris"
     assert cron["spec"]["concurrencyPolicy"] == "Forbid"
     assert cron["spec"]["workflowSpec"]["workflowTemplateRef"]["name"] == "ml-train"

@@ -16,6 +16,7 @@ from urllib.parse import urlparse
 
 from ..catalog_source import CatalogSource
 from ..config import cgroup_parent_for
+from ..kubernetes.profiles import ClusterFacts
 from ..local.environments import EnvironmentBuilder
 from ..local.gpus import detect_gpus
 from ..local.unix_users import ensure_system_user
@@ -46,8 +47,15 @@ def build(settings: Settings) -> Pipelines:
     hub = settings.hub
     public_url = config.public_url or f"http://{hub.ip}:{hub.port}{hub.base_url}".rstrip("/")
     catalog = CatalogSource(settings.catalog, settings.images_dir, logging.getLogger("catalog"))
+    k8s = settings.kubernetes
+    cluster = (
+        ClusterFacts(images=dict(k8s.images), hadoop_configmap=k8s.hadoop_configmap)
+        if settings.backend == "kubernetes"
+        else None
+    )
+    max_bytes = config.max_notebook_mb * 2**20
     return Pipelines(
-        sessions, config.data_dir, catalog, runner, public_url, config.max_notebook_mb * 2**20, gpus
+        sessions, config.data_dir, catalog, runner, public_url, max_bytes, gpus, cluster, config.output_url
     )
 
 

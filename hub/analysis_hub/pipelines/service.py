@@ -28,8 +28,10 @@ from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import func, select
 
 from ..catalog_source import CatalogSource
+from ..kubernetes.profiles import ClusterFacts, pod_override
 from ..selection import select_profile
 from . import notify
+from .argo import argo_manifests
 from .models import FINISHED, AuditEvent, Pipeline, Run, Version, now
 from .notebooks import kernel_name, notebook_parameters, read_notebook, strip_outputs
 from .repository import TeamRepository
@@ -41,6 +43,7 @@ from .specs import (
     declared_parameters,
     run_parameters,
     run_spec,
+    stored_profile,
     version_settings,
 )
 
@@ -83,6 +86,8 @@ class Pipelines:
         public_url: str,
         max_bytes: int,
         gpus_available: int = 0,
+        cluster: ClusterFacts | None = None,
+        output_url: str = "",
     ):
         self.sessions = sessions
         self.repos_root = data_dir / "repos"
@@ -92,6 +97,8 @@ class Pipelines:
         self.public_url = public_url.rstrip("/")
         self.max_bytes = max_bytes
         self.gpus_available = gpus_available
+        self.cluster = cluster
+        self.output_url = output_url
         self.scheduler = AsyncIOScheduler()
         self._team_locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task] = set()
@@ -149,6 +156,23 @@ class Pipelines:
         )
         return "".join(lines) or "(no differences)\n"
 
+    def argo(self, caller: Caller, team: str, name: str) -> list[dict]:
+        """The Argo Workflows objects that run the active version on Kubernetes."""
+        if self.cluster is None:
+            raise SpecError(
+                "Argo manifests need backend: kubernetes (with kubernetes.images) in the settings"
+            )
+        with self.sessions() as db:
+            pipeline = self._get(db, caller, team, name)
+            if not pipeline.deployed:
+                raise SpecError(f"{team}/{name} is not deployed; deploy a version first")
+            version = self._version(db, pipeline, pipeline.active_version)
+            deployment = pipeline.deployment()
+        notebook = self.version_notebook(caller, team, name, version.number)
+        pod = pod_override(stored_profile(version), self.cluster)
+        version_facts = {"number": version.number, "kernel": version.kernel, "notebook": notebook}
+        return argo_manifests(team, name, version_facts, deployment, pod, self.output_url)
+
     def runs(self, caller: Caller, team: str, name: str) -> list[dict]:
         with self.sessions() as db:
             return [_run_dict(r) for r in self._runs(db, self._get(db, caller, team, name), limit=500)]
@@ -201,7 +225,8 @@ class Pipelines:
         parameters = notebook_parameters(nb)
         # The profile must be one the team may use, as in the spawn form.
         resolved = select_profile(self.catalog.current(), {team}, {**(choices or {}), "profile": profile})
-        if resolved.resources.gpus > self.gpus_available:
+        # On this machine a GPU version could never run; a cluster has GPU nodes.
+        if self.cluster is None and resolved.resources.gpus > self.gpus_available:
             raise SpecError(
                 f"profile {profile!r} with {resolved.choices} needs {resolved.resources.gpus} GPU(s) and"
                 f" this machine has {self.gpus_available}; choose a CPU option"

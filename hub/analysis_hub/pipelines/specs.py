@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
 
-from ..catalog import ResolvedProfile
+from ..catalog import Profile, ResolvedProfile, Resources, Toleration
 from .notebooks import NotebookError, Parameter, coerce_parameters
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -71,6 +71,20 @@ def version_settings(resolved: ResolvedProfile) -> dict:
         "node_selector": dict(resolved.node_selector),
         "tolerations": [t.model_dump(exclude_none=True) for t in resolved.tolerations],
     }
+
+
+def stored_profile(version) -> ResolvedProfile:
+    """The resolved profile a version recorded, as every backend's translation takes it."""
+    settings = version.resources
+    resource_keys = ("cpu_guarantee", "cpu_limit", "memory_guarantee", "memory_limit", "gpus")
+    return ResolvedProfile(
+        profile=Profile(slug=version.profile, display_name=version.profile, image=version.image),
+        choices=dict(version.choices),
+        resources=Resources(**{k: settings.get(k) or (0 if k == "gpus" else None) for k in resource_keys}),
+        env=dict(settings.get("env") or {}),
+        node_selector=dict(settings.get("node_selector") or {}),
+        tolerations=[Toleration(**t) for t in settings.get("tolerations") or []],
+    )
 
 
 def declared_parameters(version_parameters: dict) -> dict[str, Parameter]:
