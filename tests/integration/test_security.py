@@ -88,8 +88,8 @@ def test_promise_2_servers_refuse_tokens_in_the_url(secure_hub):
     assert alice.server_api("/status").status_code == 200
 
 
-def culler_token(hub) -> str:
-    """The culler's own token, read from its process (the tests run as root)."""
+def service_token(hub, module: bytes) -> str:
+    """A hub-managed service's own token, read from its process (the tests run as root)."""
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
@@ -99,16 +99,16 @@ def culler_token(hub) -> str:
         except OSError:
             continue
         api_url = f"JUPYTERHUB_API_URL=http://127.0.0.1:{hub.settings['hub']['internal_port']}/".encode()
-        if b"jupyterhub_idle_culler" in cmdline and any(v.startswith(api_url) for v in environ):
+        if module in cmdline and any(v.startswith(api_url) for v in environ):
             token = next(v for v in environ if v.startswith(b"JUPYTERHUB_API_TOKEN="))
             return token.split(b"=", 1)[1].decode()
-    raise AssertionError("no idle culler process for this hub")
+    raise AssertionError(f"no {module.decode()} process for this hub")
 
 
 def test_promise_3_the_culler_token_has_exactly_the_scopes_it_needs(secure_hub):
     """3. The idle culler's token carries exactly list:users, read:users:activity, read:servers
     and delete:servers; starting a server, reading tokens or deleting a user gets 403."""
-    token = culler_token(secure_hub)
+    token = service_token(secure_hub, b"jupyterhub_idle_culler")
     culler = requests.Session()
     culler.headers["Authorization"] = f"token {token}"
     api = f"{secure_hub.url}/hub/api"
@@ -121,6 +121,20 @@ def test_promise_3_the_culler_token_has_exactly_the_scopes_it_needs(secure_hub):
     assert culler.get(f"{api}/users/alice/tokens").status_code == 403
     assert culler.delete(f"{api}/users/alice").status_code == 403
     assert culler.post(f"{api}/users", json={"usernames": ["eve"]}).status_code == 403
+    assert secure_hub.user("alice").model()["servers"][""]["ready"]
+
+
+def test_promise_3_the_pipelines_service_token_has_no_scopes(secure_hub):
+    """3. The pipelines service calls nothing on the hub, so its own token holds no scopes: it can
+    identify itself and nothing more (users reach the service with their own logins)."""
+    pipelines = requests.Session()
+    pipelines.headers["Authorization"] = f"token {service_token(secure_hub, b'analysis_hub.pipelines')}"
+    api = f"{secure_hub.url}/hub/api"
+    identity = pipelines.get(f"{api}/user").json()
+    assert identity["kind"] == "service" and identity["name"] == "pipelines"
+    assert identity["scopes"] == []
+    for method, path in (("GET", "users"), ("GET", "users/alice"), ("POST", "users/alice/server")):
+        assert pipelines.request(method, f"{api}/{path}", json={}).status_code in (403, 404), path
     assert secure_hub.user("alice").model()["servers"][""]["ready"]
 
 
