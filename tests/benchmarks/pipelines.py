@@ -29,23 +29,13 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import nbformat
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from analysis_hub.local.environments import EnvironmentBuilder
 from harness import ENVS_DIR, REPO, start_hub
+from notebooks import make_notebook
 
 RESULTS = Path(__file__).parent / "results"
-
-
-def one_second_notebook() -> dict:
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    parameters = nbformat.v4.new_code_cell("seconds = 1.0")
-    parameters.metadata["tags"] = ["parameters"]
-    nb.cells = [parameters, nbformat.v4.new_code_cell("import time\ntime.sleep(seconds)")]
-    return json.loads(nbformat.writes(nb))
 
 
 def plain_papermill(env: Path, notebook: dict, runs: int) -> list[float]:
@@ -117,7 +107,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--ticks", type=int, default=2)
     args = parser.parse_args()
-    notebook = one_second_notebook()
+    notebook = make_notebook("import time\ntime.sleep(seconds)", parameters="seconds = 1.0")
     hub = start_hub(auth={"groups": {"bench": ["alice"]}}, hub={"log_level": "INFO"})
     try:
         alice, api = hub.user("alice"), f"{hub.url}/services/pipelines/api"

@@ -15,22 +15,10 @@ import time
 import pytest
 from browser import browser, log_in, page, screenshot  # noqa: F401
 from conftest import USERS, start_hub
+from notebooks import make_notebook
 from playwright.sync_api import expect
 
 pytestmark = pytest.mark.e2e
-
-
-def notebook(*cells: str) -> dict:
-    import json
-
-    import nbformat
-
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    parameters = nbformat.v4.new_code_cell("n = 2")
-    parameters.metadata["tags"] = ["parameters"]
-    nb.cells = [parameters] + [nbformat.v4.new_code_cell(c) for c in cells]
-    return json.loads(nbformat.writes(nb))
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +26,11 @@ def hub_with_runs():
     running = start_hub()
     alice = running.user("alice")
     api = f"{running.url}/services/pipelines/api/pipelines/data-team/report"
-    for version, nb in ((1, notebook("print('ok' * n)")), (2, notebook("print('start')", "1/0"))):
+    v1, v2 = (
+        make_notebook("print('ok' * n)", parameters="n = 2"),
+        make_notebook("print('start')", "1/0", parameters="n = 2"),
+    )
+    for version, nb in ((1, v1), (2, v2)):
         assert (
             alice.api.post(f"{api}/versions", json={"notebook": nb, "profile": "pyspark"}).status_code == 201
         )

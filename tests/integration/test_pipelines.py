@@ -25,22 +25,12 @@ import pytest
 import requests
 import yaml
 from conftest import REPO, make_workdir, start_hub
+from notebooks import make_notebook as notebook
 
 pytestmark = pytest.mark.integration
 
 CULL_TIMEOUT = 15
 CLI = [sys.executable, "-m", "analysis_hub.cli", "pipelines"]
-
-
-def notebook(*cells: str, parameters: str | None = "n = 3\ngreeting = 'hi'") -> dict:
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    if parameters is not None:
-        cell = nbformat.v4.new_code_cell(parameters)
-        cell.metadata["tags"] = ["parameters"]
-        nb.cells.append(cell)
-    nb.cells += [nbformat.v4.new_code_cell(source) for source in cells]
-    return json.loads(nbformat.writes(nb))
 
 
 V1 = notebook("print(greeting * n)")

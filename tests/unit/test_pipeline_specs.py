@@ -24,18 +24,15 @@ from analysis_hub.pipelines.notebooks import (
 from analysis_hub.pipelines.repository import TeamRepository
 from analysis_hub.pipelines.specs import SpecError, check_deployment, check_name, run_parameters
 from analysis_hub.pipelines.web import API, make_app
+from notebooks import make_notebook
 
 
-def make_notebook(parameters: str | None = "n = 3\nrate: float = 0.5\nname = 'x'\nflag = False") -> str:
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    if parameters is not None:
-        cell = nbformat.v4.new_code_cell(parameters)
-        cell.metadata["tags"] = ["parameters"]
-        nb.cells.append(cell)
-    ran = nbformat.v4.new_code_cell("print(n)", execution_count=3)
+def notebook_text(parameters: str | None = "n = 3\nrate: float = 0.5\nname = 'x'\nflag = False") -> str:
+    """A notebook with a parameters cell and one cell that has run (outputs, execution count)."""
+    nb = nbformat.from_dict(make_notebook("print(n)", parameters=parameters))
+    ran = nb.cells[-1]
+    ran.execution_count = 3
     ran.outputs = [nbformat.v4.new_output("stream", name="stdout", text="3\n")]
-    nb.cells.append(ran)
     return nbformat.writes(nb)
 
 
@@ -49,12 +46,12 @@ DECLARED = {
 
 def test_parameters_come_from_the_tagged_cell_with_types():
     """Annotated and plain assignments in the `parameters` cell give names, types and defaults."""
-    assert notebook_parameters(read_notebook(make_notebook())) == DECLARED
+    assert notebook_parameters(read_notebook(notebook_text())) == DECLARED
 
 
 def test_a_notebook_without_a_parameters_cell_is_refused_with_how_to_tag_one():
     with pytest.raises(NotebookError, match=r"no cell tagged 'parameters'.*add the tag 'parameters'"):
-        notebook_parameters(read_notebook(make_notebook(parameters=None)))
+        notebook_parameters(read_notebook(notebook_text(parameters=None)))
 
 
 @pytest.mark.parametrize(
@@ -66,7 +63,7 @@ def test_broken_notebooks_are_refused_clearly(data):
 
 
 def test_versions_are_stored_without_outputs():
-    clean = strip_outputs(read_notebook(make_notebook()))
+    clean = strip_outputs(read_notebook(notebook_text()))
     code = [c for c in clean.cells if c.cell_type == "code"]
     assert all(c.outputs == [] and c.execution_count is None for c in code)
     assert code[1].source == "print(n)"
@@ -182,8 +179,8 @@ def test_webhook_message_links_to_the_failed_cell():
 
 def test_versions_are_commits_by_their_publisher_tagged_per_version(tmp_path):
     repo = TeamRepository(tmp_path, "data-team")
-    first = repo.commit("report", 1, make_notebook(), {"profile": "pyspark"}, "alice", "first")
-    repo.commit("report", 2, make_notebook(), {"profile": "pyspark"}, "bob", "")
+    first = repo.commit("report", 1, notebook_text(), {"profile": "pyspark"}, "alice", "first")
+    repo.commit("report", 2, notebook_text(), {"profile": "pyspark"}, "bob", "")
     notebook, metadata = repo.read(first, "report")
     assert read_notebook(notebook).cells[0].source.startswith("n = 3") and metadata == {"profile": "pyspark"}
     assert [(e["author"], e["subject"]) for e in repo.log("report")] == [
