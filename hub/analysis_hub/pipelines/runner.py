@@ -16,7 +16,6 @@ import json
 import os
 import pwd
 import signal
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +35,6 @@ class RunOutcome:
     exit_code: int | None
     reason: str = ""
     error_cell: int | None = None
-    seconds: float = 0.0
 
 
 class LocalRunner:
@@ -46,7 +44,6 @@ class LocalRunner:
         self.cgroup_parent = cgroup_parent if cgroup_parent and cgroups.available() else None
 
     async def run(self, spec: RunSpec, notebook: str, out_dir: Path) -> RunOutcome:
-        started = time.monotonic()
         out_dir.mkdir(parents=True, exist_ok=True)
         log_path = out_dir / "log.txt"
         try:
@@ -99,7 +96,7 @@ class LocalRunner:
                 if group:
                     group.kill_all()
                 code, timed_out = await process.wait(), True
-        outcome = self._outcome(spec, code, timed_out, group, out_dir, time.monotonic() - started)
+        outcome = self._outcome(spec, code, timed_out, group, out_dir)
         if group:
             group.kill_all()  # a kernel left behind by papermill must not outlive its run
             group.remove()
@@ -127,22 +124,22 @@ class LocalRunner:
 
         return preexec
 
-    def _outcome(self, spec, code, timed_out, group, out_dir: Path, seconds: float) -> RunOutcome:
+    def _outcome(self, spec, code, timed_out, group, out_dir: Path) -> RunOutcome:
         failed_cell = None
         with contextlib.suppress(OSError, ValueError, nbformat.ValidationError):
             failed_cell = error_cell(nbformat.read(out_dir / "output.ipynb", as_version=4))
         if timed_out:
             return RunOutcome(
-                "timed_out", code, f"stopped after the timeout of {spec.timeout} s", failed_cell, seconds
+                "timed_out", code, f"stopped after the timeout of {spec.timeout} s", failed_cell
             )
         if code == 0:
-            return RunOutcome("succeeded", 0, "", None, seconds)
+            return RunOutcome("succeeded", 0)
         if group and group.oom_killed():
             limit = format_memory(spec.memory_limit) if spec.memory_limit else "?"
             reason = f"the kernel was killed for using more than its memory limit ({limit})"
         else:
             reason = _last_error(out_dir / "log.txt")
-        return RunOutcome("failed", code, reason, failed_cell, seconds)
+        return RunOutcome("failed", code, reason, failed_cell)
 
 
 def render_html(notebook: Path, html: Path) -> None:

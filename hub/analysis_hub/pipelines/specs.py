@@ -45,8 +45,6 @@ class RunSpec:
     cpu_limit: float | None = None
     memory_limit: int | None = None
     gpus: int = 0
-    node_selector: dict[str, str] = field(default_factory=dict)
-    tolerations: list[dict] = field(default_factory=list)
     timeout: int = 3600
 
 
@@ -183,7 +181,5 @@ def run_spec(run_id: int, team: str, pipeline: str, version, timeout: int, param
         cpu_limit=settings.get("cpu_limit"),
         memory_limit=settings.get("memory_limit"),
         gpus=settings.get("gpus") or 0,
-        node_selector=dict(settings.get("node_selector") or {}),
-        tolerations=list(settings.get("tolerations") or []),
         timeout=timeout,
     )

@@ -11,6 +11,7 @@ endpoint takes a pipeline's own trigger token instead. Errors are JSON
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from urllib.parse import quote
 
@@ -125,8 +126,6 @@ def openapi(prefix: str) -> dict:
 
 
 def _names(template: str) -> list[str]:
-    import re
-
     return re.findall(r"\{(\w+)\}", template)
 
 
