@@ -209,12 +209,19 @@ def apply_local_backend(settings: Settings, c: Config, host: HostFacts) -> None:
 
 
 def apply_kubernetes_backend(settings: Settings, c: Config) -> None:
+    # Imported here: kubespawner (and its Kubernetes client) only where this backend runs.
+    from .kubernetes.spawner import catalog_profile_list
+
     c.JupyterHub.spawner_class = "analysis_hub.kubernetes.spawner.CatalogKubeSpawner"
     spawner = c.CatalogKubeSpawner
     spawner.catalog_dir = str(settings.catalog)
     spawner.images_dir = str(settings.images_dir)
     spawner.image_references = dict(settings.kubernetes.images)
     spawner.hadoop_configmap = settings.kubernetes.hadoop_configmap or ""
+    spawner.krb5_conf = settings.kubernetes.krb5_conf
+    spawner.spark_service_account = settings.kubernetes.spark_service_account or ""
+    # Named explicitly: the Zero to JupyterHub chart sets KubeSpawner.profile_list ([] by default).
+    spawner.profile_list = catalog_profile_list
     # Secure by default: the images' jovyan user, no way to gain privileges,
     # no Linux capabilities, and no Kubernetes API token inside users' pods.
     spawner.uid = 1000

@@ -148,6 +148,11 @@ class KubernetesSettings(_Section):
 
     images: dict[str, str] = Field({}, description="catalog image name -> pullable reference (tag or digest)")
     hadoop_configmap: str | None = Field(None, description="ConfigMap holding the Hadoop client XML files")
+    krb5_conf: bool = Field(False, description="the Hadoop ConfigMap also holds krb5.conf (/etc/krb5.conf)")
+    spark_service_account: str | None = Field(
+        None,
+        description="service account pyspark pods use to start Spark executors as pods; none: no API token",
+    )
 
 
 class LocalSettings(_Section):

@@ -10,14 +10,22 @@ Contract:
   choice option as a `profile_options` choice whose override turns the
   profile's defaults into that option's resolved settings.
 - `ClusterFacts` says what the cluster provides (image references, the
-  Hadoop ConfigMap); it comes from settings and is passed in, so all of this
-  stays pure and unit-testable by dict equality.
+  Hadoop ConfigMap, Spark on Kubernetes); it comes from settings and is passed
+  in, so all of this stays pure and unit-testable by dict equality.
+- Spark on Kubernetes (a service account named in settings) is the only case
+  where a user pod gets an API token: the pyspark kernel is the Spark driver
+  and creates its executor pods. Every other pod runs without one (set by
+  `config.apply_kubernetes_backend`).
 
 Two KubeSpawner rules shape the output. List overrides such as `tolerations`
 replace the spawner's list instead of merging, so every entry repeats the
 chart's own user-pod tolerations. Dict overrides merge, so an option that drops
 a key (a CPU-only option leaving the GPU node pool) sets it to None, which
-KubeSpawner treats as removal.
+KubeSpawner treats as removal. For the same reason `profile_list_entries`
+gives volumes and mounts as dicts (by name, by mount path): the Zero to
+JupyterHub chart configures the home PVC as dicts too, and a list would
+replace it. `pod_override` keeps plain lists, the shape of a pod spec (the
+pipelines' Argo manifests use it).
 """
 
 from __future__ import annotations
@@ -28,6 +36,12 @@ from ..catalog import Profile, ResolvedProfile, resolve
 
 GPU_RESOURCE = "nvidia.com/gpu"
 HADOOP_CONF_DIR = "/etc/hadoop/conf"
+# Fixed driver and block-manager ports (the pyspark image's start hook reads these), so the
+# chart's NetworkPolicy can open exactly them to executor pods.
+SPARK_DRIVER_PORT = 29413
+SPARK_BLOCKMANAGER_PORT = 29414
+# The label the chart's Spark NetworkPolicy selects driver pods by.
+SPARK_DRIVER_LABEL = "analysis-hub/spark-driver"
 # What the Zero to JupyterHub chart puts on user pods (scheduling.userPods.tolerations).
 CHART_USER_TOLERATIONS = (
     {"key": "hub.jupyter.org/dedicated", "operator": "Equal", "value": "user", "effect": "NoSchedule"},
@@ -40,6 +54,8 @@ class ClusterFacts:
     images: dict[str, str]  # catalog image name -> pullable reference (registry/name:tag or @digest)
     hadoop_configmap: str | None = None
     hadoop_images: tuple[str, ...] = ("pyspark",)
+    krb5_conf: bool = False  # the Hadoop ConfigMap also holds krb5.conf, for /etc/krb5.conf
+    spark_service_account: str | None = None  # set: pyspark pods start Spark executors as pods
     extra: dict = field(default_factory=dict)
 
 
@@ -59,10 +75,35 @@ def pod_override(resolved: ResolvedProfile, cluster: ClusterFacts) -> dict:
         # PyTorch's DataLoader workers share tensors through /dev/shm; the 64 MiB default is too small.
         volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory"}})
         mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
-    if cluster.hadoop_configmap and resolved.image in cluster.hadoop_images:
-        volumes.append({"name": "hadoop-conf", "configMap": {"name": cluster.hadoop_configmap}})
-        mounts.append({"name": "hadoop-conf", "mountPath": HADOOP_CONF_DIR, "readOnly": True})
-        env["HADOOP_CONF_DIR"] = HADOOP_CONF_DIR
+    spark_pod = {}
+    if resolved.image in cluster.hadoop_images:
+        if cluster.hadoop_configmap:
+            volumes.append({"name": "hadoop-conf", "configMap": {"name": cluster.hadoop_configmap}})
+            mounts.append({"name": "hadoop-conf", "mountPath": HADOOP_CONF_DIR, "readOnly": True})
+            env["HADOOP_CONF_DIR"] = HADOOP_CONF_DIR
+            if cluster.krb5_conf:
+                # subPath: only this one file replaces the image's /etc/krb5.conf.
+                mounts.append(
+                    {
+                        "name": "hadoop-conf",
+                        "mountPath": "/etc/krb5.conf",
+                        "subPath": "krb5.conf",
+                        "readOnly": True,
+                    }
+                )
+        if cluster.spark_service_account:
+            env.update(
+                SPARK_KUBERNETES_EXECUTORS="true",
+                SPARK_KUBERNETES_SERVICE_ACCOUNT=cluster.spark_service_account,
+                SPARK_DRIVER_PORT=str(SPARK_DRIVER_PORT),
+                SPARK_BLOCKMANAGER_PORT=str(SPARK_BLOCKMANAGER_PORT),
+            )
+            # The driver needs its API token to create executor pods (the Role allows only that).
+            spark_pod = {
+                "service_account": cluster.spark_service_account,
+                "automount_service_account_token": True,
+                "extra_labels": {SPARK_DRIVER_LABEL: "true"},
+            }
     return {
         "image": image_reference(resolved.image, cluster),
         "cpu_guarantee": r.cpu_guarantee,
@@ -78,6 +119,7 @@ def pod_override(resolved: ResolvedProfile, cluster: ClusterFacts) -> dict:
         "environment": env,
         "volumes": volumes,
         "volume_mounts": mounts,
+        **spark_pod,
     }
 
 
@@ -86,7 +128,7 @@ def profile_list_entries(
 ) -> list[dict]:
     entries = []
     for profile in profiles:
-        base = pod_override(resolve(profile), cluster)
+        base = kubespawner_override(pod_override(resolve(profile), cluster))
         entry = {
             "slug": profile.slug,
             "display_name": profile.display_name,
@@ -103,7 +145,10 @@ def profile_list_entries(
                             "display_name": option.display_name,
                             "default": option_name == choice.default,
                             "kubespawner_override": _difference(
-                                base, pod_override(resolve(profile, {name: option_name}), cluster)
+                                base,
+                                kubespawner_override(
+                                    pod_override(resolve(profile, {name: option_name}), cluster)
+                                ),
                             ),
                         }
                         for option_name, option in choice.options.items()
@@ -115,6 +160,15 @@ def profile_list_entries(
     if entries and not any(e["default"] for e in entries):
         entries[0]["default"] = True
     return entries
+
+
+def kubespawner_override(pod: dict) -> dict:
+    """`pod_override`'s settings with volumes and mounts keyed, so they merge with the chart's."""
+    return {
+        **pod,
+        "volumes": {v["name"]: v for v in pod["volumes"]},
+        "volume_mounts": {m["mountPath"]: m for m in pod["volume_mounts"]},
+    }
 
 
 def _difference(base: dict, target: dict) -> dict:

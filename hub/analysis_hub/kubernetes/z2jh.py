@@ -1,0 +1,100 @@
+"""analysis-hub on top of the Zero to JupyterHub chart's own hub configuration.
+
+Contract:
+- The z2jh chart's `jupyterhub_config.py` configures the hub pod from its
+  values: the proxy in its own pod, the database, the hub's URLs, KubeSpawner's
+  basics from `singleuser.*` (home PVCs, the chart's user-pod tolerations,
+  the network-tools image), the idle culler from `cull.*`, the cookie secret
+  and the auth-state keys (`CryptKeeper.keys`, kept in the chart's Secret).
+  It then runs every `*.py` in `/usr/local/etc/jupyterhub/jupyterhub_config.d`;
+  our chart mounts a two-line file there that calls `configure(c)`.
+- `apply_under_z2jh(settings, c, credentials)` is pure: it sets only what
+  z2jh does not (login, the catalog-driven `CatalogKubeSpawner`, our pages,
+  JupyterLab, the activity policy), and never the hub's URLs, database, the
+  proxy's address, the culler or the keys, so the chart's values keep their
+  meaning.
+- `configure(c)` is the I/O: the settings file the chart mounts
+  (`$ANALYSIS_HUB_SETTINGS`), the OpenID Connect provider's discovery
+  document, the client secret (a Kubernetes Secret, as a file or
+  `$OAUTH_CLIENT_SECRET`), and one empty `images/<name>/` folder per entry
+  of `kubernetes.images` on the hub's volume (see `with_image_folders`).
+  No Python lives in the chart's values.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+from traitlets.config import Config
+
+from ..config import PACKAGE_DIR, apply_auth, apply_kubernetes_backend
+from ..credentials import CRYPT_KEY_ENV, Credentials, load_credentials
+from ..oauth import discover_oidc_endpoints
+from ..settings import Settings, SettingsError, load_settings
+
+
+def apply_under_z2jh(settings: Settings, c: Config, credentials: Credentials) -> Config:
+    if settings.backend != "kubernetes":
+        raise SettingsError("backend", ["backend: must be 'kubernetes' under the Zero to JupyterHub chart"])
+    if settings.pipelines.enabled:
+        # The service listens on the hub pod's loopback, which the proxy pod can't reach.
+        raise SettingsError(
+            "pipelines.enabled", ["pipelines.enabled: not supported on Kubernetes yet; set it to false"]
+        )
+    oauth = getattr(settings.auth, settings.auth.type, None)
+    if oauth is not None and not oauth.callback_url:
+        # The default (from hub.ip and hub.port) is the pod's own address, which no browser reaches.
+        key = f"auth.{settings.auth.type}.callback_url"
+        raise SettingsError(
+            key, [f"{key}: required on Kubernetes: https://<the hub's host>/hub/oauth_callback"]
+        )
+    c.JupyterHub.log_level = settings.hub.log_level
+    # Our pages (stop reasons) first, JupyterHub's behind them.
+    c.JupyterHub.template_paths = [str(PACKAGE_DIR / "templates")]
+    # Land in JupyterLab, not the classic tree.
+    c.Spawner.default_url = "/lab"
+    # The activity policy of every backend: proxy traffic (an open tab's polling) is not
+    # activity; the images' server extension reports real work as often as the culler
+    # (z2jh's, from `cull.*`, which the chart copies into culler.*) looks.
+    c.JupyterHub.proxy_class = "analysis_hub.activity.ServerReportedActivityProxy"
+    # Added to z2jh's singleuser.extraEnv, not replacing it.
+    c.KubeSpawner.environment = {
+        **(c.KubeSpawner.get("environment") or {}),
+        "JUPYTERHUB_ACTIVITY_INTERVAL": str(settings.culler.every),
+    }
+    apply_auth(settings, c, credentials)
+    apply_kubernetes_backend(settings, c)
+    return c
+
+
+def load_z2jh_credentials(settings: Settings, environ: dict[str, str]) -> Credentials:
+    """The client secret only: z2jh already keeps the auth-state keys in its own Secret."""
+    if settings.auth.type == "builtin":
+        return Credentials()
+    # A stand-in key stops load_credentials from creating a key file of its own.
+    found = load_credentials(settings, {**environ, CRYPT_KEY_ENV: "kept-by-z2jh"})
+    return Credentials(client_secret=found.client_secret)
+
+
+def with_image_folders(settings: Settings) -> Settings:
+    """An image exists on Kubernetes when `kubernetes.images` names it.
+
+    The catalog check every backend shares wants an `images/<name>/` folder
+    per image; here they are made, empty, from that mapping (afresh at each
+    start, so a removed image is refused again).
+    """
+    root = settings.data_dir / "images"
+    shutil.rmtree(root, ignore_errors=True)
+    for name in settings.kubernetes.images:
+        (root / name).mkdir(parents=True)
+    return settings.model_copy(update={"images_dir": root})
+
+
+def configure(c: Config, environ: dict[str, str] | None = None) -> Config:
+    environ = dict(os.environ if environ is None else environ)
+    settings = with_image_folders(discover_oidc_endpoints(load_settings(environ=environ)))
+    if settings.auth.type == "builtin":
+        # The password hashes live on the hub's volume (z2jh's sqlite PVC).
+        settings.hub_state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return apply_under_z2jh(settings, c, load_z2jh_credentials(settings, environ))
