@@ -6,7 +6,7 @@ PYTHON   ?= python3
 SETTINGS ?= analysis-hub.yaml
 BIN      := $(VENV)/bin
 
-.PHONY: install system-deps up test lint format unit integration e2e bench bench-pipelines lock clean
+.PHONY: install system-deps up test lint format unit integration e2e images bench bench-pipelines lock clean
 
 install: $(VENV)/.installed node_modules/.installed
 
@@ -27,7 +27,7 @@ system-deps:
 up: install
 	$(BIN)/analysis-hub up --config $(SETTINGS)
 
-test: install system-deps lint
+test: install system-deps lint images
 	$(BIN)/pytest -p no:cacheprovider -ra
 
 lint: install
@@ -52,6 +52,16 @@ bench: install
 
 bench-pipelines: install
 	$(BIN)/python tests/benchmarks/pipelines.py
+
+# Build the images (all, or IMAGES="pyspark hub") with content-addressed tags,
+# written to build/image-tags.json for the docker backend. No registry is
+# reachable here: the base comes from debootstrap, built once. The machine's
+# CA bundle is passed as a BuildKit secret (TLS may be re-signed).
+CA_BUNDLE ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
+IMAGE_BUILD_ARGS ?= --base debootstrap $(if $(CA_BUNDLE),--ca-bundle $(CA_BUNDLE))
+IMAGES ?=
+images: install system-deps
+	$(BIN)/python scripts/build_images.py --start-engine $(IMAGE_BUILD_ARGS) $(IMAGES)
 
 # Re-resolve the images' lock files from their requirements.in.
 lock: install

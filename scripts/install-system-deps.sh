@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages the test suite needs when they are missing:
-# Chromium and its driver (browser tests), a Java 17+ runtime (pyspark).
+# Chromium and its driver (browser tests), a Java 17+ runtime (pyspark),
+# Docker and debootstrap (images, docker backend).
 # Idempotent; needs root (or sudo) only when something is missing.
 set -euo pipefail
 
@@ -9,6 +10,10 @@ command -v chromium >/dev/null || missing+=(chromium)
 command -v chromedriver >/dev/null || missing+=(chromium-driver)
 command -v java >/dev/null || missing+=(default-jre-headless)
 command -v useradd >/dev/null || missing+=(passwd)
+# The Docker engine and Debian's client (BuildKit without buildx) for the images
+# and the docker backend; debootstrap builds the base image where no registry is.
+[ -x /usr/bin/docker ] && command -v dockerd >/dev/null || missing+=(docker.io)
+command -v debootstrap >/dev/null || missing+=(debootstrap)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

@@ -28,6 +28,9 @@ from .validation import describe_validation_error
 
 SLUG_PATTERN = r"^[a-z][a-z0-9-]{0,30}$"
 SLUG_RE = re.compile(SLUG_PATTERN)
+# Folders of images/ that no profile can run: the curated images' shared base
+# and the hub's own image (Kubernetes).
+NOT_SERVER_IMAGES = frozenset({"base", "hub"})
 
 Slug = Annotated[str, Field(pattern=SLUG_PATTERN, description="lower-case letters, digits, '-'")]
 Memory = Annotated[str | int, Field(description="bytes, or a quantity such as 4Gi, 512Mi, 2G")]
@@ -233,8 +236,9 @@ def load_catalog(catalog_dir: str | Path, images_dir: str | Path) -> Catalog:
         if profile.slug in files:
             problems.append(f"{path}: slug: duplicate slug {profile.slug!r} (also in {files[profile.slug]})")
             continue
-        if not (images_dir / profile.image).is_dir():
-            known = sorted(p.name for p in images_dir.iterdir() if p.is_dir()) if images_dir.is_dir() else []
+        if profile.image in NOT_SERVER_IMAGES or not (images_dir / profile.image).is_dir():
+            folders = images_dir.iterdir() if images_dir.is_dir() else []
+            known = sorted(p.name for p in folders if p.is_dir() and p.name not in NOT_SERVER_IMAGES)
             problems.append(
                 f"{path}: image: unknown image {profile.image!r}: no folder"
                 f" {images_dir / profile.image} (known images: {', '.join(known) or 'none'})"

@@ -76,6 +76,14 @@ def preflight(settings: Settings, host: HostFacts) -> list[str]:
             f"error: proxy command {settings.hub.proxy_command[0]!r} not found; run `make install`"
             " (npm installs configurable-http-proxy) or set hub.proxy_command"
         )
+    if settings.backend == "docker":  # the local backend's isolation and cgroups don't apply
+        from .docker.spawner import missing_images
+
+        problems.extend(
+            f"warning: no {image} image is built; spawning its profiles fails until `make images`"
+            for image in missing_images(settings)
+        )
+        return problems
     if settings.local.isolation == "unix-users" and not host.is_root:
         problems.append("error: local.isolation is unix-users, which needs the hub to run as root")
     elif settings.local.isolation == "auto" and not host.is_root:

@@ -58,6 +58,8 @@ def apply_settings(
     apply_pipelines(settings, c)
     if settings.backend == "kubernetes":
         apply_kubernetes_backend(settings, c)
+    elif settings.backend == "docker":
+        apply_docker_backend(settings, c)
     else:
         apply_local_backend(settings, c, host)
     return c
@@ -230,6 +232,27 @@ def apply_kubernetes_backend(settings: Settings, c: Config) -> None:
     spawner.container_security_context = {"capabilities": {"drop": ["ALL"]}, "runAsNonRoot": True}
     spawner.automount_service_account_token = False
     spawner.start_timeout = settings.local.start_timeout
+
+
+def apply_docker_backend(settings: Settings, c: Config) -> None:
+    docker = settings.docker
+    c.JupyterHub.spawner_class = "analysis_hub.docker.spawner.CatalogDockerSpawner"
+    spawner = c.CatalogDockerSpawner
+    spawner.catalog_dir = str(settings.catalog)
+    spawner.images_dir = str(settings.images_dir)
+    spawner.image_tags_file = str(docker.image_tags_file)
+    spawner.image_references = dict(docker.images)
+    spawner.hadoop_conf_dir = str(docker.hadoop_conf_dir or "")
+    # Containers and home volumes carry this hub's name: two hubs on one
+    # engine never adopt or remove each other's servers.
+    spawner.prefix = cgroup_parent_for(settings)
+    # A container per server, removed when it stops; the home is a named volume that stays.
+    spawner.remove = True
+    # Servers report real activity as often as the culler looks at it.
+    spawner.activity_interval = settings.culler.every
+    spawner.start_timeout = docker.start_timeout
+    # Notice a container that died (memory limit, crash) within seconds.
+    spawner.poll_interval = 10
 
 
 def cgroup_parent_for(settings: Settings) -> str:

@@ -155,6 +155,17 @@ class KubernetesSettings(_Section):
     )
 
 
+class DockerSettings(_Section):
+    """The docker backend: a container per user from the curated images (DockerSpawner)."""
+
+    image_tags_file: Path = Field(
+        Path("build/image-tags.json"), description="image -> tag, written by scripts/build_images.py"
+    )
+    images: dict[str, str] = Field({}, description="catalog image name -> local image (overrides the tags)")
+    hadoop_conf_dir: Path | None = Field(None, description="host folder for /etc/hadoop/conf (read-only)")
+    start_timeout: int = Field(120, ge=10, description="seconds a container may take to answer")
+
+
 class LocalSettings(_Section):
     """The local backend: a Python environment per image, a Unix user per hub user."""
 
@@ -185,7 +196,7 @@ class LocalSettings(_Section):
 
 
 class Settings(_Section):
-    backend: Literal["local", "kubernetes"] = "local"
+    backend: Literal["local", "kubernetes", "docker"] = "local"
     data_dir: Path = Field(Path(".analysis-hub"), description="database, secrets, environments")
     catalog: Path = Field(Path("profiles"), description="folder of profile YAML files")
     images_dir: Path = Field(Path("images"), description="folder of images/<name>/ definitions")
@@ -195,6 +206,7 @@ class Settings(_Section):
     pipelines: PipelinesSettings = PipelinesSettings()
     local: LocalSettings = LocalSettings()
     kubernetes: KubernetesSettings = KubernetesSettings()
+    docker: DockerSettings = DockerSettings()
 
     @model_validator(mode="after")
     def _callback_reachable(self):
@@ -278,6 +290,14 @@ def resolve_paths(settings: Settings, base: Path) -> Settings:
             "catalog": absolute(settings.catalog),
             "images_dir": absolute(settings.images_dir),
             "local": local,
+            "docker": settings.docker.model_copy(
+                update={
+                    "image_tags_file": absolute(settings.docker.image_tags_file),
+                    "hadoop_conf_dir": absolute(settings.docker.hadoop_conf_dir)
+                    if settings.docker.hadoop_conf_dir
+                    else None,
+                }
+            ),
         }
     )
 

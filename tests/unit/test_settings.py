@@ -153,7 +153,7 @@ def test_out_of_range(tmp_path):
 @pytest.mark.parametrize(
     ("text", "key", "allowed"),
     [
-        ("backend: docker\n", "backend", "'local' or 'kubernetes'"),
+        ("backend: podman\n", "backend", "'local', 'kubernetes' or 'docker'"),
         ("local: {isolation: docker}\n", "local.isolation", "'auto', 'unix-users' or 'none'"),
         ("local: {cgroups: yes-please}\n", "local.cgroups", "'auto', 'required' or 'off'"),
         ("hub: {log_level: TRACE}\n", "hub.log_level", "'DEBUG', 'INFO', 'WARNING' or 'ERROR'"),

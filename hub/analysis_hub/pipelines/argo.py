@@ -88,7 +88,7 @@ def argo_manifests(
         cron = CronWorkflow(
             name=name,
             labels=labels,
-            schedule=deployment["schedule"],
+            schedules=[deployment["schedule"]],
             timezone=deployment["timezone"],
             concurrency_policy="Forbid" if deployment["concurrency"] == "forbid" else "Allow",
             cron_suspend=bool(deployment.get("paused")),

@@ -1,0 +1,1 @@
+"""The docker backend: a container per user from the curated images (DockerSpawner)."""

@@ -1,0 +1,235 @@
+"""The docker backend's spawner: DockerSpawner, given the shared catalog.
+
+Contract, on top of DockerSpawner:
+- The spawn form and `user_options` pick a profile exactly as every backend
+  does (`analysis_hub.selection`): an unknown or hidden profile, a bad choice,
+  an extra key (an image, say) or a GPU option the machine can't serve is
+  refused with HTTP 400 before anything is created.
+- `start()` translates the resolved profile with the pure
+  `translate.docker_server_settings` and runs the container: the image built
+  for the profile (tags from scripts/build_images.py's tags file, or
+  `docker.images` in settings), its limits, its GPUs, the user's home volume,
+  host networking with the server on 127.0.0.1 and a port of its own.
+- A missing image is never pulled (there may be no registry): the spawn fails
+  with a message naming the command that builds it.
+- Containers are removed when servers stop (`remove=True`); the home volume
+  stays. GPU allocations are kept in the spawner state across hub restarts.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import docker.errors
+from dockerspawner import DockerSpawner
+from jupyterhub.utils import random_port
+from tornado import web
+from traitlets import Dict, Integer, Unicode, default
+
+from ..catalog import ResolvedProfile
+from ..catalog_source import CatalogSource
+from ..forms import gpu_shortfall, render_profile_form
+from ..local.gpus import GpuPool, GpuUnavailable, detect_gpus
+from ..selection import ProfileRequestError, options_from_form, select_profile
+from .translate import DockerHostFacts, ImageNotBuilt, build_command, docker_server_settings
+
+_gpu_pool: GpuPool | None = None
+
+
+def gpu_pool() -> GpuPool:
+    global _gpu_pool
+    if _gpu_pool is None:
+        _gpu_pool = GpuPool(detect_gpus())
+    return _gpu_pool
+
+
+def read_image_tags(path: str) -> dict[str, str]:
+    """The build's tags file (image name -> tag); empty when nothing was built yet."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as e:
+        raise ImageNotBuilt(f"cannot read the image tags file {path}: {e}") from None
+
+
+def missing_images(settings) -> list[str]:
+    """Catalog images with no tag in the tags file or settings (for `up`'s warnings)."""
+    from ..catalog import CatalogError, load_catalog
+
+    try:
+        catalog = load_catalog(settings.catalog, settings.images_dir)
+    except CatalogError:
+        return []  # `up` reports catalog problems itself
+    known = {**read_image_tags(str(settings.docker.image_tags_file)), **settings.docker.images}
+    return sorted({p.image for p in catalog.profiles} - set(known))
+
+
+class CatalogDockerSpawner(DockerSpawner):
+    catalog_dir = Unicode(config=True, help="folder of profile YAML files")
+    images_dir = Unicode(config=True, help="folder of images/<name>/ definitions")
+    image_tags_file = Unicode(config=True, help="JSON written by scripts/build_images.py: image -> tag")
+    image_references = Dict(config=True, help="catalog image name -> reference; overrides the tags file")
+    hadoop_conf_dir = Unicode("", config=True, help="host folder mounted read-only at /etc/hadoop/conf")
+    activity_interval = Integer(60, config=True, help="seconds between the server's activity reports")
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.resolved: ResolvedProfile | None = None
+        self.gpu_ids: list[str] = []
+        self._profile_env: dict[str, str] = {}
+
+    # ---- profiles: form, options, validation (as the local backend) ---------
+
+    @property
+    def catalog(self):
+        return CatalogSource.shared(self.catalog_dir, self.images_dir, log=self.log).current()
+
+    @property
+    def user_groups(self) -> set[str]:
+        return {group.name for group in self.user.groups}
+
+    @default("options_form")
+    def _default_options_form(self):
+        def form(spawner):
+            profiles = spawner.catalog.allowed_for(spawner.user_groups)
+            return render_profile_form(profiles, gpu_pool().total)
+
+        return form
+
+    def options_from_form(self, formdata):
+        return options_from_form(formdata)
+
+    @default("apply_user_options")
+    def _default_apply_user_options(self):
+        def apply(spawner, user_options):
+            try:
+                resolved = select_profile(spawner.catalog, spawner.user_groups, user_options)
+            except ProfileRequestError as e:
+                raise web.HTTPError(400, str(e)) from None
+            shortfall = gpu_shortfall(resolved.resources.gpus, gpu_pool().total)
+            if shortfall:
+                raise web.HTTPError(
+                    400, f"Profile {resolved.slug!r} {shortfall}. Pick a CPU option or another profile."
+                )
+            spawner.resolved = resolved
+
+        return apply
+
+    # ---- networking: host network, loopback, a port per server --------------
+
+    @default("ip")
+    def _default_ip(self):
+        return "127.0.0.1"
+
+    @default("network_name")
+    def _default_network_name(self):
+        return "host"
+
+    @default("use_internal_ip")
+    def _default_use_internal_ip(self):
+        # True: no port mapping, which the host network has no use for (and Docker refuses).
+        return True
+
+    async def get_ip_and_port(self):
+        # With host networking there is no port mapping to ask Docker about.
+        return self.ip, self.port
+
+    # ---- start / stop -------------------------------------------------------
+
+    async def start(self):
+        if self.resolved is None:  # no options at all: the catalog's default for this user
+            self.resolved = select_profile(self.catalog, self.user_groups, {})
+        try:
+            self.gpu_ids = gpu_pool().allocate(self._owner, self.resolved.resources.gpus)
+        except GpuUnavailable as e:
+            raise web.HTTPError(503, str(e)) from None
+        try:
+            settings = docker_server_settings(self.resolved, self._host_facts())
+        except ImageNotBuilt as e:
+            self._release()
+            raise web.HTTPError(500, str(e)) from None
+        self.image = settings.image
+        if settings.cpu_limit is not None:
+            self.cpu_limit = settings.cpu_limit
+        if settings.mem_limit is not None:
+            self.mem_limit = settings.mem_limit
+        self.volumes = settings.volumes
+        self.extra_host_config = settings.extra_host_config
+        self.extra_create_kwargs = settings.extra_create_kwargs
+        self._profile_env = settings.environment
+        # Host networking: every server needs a port of its own on loopback.
+        self.port = random_port()
+        self.log.info("Starting %s with profile %s from %s", self._log_name, self.resolved.slug, self.image)
+        try:
+            return await super().start()
+        except Exception:
+            self._release()
+            raise
+
+    async def pull_image(self, image):
+        """Never pull: say which command builds the missing image."""
+        try:
+            await self.docker("inspect_image", image)
+        except docker.errors.NotFound:
+            name = self.resolved.image if self.resolved else image
+            raise web.HTTPError(
+                500,
+                f"The image {image} is not on this machine. Build it with: {build_command(name)}",
+            ) from None
+
+    async def poll(self):
+        status = await super().poll()
+        if status is not None:
+            self._release()
+        return status
+
+    async def stop(self, now=False):
+        await super().stop(now=now)
+        self._release()
+
+    def get_env(self):
+        env = super().get_env()
+        env.update(self._profile_env)
+        env["JUPYTERHUB_ACTIVITY_INTERVAL"] = str(self.activity_interval)
+        return env
+
+    # ---- state kept across hub restarts -------------------------------------
+
+    def get_state(self):
+        state = super().get_state()
+        if self.gpu_ids:
+            state["gpus"] = self.gpu_ids
+        if self.resolved:
+            state["profile"] = self.resolved.slug
+        return state
+
+    def load_state(self, state):
+        super().load_state(state)
+        self.gpu_ids = state.get("gpus", [])
+        if self.gpu_ids:
+            gpu_pool().claim(self._owner, self.gpu_ids)
+
+    def clear_state(self):
+        super().clear_state()
+        self.gpu_ids = []
+
+    # ---- helpers ------------------------------------------------------------
+
+    @property
+    def _owner(self) -> str:
+        return f"{self.user.name}-{self.name}" if self.name else self.user.name
+
+    def _host_facts(self) -> DockerHostFacts:
+        images = {**read_image_tags(self.image_tags_file), **self.image_references}
+        return DockerHostFacts(
+            images=images,
+            name_prefix=self.prefix,
+            hadoop_conf_dir=self.hadoop_conf_dir or None,
+            gpu_ids=tuple(self.gpu_ids),
+        )
+
+    def _release(self) -> None:
+        gpu_pool().release(self._owner)
+        self.gpu_ids = []

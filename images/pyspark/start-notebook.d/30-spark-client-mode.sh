@@ -1,0 +1,53 @@
+# Prepare Spark for client mode: the driver runs in this container (sourced by start.sh).
+#
+# Writes $SPARK_CONF_DIR/spark-defaults.conf from /etc/spark/conf plus:
+# - spark.driver.host: SPARK_DRIVER_HOST, else this container's first address,
+#   so executors (YARN containers, Kubernetes pods) can connect back;
+# - spark.driver.bindAddress: SPARK_DRIVER_BIND_ADDRESS, else all interfaces
+#   (executors elsewhere connect to the driver); the docker backend's host
+#   network passes 127.0.0.1, so nothing of a user's Spark is reachable from
+#   the network there;
+# - fixed driver and block-manager ports when SPARK_DRIVER_PORT and
+#   SPARK_BLOCKMANAGER_PORT are set (Kubernetes: the network policy opens them
+#   to executors); otherwise Spark picks free ones, as containers sharing the
+#   host's network must;
+# - without a hive-site.xml in HADOOP_CONF_DIR: an embedded Derby metastore and
+#   warehouse in the home directory, so Hive tables survive a re-spawn;
+# - SPARK_KUBERNETES_EXECUTORS=true (on Kubernetes): master k8s://, executors as
+#   pods in this pod's namespace from SPARK_EXECUTOR_IMAGE (default: this image's
+#   JUPYTER_IMAGE), with SPARK_KUBERNETES_SERVICE_ACCOUNT and SPARK_EXECUTOR_INSTANCES.
+spark_conf=${SPARK_CONF_DIR:-/tmp/spark-conf}
+mkdir -p "$spark_conf"
+cp /etc/spark/conf/* "$spark_conf"/
+
+driver_host=${SPARK_DRIVER_HOST:-}
+if [ -z "$driver_host" ]; then
+  read -r driver_host _ < <(hostname -I 2>/dev/null || true)
+fi
+{
+  echo "# written by start-notebook.d/30-spark-client-mode.sh"
+  echo "spark.driver.host               ${driver_host:-127.0.0.1}"
+  echo "spark.driver.bindAddress        ${SPARK_DRIVER_BIND_ADDRESS:-0.0.0.0}"
+  [ -z "${SPARK_DRIVER_PORT:-}" ] || echo "spark.driver.port               $SPARK_DRIVER_PORT"
+  [ -z "${SPARK_BLOCKMANAGER_PORT:-}" ] || echo "spark.blockManager.port         $SPARK_BLOCKMANAGER_PORT"
+  if [ ! -f "${HADOOP_CONF_DIR:-/etc/hadoop/conf}/hive-site.xml" ]; then
+    echo "spark.sql.warehouse.dir         ${HOME}/spark-warehouse"
+    echo "spark.hadoop.javax.jdo.option.ConnectionURL jdbc:derby:;databaseName=${HOME}/.spark/metastore_db;create=true"
+    echo "spark.driver.extraJavaOptions   -Dderby.system.home=${HOME}/.spark"
+  fi
+  if [ "${SPARK_KUBERNETES_EXECUTORS:-false}" = "true" ]; then
+    namespace_file=/var/run/secrets/kubernetes.io/serviceaccount/namespace
+    namespace=${SPARK_KUBERNETES_NAMESPACE:-$(cat "$namespace_file" 2>/dev/null || echo default)}
+    echo "spark.master                    k8s://https://${KUBERNETES_SERVICE_HOST:-kubernetes.default.svc}:${KUBERNETES_SERVICE_PORT:-443}"
+    echo "spark.submit.deployMode         client"
+    echo "spark.kubernetes.namespace      ${namespace}"
+    echo "spark.kubernetes.container.image ${SPARK_EXECUTOR_IMAGE:-${JUPYTER_IMAGE:-}}"
+    echo "spark.kubernetes.authenticate.driver.serviceAccountName ${SPARK_KUBERNETES_SERVICE_ACCOUNT:-default}"
+    # Executors are owned by this pod: deleting the server deletes them.
+    echo "spark.kubernetes.driver.pod.name ${HOSTNAME}"
+    echo "spark.executor.instances        ${SPARK_EXECUTOR_INSTANCES:-2}"
+  fi
+} >> "$spark_conf/spark-defaults.conf"
+mkdir -p "${HOME}/.spark"
+export SPARK_CONF_DIR=$spark_conf
+unset spark_conf driver_host namespace namespace_file

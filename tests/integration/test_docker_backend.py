@@ -1,0 +1,209 @@
+"""The docker backend on a real engine: a container per user from the curated images.
+
+A real hub (`analysis-hub up`, backend docker, culler timeout 20 s) spawns
+users' servers through the REST API. Each profile runs code in its kernel,
+inside a container that holds the profile's limits (read from the cgroup
+file system inside), as uid 1000 without privileges; homes are named volumes
+that users can't see across, survive culling, and come back on re-spawn.
+The images are built first (tests/dockerengine.py; a no-op when up to date).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import start_hub
+from kernels import run_code
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from dockerengine import TAGS_FILE, build_images, docker
+
+pytestmark = pytest.mark.integration
+TIMEOUT, EVERY = 20, 5
+CULLED_WITHIN = TIMEOUT + 3 * EVERY + 20
+GiB = 2**30
+
+# Runs in the kernel: what the container enforces and who runs it (cgroup v1 and v2).
+INSPECT = """
+import json, os
+from pathlib import Path
+def first(*paths):
+    return next((Path(p).read_text().split() for p in paths if Path(p).exists()), None)
+memory = first("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory.max")
+quota = first("/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
+period = first("/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us", "/sys/fs/cgroup/cpu/cpu.cfs_period_us")
+if not quota:  # cgroup v2
+    quota, period = [first("/sys/fs/cgroup/cpu.max")[0]], [first("/sys/fs/cgroup/cpu.max")[1]]
+cpu = int(quota[0]) / int(period[0])
+status = dict(line.split(":\\t", 1) for line in Path("/proc/self/status").read_text().splitlines())
+print(json.dumps({"memory": int(memory[0]), "cpus": cpu, "uid": os.getuid(), "home": os.environ["HOME"],
+    "no_new_privs": status["NoNewPrivs"].strip(), "cap_eff": status["CapEff"].strip(),
+    "profile": os.environ.get("ANALYSIS_HUB_PROFILE")}))
+"""
+WORK = {
+    "pyspark": "from pyspark.sql import SparkSession\n"
+    "print(SparkSession.builder.getOrCreate().range(1000).count())",
+    "pytorch": "import torch\nprint(int(torch.arange(1, 11).sum()))",
+    "tensorflow": "import tensorflow as tf\nprint(int(tf.reduce_sum(tf.range(1, 11))))",
+}
+EXPECTED = {"pyspark": "1000", "pytorch": "55", "tensorflow": "55"}
+# Each profile's request, and its limits (cores, bytes) from profiles/*.yaml.
+REQUESTS = {
+    "pyspark": ({"profile": "pyspark"}, 2.0, 4 * GiB),
+    "pytorch": ({"profile": "pytorch", "accelerator": "cpu"}, 2.0, 4 * GiB),
+    "tensorflow": ({"profile": "tensorflow"}, 2.0, 6 * GiB),
+}
+
+
+@pytest.fixture(scope="module")
+def tags():
+    return build_images("pyspark", "pytorch", "tensorflow")
+
+
+@pytest.fixture(scope="module")
+def docker_hub(tags):
+    running = start_hub(
+        backend="docker",
+        docker={"image_tags_file": str(TAGS_FILE)},
+        culler={"enabled": True, "timeout": TIMEOUT, "every": EVERY},
+    )
+    yield running
+    running.stop()
+    remove_hub_objects(running)
+
+
+def hub_prefix(running) -> str:
+    from analysis_hub.config import cgroup_parent_for
+    from analysis_hub.settings import load_settings
+
+    return cgroup_parent_for(load_settings(running.settings_path, environ={}))
+
+
+def remove_hub_objects(running) -> None:
+    prefix = hub_prefix(running)
+    containers = docker("ps", "-aq", "--filter", f"name={prefix}-", check=False).stdout.split()
+    if containers:
+        docker("rm", "--force", *containers, check=False)
+    volumes = docker("volume", "ls", "-q", "--filter", f"name={prefix}-", check=False).stdout.split()
+    if volumes:
+        docker("volume", "rm", "--force", *volumes, check=False)
+
+
+def spawn(user, options: dict) -> None:
+    response = user.start(options)
+    assert response.status_code in (201, 202), response.text
+    user.wait_ready(timeout=180)
+
+
+def container_of(running, user) -> dict:
+    name = f"{hub_prefix(running)}-{user.name}"
+    return json.loads(docker("inspect", name).stdout)[0]
+
+
+@pytest.mark.parametrize("profile", ["pyspark", "pytorch", "tensorflow"])
+def test_each_profile_runs_in_its_container_within_its_limits(docker_hub, tags, profile):
+    """The profile's image, --cpus and --memory seen from inside, uid 1000, no privileges, code runs."""
+    options, cpus, memory = REQUESTS[profile]
+    alice = docker_hub.user("alice")
+    spawn(alice, options)
+    try:
+        container = container_of(docker_hub, alice)
+        assert container["Config"]["Image"] == tags[profile]
+        assert container["HostConfig"]["NetworkMode"] == "host"
+        assert container["HostConfig"]["AutoRemove"] is True
+        facts = json.loads(run_code(alice, INSPECT, timeout=120).strip().splitlines()[-1])
+        assert facts == {
+            "memory": memory,
+            "cpus": cpus,
+            "uid": 1000,
+            "home": "/home/jovyan",
+            "no_new_privs": "1",
+            "cap_eff": "0000000000000000",
+            "profile": profile,
+        }
+        assert run_code(alice, WORK[profile], timeout=240).strip().splitlines()[-1] == EXPECTED[profile]
+    finally:
+        alice.stop()
+
+
+def test_server_listens_on_loopback_only(docker_hub):
+    bob = docker_hub.user("bob")
+    spawn(bob, {"profile": "tensorflow"})
+    try:
+        url = bob.model()["servers"][""]["url"]
+        assert url == f"/user/{bob.name}/"
+        env = container_of(docker_hub, bob)["Config"]["Env"]
+        service_url = next(e for e in env if e.startswith("JUPYTERHUB_SERVICE_URL="))
+        assert service_url.startswith("JUPYTERHUB_SERVICE_URL=http://127.0.0.1:"), service_url
+    finally:
+        bob.stop()
+
+
+def test_gpu_profile_is_refused_on_a_machine_without_gpus(docker_hub):
+    response = docker_hub.user("carol").start({"profile": "pytorch"})
+    assert response.status_code == 400 and "GPU" in response.json()["message"]
+
+
+def test_homes_are_private_and_survive_culling_and_respawn(docker_hub):
+    """alice's file is in her volume only; culled, her container is gone and the volume stays;
+    re-spawned, the file is back; bob's container mounts his own volume and can't see hers."""
+    alice, bob = docker_hub.user("alice"), docker_hub.user("bob")
+    spawn(alice, {"profile": "tensorflow"})
+    run_code(alice, "open('/home/jovyan/kept.txt', 'w').write('alice was here')")
+    alice_volume = container_of(docker_hub, alice)["Mounts"][0]["Name"]
+    assert alice_volume == f"{hub_prefix(docker_hub)}-home-alice"
+
+    spawn(bob, {"profile": "tensorflow"})
+    try:
+        mounts = container_of(docker_hub, bob)["Mounts"]
+        assert [m.get("Name") for m in mounts] == [f"{hub_prefix(docker_hub)}-home-bob"]
+        seen = run_code(bob, "import os; print(sorted(os.listdir('/home/jovyan')))")
+        assert "kept.txt" not in seen
+    finally:
+        bob.stop()
+
+    started = time.monotonic()
+    while "" in alice.model()["servers"]:
+        assert time.monotonic() - started < CULLED_WITHIN, "alice's idle server was not culled"
+        time.sleep(1)
+    name = f"{hub_prefix(docker_hub)}-alice"
+    assert not docker("ps", "-aq", "--filter", f"name=^{name}$").stdout.strip(), "container not removed"
+    assert docker("volume", "inspect", alice_volume, check=False).returncode == 0
+
+    spawn(alice, {"profile": "pyspark"})
+    try:
+        assert run_code(alice, "print(open('/home/jovyan/kept.txt').read())").strip() == "alice was here"
+    finally:
+        alice.stop()
+
+
+MISSING = "analysis-hub/tensorflow:absent"
+
+
+def test_missing_image_is_reported_with_the_build_command(tags):
+    running = start_hub(
+        backend="docker",
+        docker={
+            "image_tags_file": str(TAGS_FILE),
+            "images": {"tensorflow": "analysis-hub/tensorflow:absent"},
+        },
+        culler={"enabled": False},
+    )
+    try:
+        carol = running.user("carol")
+        response = carol.start({"profile": "tensorflow"})
+        if response.status_code == 500:  # failed within the hub's slow-spawn wait
+            message = response.json()["message"]
+        else:
+            events = carol.progress_events(timeout=60)
+            message = " ".join(e.get("message", "") for e in events)
+        assert f"{MISSING} is not on this machine" in message, message
+        assert "python scripts/build_images.py tensorflow" in message
+    finally:
+        running.stop()
+        remove_hub_objects(running)
