@@ -2,7 +2,7 @@
 
 Contract, on top of DockerSpawner:
 - The spawn form and `user_options` pick a profile exactly as every backend
-  does (`analysis_hub.selection`): an unknown or hidden profile, a bad choice,
+  does (`profile_spawner.CatalogProfiles`): an unknown or hidden profile, a bad choice,
   an extra key (an image, say) or a GPU option the machine can't serve is
   refused with HTTP 400 before anything is created.
 - `start()` translates the resolved profile with the pure
@@ -27,21 +27,9 @@ from jupyterhub.utils import random_port
 from tornado import web
 from traitlets import Dict, Integer, Unicode, default
 
-from ..catalog import ResolvedProfile
-from ..catalog_source import CatalogSource
-from ..forms import gpu_shortfall, render_profile_form
-from ..local.gpus import GpuPool, GpuUnavailable, detect_gpus
-from ..selection import ProfileRequestError, options_from_form, select_profile
+from ..local.gpus import GpuUnavailable
+from ..profile_spawner import CatalogProfiles, gpu_pool
 from .translate import DockerHostFacts, ImageNotBuilt, build_command, docker_server_settings
-
-_gpu_pool: GpuPool | None = None
-
-
-def gpu_pool() -> GpuPool:
-    global _gpu_pool
-    if _gpu_pool is None:
-        _gpu_pool = GpuPool(detect_gpus())
-    return _gpu_pool
 
 
 def read_image_tags(path: str) -> dict[str, str]:
@@ -66,9 +54,7 @@ def missing_images(settings) -> list[str]:
     return sorted({p.image for p in catalog.profiles} - set(known))
 
 
-class CatalogDockerSpawner(DockerSpawner):
-    catalog_dir = Unicode(config=True, help="folder of profile YAML files")
-    images_dir = Unicode(config=True, help="folder of images/<name>/ definitions")
+class CatalogDockerSpawner(CatalogProfiles, DockerSpawner):
     image_tags_file = Unicode(config=True, help="JSON written by scripts/build_images.py: image -> tag")
     image_references = Dict(config=True, help="catalog image name -> reference; overrides the tags file")
     hadoop_conf_dir = Unicode("", config=True, help="host folder mounted read-only at /etc/hadoop/conf")
@@ -76,46 +62,8 @@ class CatalogDockerSpawner(DockerSpawner):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.resolved: ResolvedProfile | None = None
         self.gpu_ids: list[str] = []
         self._profile_env: dict[str, str] = {}
-
-    # ---- profiles: form, options, validation (as the local backend) ---------
-
-    @property
-    def catalog(self):
-        return CatalogSource.shared(self.catalog_dir, self.images_dir, log=self.log).current()
-
-    @property
-    def user_groups(self) -> set[str]:
-        return {group.name for group in self.user.groups}
-
-    @default("options_form")
-    def _default_options_form(self):
-        def form(spawner):
-            profiles = spawner.catalog.allowed_for(spawner.user_groups)
-            return render_profile_form(profiles, gpu_pool().total)
-
-        return form
-
-    def options_from_form(self, formdata):
-        return options_from_form(formdata)
-
-    @default("apply_user_options")
-    def _default_apply_user_options(self):
-        def apply(spawner, user_options):
-            try:
-                resolved = select_profile(spawner.catalog, spawner.user_groups, user_options)
-            except ProfileRequestError as e:
-                raise web.HTTPError(400, str(e)) from None
-            shortfall = gpu_shortfall(resolved.resources.gpus, gpu_pool().total)
-            if shortfall:
-                raise web.HTTPError(
-                    400, f"Profile {resolved.slug!r} {shortfall}. Pick a CPU option or another profile."
-                )
-            spawner.resolved = resolved
-
-        return apply
 
     # ---- networking: host network, loopback, a port per server --------------
 
@@ -139,8 +87,7 @@ class CatalogDockerSpawner(DockerSpawner):
     # ---- start / stop -------------------------------------------------------
 
     async def start(self):
-        if self.resolved is None:  # no options at all: the catalog's default for this user
-            self.resolved = select_profile(self.catalog, self.user_groups, {})
+        self.resolve_default_profile()
         try:
             self.gpu_ids = gpu_pool().allocate(self._owner, self.resolved.resources.gpus)
         except GpuUnavailable as e:

@@ -2,7 +2,7 @@
 
 Contract, on top of LocalProcessSpawner:
 - The spawn form and `user_options` pick a profile from the catalog
-  (`analysis_hub.selection`); a request the catalog does not allow for the
+  (`profile_spawner.CatalogProfiles`, shared with the docker backend); a request the catalog does not allow for the
   user's groups, or a GPU profile on a machine without enough GPUs, is
   refused with HTTP 400 before anything starts.
 - `start()` builds (first use) or reuses the profile image's environment,
@@ -28,31 +28,18 @@ from jupyterhub.spawner import LocalProcessSpawner, set_user_setuid
 from tornado import web
 from traitlets import Bool, Integer, Unicode, default
 
-from ..catalog import ResolvedProfile
-from ..catalog_source import CatalogSource
-from ..forms import gpu_shortfall, render_profile_form
+from ..profile_spawner import CatalogProfiles, gpu_pool
 from ..quantities import format_memory
-from ..selection import ProfileRequestError, options_from_form, select_profile
 from . import cgroups
 from .environments import EnvironmentBuilder, EnvironmentBuildError
-from .gpus import GpuPool, GpuUnavailable, detect_gpus
+from .gpus import GpuUnavailable
 from .translate import local_server_spec
 from .unix_users import ensure_system_user, system_username
 
 _builders: dict[tuple, EnvironmentBuilder] = {}
-_gpu_pool: GpuPool | None = None
 
 
-def gpu_pool() -> GpuPool:
-    global _gpu_pool
-    if _gpu_pool is None:
-        _gpu_pool = GpuPool(detect_gpus())
-    return _gpu_pool
-
-
-class LocalProfileSpawner(LocalProcessSpawner):
-    catalog_dir = Unicode(config=True, help="folder of profile YAML files")
-    images_dir = Unicode(config=True, help="folder of images/<name>/ with their lock files")
+class LocalProfileSpawner(CatalogProfiles, LocalProcessSpawner):
     envs_dir = Unicode(config=True, help="where the per-image Python environments are built")
     homes_dir = Unicode(config=True, help="parent folder of users' home directories")
     python = Unicode("", config=True, help="interpreter for environments ('' = one all users can run)")
@@ -65,56 +52,16 @@ class LocalProfileSpawner(LocalProcessSpawner):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.resolved: ResolvedProfile | None = None
         self.gpu_indices: list[str] = []
         self.cgroup_name = ""
         self._events: list[dict] = []
-
-    # ---- profiles: form, options, validation --------------------------------
-
-    @property
-    def catalog(self):
-        return CatalogSource.shared(self.catalog_dir, self.images_dir, log=self.log).current()
-
-    @property
-    def user_groups(self) -> set[str]:
-        return {group.name for group in self.user.groups}
-
-    @default("options_form")
-    def _default_options_form(self):
-        def form(spawner):
-            profiles = spawner.catalog.allowed_for(spawner.user_groups)
-            return render_profile_form(profiles, gpu_pool().total)
-
-        return form
-
-    def options_from_form(self, formdata):
-        return options_from_form(formdata)
-
-    @default("apply_user_options")
-    def _default_apply_user_options(self):
-        def apply(spawner, user_options):
-            try:
-                resolved = select_profile(spawner.catalog, spawner.user_groups, user_options)
-            except ProfileRequestError as e:
-                raise web.HTTPError(400, str(e)) from None
-            shortfall = gpu_shortfall(resolved.resources.gpus, gpu_pool().total)
-            if shortfall:
-                raise web.HTTPError(
-                    400, f"Profile {resolved.slug!r} {shortfall}. Pick a CPU option or another profile."
-                )
-            spawner.resolved = resolved
-
-        return apply
 
     # ---- start / poll / stop ------------------------------------------------
 
     async def start(self):
         self.stop_reason = ""
         self._events = []
-        if self.resolved is None:  # no options at all: the catalog's default for this user
-            self.resolved = select_profile(self.catalog, self.user_groups, {})
-        spec = local_server_spec(self.resolved)
+        spec = local_server_spec(self.resolve_default_profile())
         self.mem_limit, self.cpu_limit = spec.memory_limit, spec.cpu_limit
         self.mem_guarantee, self.cpu_guarantee = spec.memory_guarantee, spec.cpu_guarantee
         self._progress(5, f"Starting profile {spec.display_name}")
