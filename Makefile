@@ -47,8 +47,9 @@ integration: install
 e2e: install system-deps
 	$(BIN)/pytest -p no:cacheprovider tests/e2e
 
+# Issue 7's benchmarks against vanilla JupyterHub; sizes: make bench BENCH_ARGS="--runs 3 --crowd-sizes 10"
 bench: install
-	$(BIN)/python tests/benchmarks/run.py
+	$(BIN)/python tests/benchmarks/bench.py $(BENCH_ARGS)
 
 bench-pipelines: install
 	$(BIN)/python tests/benchmarks/pipelines.py

@@ -25,6 +25,8 @@ from .settings import Settings
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 CULLER_SERVICE = "idle-culler"
+# Seconds a launched server may take to answer its first request (JupyterHub: 30).
+SERVER_ANSWER_TIMEOUT = 120
 # The least the culler needs: find users and servers, read activity, stop servers.
 CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
 PIPELINES_SERVICE = "pipelines"
@@ -84,6 +86,10 @@ def apply_hub(settings: Settings, c: Config) -> None:
     c.JupyterHub.template_paths = [str(PACKAGE_DIR / "templates")]
     # Land in JupyterLab, not the classic tree.
     c.Spawner.default_url = "/lab"
+    # A started server may be slow to answer when many start at once: in the
+    # 30-user crowd benchmark on 2 cores, JupyterHub's default of 30 s failed
+    # 8 spawns that would have succeeded a few seconds later.
+    c.Spawner.http_timeout = SERVER_ANSWER_TIMEOUT
 
 
 def apply_auth(settings: Settings, c: Config, credentials: Credentials) -> None:

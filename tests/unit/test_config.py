@@ -49,6 +49,8 @@ def test_hub_urls_and_state_paths(tmp_path):
     assert c.JupyterHub.pid_file == str(state / "jupyterhub.pid")
     assert c.JupyterHub.log_level == "DEBUG"
     assert c.Spawner.default_url == "/lab"
+    # Under load a server answers slower than JupyterHub's 30 s default; the spawn must not fail.
+    assert c.Spawner.http_timeout >= 120
     assert c.JupyterHub.template_paths == [str(PACKAGE_DIR / "templates")]
 
 

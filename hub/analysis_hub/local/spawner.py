@@ -2,9 +2,10 @@
 
 Contract, on top of LocalProcessSpawner:
 - The spawn form and `user_options` pick a profile from the catalog
-  (`profile_spawner.CatalogProfiles`, shared with the docker backend); a request the catalog does not allow for the
-  user's groups, or a GPU profile on a machine without enough GPUs, is
-  refused with HTTP 400 before anything starts.
+  (`profile_spawner.CatalogProfiles`, shared with the docker backend); a
+  request the catalog does not allow for the user's groups, or a GPU profile
+  on a machine without enough GPUs, is refused with HTTP 400 before anything
+  starts.
 - `start()` builds (first use) or reuses the profile image's environment,
   reporting progress on the spawn page, then runs that environment's
   `jupyterhub-singleuser`:
