@@ -78,10 +78,15 @@ def preflight(settings: Settings, host: HostFacts) -> list[str]:
         )
     if settings.backend == "docker":  # the local backend's isolation and cgroups don't apply
         from .docker.spawner import missing_images
+        from .docker.translate import ImageNotBuilt
 
+        try:
+            missing = missing_images(settings)
+        except ImageNotBuilt as e:  # an unreadable tags file: every spawn would fail the same way
+            return [*problems, f"warning: {e}; rebuild it with `make images`"]
         problems.extend(
             f"warning: no {image} image is built; spawning its profiles fails until `make images`"
-            for image in missing_images(settings)
+            for image in missing
         )
         return problems
     if settings.local.isolation == "unix-users" and not host.is_root:

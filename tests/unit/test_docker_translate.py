@@ -175,3 +175,25 @@ def test_spawner_defaults_keep_servers_on_loopback_of_the_host_network():
     """Host networking without port mappings, the server bound to 127.0.0.1 only."""
     spawner = CatalogDockerSpawner()
     assert (spawner.ip, spawner.network_name, spawner.use_internal_ip) == ("127.0.0.1", "host", True)
+
+
+def test_up_warns_about_an_unreadable_tags_file(tmp_path):
+    """A broken tags file is one clear warning from `up`, not a traceback."""
+    from analysis_hub.cli import preflight
+    from unit_support import IMAGES as IMAGES_DIR
+    from unit_support import PROFILES
+
+    (tmp_path / "tags.json").write_text("{")
+    _, settings = configure(
+        tmp_path,
+        f"""\
+        backend: docker
+        catalog: {PROFILES}
+        images_dir: {IMAGES_DIR}
+        docker: {{image_tags_file: tags.json}}
+        hub: {{proxy_command: [{sys.executable}]}}
+        """,
+    )
+    [problem] = preflight(settings, HostFacts(is_root=False, cgroups_writable=False))
+    assert problem.startswith(f"warning: cannot read the image tags file {tmp_path / 'tags.json'}")
+    assert problem.endswith("rebuild it with `make images`")
