@@ -127,6 +127,10 @@ class Profile(_Strict):
     choices: dict[Slug, Choice] = {}
 
 
+# /dev/shm for a GPU server whose profile sets no memory limit (see Resources.shared_memory).
+GPU_SHARED_MEMORY_WITHOUT_LIMIT = 8 * 2**30
+
+
 @dataclass(frozen=True)
 class Resources:
     """Resolved numbers every backend translates from (cores and bytes)."""
@@ -136,6 +140,20 @@ class Resources:
     memory_guarantee: int | None
     memory_limit: int | None
     gpus: int
+
+    @property
+    def shared_memory(self) -> int | None:
+        """Bytes of memory-backed /dev/shm for this server, or None to keep the runtime's default.
+
+        The one rule every backend follows (docker `--shm-size`, a Kubernetes
+        memory `emptyDir` size limit). GPU work needs it: PyTorch's DataLoader
+        workers pass tensors through /dev/shm, and Docker's 64 MiB default
+        kills them with "bus error". Pages in /dev/shm count against the
+        server's memory limit, so half of it leaves the kernel room to run.
+        """
+        if not self.gpus:
+            return None
+        return self.memory_limit // 2 if self.memory_limit else GPU_SHARED_MEMORY_WITHOUT_LIMIT
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 from analysis_hub.catalog import (
+    GPU_SHARED_MEMORY_WITHOUT_LIMIT,
     CatalogError,
     Profile,
+    Resources,
     Toleration,
     load_catalog,
     profile_summary,
@@ -446,3 +448,21 @@ def test_allowed_for_groups(catalog_dirs):
     assert "secret" not in {p.slug for p in catalog.allowed_for(set())}
     assert "secret" in {p.slug for p in catalog.allowed_for({"gpu-team"})}
     assert len(catalog.allowed_for({"other"})) == 3
+
+
+@pytest.mark.parametrize(
+    ("gpus", "memory_limit", "expected"),
+    [
+        (0, 4 * 2**30, None),
+        (0, None, None),
+        (1, 32 * 2**30, 16 * 2**30),
+        (2, None, GPU_SHARED_MEMORY_WITHOUT_LIMIT),
+    ],
+)
+def test_shared_memory_rule(gpus, memory_limit, expected):
+    """One /dev/shm rule for every backend: GPU servers get half their memory limit (a fixed size
+    without one); CPU servers keep the runtime's default."""
+    resources = Resources(
+        cpu_guarantee=None, cpu_limit=None, memory_guarantee=None, memory_limit=memory_limit, gpus=gpus
+    )
+    assert resources.shared_memory == expected

@@ -60,6 +60,7 @@ def test_pytorch_gpu_gets_exactly_its_allocated_gpus(repo_catalog):
         "cpu_shares": 4096,
         "mem_reservation": 16 * GiB,
         "device_requests": [{"device_ids": ["1", "3"], "capabilities": [["gpu"]]}],
+        "shm_size": 16 * GiB,
     }
     assert settings.environment == {
         "NVIDIA_DRIVER_CAPABILITIES": "compute,utility",
@@ -72,6 +73,7 @@ def test_pytorch_gpu_gets_exactly_its_allocated_gpus(repo_catalog):
 def test_pytorch_cpu_option_sees_no_gpu(repo_catalog):
     settings = docker_server_settings(resolve(repo_catalog.get("pytorch"), {"accelerator": "cpu"}), HOST)
     assert "device_requests" not in settings.extra_host_config
+    assert "shm_size" not in settings.extra_host_config, "CPU servers keep the engine's /dev/shm"
     assert settings.environment["NVIDIA_VISIBLE_DEVICES"] == "void"
     assert settings.environment["CUDA_VISIBLE_DEVICES"] == ""
 

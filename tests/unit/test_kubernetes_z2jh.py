@@ -178,7 +178,7 @@ async def test_gpu_pod_from_the_chart_keeps_the_charts_tolerations_and_the_value
     assert pod["spec"]["nodeSelector"] == {"analysis-hub/node-pool": "gpu"}
     assert pod["spec"]["tolerations"] == [*CHART_USER_TOLERATIONS, GPU_TOLERATION]
     shm = next(v for v in pod["spec"]["volumes"] if v["name"] == "dshm")
-    assert shm["emptyDir"] == {"medium": "Memory"}
+    assert shm["emptyDir"] == {"medium": "Memory", "sizeLimit": str(12 * 2**30)}, "half the 24Gi limit"
     assert {"name": "dshm", "mountPath": "/dev/shm"} in container["volumeMounts"]
     assert pod["spec"]["automountServiceAccountToken"] is False
     assert container["securityContext"]["runAsUser"] == 1000

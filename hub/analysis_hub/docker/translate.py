@@ -12,7 +12,8 @@ What a user's container gets, and why:
   shares and a memory reservation (what the engine protects under pressure);
 - for GPU profiles, a device request for exactly the GPUs the hub allocated
   (never "all": two users must not share a GPU by accident), and
-  NVIDIA_VISIBLE_DEVICES naming them; CPU profiles get "void", so a machine
+  NVIDIA_VISIBLE_DEVICES naming them, and a /dev/shm sized by the catalog's
+  one rule (`Resources.shared_memory`); CPU profiles get "void", so a machine
   whose default runtime is NVIDIA's exposes no GPU to them either;
 - a named volume per user at /home/jovyan, kept when the container is removed,
   so a culled and re-spawned server finds its files;
@@ -103,6 +104,7 @@ def docker_server_settings(resolved: ResolvedProfile, host: DockerHostFacts) -> 
             raise ValueError(f"profile {resolved.slug!r} needs {r.gpus} GPUs; {len(gpu_ids)} allocated")
         host_config["device_requests"] = [{"device_ids": gpu_ids, "capabilities": [["gpu"]]}]
         env["NVIDIA_VISIBLE_DEVICES"] = ",".join(gpu_ids)
+        host_config["shm_size"] = r.shared_memory
     else:
         env["NVIDIA_VISIBLE_DEVICES"] = "void"
         env["CUDA_VISIBLE_DEVICES"] = ""

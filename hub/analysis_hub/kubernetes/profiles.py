@@ -3,8 +3,9 @@
 Contract:
 - `pod_override(resolved, cluster)` is the complete `kubespawner_override` for
   a resolved profile: image reference, CPU and memory bounds, the GPU limit,
-  node selector, tolerations, env, and volumes (memory-backed /dev/shm for GPU
-  profiles; the Hadoop client configuration where the image uses it).
+  node selector, tolerations, env, and volumes (a memory-backed /dev/shm for
+  GPU profiles, sized by the catalog's rule `Resources.shared_memory`; the
+  Hadoop client configuration where the image uses it).
 - `profile_list_entries(profiles, cluster)` builds KubeSpawner's
   `profile_list`: each profile with its default choices applied, and each
   choice option as a `profile_options` choice whose override turns the
@@ -71,9 +72,9 @@ def pod_override(resolved: ResolvedProfile, cluster: ClusterFacts) -> dict:
     r = resolved.resources
     env = dict(resolved.env)
     volumes, mounts = [], []
-    if r.gpus:
+    if r.shared_memory:
         # PyTorch's DataLoader workers share tensors through /dev/shm; the 64 MiB default is too small.
-        volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory"}})
+        volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": str(r.shared_memory)}})
         mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
     spark_pod = {}
     if resolved.image in cluster.hadoop_images:
