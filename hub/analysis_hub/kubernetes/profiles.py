@@ -31,7 +31,7 @@ pipelines' Argo manifests use it).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..catalog import Profile, ResolvedProfile, resolve
 
@@ -57,7 +57,6 @@ class ClusterFacts:
     hadoop_images: tuple[str, ...] = ("pyspark",)
     krb5_conf: bool = False  # the Hadoop ConfigMap also holds krb5.conf, for /etc/krb5.conf
     spark_service_account: str | None = None  # set: pyspark pods start Spark executors as pods
-    extra: dict = field(default_factory=dict)
 
 
 def image_reference(image: str, cluster: ClusterFacts) -> str:

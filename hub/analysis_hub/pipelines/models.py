@@ -23,7 +23,6 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship,
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
-RUN_STATES = ("queued", "running", "succeeded", "failed", "timed_out", "skipped")
 FINISHED = ("succeeded", "failed", "timed_out", "skipped")
 
 

@@ -406,10 +406,6 @@ class Pipelines:
             task.add_done_callback(self._tasks.discard)
         return result
 
-    async def wait_idle(self) -> None:
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
-
     async def _execute(self, run_id: int) -> None:
         with self.sessions() as db:
             run = db.get(Run, run_id)
