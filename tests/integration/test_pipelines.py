@@ -25,6 +25,7 @@ import pytest
 import requests
 import yaml
 from conftest import REPO, make_workdir, start_hub
+from kernels import run_code
 from notebooks import make_notebook as notebook
 
 pytestmark = pytest.mark.integration
@@ -158,6 +159,46 @@ def test_publish_run_and_find_the_output_with_injected_parameters(hub, tmp_path)
         ).stdout
     )
     assert all(not c.get("outputs") for c in stored["cells"]), "versions are stored without outputs"
+
+
+READ_PIPELINE_STATE = """
+import json
+denied = {}
+for path in json.loads(%r):
+    try:
+        with open(path, 'rb') as f:
+            f.read(1)
+        denied[path] = False
+    except PermissionError:
+        denied[path] = True
+print(json.dumps(denied))
+"""
+
+
+def test_another_teams_user_cannot_read_pipeline_state_underneath_the_api(hub):
+    """bob (gpu-team), as his own Unix user in a kernel of his own server, can open none of: the
+    pipelines database, data-team's repository (files and .git), or data-team's run folder."""
+    alice, bob = hub.user("alice"), hub.user("bob")
+    [run] = api(hub, alice, "GET", "pipelines/data-team/daily-report/runs").json()
+    state = Path(hub.settings["data_dir"]) / "pipelines"
+    repo, run_dir = state / "repos" / "data-team", state / "runs" / str(run["id"])
+    targets = [
+        state / "pipelines.sqlite",
+        repo / "daily-report" / "notebook.ipynb",
+        repo / ".git" / "HEAD",
+        run_dir / "log.txt",
+        run_dir / "output.ipynb",
+        run_dir / "parameters.json",
+    ]
+    assert all(path.is_file() for path in targets), "the files exist: only bob is kept out"
+    assert bob.start({"profile": "pytorch", "accelerator": "cpu"}).status_code in (201, 202)
+    bob.wait_ready()
+    try:
+        code = READ_PIPELINE_STATE % json.dumps([str(p) for p in targets])
+        denied = json.loads(run_code(bob, code).strip().splitlines()[-1])
+    finally:
+        bob.stop()
+    assert denied == {str(p): True for p in targets}
 
 
 def test_a_failing_version_is_recorded_notified_and_points_at_the_error_cell(hub, webhook_url):

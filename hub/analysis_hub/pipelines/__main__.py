@@ -24,6 +24,7 @@ from ..settings import Settings
 from .models import open_database
 from .runner import LocalRunner
 from .service import Pipelines
+from .state import SQLITE_FILES, secure_state
 from .web import make_app
 
 SETTINGS_ENV = "ANALYSIS_HUB_SETTINGS_JSON"
@@ -33,8 +34,8 @@ RUN_USER = "jupyter-pipelines"
 def build(settings: Settings) -> Pipelines:
     config = settings.pipelines
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    os.chmod(config.data_dir, 0o711)  # run folders below are the run user's
-    sessions = open_database(config.database_url or f"sqlite:///{config.data_dir / 'pipelines.sqlite'}")
+    sessions = open_database(config.database_url or f"sqlite:///{config.data_dir / SQLITE_FILES[0]}")
+    secure_state(config.data_dir, logging.getLogger("pipelines.state"))
     run_user = config.run_as or (RUN_USER if os.geteuid() == 0 else None)
     if run_user and os.geteuid() == 0:
         ensure_system_user(run_user, config.data_dir / "home")

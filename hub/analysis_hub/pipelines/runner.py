@@ -27,6 +27,7 @@ from ..local.environments import EnvironmentBuilder, EnvironmentBuildError
 from ..quantities import format_memory
 from .notebooks import error_cell
 from .specs import RunSpec
+from .state import PRIVATE_DIR
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class LocalRunner:
 
     async def run(self, spec: RunSpec, notebook: str, out_dir: Path) -> RunOutcome:
         out_dir.mkdir(parents=True, exist_ok=True)
+        out_dir.chmod(PRIVATE_DIR)  # the run user's and the service's only (see state.py)
         log_path = out_dir / "log.txt"
         try:
             env_dir = await self.builder.ensure(spec.image)
