@@ -133,7 +133,9 @@ class PipelinesSettings(_Section):
     )
     max_notebook_mb: int = Field(20, ge=1, le=1024, description="largest notebook that may be published")
     run_as: str | None = Field(
-        None, description="Unix user runs execute as; default: 'jupyter-pipelines' when root, else the hub's"
+        None,
+        description="one Unix user for every team's runs; default: each team's own "
+        "('pipelines-<team>') when root, else the hub's",
     )
     public_url: str | None = Field(
         None, description="the hub's URL as users reach it, for links in notifications"

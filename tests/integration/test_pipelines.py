@@ -451,3 +451,36 @@ def test_a_hub_restart_keeps_schedules_and_history(hub):
     fired = requests.post(f"{hub.api}/{p}/trigger", headers={"Authorization": f"Bearer {token}"}, json={})
     assert fired.status_code == 201 and fired.json()["trigger"] == "http"
     assert wait_run(hub, alice, fired.json()["id"])["status"] == "succeeded"
+
+
+def test_a_teams_run_cannot_read_another_teams_run_and_is_still_recorded(hub, tmp_path):
+    """Each team's runs execute as that team's own Unix user: a gpu-team notebook that opens
+    data-team's run folder is denied by the file system, and its own run succeeds with its output."""
+    import pwd
+
+    alice, bob = hub.user("alice"), hub.user("bob")
+    data_run = min(
+        api(hub, alice, "GET", "pipelines/data-team/daily-report/runs").json(), key=lambda r: r["id"]
+    )
+    runs = Path(hub.settings["data_dir"]) / "pipelines" / "runs"
+    target = runs / str(data_run["id"]) / "output.ipynb"
+    snoop = notebook(
+        "import getpass\n"
+        "try:\n"
+        f"    open({str(target)!r}).read()\n"
+        "    print('read it')\n"
+        "except PermissionError:\n"
+        "    print('denied to', getpass.getuser())"
+    )
+    path = tmp_path / "snoop.ipynb"
+    path.write_text(json.dumps(snoop))
+    cli(hub, bob, "publish", str(path), "--team", "gpu-team", "--profile", "pyspark", "--deploy")
+    assert "succeeded" in cli(hub, bob, "run", "gpu-team/snoop", "--wait").stdout
+    [run] = api(hub, bob, "GET", "pipelines/gpu-team/snoop/runs").json()
+    output = api(hub, bob, "GET", f"runs/{run['id']}/output").text
+    assert "denied to pipelines-gpu-team" in output and "read it" not in output
+    owners = {
+        team: pwd.getpwuid((runs / str(r["id"])).stat().st_uid).pw_name
+        for team, r in (("data-team", data_run), ("gpu-team", run))
+    }
+    assert owners == {"data-team": "pipelines-data-team", "gpu-team": "pipelines-gpu-team"}

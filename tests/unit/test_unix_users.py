@@ -62,3 +62,15 @@ def test_safe_name_cannot_take_over_a_hashed_name(unsafe):
     taken = system_username(unsafe)
     lookalike = taken.removeprefix("jupyter-")  # e.g. "alice-3bc51062", itself a safe hub name
     assert system_username(lookalike) != taken
+
+
+def test_team_run_users_never_collide_with_hub_users():
+    """A team's run user is `pipelines-<team>`; hub users are always `jupyter-...`, so no hub name
+    (not even 'pipelines-data-team') maps to a team's run user. Long team names are hashed to 32."""
+    from analysis_hub.local.unix_users import team_run_username
+
+    assert team_run_username("data-team") == "pipelines-data-team"
+    assert system_username("pipelines-data-team") != team_run_username("data-team")
+    long_a, long_b = "a" * 40 + "-x", "a" * 40 + "-y"
+    assert len(team_run_username(long_a)) <= 32
+    assert team_run_username(long_a) != team_run_username(long_b)

@@ -5,6 +5,9 @@ Contract:
   `jupyter-<name>` when the hub name is already safe, otherwise
   `jupyter-<slug>-<hash>` so that different hub names (unicode ones
   included) never collide. At most 32 characters.
+- `team_run_username(team)` is pure: the Unix user a team's pipeline runs
+  execute as, `pipelines-<team>` (hashed when long). Its prefix is not
+  `jupyter-`, so no hub user's name can ever map to a team's run user.
 - `ensure_system_user(name, home)` creates the user with `useradd` if
   missing and makes `home` theirs with mode 0700. Needs root.
 """
@@ -19,6 +22,7 @@ import subprocess
 from pathlib import Path
 
 PREFIX = "jupyter-"
+TEAM_PREFIX = "pipelines-"
 _MAX = 32
 _SAFE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 # What a hashed name ends with; a safe name that looks like one is hashed too,
@@ -33,6 +37,13 @@ def system_username(hub_name: str) -> str:
     slug = re.sub(r"[^a-z0-9]+", "-", hub_name.lower()).strip("-")
     slug = slug[: _MAX - len(PREFIX) - len(digest) - 1].strip("-")
     return f"{PREFIX}{slug}-{digest}" if slug else f"{PREFIX}{digest}"
+
+
+def team_run_username(team: str) -> str:
+    if len(TEAM_PREFIX) + len(team) <= _MAX:
+        return TEAM_PREFIX + team
+    digest = hashlib.sha256(team.encode()).hexdigest()[:8]
+    return f"{TEAM_PREFIX}{team[: _MAX - len(TEAM_PREFIX) - len(digest) - 1].strip('-')}-{digest}"
 
 
 def ensure_system_user(name: str, home: Path) -> pwd.struct_passwd:

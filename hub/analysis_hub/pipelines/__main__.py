@@ -19,16 +19,14 @@ from ..config import cgroup_parent_for
 from ..kubernetes.profiles import ClusterFacts
 from ..local.environments import EnvironmentBuilder
 from ..local.gpus import detect_gpus
-from ..local.unix_users import ensure_system_user
 from ..settings import Settings
 from .models import open_database
-from .runner import LocalRunner
+from .runner import LocalRunner, RunUsers
 from .service import Pipelines
 from .state import SQLITE_FILES, secure_state
 from .web import make_app
 
 SETTINGS_ENV = "ANALYSIS_HUB_SETTINGS_JSON"
-RUN_USER = "jupyter-pipelines"
 
 
 def build(settings: Settings) -> Pipelines:
@@ -36,15 +34,16 @@ def build(settings: Settings) -> Pipelines:
     config.data_dir.mkdir(parents=True, exist_ok=True)
     sessions = open_database(config.database_url or f"sqlite:///{config.data_dir / SQLITE_FILES[0]}")
     secure_state(config.data_dir, logging.getLogger("pipelines.state"))
-    run_user = config.run_as or (RUN_USER if os.geteuid() == 0 else None)
-    if run_user and os.geteuid() == 0:
-        ensure_system_user(run_user, config.data_dir / "home")
+    # As root, each team's runs get a Unix user of their own; otherwise they run as the hub's user.
+    run_users = (
+        RunUsers(config.data_dir / "homes", config.run_as) if os.geteuid() == 0 or config.run_as else None
+    )
     gpus = len(detect_gpus())
     builder = EnvironmentBuilder(
         settings.local.envs_dir, settings.images_dir, settings.local.python, with_cuda=gpus > 0
     )
     cgroups_on = settings.local.cgroups != "off"
-    runner = LocalRunner(builder, run_user, cgroup_parent_for(settings) if cgroups_on else None)
+    runner = LocalRunner(builder, run_users, cgroup_parent_for(settings) if cgroups_on else None)
     hub = settings.hub
     public_url = config.public_url or f"http://{hub.ip}:{hub.port}{hub.base_url}".rstrip("/")
     catalog = CatalogSource(settings.catalog, settings.images_dir, logging.getLogger("catalog"))

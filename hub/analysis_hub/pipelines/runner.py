@@ -2,7 +2,8 @@
 
 Contract: `LocalRunner.run(spec, notebook, out_dir)` executes the notebook
 with papermill from the profile's own environment (every image's lock file
-includes papermill), as the run user, inside a cgroup holding the version's
+includes papermill), as the team's run user (`RunUsers`: its own Unix user
+per team, so one team's notebook can't read another team's runs), inside a cgroup holding the version's
 CPU and memory limits, and kills it at the deployment's timeout. It leaves
 in `out_dir`: `output.ipynb` (saved after every cell, so a run that dies keeps
 its partial output), `output.html` and `log.txt`, and returns a `RunOutcome`.
@@ -24,6 +25,7 @@ from nbconvert import HTMLExporter
 
 from ..local import cgroups
 from ..local.environments import EnvironmentBuilder, EnvironmentBuildError
+from ..local.unix_users import ensure_system_user, team_run_username
 from ..quantities import format_memory
 from .notebooks import error_cell
 from .specs import RunSpec
@@ -38,10 +40,24 @@ class RunOutcome:
     error_cell: int | None = None
 
 
+class RunUsers:
+    """Which Unix user a team's runs execute as: the team's own, created on first use (needs root),
+    or one `fixed` user for every team when the admin sets `pipelines.run_as`."""
+
+    def __init__(self, homes: Path, fixed: str | None = None):
+        self.homes, self.fixed = homes, fixed
+
+    def for_team(self, team: str) -> pwd.struct_passwd:
+        if self.fixed:
+            return pwd.getpwnam(self.fixed)
+        name = team_run_username(team)
+        return ensure_system_user(name, self.homes / name)
+
+
 class LocalRunner:
-    def __init__(self, builder: EnvironmentBuilder, run_user: str | None, cgroup_parent: str | None):
+    def __init__(self, builder: EnvironmentBuilder, run_users: RunUsers | None, cgroup_parent: str | None):
         self.builder = builder
-        self.run_user = pwd.getpwnam(run_user) if run_user else None
+        self.run_users = run_users
         self.cgroup_parent = cgroup_parent if cgroup_parent and cgroups.available() else None
 
     async def run(self, spec: RunSpec, notebook: str, out_dir: Path) -> RunOutcome:
@@ -56,9 +72,10 @@ class LocalRunner:
         (out_dir / "input.ipynb").write_text(notebook)
         (out_dir / "parameters.json").write_text(json.dumps(spec.parameters))
         group = self._cgroup(spec)
-        if self.run_user:
+        user = await asyncio.to_thread(self.run_users.for_team, spec.team) if self.run_users else None
+        if user:
             for path in [out_dir, *out_dir.iterdir()]:
-                os.chown(path, self.run_user.pw_uid, self.run_user.pw_gid)
+                os.chown(path, user.pw_uid, user.pw_gid)
         command = [
             str(env_dir / "bin" / "python"),
             "-m",
@@ -87,7 +104,7 @@ class LocalRunner:
                 stdout=log,
                 stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=self._preexec(group),
+                preexec_fn=self._preexec(group, user),
             )
             try:
                 code = await asyncio.wait_for(process.wait(), spec.timeout)
@@ -112,9 +129,7 @@ class LocalRunner:
             self.cgroup_parent, f"run-{spec.run_id}", spec.memory_limit, spec.cpu_limit
         )
 
-    def _preexec(self, group: cgroups.Cgroup | None):
-        user = self.run_user
-
+    def _preexec(self, group: cgroups.Cgroup | None, user: pwd.struct_passwd | None):
         def preexec():
             # In the child, before exec: join the run's cgroup (as root), then drop to the run user.
             if group:

@@ -13,7 +13,8 @@ user's.
 | `pipelines.sqlite` (+ journal)| 0600 | audit, parameters, webhook URLs: the service only |
 | `repos/`                      | 0700 | every team's notebooks and history                |
 | `runs/`                       | 0711 | run folders are reached by number, never listed   |
-| `runs/<n>/`                   | 0700 | one run's inputs, outputs and log                 |
+| `runs/<n>/`                   | 0700 | one run's files, owned by its team's run user     |
+| `homes/`                      | 0711 | each team run user's own 0700 home                |
 
 People read runs and versions only through the service, which decides team
 membership; nothing below the folder is readable by another Unix user.
@@ -39,10 +40,10 @@ SQLITE_FILES = (
 
 
 def secure_state(data_dir: Path, log: logging.Logger) -> None:
-    repos, runs = data_dir / "repos", data_dir / "runs"
-    for folder in (data_dir, repos, runs):
+    repos, runs, homes = data_dir / "repos", data_dir / "runs", data_dir / "homes"
+    for folder in (data_dir, repos, runs, homes):
         folder.mkdir(parents=True, exist_ok=True)
-    wanted = {data_dir: DATA_MODE, repos: PRIVATE_DIR, runs: RUNS_MODE}
+    wanted = {data_dir: DATA_MODE, repos: PRIVATE_DIR, runs: RUNS_MODE, homes: RUNS_MODE}
     wanted.update({data_dir / name: PRIVATE_FILE for name in SQLITE_FILES if (data_dir / name).exists()})
     wanted.update({run: PRIVATE_DIR for run in runs.iterdir() if run.is_dir()})
     for path, mode in wanted.items():
