@@ -2,11 +2,12 @@
 
 Contract: `LocalRunner.run(spec, notebook, out_dir)` executes the notebook
 with papermill from the profile's own environment (every image's lock file
-includes papermill), as the team's run user (`RunUsers`: its own Unix user
-per team, so one team's notebook can't read another team's runs), inside a cgroup holding the version's
-CPU and memory limits, and kills it at the deployment's timeout. It leaves
-in `out_dir`: `output.ipynb` (saved after every cell, so a run that dies keeps
-its partial output), `output.html` and `log.txt`, and returns a `RunOutcome`.
+includes papermill), as the team's run user (`RunUsers`: a Unix user of its
+own per team, so one team's notebook can't read another team's runs), inside
+a cgroup holding the version's CPU and memory limits, and kills it at the
+deployment's timeout. It leaves in `out_dir` (0700, the run user's):
+`output.ipynb` (saved after every cell, so a run that dies keeps its partial
+output), `output.html` and `log.txt`, and returns a `RunOutcome`.
 """
 
 from __future__ import annotations
@@ -71,8 +72,8 @@ class LocalRunner:
             return RunOutcome("failed", None, f"the {spec.image} environment could not be built: {e}")
         (out_dir / "input.ipynb").write_text(notebook)
         (out_dir / "parameters.json").write_text(json.dumps(spec.parameters))
-        group = self._cgroup(spec)
         user = await asyncio.to_thread(self.run_users.for_team, spec.team) if self.run_users else None
+        group = self._cgroup(spec)
         if user:
             for path in [out_dir, *out_dir.iterdir()]:
                 os.chown(path, user.pw_uid, user.pw_gid)
