@@ -27,10 +27,9 @@ import os
 import stat
 from pathlib import Path
 
-DATA_MODE = 0o711
+TRAVERSE_ONLY = 0o711  # others may pass through to a path they know, never list
 PRIVATE_DIR = 0o700
 PRIVATE_FILE = 0o600
-RUNS_MODE = 0o711
 SQLITE_FILES = (
     "pipelines.sqlite",
     "pipelines.sqlite-journal",
@@ -43,7 +42,7 @@ def secure_state(data_dir: Path, log: logging.Logger) -> None:
     repos, runs, homes = data_dir / "repos", data_dir / "runs", data_dir / "homes"
     for folder in (data_dir, repos, runs, homes):
         folder.mkdir(parents=True, exist_ok=True)
-    wanted = {data_dir: DATA_MODE, repos: PRIVATE_DIR, runs: RUNS_MODE, homes: RUNS_MODE}
+    wanted = {data_dir: TRAVERSE_ONLY, repos: PRIVATE_DIR, runs: TRAVERSE_ONLY, homes: TRAVERSE_ONLY}
     wanted.update({data_dir / name: PRIVATE_FILE for name in SQLITE_FILES if (data_dir / name).exists()})
     wanted.update({run: PRIVATE_DIR for run in runs.iterdir() if run.is_dir()})
     for path, mode in wanted.items():
