@@ -77,8 +77,8 @@ def preflight(settings: Settings, host: HostFacts) -> list[str]:
             " (npm installs configurable-http-proxy) or set hub.proxy_command"
         )
     if settings.backend == "docker":  # the local backend's isolation and cgroups don't apply
-        from .docker.spawner import missing_images
-        from .docker.translate import ImageNotBuilt
+        from .backends.docker.spawner import missing_images
+        from .backends.docker.translate import ImageNotBuilt
 
         try:
             missing = missing_images(settings)

@@ -42,7 +42,7 @@ class HostFacts:
 
     @classmethod
     def detect(cls) -> HostFacts:
-        from .local import cgroups
+        from .runtime import cgroups
 
         return cls(is_root=os.geteuid() == 0, cgroups_writable=cgroups.available())
 
@@ -198,7 +198,7 @@ def apply_pipelines(settings: Settings, c: Config) -> None:
 
 def apply_local_backend(settings: Settings, c: Config, host: HostFacts) -> None:
     local = settings.local
-    c.JupyterHub.spawner_class = "analysis_hub.local.spawner.LocalProfileSpawner"
+    c.JupyterHub.spawner_class = "analysis_hub.backends.local.spawner.LocalProfileSpawner"
     spawner = c.LocalProfileSpawner
     spawner.catalog_dir = str(settings.catalog)
     spawner.images_dir = str(settings.images_dir)
@@ -218,9 +218,9 @@ def apply_local_backend(settings: Settings, c: Config, host: HostFacts) -> None:
 
 def apply_kubernetes_backend(settings: Settings, c: Config) -> None:
     # Imported here: kubespawner (and its Kubernetes client) only where this backend runs.
-    from .kubernetes.spawner import catalog_profile_list
+    from .backends.kubernetes.spawner import catalog_profile_list
 
-    c.JupyterHub.spawner_class = "analysis_hub.kubernetes.spawner.CatalogKubeSpawner"
+    c.JupyterHub.spawner_class = "analysis_hub.backends.kubernetes.spawner.CatalogKubeSpawner"
     spawner = c.CatalogKubeSpawner
     spawner.catalog_dir = str(settings.catalog)
     spawner.images_dir = str(settings.images_dir)
@@ -242,7 +242,7 @@ def apply_kubernetes_backend(settings: Settings, c: Config) -> None:
 
 def apply_docker_backend(settings: Settings, c: Config) -> None:
     docker = settings.docker
-    c.JupyterHub.spawner_class = "analysis_hub.docker.spawner.CatalogDockerSpawner"
+    c.JupyterHub.spawner_class = "analysis_hub.backends.docker.spawner.CatalogDockerSpawner"
     spawner = c.CatalogDockerSpawner
     spawner.catalog_dir = str(settings.catalog)
     spawner.images_dir = str(settings.images_dir)

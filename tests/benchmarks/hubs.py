@@ -44,8 +44,8 @@ import yaml
 from analysis_hub.auth import PasswordStore
 from analysis_hub.catalog import load_catalog
 from analysis_hub.config import CULLER_SCOPES, CULLER_SERVICE, cgroup_parent_for
-from analysis_hub.local.environments import EnvironmentBuilder
-from analysis_hub.local.unix_users import system_username
+from analysis_hub.runtime.environments import EnvironmentBuilder
+from analysis_hub.runtime.unix_users import system_username
 from analysis_hub.settings import load_settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/: harness, hubclient

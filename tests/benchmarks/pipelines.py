@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from analysis_hub.local.environments import EnvironmentBuilder
+from analysis_hub.runtime.environments import EnvironmentBuilder
 from harness import ENVS_DIR, REPO, start_hub
 from notebooks import make_notebook
 

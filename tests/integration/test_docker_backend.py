@@ -215,8 +215,8 @@ def test_gpu_container_gets_a_memory_backed_dev_shm_sized_by_the_catalog_rule(ta
     translation's own, passed through docker-py's create_host_config as DockerSpawner does; only
     the device request is left out, because this machine has no GPU to grant."""
     import docker as docker_sdk
+    from analysis_hub.backends.docker.translate import DockerHostFacts, docker_server_settings
     from analysis_hub.catalog import load_catalog, resolve
-    from analysis_hub.docker.translate import DockerHostFacts, docker_server_settings
 
     repo = Path(__file__).resolve().parents[2]
     catalog = load_catalog(repo / "profiles", repo / "images")

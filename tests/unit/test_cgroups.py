@@ -7,7 +7,7 @@ out like cgroup v2 or v1, and the tests read back the limit files it writes.
 from __future__ import annotations
 
 import pytest
-from analysis_hub.local import cgroups
+from analysis_hub.runtime import cgroups
 
 PARENT = "analysis-hub-test"
 

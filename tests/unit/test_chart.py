@@ -18,13 +18,13 @@ import helm_python as helm
 import kubernetes_validate
 import pytest
 import yaml
-from analysis_hub.catalog import load_catalog
-from analysis_hub.kubernetes.profiles import (
+from analysis_hub.backends.kubernetes.profiles import (
     CHART_USER_TOLERATIONS,
     SPARK_BLOCKMANAGER_PORT,
     SPARK_DRIVER_LABEL,
     SPARK_DRIVER_PORT,
 )
+from analysis_hub.catalog import load_catalog
 from analysis_hub.settings import Settings
 from kube_support import CHART, K8S_VERSION, example_values, find, merge_values, render_chart
 from unit_support import PROFILES, REPO
@@ -275,7 +275,7 @@ def test_zero_to_jupyterhub_values_wire_the_hub_to_our_files_and_keep_our_promis
     hook = mounts["/usr/local/etc/jupyterhub/jupyterhub_config.d/analysis-hub.py"]
     assert hook["subPath"] in configmaps[volumes[hook["name"]]]
     assert (
-        "from analysis_hub.kubernetes.z2jh import configure"
+        "from analysis_hub.backends.kubernetes.z2jh import configure"
         in configmaps["analysis-hub-settings"][hook["subPath"]]
     )
     settings = yaml.safe_load(configmaps["analysis-hub-settings"]["settings.yaml"])

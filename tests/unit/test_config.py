@@ -151,7 +151,7 @@ def test_culler_disabled(tmp_path):
 def test_spawner_class_and_paths(tmp_path):
     """The local profile spawner gets the catalog, images and environments folders from settings."""
     c, settings = configure(tmp_path, "catalog: cat\nimages_dir: img\nlocal: {start_timeout: 120}\n")
-    assert c.JupyterHub.spawner_class == "analysis_hub.local.spawner.LocalProfileSpawner"
+    assert c.JupyterHub.spawner_class == "analysis_hub.backends.local.spawner.LocalProfileSpawner"
     spawner = c.LocalProfileSpawner
     assert spawner.catalog_dir == str(tmp_path / "cat")
     assert spawner.images_dir == str(tmp_path / "img")
@@ -232,7 +232,7 @@ def test_every_trait_set_exists(tmp_path):
     """Every trait apply_settings sets is a configurable trait of its class (traitlets ignores typos)."""
     from analysis_hub.activity import ServerReportedActivityProxy
     from analysis_hub.auth import BuiltinAuthenticator
-    from analysis_hub.local.spawner import LocalProfileSpawner
+    from analysis_hub.backends.local.spawner import LocalProfileSpawner
     from jupyterhub.app import JupyterHub
     from jupyterhub.auth import Authenticator
     from jupyterhub.spawner import Spawner

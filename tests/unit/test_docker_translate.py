@@ -8,10 +8,10 @@ import textwrap
 from dataclasses import asdict, replace
 
 import pytest
+from analysis_hub.backends.docker.spawner import CatalogDockerSpawner, read_image_tags
+from analysis_hub.backends.docker.translate import DockerHostFacts, ImageNotBuilt, docker_server_settings
 from analysis_hub.catalog import resolve
 from analysis_hub.config import HostFacts, apply_settings, cgroup_parent_for
-from analysis_hub.docker.spawner import CatalogDockerSpawner, read_image_tags
-from analysis_hub.docker.translate import DockerHostFacts, ImageNotBuilt, docker_server_settings
 from analysis_hub.settings import SettingsError, load_settings
 from traitlets.config import Config
 
@@ -134,7 +134,7 @@ def test_docker_backend_config(tmp_path):
         docker: {images: {pyspark: mine/pyspark:1}, hadoop_conf_dir: hadoop}
         """,
     )
-    assert c.JupyterHub.spawner_class == "analysis_hub.docker.spawner.CatalogDockerSpawner"
+    assert c.JupyterHub.spawner_class == "analysis_hub.backends.docker.spawner.CatalogDockerSpawner"
     spawner = c.CatalogDockerSpawner
     assert spawner.image_tags_file == str(tmp_path / "build" / "image-tags.json")
     assert spawner.image_references == {"pyspark": "mine/pyspark:1"}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from analysis_hub.local.environments import (
+from analysis_hub.runtime.environments import (
     READY_MARKER,
     SERVER_EXTENSION_DIR,
     EnvironmentBuilder,

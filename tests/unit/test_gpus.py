@@ -6,7 +6,7 @@ import os
 import stat
 
 import pytest
-from analysis_hub.local.gpus import GpuPool, GpuUnavailable, detect_gpus
+from analysis_hub.runtime.gpus import GpuPool, GpuUnavailable, detect_gpus
 
 
 def test_allocate_distinct_devices_per_owner():

@@ -59,7 +59,7 @@ def test_hub_context_carries_the_package_catalog_and_image_folders(tmp_path):
     context = staged(tmp_path, "hub")
     package = context / "package"
     assert (package / "pyproject.toml").is_file()
-    assert (package / "hub" / "analysis_hub" / "docker" / "spawner.py").is_file()
+    assert (package / "hub" / "analysis_hub" / "backends" / "docker" / "spawner.py").is_file()
     assert sorted(p.name for p in (package / "profiles").glob("*.yaml")) == sorted(
         p.name for p in (REPO / "profiles").glob("*.yaml")
     )

@@ -15,9 +15,9 @@ from types import SimpleNamespace
 
 import kubernetes_validate
 import pytest
+from analysis_hub.backends.kubernetes.profiles import CHART_USER_TOLERATIONS, ClusterFacts
+from analysis_hub.backends.kubernetes.spawner import CatalogKubeSpawner
 from analysis_hub.config import HostFacts, apply_settings
-from analysis_hub.kubernetes.profiles import CHART_USER_TOLERATIONS, ClusterFacts
-from analysis_hub.kubernetes.spawner import CatalogKubeSpawner
 from analysis_hub.settings import load_settings
 from traitlets.config import Config
 from unit_support import IMAGES, PROFILES

@@ -3,7 +3,7 @@
 The chain a cluster would run, minus the cluster: our chart's templates
 rendered by the real Helm engine (the example install: OIDC, a GPU pool, a
 Kerberized Hadoop cluster, Spark on Kubernetes) give the settings file and
-the catalog the hub mounts; `analysis_hub.kubernetes.z2jh.configure` applies
+the catalog the hub mounts; `analysis_hub.backends.kubernetes.z2jh.configure` applies
 them on top of a config holding what z2jh's own jupyterhub_config.py sets
 (z2jh's file itself can't be downloaded here); the real KubeSpawner then builds
 each pod with `get_pod_manifest()` (a dummy kubeconfig; no API server exists
@@ -15,9 +15,9 @@ from __future__ import annotations
 import kubernetes_validate
 import pytest
 import yaml
-from analysis_hub.kubernetes.profiles import CHART_USER_TOLERATIONS, SPARK_DRIVER_LABEL
-from analysis_hub.kubernetes.spawner import CatalogKubeSpawner, catalog_profile_list
-from analysis_hub.kubernetes.z2jh import apply_under_z2jh, configure
+from analysis_hub.backends.kubernetes.profiles import CHART_USER_TOLERATIONS, SPARK_DRIVER_LABEL
+from analysis_hub.backends.kubernetes.spawner import CatalogKubeSpawner, catalog_profile_list
+from analysis_hub.backends.kubernetes.z2jh import apply_under_z2jh, configure
 from analysis_hub.settings import Settings, SettingsError
 from kube_support import (
     CHART,
@@ -118,7 +118,7 @@ async def test_under_the_chart_the_hub_spawns_from_the_catalog_with_our_login(hu
     from `images`."""
     values, environ, tmp_path = hub_files
     c = configure(z2jh_config(), environ)
-    assert c.JupyterHub.spawner_class == "analysis_hub.kubernetes.spawner.CatalogKubeSpawner"
+    assert c.JupyterHub.spawner_class == "analysis_hub.backends.kubernetes.spawner.CatalogKubeSpawner"
     assert c.CatalogKubeSpawner.profile_list is catalog_profile_list
     assert c.JupyterHub.authenticator_class == "analysis_hub.oauth.OIDCAuthenticator"
     assert c.OIDCAuthenticator.client_secret == "from-the-kubernetes-secret"
@@ -279,7 +279,7 @@ def test_apply_settings_with_the_kubernetes_backend_sets_only_the_catalog_spawne
     )
     c = apply_settings(settings, Config(), HostFacts(is_root=False, cgroups_writable=False))
     spawner = c.CatalogKubeSpawner
-    assert c.JupyterHub.spawner_class == "analysis_hub.kubernetes.spawner.CatalogKubeSpawner"
+    assert c.JupyterHub.spawner_class == "analysis_hub.backends.kubernetes.spawner.CatalogKubeSpawner"
     assert spawner.profile_list is catalog_profile_list
     assert spawner.image_references == {"pyspark": "registry.example.com/pyspark:1"}
     assert (spawner.hadoop_configmap, spawner.krb5_conf) == ("analysis-hub-hadoop", True)

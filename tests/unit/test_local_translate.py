@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
+from analysis_hub.backends.local.translate import LocalServerSpec, local_server_spec
 from analysis_hub.catalog import resolve
-from analysis_hub.local.translate import LocalServerSpec, local_server_spec
 
 GiB = 2**30
 

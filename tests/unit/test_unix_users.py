@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from analysis_hub.local.unix_users import system_username
+from analysis_hub.runtime.unix_users import system_username
 
 VALID = re.compile(r"^jupyter-[a-z0-9][a-z0-9_-]*$")
 
@@ -67,7 +67,7 @@ def test_safe_name_cannot_take_over_a_hashed_name(unsafe):
 def test_team_run_users_never_collide_with_hub_users():
     """A team's run user is `pipelines-<team>`; hub users are always `jupyter-...`, so no hub name
     (not even 'pipelines-data-team') maps to a team's run user. Long team names are hashed to 32."""
-    from analysis_hub.local.unix_users import team_run_username
+    from analysis_hub.runtime.unix_users import team_run_username
 
     assert team_run_username("data-team") == "pipelines-data-team"
     assert system_username("pipelines-data-team") != team_run_username("data-team")

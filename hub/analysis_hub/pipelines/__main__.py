@@ -14,14 +14,14 @@ import os
 import secrets
 from urllib.parse import urlparse
 
+from ..backends.kubernetes.profiles import ClusterFacts
+from ..backends.local.executor import LocalExecutor, RunUsers
 from ..catalog_source import CatalogSource
 from ..config import cgroup_parent_for
-from ..kubernetes.profiles import ClusterFacts
-from ..local.environments import EnvironmentBuilder
-from ..local.gpus import detect_gpus
+from ..runtime.environments import EnvironmentBuilder
+from ..runtime.gpus import detect_gpus
 from ..settings import Settings
 from .models import open_database
-from .runner import LocalRunner, RunUsers
 from .service import Pipelines
 from .state import SQLITE_FILES, secure_state
 from .web import make_app
@@ -43,7 +43,7 @@ def build(settings: Settings) -> Pipelines:
         settings.local.envs_dir, settings.images_dir, settings.local.python, with_cuda=gpus > 0
     )
     cgroups_on = settings.local.cgroups != "off"
-    runner = LocalRunner(builder, run_users, cgroup_parent_for(settings) if cgroups_on else None)
+    runner = LocalExecutor(builder, run_users, cgroup_parent_for(settings) if cgroups_on else None)
     hub = settings.hub
     public_url = config.public_url or f"http://{hub.ip}:{hub.port}{hub.base_url}".rstrip("/")
     catalog = CatalogSource(settings.catalog, settings.images_dir, logging.getLogger("catalog"))

@@ -27,15 +27,15 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import func, select
 
+from ..backends.kubernetes.profiles import ClusterFacts, pod_override
 from ..catalog_source import CatalogSource
-from ..kubernetes.profiles import ClusterFacts, pod_override
 from ..selection import select_profile
 from . import notify
 from .argo import argo_manifests
+from .executor import RunOutcome
 from .models import FINISHED, AuditEvent, Pipeline, Run, Version, now
 from .notebooks import kernel_name, notebook_parameters, read_notebook, strip_outputs
 from .repository import TeamRepository
-from .runner import RunOutcome
 from .specs import (
     SpecError,
     check_deployment,

@@ -28,10 +28,10 @@ import shutil
 
 from traitlets.config import Config
 
-from ..config import PACKAGE_DIR, apply_auth, apply_kubernetes_backend
-from ..credentials import CRYPT_KEY_ENV, Credentials, load_credentials
-from ..oauth import discover_oidc_endpoints
-from ..settings import Settings, SettingsError, load_settings
+from ...config import PACKAGE_DIR, apply_auth, apply_kubernetes_backend
+from ...credentials import CRYPT_KEY_ENV, Credentials, load_credentials
+from ...oauth import discover_oidc_endpoints
+from ...settings import Settings, SettingsError, load_settings
 
 
 def apply_under_z2jh(settings: Settings, c: Config, credentials: Credentials) -> Config:

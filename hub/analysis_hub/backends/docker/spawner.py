@@ -2,7 +2,7 @@
 
 Contract, on top of DockerSpawner:
 - The spawn form and `user_options` pick a profile exactly as every backend
-  does (`profile_spawner.CatalogProfiles`): an unknown or hidden profile, a bad choice,
+  does (`catalog_spawner.CatalogProfiles`): an unknown or hidden profile, a bad choice,
   an extra key (an image, say) or a GPU option the machine can't serve is
   refused with HTTP 400 before anything is created.
 - `start()` translates the resolved profile with the pure
@@ -27,8 +27,8 @@ from jupyterhub.utils import random_port
 from tornado import web
 from traitlets import Dict, Integer, Unicode, default
 
-from ..local.gpus import GpuUnavailable
-from ..profile_spawner import CatalogProfiles, gpu_pool
+from ...runtime.gpus import GpuUnavailable
+from ..catalog_spawner import CatalogProfiles, gpu_pool
 from .translate import DockerHostFacts, ImageNotBuilt, build_command, docker_server_settings
 
 
@@ -44,7 +44,7 @@ def read_image_tags(path: str) -> dict[str, str]:
 
 def missing_images(settings) -> list[str]:
     """Catalog images with no tag in the tags file or settings (for `up`'s warnings)."""
-    from ..catalog import CatalogError, load_catalog
+    from ...catalog import CatalogError, load_catalog
 
     try:
         catalog = load_catalog(settings.catalog, settings.images_dir)

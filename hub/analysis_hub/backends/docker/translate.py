@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..catalog import ResolvedProfile
+from ...catalog import ResolvedProfile
 
 HOME = "/home/jovyan"
 HADOOP_CONF_DIR = "/etc/hadoop/conf"

@@ -1,6 +1,6 @@
-"""Run one pipeline version with papermill on this machine (I/O).
+"""The local backend's pipeline executor: papermill on this machine, in the sandbox (I/O).
 
-Contract: `LocalRunner.run(spec, notebook, out_dir)` executes the notebook
+Contract (see `pipelines.executor`): `LocalExecutor.run(spec, notebook, out_dir)` executes the notebook
 with papermill from the profile's own environment (every image's lock file
 includes papermill), as the team's run user (`RunUsers`: a Unix user of its
 own per team, so one team's notebook can't read another team's runs), inside
@@ -18,27 +18,15 @@ import json
 import os
 import pwd
 import signal
-from dataclasses import dataclass
 from pathlib import Path
 
-import nbformat
-from nbconvert import HTMLExporter
-
-from ..local import cgroups
-from ..local.environments import EnvironmentBuilder, EnvironmentBuildError
-from ..local.unix_users import ensure_system_user, team_run_username
-from ..quantities import format_memory
-from .notebooks import error_cell
-from .specs import RunSpec
-from .state import PRIVATE_DIR
-
-
-@dataclass(frozen=True)
-class RunOutcome:
-    status: str  # succeeded | failed | timed_out
-    exit_code: int | None
-    reason: str = ""
-    error_cell: int | None = None
+from ...pipelines.executor import INPUT, LOG, PARAMETERS, RunOutcome, finish_outcome, papermill_arguments
+from ...pipelines.specs import RunSpec
+from ...pipelines.state import PRIVATE_DIR
+from ...quantities import format_memory
+from ...runtime import cgroups
+from ...runtime.environments import EnvironmentBuilder, EnvironmentBuildError
+from ...runtime.unix_users import ensure_system_user, team_run_username
 
 
 class RunUsers:
@@ -55,7 +43,7 @@ class RunUsers:
         return ensure_system_user(name, self.homes / name)
 
 
-class LocalRunner:
+class LocalExecutor:
     def __init__(self, builder: EnvironmentBuilder, run_users: RunUsers | None, cgroup_parent: str | None):
         self.builder = builder
         self.run_users = run_users
@@ -64,32 +52,20 @@ class LocalRunner:
     async def run(self, spec: RunSpec, notebook: str, out_dir: Path) -> RunOutcome:
         out_dir.mkdir(parents=True, exist_ok=True)
         out_dir.chmod(PRIVATE_DIR)  # the run user's and the service's only (see state.py)
-        log_path = out_dir / "log.txt"
+        log_path = out_dir / LOG
         try:
             env_dir = await self.builder.ensure(spec.image)
         except EnvironmentBuildError as e:
             log_path.write_text(str(e))
             return RunOutcome("failed", None, f"the {spec.image} environment could not be built: {e}")
-        (out_dir / "input.ipynb").write_text(notebook)
-        (out_dir / "parameters.json").write_text(json.dumps(spec.parameters))
+        (out_dir / INPUT).write_text(notebook)
+        (out_dir / PARAMETERS).write_text(json.dumps(spec.parameters))
         user = await asyncio.to_thread(self.run_users.for_team, spec.team) if self.run_users else None
         group = self._cgroup(spec)
         if user:
             for path in [out_dir, *out_dir.iterdir()]:
                 os.chown(path, user.pw_uid, user.pw_gid)
-        command = [
-            str(env_dir / "bin" / "python"),
-            "-m",
-            "papermill",
-            "input.ipynb",
-            "output.ipynb",
-            "--parameters_file",
-            "parameters.json",
-            "--kernel",
-            spec.kernel,
-            "--log-output",
-            "--no-progress-bar",
-        ]
+        command = [str(env_dir / "bin" / "python"), *papermill_arguments(spec.kernel)]
         environment = {
             "PATH": f"{env_dir / 'bin'}:/usr/local/bin:/usr/bin:/bin",
             "HOME": str(out_dir),
@@ -116,12 +92,14 @@ class LocalRunner:
                 if group:
                     group.kill_all()
                 code, timed_out = await process.wait(), True
-        outcome = self._outcome(spec, code, timed_out, group, out_dir)
+        oom = ""
+        if group and code and not timed_out and group.oom_killed():
+            limit = format_memory(spec.memory_limit) if spec.memory_limit else "?"
+            oom = f"the kernel was killed for using more than its memory limit ({limit})"
         if group:
             group.kill_all()  # a kernel left behind by papermill must not outlive its run
             group.remove()
-        await asyncio.to_thread(render_html, out_dir / "output.ipynb", out_dir / "output.html")
-        return outcome
+        return await asyncio.to_thread(finish_outcome, spec, out_dir, code, timed_out, oom)
 
     def _cgroup(self, spec: RunSpec) -> cgroups.Cgroup | None:
         if not self.cgroup_parent:
@@ -141,33 +119,3 @@ class LocalRunner:
                 os.setuid(user.pw_uid)
 
         return preexec
-
-    def _outcome(self, spec, code, timed_out, group, out_dir: Path) -> RunOutcome:
-        failed_cell = None
-        with contextlib.suppress(OSError, ValueError, nbformat.ValidationError):
-            failed_cell = error_cell(nbformat.read(out_dir / "output.ipynb", as_version=4))
-        if timed_out:
-            return RunOutcome(
-                "timed_out", code, f"stopped after the timeout of {spec.timeout} s", failed_cell
-            )
-        if code == 0:
-            return RunOutcome("succeeded", 0)
-        if group and group.oom_killed():
-            limit = format_memory(spec.memory_limit) if spec.memory_limit else "?"
-            reason = f"the kernel was killed for using more than its memory limit ({limit})"
-        else:
-            reason = _last_error(out_dir / "log.txt")
-        return RunOutcome("failed", code, reason, failed_cell)
-
-
-def render_html(notebook: Path, html: Path) -> None:
-    if not notebook.exists():
-        return
-    body, _ = HTMLExporter().from_notebook_node(nbformat.read(notebook, as_version=4))
-    html.write_text(body)
-
-
-def _last_error(log: Path) -> str:
-    lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
-    errors = [line for line in lines if "Error" in line or "Exception" in line]
-    return (errors or lines or ["papermill failed without output"])[-1][:500]

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..catalog import Profile, ResolvedProfile, resolve
+from ...catalog import Profile, ResolvedProfile, resolve
 
 GPU_RESOURCE = "nvidia.com/gpu"
 HADOOP_CONF_DIR = "/etc/hadoop/conf"

@@ -2,7 +2,7 @@
 
 Contract, on top of LocalProcessSpawner:
 - The spawn form and `user_options` pick a profile from the catalog
-  (`profile_spawner.CatalogProfiles`, shared with the docker backend); a
+  (`catalog_spawner.CatalogProfiles`, shared with the docker backend); a
   request the catalog does not allow for the user's groups, or a GPU profile
   on a machine without enough GPUs, is refused with HTTP 400 before anything
   starts.
@@ -29,13 +29,13 @@ from jupyterhub.spawner import LocalProcessSpawner, set_user_setuid
 from tornado import web
 from traitlets import Bool, Integer, Unicode, default
 
-from ..profile_spawner import CatalogProfiles, gpu_pool
-from ..quantities import format_memory
-from . import cgroups
-from .environments import EnvironmentBuilder, EnvironmentBuildError
-from .gpus import GpuUnavailable
+from ...quantities import format_memory
+from ...runtime import cgroups
+from ...runtime.environments import EnvironmentBuilder, EnvironmentBuildError
+from ...runtime.gpus import GpuUnavailable
+from ...runtime.unix_users import ensure_system_user, system_username
+from ..catalog_spawner import CatalogProfiles, gpu_pool
 from .translate import local_server_spec
-from .unix_users import ensure_system_user, system_username
 
 _builders: dict[tuple, EnvironmentBuilder] = {}
 

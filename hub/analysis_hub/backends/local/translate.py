@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..catalog import ResolvedProfile
+from ...catalog import ResolvedProfile
 
 
 @dataclass(frozen=True)

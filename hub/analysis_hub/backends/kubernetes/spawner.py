@@ -17,8 +17,8 @@ from kubespawner import KubeSpawner
 from tornado import web
 from traitlets import Bool, Dict, Unicode, default
 
-from ..catalog_source import CatalogSource
-from ..selection import ProfileRequestError, select_profile
+from ...catalog_source import CatalogSource
+from ...selection import ProfileRequestError, select_profile
 from .profiles import ClusterFacts, profile_list_entries
 
 

@@ -21,11 +21,11 @@ from __future__ import annotations
 from tornado import web
 from traitlets import HasTraits, Unicode, default
 
-from .catalog import Catalog, ResolvedProfile
-from .catalog_source import CatalogSource
-from .forms import gpu_shortfall, render_profile_form
-from .local.gpus import GpuPool, detect_gpus
-from .selection import ProfileRequestError, options_from_form, select_profile
+from ..catalog import Catalog, ResolvedProfile
+from ..catalog_source import CatalogSource
+from ..forms import gpu_shortfall, render_profile_form
+from ..runtime.gpus import GpuPool, detect_gpus
+from ..selection import ProfileRequestError, options_from_form, select_profile
 
 _gpu_pool: GpuPool | None = None
 

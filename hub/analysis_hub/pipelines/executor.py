@@ -1,0 +1,109 @@
+"""Where a run executes: the interface every backend's executor implements, and what they share.
+
+Contract:
+- An `Executor` takes one run (`RunSpec`: the version's image, limits,
+  kernel, parameters and timeout, already resolved and pure) and the
+  notebook's text, executes it somewhere, and returns a `RunOutcome`. It
+  never touches the database: the service records the outcome, retries and
+  notifies.
+- Every executor leaves the same files in the run's folder `out_dir`, so the
+  pages and the API serve every backend's runs alike: `output.ipynb` (saved
+  after every cell, so a run that dies keeps its partial output, with the
+  error cell), `output.html` and `log.txt`.
+- `prepare(spec)` is called when a version is deployed (Argo stores a
+  WorkflowTemplate then); executors that need nothing ahead of a run inherit
+  the no-op.
+- Which executor a service uses follows the backend table
+  (`analysis_hub.backends`): the local backend's runs in the machine's
+  sandbox, docker's in a container of the version's image, Kubernetes' as
+  Argo Workflows.
+
+`papermill_arguments` and `finish_outcome` are the parts the executors share.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import nbformat
+
+from .notebooks import error_cell
+from .specs import RunSpec
+
+INPUT, OUTPUT, PARAMETERS, LOG, HTML = (
+    "input.ipynb",
+    "output.ipynb",
+    "parameters.json",
+    "log.txt",
+    "output.html",
+)
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    status: str  # succeeded | failed | timed_out
+    exit_code: int | None
+    reason: str = ""
+    error_cell: int | None = None
+
+
+class Executor(Protocol):
+    async def run(self, spec: RunSpec, notebook: str, out_dir: Path) -> RunOutcome:
+        """Execute `notebook` as `spec` says, leaving the run's files in `out_dir`."""
+
+    async def prepare(self, spec: RunSpec) -> None:
+        """A version was deployed: store what later runs need (no-op by default)."""
+
+
+def papermill_arguments(kernel: str) -> list[str]:
+    """papermill's command line after the interpreter, inside the run folder."""
+    return [
+        "-m",
+        "papermill",
+        INPUT,
+        OUTPUT,
+        "--parameters_file",
+        PARAMETERS,
+        "--kernel",
+        kernel,
+        "--log-output",
+        "--no-progress-bar",
+    ]
+
+
+def finish_outcome(
+    spec: RunSpec, out_dir: Path, code: int | None, timed_out: bool, oom_reason: str = ""
+) -> RunOutcome:
+    """The outcome of a papermill run from its exit and its files; renders `output.html`."""
+    failed_cell = None
+    output = out_dir / OUTPUT
+    with contextlib.suppress(OSError, ValueError, nbformat.ValidationError):
+        failed_cell = error_cell(nbformat.read(output, as_version=4))
+    render_html(output, out_dir / HTML)
+    if timed_out:
+        return RunOutcome("timed_out", code, f"stopped after the timeout of {spec.timeout} s", failed_cell)
+    if code == 0:
+        return RunOutcome("succeeded", 0)
+    return RunOutcome("failed", code, oom_reason or last_error(out_dir / LOG), failed_cell)
+
+
+def render_html(notebook: Path, html: Path) -> None:
+    if not notebook.exists():
+        return
+    from nbconvert import HTMLExporter  # slow to import; only where a run finishes
+
+    body, _ = HTMLExporter().from_notebook_node(nbformat.read(notebook, as_version=4))
+    html.write_text(body)
+
+
+def last_error(log: Path) -> str:
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        text = ""
+    lines = [line for line in text.splitlines() if line.strip()]
+    errors = [line for line in lines if "Error" in line or "Exception" in line]
+    return (errors or lines or ["papermill failed without output"])[-1][:500]
