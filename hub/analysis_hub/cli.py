@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 from .auth import PasswordStore, ensure_initial_passwords
+from .backends import backend_for
 from .catalog import CatalogError, Profile, load_catalog, profile_summary
 from .config import HostFacts, apply_settings
 from .pipelines import client as pipelines_client
@@ -76,35 +77,7 @@ def preflight(settings: Settings, host: HostFacts) -> list[str]:
             f"error: proxy command {settings.hub.proxy_command[0]!r} not found; run `make install`"
             " (npm installs configurable-http-proxy) or set hub.proxy_command"
         )
-    if settings.backend == "docker":  # the local backend's isolation and cgroups don't apply
-        from .backends.docker.spawner import missing_images
-        from .backends.docker.translate import ImageNotBuilt
-
-        try:
-            missing = missing_images(settings)
-        except ImageNotBuilt as e:  # an unreadable tags file: every spawn would fail the same way
-            return [*problems, f"warning: {e}; rebuild it with `make images`"]
-        problems.extend(
-            f"warning: no {image} image is built; spawning its profiles fails until `make images`"
-            for image in missing
-        )
-        return problems
-    if settings.local.isolation == "unix-users" and not host.is_root:
-        problems.append("error: local.isolation is unix-users, which needs the hub to run as root")
-    elif settings.local.isolation == "auto" and not host.is_root:
-        problems.append(
-            "warning: the hub is not running as root, so every user's server runs as your own"
-            " Unix user and users are not isolated from each other; run as root for per-user isolation"
-        )
-    if not host.cgroups_writable:
-        if settings.local.cgroups == "required":
-            problems.append("error: local.cgroups is required but /sys/fs/cgroup is not writable here")
-        elif settings.local.cgroups == "auto":
-            problems.append(
-                "warning: cgroups are not writable here, so profile CPU and memory limits are"
-                " not enforced (they still show in the form)"
-            )
-    return problems
+    return problems + backend_for(settings).preflight(settings, host)
 
 
 def _show_initial_passwords(settings: Settings) -> None:

@@ -11,7 +11,6 @@ A short comment above each non-default trait says why it is set.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from traitlets.config import Config
 
+from .backends import backend_for
 from .credentials import Credentials
 from .oauth import github_team_groups
 from .settings import Settings
@@ -58,12 +58,8 @@ def apply_settings(
     apply_auth(settings, c, credentials or Credentials())
     apply_culler(settings, c)
     apply_pipelines(settings, c)
-    if settings.backend == "kubernetes":
-        apply_kubernetes_backend(settings, c)
-    elif settings.backend == "docker":
-        apply_docker_backend(settings, c)
-    else:
-        apply_local_backend(settings, c, host)
+    apply_spawner(settings, c)
+    backend_for(settings).apply(settings, c, host)
     return c
 
 
@@ -152,8 +148,6 @@ def apply_auth(settings: Settings, c: Config, credentials: Credentials) -> None:
 
 def apply_culler(settings: Settings, c: Config) -> None:
     culler = settings.culler
-    # Servers report real activity as often as the culler looks at it.
-    c.LocalProfileSpawner.activity_interval = culler.every
     if not culler.enabled:
         return
     c.JupyterHub.services.append(
@@ -196,72 +190,18 @@ def apply_pipelines(settings: Settings, c: Config) -> None:
     c.JupyterHub.load_roles.append({"name": "user", "scopes": ["self", PIPELINES_ACCESS]})
 
 
-def apply_local_backend(settings: Settings, c: Config, host: HostFacts) -> None:
-    local = settings.local
-    c.JupyterHub.spawner_class = "analysis_hub.backends.local.spawner.LocalProfileSpawner"
-    spawner = c.LocalProfileSpawner
+def apply_spawner(settings: Settings, c: Config) -> None:
+    """What every backend's spawner shares (`backends.catalog_spawner.CatalogSpawner`), set once."""
+    spawner = c.CatalogSpawner
     spawner.catalog_dir = str(settings.catalog)
     spawner.images_dir = str(settings.images_dir)
-    spawner.envs_dir = str(local.envs_dir)
-    spawner.python = local.python or ""
-    isolate = local.isolation == "unix-users" or (local.isolation == "auto" and host.is_root)
-    spawner.isolate_users = isolate
-    default_homes = Path("/home") if isolate else settings.data_dir / "homes"
-    spawner.homes_dir = str(local.homes_dir or default_homes)
-    spawner.use_cgroups = local.cgroups == "required" or (local.cgroups == "auto" and host.cgroups_writable)
-    spawner.cgroup_parent = cgroup_parent_for(settings)
-    # A first spawn of a profile builds its environment (minutes); later ones take seconds.
-    spawner.start_timeout = local.start_timeout
-    # Notice a server the kernel killed for memory within seconds, not the default 30.
-    spawner.poll_interval = 10
-
-
-def apply_kubernetes_backend(settings: Settings, c: Config) -> None:
-    # Imported here: kubespawner (and its Kubernetes client) only where this backend runs.
-    from .backends.kubernetes.spawner import catalog_profile_list
-
-    c.JupyterHub.spawner_class = "analysis_hub.backends.kubernetes.spawner.CatalogKubeSpawner"
-    spawner = c.CatalogKubeSpawner
-    spawner.catalog_dir = str(settings.catalog)
-    spawner.images_dir = str(settings.images_dir)
-    spawner.image_references = dict(settings.kubernetes.images)
-    spawner.hadoop_configmap = settings.kubernetes.hadoop_configmap or ""
-    spawner.krb5_conf = settings.kubernetes.krb5_conf
-    spawner.spark_service_account = settings.kubernetes.spark_service_account or ""
-    # Named explicitly: the Zero to JupyterHub chart sets KubeSpawner.profile_list ([] by default).
-    spawner.profile_list = catalog_profile_list
-    # Secure by default: the images' jovyan user, no way to gain privileges,
-    # no Linux capabilities, and no Kubernetes API token inside users' pods.
-    spawner.uid = 1000
-    spawner.fs_gid = 100
-    spawner.allow_privilege_escalation = False
-    spawner.container_security_context = {"capabilities": {"drop": ["ALL"]}, "runAsNonRoot": True}
-    spawner.automount_service_account_token = False
-    spawner.start_timeout = settings.local.start_timeout
-
-
-def apply_docker_backend(settings: Settings, c: Config) -> None:
-    docker = settings.docker
-    c.JupyterHub.spawner_class = "analysis_hub.backends.docker.spawner.CatalogDockerSpawner"
-    spawner = c.CatalogDockerSpawner
-    spawner.catalog_dir = str(settings.catalog)
-    spawner.images_dir = str(settings.images_dir)
-    spawner.image_tags_file = str(docker.image_tags_file)
-    spawner.image_references = dict(docker.images)
-    spawner.hadoop_conf_dir = str(docker.hadoop_conf_dir or "")
-    # Containers and home volumes carry this hub's name: two hubs on one
-    # engine never adopt or remove each other's servers.
-    spawner.prefix = cgroup_parent_for(settings)
-    # A container per server, removed when it stops; the home is a named volume that stays.
-    spawner.remove = True
-    # Servers report real activity as often as the culler looks at it.
+    # Servers report real activity as often as the culler looks at it (every backend,
+    # z2jh's included: its culler runs every `cull.every`, which the chart copies here).
     spawner.activity_interval = settings.culler.every
-    spawner.start_timeout = docker.start_timeout
-    # Notice a container that died (memory limit, crash) within seconds.
+    # One pool of the machine's GPUs for the hub's servers and the pipelines' runs.
+    spawner.gpu_state_file = str(settings.gpu_state_file)
+    # How long a start may take is the backend's to say: a first environment build
+    # (local), an image start (docker), a multi-GB image pull (kubernetes).
+    spawner.start_timeout = getattr(settings, settings.backend).start_timeout
+    # Notice a server that died (memory limit, crash) within seconds, not the default 30.
     spawner.poll_interval = 10
-
-
-def cgroup_parent_for(settings: Settings) -> str:
-    """One cgroup per hub (named after its data directory): two hubs on one
-    machine must never clean up each other's servers or runs."""
-    return "analysis-hub-" + hashlib.sha256(str(settings.data_dir).encode()).hexdigest()[:8]

@@ -14,6 +14,7 @@ Contract:
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Literal
@@ -155,6 +156,9 @@ class KubernetesSettings(_Section):
         None,
         description="service account pyspark pods use to start Spark executors as pods; none: no API token",
     )
+    start_timeout: int = Field(
+        600, ge=30, description="seconds a pod may take to start, a first pull of a multi-GB image included"
+    )
 
 
 class DockerSettings(_Section):
@@ -219,6 +223,18 @@ class Settings(_Section):
                 " browsers reach the hub at, followed by hub/oauth_callback"
             )
         return self
+
+    @property
+    def instance_name(self) -> str:
+        """This hub's name on the machine, from its data directory: the parent cgroup of its
+        servers and runs, and the prefix of its containers, volumes and networks. Two hubs on
+        one machine never clean up each other's."""
+        return "analysis-hub-" + hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:8]
+
+    @property
+    def gpu_state_file(self) -> Path:
+        """The machine's GPU allocations, shared by the hub's spawners and the pipelines service."""
+        return self.data_dir / "gpus.json"
 
     @property
     def hub_state_dir(self) -> Path:

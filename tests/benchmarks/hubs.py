@@ -43,7 +43,7 @@ import requests
 import yaml
 from analysis_hub.auth import PasswordStore
 from analysis_hub.catalog import load_catalog
-from analysis_hub.config import CULLER_SCOPES, CULLER_SERVICE, cgroup_parent_for
+from analysis_hub.config import CULLER_SCOPES, CULLER_SERVICE
 from analysis_hub.runtime.environments import EnvironmentBuilder
 from analysis_hub.runtime.unix_users import system_username
 from analysis_hub.settings import load_settings
@@ -168,7 +168,7 @@ def start_analysis_hub(
         internal_port=settings["hub"]["internal_port"],
         passwords=users,
         unix_users=[name for name in map(system_username, users) if not _unix_user_exists(name)],
-        cgroup_parent=cgroup_parent_for(load_settings(workdir / "settings.yaml")),
+        cgroup_parent=load_settings(workdir / "settings.yaml").instance_name,
     )
     command = [sys.executable, "-m", "analysis_hub.cli", "up", "--config", str(workdir / "settings.yaml")]
     return hub.launch(command, ready_timeout)

@@ -78,10 +78,9 @@ def docker_hub(tags):
 
 
 def hub_prefix(running) -> str:
-    from analysis_hub.config import cgroup_parent_for
     from analysis_hub.settings import load_settings
 
-    return cgroup_parent_for(load_settings(running.settings_path, environ={}))
+    return load_settings(running.settings_path, environ={}).instance_name
 
 
 def remove_hub_objects(running) -> None:

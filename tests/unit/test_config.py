@@ -137,7 +137,7 @@ def test_culler_follows_settings(tmp_path):
     c, _ = configure(tmp_path, "culler: {timeout: 30, every: 5}\n")
     service = by_name(c.JupyterHub.services, "idle-culler")
     assert "--timeout=30" in service["command"] and "--cull-every=5" in service["command"]
-    assert c.LocalProfileSpawner.activity_interval == 5
+    assert c.CatalogSpawner.activity_interval == 5
 
 
 def test_culler_disabled(tmp_path):
@@ -145,17 +145,20 @@ def test_culler_disabled(tmp_path):
     c, _ = configure(tmp_path, "culler: {enabled: false, every: 45}\npipelines: {enabled: false}\n")
     assert c.JupyterHub.services == []
     assert c.JupyterHub.load_roles == []
-    assert c.LocalProfileSpawner.activity_interval == 45
+    assert c.CatalogSpawner.activity_interval == 45
 
 
 def test_spawner_class_and_paths(tmp_path):
-    """The local profile spawner gets the catalog, images and environments folders from settings."""
+    """The local profile spawner gets the catalog, images and environments folders from settings;
+    what every backend's spawner shares is set once, on CatalogSpawner."""
     c, settings = configure(tmp_path, "catalog: cat\nimages_dir: img\nlocal: {start_timeout: 120}\n")
     assert c.JupyterHub.spawner_class == "analysis_hub.backends.local.spawner.LocalProfileSpawner"
-    spawner = c.LocalProfileSpawner
+    assert c.LocalProfileSpawner.envs_dir == str(tmp_path / ".analysis-hub" / "envs")
+    assert c.LocalProfileSpawner.cgroup_parent == settings.instance_name
+    spawner = c.CatalogSpawner
+    assert spawner.gpu_state_file == str(tmp_path / ".analysis-hub" / "gpus.json")
     assert spawner.catalog_dir == str(tmp_path / "cat")
     assert spawner.images_dir == str(tmp_path / "img")
-    assert spawner.envs_dir == str(tmp_path / ".analysis-hub" / "envs")
     assert spawner.start_timeout == 120
     assert spawner.poll_interval == 10
     assert spawner.activity_interval == settings.culler.every == 60
@@ -244,6 +247,8 @@ def test_every_trait_set_exists(tmp_path):
         "ConfigurableHTTPProxy": ServerReportedActivityProxy,
         "Spawner": Spawner,
         "LocalProfileSpawner": LocalProfileSpawner,
+        # Set once for every backend; each backend's spawner carries these traits.
+        "CatalogSpawner": LocalProfileSpawner,
     }
     c, _ = configure(tmp_path, SETTINGS)
     assert set(c) == set(classes)

@@ -11,7 +11,7 @@ import pytest
 from analysis_hub.backends.docker.spawner import CatalogDockerSpawner, read_image_tags
 from analysis_hub.backends.docker.translate import DockerHostFacts, ImageNotBuilt, docker_server_settings
 from analysis_hub.catalog import resolve
-from analysis_hub.config import HostFacts, apply_settings, cgroup_parent_for
+from analysis_hub.config import HostFacts, apply_settings
 from analysis_hub.settings import SettingsError, load_settings
 from traitlets.config import Config
 
@@ -139,12 +139,13 @@ def test_docker_backend_config(tmp_path):
     assert spawner.image_tags_file == str(tmp_path / "build" / "image-tags.json")
     assert spawner.image_references == {"pyspark": "mine/pyspark:1"}
     assert spawner.hadoop_conf_dir == str(tmp_path / "hadoop")
-    assert spawner.prefix == cgroup_parent_for(settings)
+    assert spawner.prefix == settings.instance_name
     assert spawner.remove is True
-    assert spawner.activity_interval == 30
-    assert spawner.catalog_dir == str(tmp_path / "profiles")
+    assert c.CatalogSpawner.activity_interval == 30
+    assert c.CatalogSpawner.catalog_dir == str(tmp_path / "profiles")
+    assert c.CatalogSpawner.start_timeout == settings.docker.start_timeout
     configurable = set(CatalogDockerSpawner.class_trait_names(config=True))
-    assert set(spawner) <= configurable, sorted(set(spawner) - configurable)
+    assert set(spawner) | set(c.CatalogSpawner) <= configurable, sorted(set(spawner) - configurable)
 
 
 def test_unknown_docker_key_is_refused(tmp_path):

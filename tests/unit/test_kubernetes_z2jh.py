@@ -15,7 +15,7 @@ from __future__ import annotations
 import kubernetes_validate
 import pytest
 import yaml
-from analysis_hub.backends.kubernetes.profiles import CHART_USER_TOLERATIONS, SPARK_DRIVER_LABEL
+from analysis_hub.backends.kubernetes.profiles import CHART_USER_TOLERATIONS, SPARK_DRIVER_LABEL, ClusterFacts
 from analysis_hub.backends.kubernetes.spawner import CatalogKubeSpawner, catalog_profile_list
 from analysis_hub.backends.kubernetes.z2jh import apply_under_z2jh, configure
 from analysis_hub.settings import Settings, SettingsError
@@ -127,10 +127,8 @@ async def test_under_the_chart_the_hub_spawns_from_the_catalog_with_our_login(hu
     assert c.CryptKeeper["keys"] == Z2JH_CRYPT_KEYS
     # Proxy traffic is not activity; servers report real work every cull.every seconds.
     assert c.JupyterHub.proxy_class == "analysis_hub.activity.ServerReportedActivityProxy"
-    assert c.KubeSpawner.environment == {
-        "COMPANY_PROXY": "http://proxy.example.com:3128",
-        "JUPYTERHUB_ACTIVITY_INTERVAL": str(chart_defaults()["jupyterhub"]["cull"]["every"]),
-    }
+    assert c.KubeSpawner.environment == {"COMPANY_PROXY": "http://proxy.example.com:3128"}
+    assert c.CatalogSpawner.activity_interval == chart_defaults()["jupyterhub"]["cull"]["every"]
     assert not list((tmp_path / "srv").rglob("auth_state_key"))
     assert sorted(p.name for p in (tmp_path / "srv" / "images").iterdir()) == sorted(values["images"])
     spawner = CatalogKubeSpawner(config=c, user=hub_user("ana", ["data-team"]), hub=HUB)
@@ -281,9 +279,12 @@ def test_apply_settings_with_the_kubernetes_backend_sets_only_the_catalog_spawne
     spawner = c.CatalogKubeSpawner
     assert c.JupyterHub.spawner_class == "analysis_hub.backends.kubernetes.spawner.CatalogKubeSpawner"
     assert spawner.profile_list is catalog_profile_list
-    assert spawner.image_references == {"pyspark": "registry.example.com/pyspark:1"}
-    assert (spawner.hadoop_configmap, spawner.krb5_conf) == ("analysis-hub-hadoop", True)
-    assert spawner.spark_service_account == "analysis-hub-spark"
+    assert spawner.cluster == ClusterFacts(
+        images={"pyspark": "registry.example.com/pyspark:1"},
+        hadoop_configmap="analysis-hub-hadoop",
+        krb5_conf=True,
+        spark_service_account="analysis-hub-spark",
+    )
     assert (spawner.uid, spawner.allow_privilege_escalation, spawner.automount_service_account_token) == (
         1000,
         False,

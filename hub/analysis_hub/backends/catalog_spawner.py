@@ -1,55 +1,70 @@
-"""What the one-machine spawners (local and docker backends) share: profiles and the GPU pool.
+"""What every backend's spawner shares: the catalog, the user's groups, per-server state, the form.
 
 Contract:
-- `gpu_pool()` is this hub's pool of the machine's GPUs, detected once; a
-  server allocates from it at start and releases at stop, so two servers
-  never share a GPU by accident.
-- `CatalogProfiles`, mixed in before a JupyterHub spawner class, adds the
-  `catalog_dir` and `images_dir` settings and picks a profile from the
-  shared catalog for the spawn form and `user_options`
-  (`analysis_hub.selection`): a request the catalog does not allow for the
-  user's groups, or a GPU profile on a machine without enough GPUs, is
-  refused with HTTP 400 before anything starts. The chosen profile is
-  `spawner.resolved`.
-
-The kubernetes backend picks profiles through KubeSpawner's own
-profile_list instead (kubernetes/spawner.py).
+- `CatalogSpawner`, mixed in before each backend's JupyterHub spawner class
+  (LocalProcessSpawner, DockerSpawner, KubeSpawner), holds the per-server
+  facts all three keep alike: the `catalog_dir`/`images_dir` settings and the
+  running hub's catalog, the user's groups, the owner key of this server
+  (user, or user-name for a named server), the profile it was started with,
+  the GPUs the machine's pool handed it (one-machine backends), and the
+  activity interval reported to the culler. Configuration sets these once on
+  `c.CatalogSpawner` (`config.apply_spawner`), whatever the backend.
+- `CatalogProfileForm` adds the spawn form and `user_options` checking of
+  the one-machine backends (local, docker): a request the catalog does not
+  allow for the user's groups, or a GPU profile on a machine without enough
+  GPUs, is refused with HTTP 400 before anything starts. The chosen profile
+  is `spawner.resolved`. Kubernetes picks profiles through KubeSpawner's own
+  `profile_list` instead (kubernetes/spawner.py), checked the same way.
 """
 
 from __future__ import annotations
 
 from tornado import web
-from traitlets import HasTraits, Unicode, default
+from traitlets import Integer, Unicode, default
+from traitlets.config import LoggingConfigurable
 
 from ..catalog import Catalog, ResolvedProfile
 from ..catalog_source import CatalogSource
 from ..forms import gpu_shortfall, render_profile_form
-from ..runtime.gpus import GpuPool, detect_gpus
+from ..runtime.gpus import GpuPool, GpuUnavailable, machine_gpu_pool
 from ..selection import ProfileRequestError, options_from_form, select_profile
 
-_gpu_pool: GpuPool | None = None
+# The variable the images' server extension reads (singleuser/analysis_hub_activity.py).
+ACTIVITY_INTERVAL_ENV = "JUPYTERHUB_ACTIVITY_INTERVAL"
+PROFILE_ENV = "ANALYSIS_HUB_PROFILE"
 
 
-def gpu_pool() -> GpuPool:
-    global _gpu_pool
-    if _gpu_pool is None:
-        _gpu_pool = GpuPool(detect_gpus())
-    return _gpu_pool
-
-
-class CatalogProfiles(HasTraits):
+class CatalogSpawner(LoggingConfigurable):
     catalog_dir = Unicode(config=True, help="folder of profile YAML files")
     images_dir = Unicode(config=True, help="folder of images/<name>/ definitions")
+    activity_interval = Integer(60, config=True, help="seconds between the server's activity reports")
+    gpu_state_file = Unicode(
+        "", config=True, help="the machine's GPU allocations, shared with the pipelines service"
+    )
 
     resolved: ResolvedProfile | None = None
+    gpu_ids: list[str]
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.gpu_ids = []
 
     @property
     def catalog(self) -> Catalog:
         return CatalogSource.shared(self.catalog_dir, self.images_dir, log=self.log).current()
 
     @property
+    def gpu_pool(self) -> GpuPool:
+        return machine_gpu_pool(self.gpu_state_file or None)
+
+    @property
     def user_groups(self) -> set[str]:
         return {group.name for group in self.user.groups}
+
+    @property
+    def owner(self) -> str:
+        """This server's key in the GPU pool and the names derived from it."""
+        return f"{self.user.name}-{self.name}" if self.name else self.user.name
 
     def resolve_default_profile(self) -> ResolvedProfile:
         """A start with no options at all: the catalog's default for this user."""
@@ -57,11 +72,54 @@ class CatalogProfiles(HasTraits):
             self.resolved = select_profile(self.catalog, self.user_groups, {})
         return self.resolved
 
+    # ---- GPUs from the machine's pool (local and docker) ----------------------
+
+    def allocate_gpus(self, count: int) -> list[str]:
+        try:
+            self.gpu_ids = self.gpu_pool.allocate(self.owner, count)
+        except GpuUnavailable as e:
+            raise web.HTTPError(503, str(e)) from None
+        return self.gpu_ids
+
+    def release_gpus(self) -> None:
+        if self.gpu_ids:
+            self.gpu_pool.release(self.owner)
+        self.gpu_ids = []
+
+    # ---- what every server reports and keeps ----------------------------------
+
+    def get_env(self):
+        env = super().get_env()
+        env[ACTIVITY_INTERVAL_ENV] = str(self.activity_interval)
+        if self.resolved:
+            env[PROFILE_ENV] = self.resolved.slug
+        return env
+
+    def get_state(self):
+        state = super().get_state()
+        if self.gpu_ids:
+            state["gpus"] = self.gpu_ids
+        if self.resolved:
+            state["profile"] = self.resolved.slug
+        return state
+
+    def load_state(self, state):
+        super().load_state(state)
+        self.gpu_ids = state.get("gpus", [])
+        if self.gpu_ids:
+            self.gpu_pool.claim(self.owner, self.gpu_ids)
+
+    def clear_state(self):
+        super().clear_state()
+        self.gpu_ids = []
+
+
+class CatalogProfileForm(CatalogSpawner):
     @default("options_form")
     def _default_options_form(self):
         def form(spawner):
             profiles = spawner.catalog.allowed_for(spawner.user_groups)
-            return render_profile_form(profiles, gpu_pool().total)
+            return render_profile_form(profiles, spawner.gpu_pool.total)
 
         return form
 
@@ -75,7 +133,7 @@ class CatalogProfiles(HasTraits):
                 resolved = select_profile(spawner.catalog, spawner.user_groups, user_options)
             except ProfileRequestError as e:
                 raise web.HTTPError(400, str(e)) from None
-            shortfall = gpu_shortfall(resolved.resources.gpus, gpu_pool().total)
+            shortfall = gpu_shortfall(resolved.resources.gpus, spawner.gpu_pool.total)
             if shortfall:
                 raise web.HTTPError(
                     400, f"Profile {resolved.slug!r} {shortfall}. Pick a CPU option or another profile."

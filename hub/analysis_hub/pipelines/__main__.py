@@ -14,12 +14,8 @@ import os
 import secrets
 from urllib.parse import urlparse
 
-from ..backends.kubernetes.profiles import ClusterFacts
-from ..backends.local.executor import LocalExecutor, RunUsers
+from ..backends import backend_for
 from ..catalog_source import CatalogSource
-from ..config import cgroup_parent_for
-from ..runtime.environments import EnvironmentBuilder
-from ..runtime.gpus import detect_gpus
 from ..settings import Settings
 from .models import open_database
 from .service import Pipelines
@@ -34,28 +30,16 @@ def build(settings: Settings) -> Pipelines:
     config.data_dir.mkdir(parents=True, exist_ok=True)
     sessions = open_database(config.database_url or f"sqlite:///{config.data_dir / SQLITE_FILES[0]}")
     secure_state(config.data_dir, logging.getLogger("pipelines.state"))
-    # As root, each team's runs get a Unix user of their own; otherwise they run as the hub's user.
-    run_users = (
-        RunUsers(config.data_dir / "homes", config.run_as) if os.geteuid() == 0 or config.run_as else None
-    )
-    gpus = len(detect_gpus())
-    builder = EnvironmentBuilder(
-        settings.local.envs_dir, settings.images_dir, settings.local.python, with_cuda=gpus > 0
-    )
-    cgroups_on = settings.local.cgroups != "off"
-    runner = LocalExecutor(builder, run_users, cgroup_parent_for(settings) if cgroups_on else None)
+    backend = backend_for(settings)
+    executor = backend.executor(settings)
     hub = settings.hub
     public_url = config.public_url or f"http://{hub.ip}:{hub.port}{hub.base_url}".rstrip("/")
     catalog = CatalogSource(settings.catalog, settings.images_dir, logging.getLogger("catalog"))
-    k8s = settings.kubernetes
-    cluster = (
-        ClusterFacts(images=dict(k8s.images), hadoop_configmap=k8s.hadoop_configmap)
-        if settings.backend == "kubernetes"
-        else None
-    )
+    cluster = backend.cluster(settings)
+    gpus = backend.machine_gpus(settings) or 0
     max_bytes = config.max_notebook_mb * 2**20
     return Pipelines(
-        sessions, config.data_dir, catalog, runner, public_url, max_bytes, gpus, cluster, config.output_url
+        sessions, config.data_dir, catalog, executor, public_url, max_bytes, gpus, cluster, config.output_url
     )
 
 

@@ -25,10 +25,9 @@ import docker.errors
 from dockerspawner import DockerSpawner
 from jupyterhub.utils import random_port
 from tornado import web
-from traitlets import Dict, Integer, Unicode, default
+from traitlets import Dict, Unicode, default
 
-from ...runtime.gpus import GpuUnavailable
-from ..catalog_spawner import CatalogProfiles, gpu_pool
+from ..catalog_spawner import CatalogProfileForm
 from .translate import DockerHostFacts, ImageNotBuilt, build_command, docker_server_settings
 
 
@@ -54,15 +53,13 @@ def missing_images(settings) -> list[str]:
     return sorted({p.image for p in catalog.profiles} - set(known))
 
 
-class CatalogDockerSpawner(CatalogProfiles, DockerSpawner):
+class CatalogDockerSpawner(CatalogProfileForm, DockerSpawner):
     image_tags_file = Unicode(config=True, help="JSON written by scripts/build_images.py: image -> tag")
     image_references = Dict(config=True, help="catalog image name -> reference; overrides the tags file")
     hadoop_conf_dir = Unicode("", config=True, help="host folder mounted read-only at /etc/hadoop/conf")
-    activity_interval = Integer(60, config=True, help="seconds between the server's activity reports")
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.gpu_ids: list[str] = []
         self._profile_env: dict[str, str] = {}
 
     # ---- networking: host network, loopback, a port per server --------------
@@ -88,10 +85,7 @@ class CatalogDockerSpawner(CatalogProfiles, DockerSpawner):
 
     async def start(self):
         self.resolve_default_profile()
-        try:
-            self.gpu_ids = gpu_pool().allocate(self._owner, self.resolved.resources.gpus)
-        except GpuUnavailable as e:
-            raise web.HTTPError(503, str(e)) from None
+        self.allocate_gpus(self.resolved.resources.gpus)
         try:
             settings = docker_server_settings(self.resolved, self._host_facts())
         except ImageNotBuilt as e:
@@ -139,34 +133,9 @@ class CatalogDockerSpawner(CatalogProfiles, DockerSpawner):
     def get_env(self):
         env = super().get_env()
         env.update(self._profile_env)
-        env["JUPYTERHUB_ACTIVITY_INTERVAL"] = str(self.activity_interval)
         return env
 
-    # ---- state kept across hub restarts -------------------------------------
-
-    def get_state(self):
-        state = super().get_state()
-        if self.gpu_ids:
-            state["gpus"] = self.gpu_ids
-        if self.resolved:
-            state["profile"] = self.resolved.slug
-        return state
-
-    def load_state(self, state):
-        super().load_state(state)
-        self.gpu_ids = state.get("gpus", [])
-        if self.gpu_ids:
-            gpu_pool().claim(self._owner, self.gpu_ids)
-
-    def clear_state(self):
-        super().clear_state()
-        self.gpu_ids = []
-
     # ---- helpers ------------------------------------------------------------
-
-    @property
-    def _owner(self) -> str:
-        return f"{self.user.name}-{self.name}" if self.name else self.user.name
 
     def _host_facts(self) -> DockerHostFacts:
         images = {**read_image_tags(self.image_tags_file), **self.image_references}
@@ -178,5 +147,4 @@ class CatalogDockerSpawner(CatalogProfiles, DockerSpawner):
         )
 
     def _release(self) -> None:
-        gpu_pool().release(self._owner)
-        self.gpu_ids = []
+        self.release_gpus()

@@ -15,44 +15,25 @@ from __future__ import annotations
 
 from kubespawner import KubeSpawner
 from tornado import web
-from traitlets import Bool, Dict, Unicode, default
+from traitlets import Instance, default
 
-from ...catalog_source import CatalogSource
 from ...selection import ProfileRequestError, select_profile
+from ..catalog_spawner import CatalogSpawner
 from .profiles import ClusterFacts, profile_list_entries
 
 
-class CatalogKubeSpawner(KubeSpawner):
-    catalog_dir = Unicode(config=True, help="folder of profile YAML files (mounted from the chart)")
-    images_dir = Unicode(config=True, help="folder of images/<name>/ definitions")
-    image_references = Dict(config=True, help="catalog image name -> pullable reference")
-    hadoop_configmap = Unicode("", config=True, help="ConfigMap with the Hadoop client configuration")
-    krb5_conf = Bool(False, config=True, help="the Hadoop ConfigMap holds krb5.conf for /etc/krb5.conf")
-    spark_service_account = Unicode(
-        "", config=True, help="service account of pyspark pods that start Spark executors; empty: none"
+class CatalogKubeSpawner(CatalogSpawner, KubeSpawner):
+    cluster = Instance(
+        ClusterFacts, args=({},), config=True, help="the cluster's facts (kubernetes.wiring.cluster_facts)"
     )
-
-    @property
-    def catalog(self):
-        return CatalogSource.shared(self.catalog_dir, self.images_dir, self.log).current()
-
-    @property
-    def cluster(self) -> ClusterFacts:
-        return ClusterFacts(
-            images=dict(self.image_references),
-            hadoop_configmap=self.hadoop_configmap or None,
-            krb5_conf=self.krb5_conf,
-            spark_service_account=self.spark_service_account or None,
-        )
 
     @default("profile_list")
     def _default_profile_list(self):
         return catalog_profile_list
 
     async def load_user_options(self):
-        groups = {g.name for g in self.user.groups}
         try:
-            select_profile(self.catalog, groups, dict(self.user_options or {}))
+            self.resolved = select_profile(self.catalog, self.user_groups, dict(self.user_options or {}))
         except ProfileRequestError as e:
             raise web.HTTPError(400, str(e)) from None
         await super().load_user_options()
@@ -66,5 +47,6 @@ def catalog_profile_list(spawner: CatalogKubeSpawner) -> list[dict]:
     (an empty list by default), which would hide a `@default`.
     """
     catalog = spawner.catalog
-    groups = {g.name for g in spawner.user.groups}
-    return profile_list_entries(catalog.allowed_for(groups), spawner.cluster, catalog.default.slug)
+    return profile_list_entries(
+        catalog.allowed_for(spawner.user_groups), spawner.cluster, catalog.default.slug
+    )

@@ -28,10 +28,11 @@ import shutil
 
 from traitlets.config import Config
 
-from ...config import PACKAGE_DIR, apply_auth, apply_kubernetes_backend
+from ...config import PACKAGE_DIR, HostFacts, apply_auth, apply_spawner
 from ...credentials import CRYPT_KEY_ENV, Credentials, load_credentials
 from ...oauth import discover_oidc_endpoints
 from ...settings import Settings, SettingsError, load_settings
+from .. import backend_for
 
 
 def apply_under_z2jh(settings: Settings, c: Config, credentials: Credentials) -> Config:
@@ -55,16 +56,11 @@ def apply_under_z2jh(settings: Settings, c: Config, credentials: Credentials) ->
     # Land in JupyterLab, not the classic tree.
     c.Spawner.default_url = "/lab"
     # The activity policy of every backend: proxy traffic (an open tab's polling) is not
-    # activity; the images' server extension reports real work as often as the culler
-    # (z2jh's, from `cull.*`, which the chart copies into culler.*) looks.
+    # activity; servers report real work as often as the culler looks (apply_spawner).
     c.JupyterHub.proxy_class = "analysis_hub.activity.ServerReportedActivityProxy"
-    # Added to z2jh's singleuser.extraEnv, not replacing it.
-    c.KubeSpawner.environment = {
-        **(c.KubeSpawner.get("environment") or {}),
-        "JUPYTERHUB_ACTIVITY_INTERVAL": str(settings.culler.every),
-    }
     apply_auth(settings, c, credentials)
-    apply_kubernetes_backend(settings, c)
+    apply_spawner(settings, c)
+    backend_for(settings).apply(settings, c, HostFacts(is_root=False, cgroups_writable=False))
     return c
 
 

@@ -1,0 +1,61 @@
+"""The kubernetes backend's wiring: KubeSpawner pods, and pipelines on Argo Workflows (see `backends`).
+
+Contract: `BACKEND` sets `CatalogKubeSpawner` and its traits (pure), has
+nothing to check before `up` (the chart and the cluster decide), and gives
+the pipelines service the Argo executor: a run is a Workflow in the
+cluster, never a process in the service's pod. `cluster_facts(settings)`
+is the one place the cluster's facts are read from settings, for the
+spawner and the pipelines alike.
+"""
+
+from __future__ import annotations
+
+from .profiles import ClusterFacts
+
+
+def cluster_facts(settings) -> ClusterFacts:
+    k8s = settings.kubernetes
+    return ClusterFacts(
+        images=dict(k8s.images),
+        hadoop_configmap=k8s.hadoop_configmap or None,
+        krb5_conf=k8s.krb5_conf,
+        spark_service_account=k8s.spark_service_account or None,
+    )
+
+
+class KubernetesBackend:
+    name = "kubernetes"
+
+    def apply(self, settings, c, host) -> None:
+        # Imported here: kubespawner and its Kubernetes client load only where this backend runs.
+        from .spawner import catalog_profile_list
+
+        c.JupyterHub.spawner_class = "analysis_hub.backends.kubernetes.spawner.CatalogKubeSpawner"
+        spawner = c.CatalogKubeSpawner
+        spawner.cluster = cluster_facts(settings)
+        # Named explicitly: the Zero to JupyterHub chart sets KubeSpawner.profile_list ([] by default).
+        spawner.profile_list = catalog_profile_list
+        # Secure by default: the images' jovyan user, no way to gain privileges,
+        # no Linux capabilities, and no Kubernetes API token inside users' pods.
+        spawner.uid = 1000
+        spawner.fs_gid = 100
+        spawner.allow_privilege_escalation = False
+        spawner.container_security_context = {"capabilities": {"drop": ["ALL"]}, "runAsNonRoot": True}
+        spawner.automount_service_account_token = False
+
+    def preflight(self, settings, host) -> list[str]:
+        return []
+
+    def executor(self, settings):
+        from .argo_executor import argo_executor
+
+        return argo_executor(settings, cluster_facts(settings))
+
+    def cluster(self, settings) -> ClusterFacts:
+        return cluster_facts(settings)
+
+    def machine_gpus(self, settings) -> None:
+        return None  # GPU nodes are the cluster's to schedule
+
+
+BACKEND = KubernetesBackend()
