@@ -8,7 +8,8 @@
 
 Contract:
 - Images: `base` (Debian, Python, jovyan, tini, start hooks, the activity
-  policy), the curated `pyspark`, `pytorch`, `tensorflow` built FROM it, and
+  policy), the notebook images built FROM it (every `images/<name>/` with an
+  `image.yaml`: today `pyspark`, `pytorch`, `tensorflow`), and
   `hub` (the Kubernetes hub image). Naming any image builds `base` first.
 - Tags are content addresses: `<prefix><name>:<12 hex>`, the SHA-256 of the
   build context (the Dockerfile, lock files, hooks, helpers, and for `base` the
@@ -21,7 +22,8 @@ Contract:
 - `--ca-bundle` (re-signed TLS) and `--index-url` (an internal mirror) reach
   apt and pip in the build as BuildKit secrets: nothing is left in a layer.
   pip's wheel cache is a BuildKit cache mount, kept between builds.
-- pytorch is built with CUDA (torch plus requirements-cuda.txt) unless
+- An image whose image.yaml says `cuda: true` (pytorch) is built with CUDA
+  (torch plus requirements-cuda.txt) unless
   `--no-cuda`, which needs `--wheelhouse` holding a CPU build of torch.
 - The tags are written to `--tags-file` (JSON, image name -> tag; the docker
   backend and the tests read it) and, with `--helm-values`, into the chart's
@@ -47,19 +49,32 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 IMAGES_DIR = REPO / "images"
-CURATED = ("pyspark", "pytorch", "tensorflow")
-ALL_IMAGES = ("base", *CURATED, "hub")
 PUBLIC_BASE = "debian:bookworm-slim"
 DEBOOTSTRAP = "debootstrap"
 DEFAULT_PREFIX = "analysis-hub/"
 DEFAULT_TAGS_FILE = REPO / "build" / "image-tags.json"
 SINGLEUSER_FILES = ("analysis_hub_activity.py", "analysis_hub_activity.json", "overrides.json")
-SKIPPED = {"tests", "__pycache__", ".pytest_cache"}
+# Not in a build context: tests run against the image, and image.yaml is read by the
+# hub, the build and the chart, not by anything inside the image (so it never changes a tag).
+SKIPPED = {"tests", "__pycache__", ".pytest_cache", "image.yaml"}
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # Debian's client first: it has BuildKit built in; a newer client without buildx does not.
 from docker_engine import docker_command, ensure_engine  # noqa: E402  (scripts/ is not a package)
+
+# The package needn't be installed to build its images.
+sys.path.insert(0, str(REPO / "hub"))
+from analysis_hub.images import IMAGE_FILE, ImageFacts, discover_images  # noqa: E402
+
+
+def build_order(images_dir: Path = IMAGES_DIR) -> tuple[str, ...]:
+    """Every image this build makes, in order: base, the notebook images (each folder with an
+    image.yaml), the hub."""
+    return ("base", *discover_images(images_dir), "hub")
+
+
+ALL_IMAGES = build_order()
 
 # ---- build contexts and their content addresses (no Docker involved) -------
 
@@ -75,7 +90,7 @@ def stage_context(name: str, dest: Path, wheelhouse: Path | None = None, lock_na
         (dest / "singleuser").mkdir()
         for file in SINGLEUSER_FILES:
             shutil.copy2(REPO / "hub" / "analysis_hub" / "singleuser" / file, dest / "singleuser" / file)
-    if name == "pytorch":
+    if _facts(name).cuda:
         # The Dockerfile copies this folder; it holds wheels only for a CPU build.
         (dest / "wheelhouse").mkdir()
         for wheel in sorted(wheelhouse.glob("*.whl")) if wheelhouse else []:
@@ -88,11 +103,15 @@ def stage_context(name: str, dest: Path, wheelhouse: Path | None = None, lock_na
             shutil.copy2(REPO / file, package / file)
         for folder in ("hub", "profiles"):
             _copy_tree(REPO / folder, package / folder)
-        # The catalog names images by folder; the hub checks that each exists.
-        for image in CURATED:
+        # The hub checks the catalog's image names against image.yaml; its environments' lock files.
+        for image in discover_images(IMAGES_DIR):
             (package / "images" / image).mkdir(parents=True)
-            for lock in (IMAGES_DIR / image).glob("requirements*.txt"):
+            for lock in [IMAGES_DIR / image / IMAGE_FILE, *(IMAGES_DIR / image).glob("requirements*.txt")]:
                 shutil.copy2(lock, package / "images" / image / lock.name)
+
+
+def _facts(name: str):
+    return discover_images(IMAGES_DIR).get(name) or ImageFacts(name)
 
 
 def locked_names(image: str) -> set[str]:
@@ -188,7 +207,7 @@ def build_image(name: str, from_ref: str, options, secrets: dict[str, Path]) -> 
     from_id = ensure_from_image(from_ref) if name == "base" else image_id(from_ref)
     build_args = {"BASE": from_ref}
     variant = ""
-    if name == "pytorch":
+    if _facts(name).cuda:
         build_args["CUDA"] = "1" if options.cuda else "0"
         variant = "" if options.cuda else "-cpu"
     with tempfile.TemporaryDirectory(prefix=f"context-{name}-") as tmp:
@@ -241,7 +260,12 @@ def parse_args(argv: list[str]):
     parser.add_argument("--mirror", help="Debian mirror for --base debootstrap")
     parser.add_argument("--ca-bundle", type=Path, help="extra CA certificates for apt and pip (a secret)")
     parser.add_argument("--index-url", help="Python package index (an internal mirror); passed as a secret")
-    parser.add_argument("--no-cuda", dest="cuda", action="store_false", help="pytorch without CUDA")
+    parser.add_argument(
+        "--no-cuda",
+        dest="cuda",
+        action="store_false",
+        help="CUDA images (image.yaml cuda: true) without CUDA",
+    )
     parser.add_argument("--wheelhouse", type=Path, help="folder of wheels (a CPU torch) for --no-cuda")
     parser.add_argument("--prefix", default=DEFAULT_PREFIX, help="repository prefix of the tags")
     parser.add_argument("--tags-file", type=Path, default=DEFAULT_TAGS_FILE)

@@ -2,7 +2,7 @@
 
 Contract: `write_image_tags(tags, values_path)` sets, in
 helm/analysis-hub/values.yaml (or `values_path`):
-- `images.<name>` for each curated image: the chart's repository is kept and
+- `images.<name>` for each notebook image (`images/<name>/image.yaml`): the chart's repository is kept and
   only its tag is replaced (`ghcr.io/acme/pyspark:0.1.0` -> `...:<content tag>`);
 - `jupyterhub.hub.image.tag`: the hub image's tag;
 - `jupyterhub.singleuser.image.tag`: the tag of the image z2jh falls back to
@@ -20,12 +20,16 @@ step (docker tag + docker push); no registry is reachable from these machines.
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "hub"))
+from analysis_hub.images import discover_images
+
 DEFAULT_VALUES = Path(__file__).resolve().parent.parent / "helm" / "analysis-hub" / "values.yaml"
-CURATED = ("pyspark", "pytorch", "tensorflow")
+IMAGES_DIR = Path(__file__).resolve().parent.parent / "images"
 _KEY_LINE = re.compile(
     r"^(?P<indent>\s*)(?P<key>[A-Za-z0-9_.-]+):(?P<sep>\s*)(?P<value>.*?)(?P<comment>\s+#.*)?$"
 )
@@ -81,12 +85,15 @@ def set_scalars(text: str, updates: dict[str, callable]) -> tuple[str, list[str]
     return "".join(lines), changes, sorted(set(updates) - found)
 
 
-def write_image_tags(tags: dict[str, str], values_path: Path | None = None) -> str:
+def write_image_tags(
+    tags: dict[str, str], values_path: Path | None = None, images_dir: Path = IMAGES_DIR
+) -> str:
     values_path = values_path or DEFAULT_VALUES
+    notebook_images = list(discover_images(images_dir))
     if not values_path.is_file():
         target = values_path.parent / "image-tags.yaml"
         target.parent.mkdir(parents=True, exist_ok=True)
-        overlay = {"images": {name: tags[name] for name in CURATED if name in tags}}
+        overlay = {"images": {name: tags[name] for name in notebook_images if name in tags}}
         if "hub" in tags:
             overlay["jupyterhub"] = {"hub": {"image": {"tag": tag_of(tags["hub"])}}}
         target.write_text(
@@ -97,7 +104,7 @@ def write_image_tags(tags: dict[str, str], values_path: Path | None = None) -> s
     text = values_path.read_text()
     current = yaml.safe_load(text) or {}
     updates = {}
-    for name in CURATED:
+    for name in notebook_images:
         if name in tags:
             updates[f"images.{name}"] = _retag(tags[name])
     if "hub" in tags:

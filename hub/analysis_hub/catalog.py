@@ -16,6 +16,7 @@ Contract:
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,6 +24,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .images import IMAGE_FILE, ImageDefinitionError, discover_images
 from .quantities import parse_cpu, parse_memory
 from .validation import describe_validation_error
 
@@ -30,7 +32,6 @@ SLUG_PATTERN = r"^[a-z][a-z0-9-]{0,30}$"
 SLUG_RE = re.compile(SLUG_PATTERN)
 # Folders of images/ that no profile can run: the curated images' shared base
 # and the hub's own image (Kubernetes).
-NOT_SERVER_IMAGES = frozenset({"base", "hub"})
 
 Slug = Annotated[str, Field(pattern=SLUG_PATTERN, description="lower-case letters, digits, '-'")]
 Memory = Annotated[str | int, Field(description="bytes, or a quantity such as 4Gi, 512Mi, 2G")]
@@ -238,12 +239,20 @@ def resolve(profile: Profile, choices: dict[str, str] | None = None) -> Resolved
     )
 
 
-def load_catalog(catalog_dir: str | Path, images_dir: str | Path) -> Catalog:
-    """Read and validate every profile file in `catalog_dir`."""
+def load_catalog(
+    catalog_dir: str | Path, images_dir: str | Path, known_images: Iterable[str] | None = None
+) -> Catalog:
+    """Read and validate every profile file in `catalog_dir`. A profile may name an image the
+    backend can run: by default the images under `images_dir`; on Kubernetes, those that
+    `kubernetes.images` gives a reference (`known_images`)."""
     catalog_dir, images_dir = Path(catalog_dir), Path(images_dir)
     problems: list[str] = []
     profiles: list[Profile] = []
     files: dict[str, str] = {}
+    try:
+        known = sorted(known_images if known_images is not None else discover_images(images_dir))
+    except ImageDefinitionError as e:
+        raise CatalogError([str(e)]) from None
     paths = sorted(catalog_dir.glob("*.yaml")) if catalog_dir.is_dir() else []
     if not paths:
         raise CatalogError([f"{catalog_dir}: no profile files (*.yaml) found"])
@@ -254,12 +263,15 @@ def load_catalog(catalog_dir: str | Path, images_dir: str | Path) -> Catalog:
         if profile.slug in files:
             problems.append(f"{path}: slug: duplicate slug {profile.slug!r} (also in {files[profile.slug]})")
             continue
-        if profile.image in NOT_SERVER_IMAGES or not (images_dir / profile.image).is_dir():
-            folders = images_dir.iterdir() if images_dir.is_dir() else []
-            known = sorted(p.name for p in folders if p.is_dir() and p.name not in NOT_SERVER_IMAGES)
+        if profile.image not in known:
             problems.append(
-                f"{path}: image: unknown image {profile.image!r}: no folder"
-                f" {images_dir / profile.image} (known images: {', '.join(known) or 'none'})"
+                f"{path}: image: unknown image {profile.image!r}: "
+                + (
+                    f"no {images_dir / profile.image / IMAGE_FILE}"
+                    if known_images is None
+                    else "kubernetes.images gives it no reference"
+                )
+                + f" (known images: {', '.join(known) or 'none'})"
             )
             continue
         files[profile.slug] = str(path)

@@ -14,23 +14,32 @@ from pathlib import Path
 
 from .catalog import Catalog, CatalogError, load_catalog
 
-_shared: dict[tuple[Path, Path], CatalogSource] = {}
+_shared: dict[tuple, CatalogSource] = {}
 
 
 class CatalogSource:
-    def __init__(self, catalog_dir: str | Path, images_dir: str | Path, log: logging.Logger | None = None):
+    def __init__(
+        self,
+        catalog_dir: str | Path,
+        images_dir: str | Path,
+        log: logging.Logger | None = None,
+        known_images: tuple[str, ...] | None = None,
+    ):
         self.catalog_dir = Path(catalog_dir)
         self.images_dir = Path(images_dir)
+        self.known_images = known_images
         self.log = log or logging.getLogger("analysis_hub.catalog")
         self._fingerprint = self._current_fingerprint()
-        self._catalog = load_catalog(self.catalog_dir, self.images_dir)
+        self._catalog = load_catalog(self.catalog_dir, self.images_dir, self.known_images)
         self._rejected: tuple | None = None
 
     @classmethod
-    def shared(cls, catalog_dir: str | Path, images_dir: str | Path, log=None) -> CatalogSource:
-        key = (Path(catalog_dir), Path(images_dir))
+    def shared(
+        cls, catalog_dir: str | Path, images_dir: str | Path, log=None, known_images=None
+    ) -> CatalogSource:
+        key = (Path(catalog_dir), Path(images_dir), known_images)
         if key not in _shared:
-            _shared[key] = cls(*key, log=log)
+            _shared[key] = cls(*key[:2], log=log, known_images=known_images)
         return _shared[key]
 
     def current(self) -> Catalog:
@@ -38,7 +47,7 @@ class CatalogSource:
         if fingerprint == self._fingerprint or fingerprint == self._rejected:
             return self._catalog
         try:
-            catalog = load_catalog(self.catalog_dir, self.images_dir)
+            catalog = load_catalog(self.catalog_dir, self.images_dir, self.known_images)
         except CatalogError as e:
             self._rejected = fingerprint
             self.log.error(

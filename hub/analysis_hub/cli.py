@@ -43,7 +43,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def cmd_up(args) -> int:
     settings = _settings(args)
-    load_catalog(settings.catalog, settings.images_dir)  # refuse to start on a broken catalog
+    load_catalog(
+        settings.catalog, settings.images_dir, _known_images(settings)
+    )  # refuse to start on a broken catalog
     host = HostFacts.detect()
     problems = preflight(settings, host)
     for problem in problems:
@@ -95,7 +97,7 @@ def _show_initial_passwords(settings: Settings) -> None:
 
 def cmd_profiles_list(args) -> int:
     settings = _settings(args)
-    catalog = load_catalog(settings.catalog, settings.images_dir)
+    catalog = load_catalog(settings.catalog, settings.images_dir, _known_images(settings))
     rows = [profile_summary(p) for p in catalog.profiles]
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -123,7 +125,8 @@ def cmd_profiles_list(args) -> int:
 def cmd_profiles_check(args) -> int:
     settings = _settings(args)
     path = Path(args.path) if args.path else settings.catalog
-    catalog = load_catalog(path, Path(args.images) if args.images else settings.images_dir)
+    images = Path(args.images) if args.images else settings.images_dir
+    catalog = load_catalog(path, images, None if args.images else _known_images(settings))
     print(f"{path}: OK, {len(catalog.profiles)} profiles: {', '.join(p.slug for p in catalog.profiles)}")
     return 0
 
@@ -153,6 +156,10 @@ def cmd_users_set_password(args) -> int:
     PasswordStore(settings.hub_state_dir / "passwords.json").set_password(args.name, password)
     print(f"password set for {args.name}")
     return 0
+
+
+def _known_images(settings: Settings) -> tuple[str, ...] | None:
+    return backend_for(settings).known_images(settings)
 
 
 def _settings(args) -> Settings:

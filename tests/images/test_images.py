@@ -28,10 +28,11 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from analysis_hub.images import discover_images
 from dockerengine import REPO, build_images, docker
 
 pytestmark = pytest.mark.images
-NOTEBOOK_IMAGES = ("pyspark", "pytorch", "tensorflow")
+NOTEBOOK_IMAGES = tuple(discover_images(REPO / "images"))
 EXPECT_GPU = os.environ.get("EXPECT_GPU") == "1"
 CORE_SITE = """<?xml version="1.0"?>
 <configuration>

@@ -17,12 +17,12 @@ def repo_catalog() -> Catalog:
 
 @pytest.fixture
 def catalog_dirs(tmp_path) -> tuple[Path, Path]:
-    """A copy of profiles/*.yaml and an images/ folder with one empty folder per repo image."""
+    """A copy of profiles/*.yaml and an images/ folder with each repo image's image.yaml."""
     catalog_dir, images_dir = tmp_path / "profiles", tmp_path / "images"
     catalog_dir.mkdir()
     for path in PROFILES.glob("*.yaml"):
         shutil.copy(path, catalog_dir / path.name)
-    for image in IMAGES.iterdir():
-        if image.is_dir():
-            (images_dir / image.name).mkdir(parents=True)
+    for definition in IMAGES.glob("*/image.yaml"):
+        (images_dir / definition.parent.name).mkdir(parents=True)
+        shutil.copy(definition, images_dir / definition.parent.name / "image.yaml")
     return catalog_dir, images_dir

@@ -206,11 +206,13 @@ def test_every_limit_problem_in_a_file_is_reported(catalog_dirs):
 
 
 def test_unknown_image(catalog_dirs):
-    """A profile naming an image without an images/<name>/ folder is reported with the known images."""
+    """A profile naming an image without an images/<name>/image.yaml is reported with the known images."""
     catalog_dir, images_dir = catalog_dirs
     path = write(catalog_dir, "r.yaml", "slug: r\ndisplay_name: R\nimage: rstudio\n")
     [line] = lines_for(problems_of(catalog_dir, images_dir), path)
-    assert line.startswith(f"{path}: image: unknown image 'rstudio': no folder {images_dir / 'rstudio'}")
+    assert line.startswith(
+        f"{path}: image: unknown image 'rstudio': no {images_dir / 'rstudio' / 'image.yaml'}"
+    )
     assert line.endswith("(known images: pyspark, pytorch, tensorflow)")
 
 

@@ -131,9 +131,10 @@ def test_a_catalog_given_in_values_reaches_the_hubs_mounted_files_unchanged(tmp_
     catalog_dir.mkdir()
     for name, text in files.items():
         (catalog_dir / name).write_text(text)
-    for image in ("pyspark", "pytorch", "r"):
-        (images_dir / image).mkdir(parents=True)
-    catalog = load_catalog(catalog_dir, images_dir)
+    # On Kubernetes a profile may name any image kubernetes.images gives a reference, the
+    # admin's own "r" included, with no folder under images/.
+    settings = yaml.safe_load(find(manifests, "ConfigMap", "analysis-hub-settings")["data"]["settings.yaml"])
+    catalog = load_catalog(catalog_dir, images_dir, known_images=settings["kubernetes"]["images"])
     assert [p.slug for p in catalog.profiles] == ["pyspark", "pytorch", "r-lang"]
     settings = yaml.safe_load(find(manifests, "ConfigMap", "analysis-hub-settings")["data"]["settings.yaml"])
     assert settings["kubernetes"]["images"]["r"] == "registry.example.com/analysis-hub/r:4.4"

@@ -12,8 +12,10 @@ from analysis_hub.backends.docker.spawner import CatalogDockerSpawner, read_imag
 from analysis_hub.backends.docker.translate import DockerHostFacts, ImageNotBuilt, docker_server_settings
 from analysis_hub.catalog import resolve
 from analysis_hub.config import HostFacts, apply_settings
+from analysis_hub.images import discover_images, hadoop_images
 from analysis_hub.settings import SettingsError, load_settings
 from traitlets.config import Config
+from unit_support import IMAGES as IMAGES_FOLDER
 
 GiB = 2**30
 IMAGES = {
@@ -21,7 +23,9 @@ IMAGES = {
     "pytorch": "analysis-hub/pytorch:0123456789ab",
     "tensorflow": "analysis-hub/tensorflow:0123456789ab",
 }
-HOST = DockerHostFacts(images=IMAGES, name_prefix="analysis-hub-1a2b3c4d")
+# What images/*/image.yaml declares: pyspark is the Hadoop client.
+HADOOP_IMAGES = hadoop_images(discover_images(IMAGES_FOLDER))
+HOST = DockerHostFacts(images=IMAGES, name_prefix="analysis-hub-1a2b3c4d", hadoop_images=HADOOP_IMAGES)
 SECURE = {"network_mode": "host", "security_opt": ["no-new-privileges"], "cap_drop": ["ALL"]}
 JOVYAN = {"user": "1000:100", "working_dir": "/home/jovyan"}
 HOME = {"analysis-hub-1a2b3c4d-home-{username}": {"bind": "/home/jovyan", "mode": "rw"}}
@@ -84,7 +88,7 @@ def test_gpu_profile_without_allocation_is_refused(repo_catalog):
 
 
 def test_hadoop_conf_dir_is_mounted_read_only_for_pyspark_only(repo_catalog):
-    host = DockerHostFacts(images=IMAGES, name_prefix="analysis-hub-1a2b3c4d", hadoop_conf_dir="/srv/hadoop")
+    host = replace(HOST, hadoop_conf_dir="/srv/hadoop")
     pyspark = docker_server_settings(resolve(repo_catalog.get("pyspark")), host)
     tensorflow = docker_server_settings(resolve(repo_catalog.get("tensorflow")), host)
     assert pyspark.volumes == {**HOME, "/srv/hadoop": {"bind": "/etc/hadoop/conf", "mode": "ro"}}

@@ -33,6 +33,7 @@ from kube_support import (
 )
 from tornado import web
 from traitlets.config import Config
+from unit_support import REPO
 
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 Z2JH_CRYPT_KEYS = ["ab" * 32]
@@ -95,6 +96,8 @@ def hub_files(tmp_path, monkeypatch):
     environ = {
         "ANALYSIS_HUB_SETTINGS": str(settings_file),
         "ANALYSIS_HUB_CATALOG": str(catalog_dir),
+        # The hub image's own copy of images/*/image.yaml (images/hub/Dockerfile).
+        "ANALYSIS_HUB_IMAGES_DIR": str(REPO / "images"),
         "ANALYSIS_HUB_DATA_DIR": str(tmp_path / "srv"),
         "OAUTH_CLIENT_SECRET": "from-the-kubernetes-secret",
     }
@@ -130,7 +133,7 @@ async def test_under_the_chart_the_hub_spawns_from_the_catalog_with_our_login(hu
     assert c.KubeSpawner.environment == {"COMPANY_PROXY": "http://proxy.example.com:3128"}
     assert c.CatalogSpawner.activity_interval == chart_defaults()["jupyterhub"]["cull"]["every"]
     assert not list((tmp_path / "srv").rglob("auth_state_key"))
-    assert sorted(p.name for p in (tmp_path / "srv" / "images").iterdir()) == sorted(values["images"])
+    assert c.CatalogSpawner.known_images == sorted(values["images"])
     spawner = CatalogKubeSpawner(config=c, user=hub_user("ana", ["data-team"]), hub=HUB)
     assert spawner.profile_list is catalog_profile_list
 
@@ -281,6 +284,7 @@ def test_apply_settings_with_the_kubernetes_backend_sets_only_the_catalog_spawne
     assert spawner.profile_list is catalog_profile_list
     assert spawner.cluster == ClusterFacts(
         images={"pyspark": "registry.example.com/pyspark:1"},
+        hadoop_images=frozenset({"pyspark"}),
         hadoop_configmap="analysis-hub-hadoop",
         krb5_conf=True,
         spark_service_account="analysis-hub-spark",

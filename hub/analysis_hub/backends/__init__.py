@@ -18,6 +18,8 @@ A backend owns:
 - `machine_gpus(settings)`: how many GPUs a pipeline version may ask for
   (the machine's, on one machine), or None where the cluster's scheduler
   decides;
+- `known_images(settings)`: the image names a profile may use, or None for
+  the images under `images_dir` (`images.discover_images`);
 - `cluster(settings)`: the cluster's facts (`ClusterFacts`) for the Argo
   objects the pipelines export, or None off Kubernetes.
 
@@ -58,6 +60,8 @@ class Backend(Protocol):
     def machine_gpus(self, settings: Settings) -> int | None: ...
 
     def cluster(self, settings: Settings) -> ClusterFacts | None: ...
+
+    def known_images(self, settings: Settings) -> tuple[str, ...] | None: ...
 
 
 def backend_for(settings: Settings) -> Backend:

@@ -20,7 +20,7 @@ Contract:
 from __future__ import annotations
 
 from tornado import web
-from traitlets import Integer, Unicode, default
+from traitlets import Integer, List, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from ..catalog import Catalog, ResolvedProfile
@@ -37,6 +37,9 @@ PROFILE_ENV = "ANALYSIS_HUB_PROFILE"
 class CatalogSpawner(LoggingConfigurable):
     catalog_dir = Unicode(config=True, help="folder of profile YAML files")
     images_dir = Unicode(config=True, help="folder of images/<name>/ definitions")
+    known_images = List(
+        Unicode(), config=True, help="image names profiles may use; empty: the images under images_dir"
+    )
     activity_interval = Integer(60, config=True, help="seconds between the server's activity reports")
     gpu_state_file = Unicode(
         "", config=True, help="the machine's GPU allocations, shared with the pipelines service"
@@ -51,7 +54,8 @@ class CatalogSpawner(LoggingConfigurable):
 
     @property
     def catalog(self) -> Catalog:
-        return CatalogSource.shared(self.catalog_dir, self.images_dir, log=self.log).current()
+        known = tuple(self.known_images) or None
+        return CatalogSource.shared(self.catalog_dir, self.images_dir, self.log, known).current()
 
     @property
     def gpu_pool(self) -> GpuPool:

@@ -34,7 +34,8 @@ def build(settings: Settings) -> Pipelines:
     executor = backend.executor(settings)
     hub = settings.hub
     public_url = config.public_url or f"http://{hub.ip}:{hub.port}{hub.base_url}".rstrip("/")
-    catalog = CatalogSource(settings.catalog, settings.images_dir, logging.getLogger("catalog"))
+    known = backend.known_images(settings)
+    catalog = CatalogSource(settings.catalog, settings.images_dir, logging.getLogger("catalog"), known)
     cluster = backend.cluster(settings)
     gpus = backend.machine_gpus(settings) or 0
     max_bytes = config.max_notebook_mb * 2**20

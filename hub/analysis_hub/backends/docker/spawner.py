@@ -27,6 +27,7 @@ from jupyterhub.utils import random_port
 from tornado import web
 from traitlets import Dict, Unicode, default
 
+from ...images import discover_images, hadoop_images
 from ..catalog_spawner import CatalogProfileForm
 from .translate import DockerHostFacts, ImageNotBuilt, build_command, docker_server_settings
 
@@ -143,6 +144,7 @@ class CatalogDockerSpawner(CatalogProfileForm, DockerSpawner):
             images=images,
             name_prefix=self.prefix,
             hadoop_conf_dir=self.hadoop_conf_dir or None,
+            hadoop_images=hadoop_images(discover_images(self.images_dir)),
             gpu_ids=tuple(self.gpu_ids),
         )
 

@@ -45,7 +45,7 @@ class DockerHostFacts:
     images: dict[str, str]  # catalog image name -> local image reference
     name_prefix: str  # containers and volumes of this hub: <prefix>-...
     hadoop_conf_dir: str | None = None  # host folder mounted read-only for Hadoop clients
-    hadoop_images: tuple[str, ...] = ("pyspark",)
+    hadoop_images: frozenset[str] = frozenset()  # images that are Hadoop clients (images.py)
     gpu_ids: tuple[str, ...] = field(default_factory=tuple)  # GPUs the hub allocated to this server
 
 

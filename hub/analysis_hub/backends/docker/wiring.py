@@ -48,6 +48,9 @@ class DockerBackend:
     def cluster(self, settings) -> None:
         return None
 
+    def known_images(self, settings) -> None:
+        return None  # the images built from images/ (local environments or docker tags)
+
     def machine_gpus(self, settings) -> int:
         return machine_gpu_pool(settings.gpu_state_file).total
 

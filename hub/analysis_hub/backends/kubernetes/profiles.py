@@ -54,7 +54,7 @@ CHART_USER_TOLERATIONS = (
 class ClusterFacts:
     images: dict[str, str]  # catalog image name -> pullable reference (registry/name:tag or @digest)
     hadoop_configmap: str | None = None
-    hadoop_images: tuple[str, ...] = ("pyspark",)
+    hadoop_images: frozenset[str] = frozenset()  # images that are Hadoop clients (images.py)
     krb5_conf: bool = False  # the Hadoop ConfigMap also holds krb5.conf, for /etc/krb5.conf
     spark_service_account: str | None = None  # set: pyspark pods start Spark executors as pods
 

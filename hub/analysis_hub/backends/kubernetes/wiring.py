@@ -10,6 +10,7 @@ spawner and the pipelines alike.
 
 from __future__ import annotations
 
+from ...images import discover_images, hadoop_images
 from .profiles import ClusterFacts
 
 
@@ -17,6 +18,7 @@ def cluster_facts(settings) -> ClusterFacts:
     k8s = settings.kubernetes
     return ClusterFacts(
         images=dict(k8s.images),
+        hadoop_images=hadoop_images(discover_images(settings.images_dir)),
         hadoop_configmap=k8s.hadoop_configmap or None,
         krb5_conf=k8s.krb5_conf,
         spark_service_account=k8s.spark_service_account or None,
@@ -33,6 +35,7 @@ class KubernetesBackend:
         c.JupyterHub.spawner_class = "analysis_hub.backends.kubernetes.spawner.CatalogKubeSpawner"
         spawner = c.CatalogKubeSpawner
         spawner.cluster = cluster_facts(settings)
+        c.CatalogSpawner.known_images = list(self.known_images(settings))
         # Named explicitly: the Zero to JupyterHub chart sets KubeSpawner.profile_list ([] by default).
         spawner.profile_list = catalog_profile_list
         # Secure by default: the images' jovyan user, no way to gain privileges,
@@ -50,6 +53,10 @@ class KubernetesBackend:
         from .argo_executor import argo_executor
 
         return argo_executor(settings, cluster_facts(settings))
+
+    def known_images(self, settings) -> tuple[str, ...]:
+        # A pod can only run an image the cluster can pull: one kubernetes.images names.
+        return tuple(sorted(settings.kubernetes.images))
 
     def cluster(self, settings) -> ClusterFacts:
         return cluster_facts(settings)

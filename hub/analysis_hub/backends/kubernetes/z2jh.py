@@ -16,15 +16,14 @@ Contract:
 - `configure(c)` is the I/O: the settings file the chart mounts
   (`$ANALYSIS_HUB_SETTINGS`), the OpenID Connect provider's discovery
   document, the client secret (a Kubernetes Secret, as a file or
-  `$OAUTH_CLIENT_SECRET`), and one empty `images/<name>/` folder per entry
-  of `kubernetes.images` on the hub's volume (see `with_image_folders`).
+  `$OAUTH_CLIENT_SECRET`). Profiles may name the images `kubernetes.images`
+  gives a reference (`KubernetesBackend.known_images`).
   No Python lives in the chart's values.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 
 from traitlets.config import Config
 
@@ -73,23 +72,9 @@ def load_z2jh_credentials(settings: Settings, environ: dict[str, str]) -> Creden
     return Credentials(client_secret=found.client_secret)
 
 
-def with_image_folders(settings: Settings) -> Settings:
-    """An image exists on Kubernetes when `kubernetes.images` names it.
-
-    The catalog check every backend shares wants an `images/<name>/` folder
-    per image; here they are made, empty, from that mapping (afresh at each
-    start, so a removed image is refused again).
-    """
-    root = settings.data_dir / "images"
-    shutil.rmtree(root, ignore_errors=True)
-    for name in settings.kubernetes.images:
-        (root / name).mkdir(parents=True)
-    return settings.model_copy(update={"images_dir": root})
-
-
 def configure(c: Config, environ: dict[str, str] | None = None) -> Config:
     environ = dict(os.environ if environ is None else environ)
-    settings = with_image_folders(discover_oidc_endpoints(load_settings(environ=environ)))
+    settings = discover_oidc_endpoints(load_settings(environ=environ))
     if settings.auth.type == "builtin":
         # The password hashes live on the hub's volume (z2jh's sqlite PVC).
         settings.hub_state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
