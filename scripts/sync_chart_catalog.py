@@ -27,7 +27,7 @@ CHART = REPO / "helm" / "analysis-hub"
 BEGIN = "# BEGIN catalog (generated from profiles/ by scripts/sync_chart_catalog.py)\n"
 END = "# END catalog\n"
 # Definitions values.schema.json keeps for itself; every other one comes from profiles/schema.json.
-CHART_OWN_DEFINITIONS = ("Port",)
+CHART_OWN_DEFINITIONS = ("Port", "Network")
 
 
 def catalog_from_profiles(profiles_dir: Path = PROFILES) -> dict:

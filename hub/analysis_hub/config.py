@@ -167,6 +167,44 @@ def apply_culler(settings: Settings, c: Config) -> None:
     )
 
 
+def pipelines_service_prefix(base_url: str) -> str:
+    """The path the proxy routes to the pipelines service (JupyterHub's /services/<name>/)."""
+    return f"{base_url.rstrip('/')}/services/{PIPELINES_SERVICE}/"
+
+
+def pipelines_oauth(base_url: str) -> dict:
+    """How the hub registers the pipelines service's browser login, wherever the service runs.
+
+    The service's own side (HubOAuth) reads the same client id and callback from
+    $JUPYTERHUB_CLIENT_ID and $JUPYTERHUB_OAUTH_CALLBACK_URL: the hub sets them for a
+    managed service; the chart's Deployment sets them for the external one
+    (tests/unit/test_chart.py checks that the two agree).
+    """
+    return {
+        "oauth_client_id": f"service-{PIPELINES_SERVICE}",
+        "oauth_redirect_uri": pipelines_service_prefix(base_url) + "oauth_callback",
+        # Users already logged in to the hub; a consent page per service would only be noise.
+        "oauth_no_confirm": True,
+        # A browser's login tells the service who the user is, their groups and admin flag.
+        "oauth_client_allowed_scopes": ["read:users!user"],
+        "display": True,
+    }
+
+
+def add_pipelines_roles(c: Config) -> None:
+    """The service's own token gets no scopes; users' tokens (the CLI's) may reach the service."""
+    roles = [dict(r) for r in c.JupyterHub.load_roles]
+    # The service itself calls nothing on the hub.
+    roles.append({"name": PIPELINES_SERVICE, "scopes": [], "services": [PIPELINES_SERVICE]})
+    user = next((r for r in roles if r.get("name") == "user"), None)
+    if user is None:
+        roles.append({"name": "user", "scopes": ["self", PIPELINES_ACCESS]})
+    elif PIPELINES_ACCESS not in user.get("scopes", ["self"]):
+        # A `user` role given elsewhere (z2jh's hub.loadRoles) keeps its scopes and gains ours.
+        user["scopes"] = [*user.get("scopes", ["self"]), PIPELINES_ACCESS]
+    c.JupyterHub.load_roles = roles
+
+
 def apply_pipelines(settings: Settings, c: Config) -> None:
     pipelines = settings.pipelines
     if not pipelines.enabled:
@@ -178,16 +216,10 @@ def apply_pipelines(settings: Settings, c: Config) -> None:
             "command": [sys.executable, "-m", "analysis_hub.pipelines"],
             # The resolved settings, so the service sees exactly what the hub sees.
             "environment": {"ANALYSIS_HUB_SETTINGS_JSON": settings.model_dump_json()},
-            "oauth_no_confirm": True,
-            # A browser's login tells the service who the user is, their groups and admin flag.
-            "oauth_client_allowed_scopes": ["read:users!user"],
-            "display": True,
+            **pipelines_oauth(settings.hub.base_url),
         }
     )
-    # The service itself calls nothing on the hub: its token needs no scopes.
-    c.JupyterHub.load_roles.append({"name": PIPELINES_SERVICE, "scopes": [], "services": [PIPELINES_SERVICE]})
-    # Users' own API tokens (the CLI's) may reach the service.
-    c.JupyterHub.load_roles.append({"name": "user", "scopes": ["self", PIPELINES_ACCESS]})
+    add_pipelines_roles(c)
 
 
 def apply_spawner(settings: Settings, c: Config) -> None:

@@ -34,6 +34,22 @@ import sync_chart_catalog
 
 DEFAULTS = yaml.safe_load((CHART / "values.yaml").read_text())
 EXAMPLE = ("common.yaml", "production.yaml", "secrets.example.yaml")
+WITH_ARGO = ("common.yaml", "production.yaml", "pipelines-argo.yaml", "secrets.example.yaml")
+# Pipelines off, as README says: the switch and z2jh's registration of the service together.
+PIPELINES_OFF = {"pipelines": {"enabled": False}, "jupyterhub": {"hub": {"services": {"pipelines": None}}}}
+PIPELINES = {
+    ("Deployment", "analysis-hub-pipelines"),
+    ("Service", "pipelines"),
+    ("PersistentVolumeClaim", "analysis-hub-pipelines"),
+    ("ServiceAccount", "analysis-hub-pipelines"),
+    ("Role", "analysis-hub-pipelines"),
+    ("RoleBinding", "analysis-hub-pipelines"),
+    ("ServiceAccount", "analysis-hub-pipeline-run"),
+    ("Role", "analysis-hub-pipeline-run"),
+    ("RoleBinding", "analysis-hub-pipeline-run"),
+    ("NetworkPolicy", "analysis-hub-pipelines"),
+    ("NetworkPolicy", "analysis-hub-pipeline-runs"),
+}
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 
 
@@ -71,12 +87,16 @@ def test_chart_lock_matches_the_dependency_on_zero_to_jupyterhub_4_4_0():
 
 
 @pytest.mark.parametrize(
-    "layers", [(), EXAMPLE], ids=["chart defaults", "example: common + production + secrets"]
+    "layers",
+    [(), EXAMPLE, WITH_ARGO],
+    ids=["chart defaults", "example: common + production + secrets", "example + pipelines-argo"],
 )
 def test_every_manifest_our_templates_render_is_valid_kubernetes(layers):
     """With the chart's defaults and with the example install layered on top (OIDC, a GPU node
-    pool, a Kerberized Hadoop cluster, Spark on Kubernetes), every manifest our templates render
-    is valid for Kubernetes 1.32 (the z2jh dependency is absent here: see the module docstring)."""
+    pool, a Kerberized Hadoop cluster, Spark on Kubernetes, and the Argo layer's artifact
+    repository), every manifest our templates render is valid for Kubernetes 1.32, the pipelines
+    service's Deployment, Service, volume, RBAC and NetworkPolicies included (the z2jh
+    dependency is absent here: see the module docstring)."""
     manifests = render_chart(example_values(*layers) if layers else None)
     for manifest in manifests:
         kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
@@ -85,7 +105,10 @@ def test_every_manifest_our_templates_render_is_valid_kubernetes(layers):
         ("ConfigMap", "analysis-hub-settings"),
         ("ConfigMap", "analysis-hub-catalog"),
         *(("DaemonSet", f"analysis-hub-puller-{image}") for image in ("pyspark", "pytorch", "tensorflow")),
+        *PIPELINES,
     }
+    if layers == WITH_ARGO:
+        expected.add(("ConfigMap", "artifact-repositories"))
     if layers:
         expected |= {
             ("ConfigMap", "analysis-hub-hadoop"),
@@ -149,7 +172,13 @@ def test_a_catalog_given_in_values_reaches_the_hubs_mounted_files_unchanged(tmp_
         ({"hadoop": {"networks": [{"cidr": "10.0.0.0/8", "ports": [70000]}]}}, "/hadoop/networks/0/ports/0"),
         ({"images": {"pytorch": "Not A Reference"}}, "at '/images/pytorch'"),
         ({"settings": {"backend": "local"}}, "at '/settings': additional properties 'backend' not allowed"),
-        ({"pipelines": {"enabled": True}}, "at '/pipelines/enabled'"),
+        ({"pipelines": {"replicas": 0}}, "at '/pipelines/replicas': minimum: got 0, want 1"),
+        # No secret values in values files: the database URL comes from a Secret only.
+        (
+            {"pipelines": {"database": {"url": "postgresql://u:p@db/x"}}},
+            "at '/pipelines/database': additional properties 'url' not allowed",
+        ),
+        ({"apiServer": {"ports": [443, 70000]}}, "at '/apiServer/ports/1'"),
         (
             {"spark": {"kubernetesExecutors": "yes"}},
             "at '/spark/kubernetesExecutors': got string, want boolean",
@@ -197,7 +226,8 @@ def test_each_image_is_pre_pulled_only_where_its_pods_can_run():
 
 def test_hadoop_configuration_egress_and_spark_rbac_follow_the_values():
     """Hadoop files and krb5.conf reach their ConfigMap unchanged; user pods may reach exactly the
-    Hadoop ranges and ports given; the Spark driver's fixed ports are open to executor pods only;
+    Hadoop ranges and ports given; the Spark driver's fixed ports are open to executor pods only,
+    and it reaches the API server only where `apiServer` says;
     the Spark service account's Role is namespaced and limited to pods, services and configmaps;
     and the hub's settings name these same resources."""
     values = example_values(*EXAMPLE)
@@ -222,6 +252,11 @@ def test_hadoop_configuration_egress_and_spark_rbac_follow_the_values():
     [ingress] = spark["ingress"]
     assert ingress["from"] == [{"podSelector": {"matchLabels": {"spark-role": "executor"}}}]
     assert [p["port"] for p in ingress["ports"]] == [SPARK_DRIVER_PORT, SPARK_BLOCKMANAGER_PORT]
+    # The driver calls the API server at exactly the addresses and ports `apiServer` gives.
+    assert spark["egress"][1] == {
+        "to": [{"ipBlock": {"cidr": "10.0.0.1/32"}}],
+        "ports": [{"port": 443, "protocol": "TCP"}],
+    }
 
     role = find(manifests, "Role", "analysis-hub-spark")
     assert {r for rule in role["rules"] for r in rule["resources"]} == {
@@ -243,13 +278,13 @@ def test_hadoop_configuration_egress_and_spark_rbac_follow_the_values():
     assert settings.kubernetes.hadoop_configmap == "analysis-hub-hadoop" and settings.kubernetes.krb5_conf
     assert settings.kubernetes.spark_service_account == "analysis-hub-spark"
     assert settings.auth.type == "oidc" and settings.auth.oidc.client_secret_file is None
-    assert not settings.pipelines.enabled
+    assert settings.pipelines.enabled
 
 
-def test_without_hadoop_or_spark_nothing_of_theirs_is_created_and_no_pod_gets_a_token():
-    """By default (no Hadoop cluster, no Spark on Kubernetes) the chart creates no Hadoop
+def test_without_hadoop_spark_or_pipelines_nothing_of_theirs_is_created_and_no_pod_gets_a_token():
+    """Without a Hadoop cluster, Spark on Kubernetes or pipelines, the chart creates no Hadoop
     ConfigMap, no extra network access, no service account or Role, and the settings name none."""
-    manifests = render_chart()
+    manifests = render_chart(PIPELINES_OFF)
     assert {m["kind"] for m in manifests} == {"ConfigMap", "DaemonSet"}
     settings = yaml.safe_load(find(manifests, "ConfigMap", "analysis-hub-settings")["data"]["settings.yaml"])
     assert set(settings["kubernetes"]) == {"images"}

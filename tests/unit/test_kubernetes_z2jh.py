@@ -18,7 +18,9 @@ import yaml
 from analysis_hub.backends.kubernetes.profiles import CHART_USER_TOLERATIONS, SPARK_DRIVER_LABEL, ClusterFacts
 from analysis_hub.backends.kubernetes.spawner import CatalogKubeSpawner, catalog_profile_list
 from analysis_hub.backends.kubernetes.z2jh import apply_under_z2jh, configure
+from analysis_hub.config import PIPELINES_ACCESS, pipelines_oauth
 from analysis_hub.settings import Settings, SettingsError
+from jupyterhub.services.service import Service
 from kube_support import (
     CHART,
     HUB,
@@ -46,9 +48,26 @@ OIDC_ENDPOINTS = {
 }
 
 
-def z2jh_config() -> Config:
-    """What z2jh 4.4.0's jupyterhub_config.py sets before it runs jupyterhub_config.d/*.py."""
+Z2JH_TOKEN = "generated-by-z2jh"
+
+
+def z2jh_config(values: dict | None = None) -> Config:
+    """What z2jh 4.4.0's jupyterhub_config.py sets before it runs jupyterhub_config.d/*.py.
+
+    Its `hub.services` and `hub.loadRoles` from the chart's values (the defaults unless
+    given) as z2jh's file does it: each entry named by its key, `apiToken` dropped, and the
+    token z2jh keeps in its Secret set as `api_token`.
+    """
+    hub_values = (values or chart_defaults())["jupyterhub"]["hub"]
     c = Config()
+    c.JupyterHub.services = [
+        {**{k: v for k, v in service.items() if k != "apiToken"}, "name": name, "api_token": Z2JH_TOKEN}
+        for name, service in (hub_values.get("services") or {}).items()
+        if service is not None
+    ]
+    c.JupyterHub.load_roles = [
+        {"name": name, **role} for name, role in (hub_values.get("loadRoles") or {}).items()
+    ]
     c.JupyterHub.spawner_class = "kubespawner.KubeSpawner"
     c.JupyterHub.authenticator_class = "dummy"  # the chart's hub.config default
     c.KubeSpawner.profile_list = []  # singleuser.profileList
@@ -235,7 +254,10 @@ async def test_pyspark_pod_from_the_chart_has_hadoop_kerberos_and_spark_on_kuber
     "settings, message",
     [
         ({"backend": "local"}, "backend: must be 'kubernetes'"),
-        ({"backend": "kubernetes"}, "pipelines.enabled: not supported on Kubernetes yet"),
+        (
+            {"backend": "kubernetes"},
+            "jupyterhub.hub.services.pipelines.url: required while pipelines.enabled is true",
+        ),
         (
             {
                 "backend": "kubernetes",
@@ -248,17 +270,60 @@ async def test_pyspark_pod_from_the_chart_has_hadoop_kerberos_and_spark_on_kuber
 )
 def test_settings_that_cant_work_under_the_chart_stop_the_hub_with_the_key(settings, message):
     """Settings that would start a broken hub on Kubernetes are refused, naming the key: another
-    backend, the pipelines service (its loopback port is unreachable from the proxy pod), an
-    OAuth login whose callback would default to the pod's own address."""
+    backend, pipelines on without z2jh registering the service's Deployment (the hub never
+    starts it in its own pod), an OAuth login whose callback would default to the pod's own
+    address."""
     with pytest.raises(SettingsError, match=message):
         apply_under_z2jh(Settings.model_validate(settings), Config(), credentials=None)
 
 
+def test_under_the_chart_the_pipelines_service_is_registered_by_z2jh_and_never_started_in_the_hub(
+    hub_files,
+):
+    """With pipelines on (the chart's default), the hub knows the service as z2jh registered it
+    from our values (the Kubernetes Service's URL, z2jh's generated token) plus the same OAuth
+    client as on one machine; no command and no environment, so the hub never starts it in its
+    own pod; its token has no scopes and users' tokens may reach it. Every field is one
+    JupyterHub's Service knows (it refuses unknown ones at start)."""
+    _, environ, _ = hub_files
+    c = configure(z2jh_config(), environ)
+    [service] = [s for s in c.JupyterHub.services if s["name"] == "pipelines"]
+    url = chart_defaults()["jupyterhub"]["hub"]["services"]["pipelines"]["url"]
+    assert service == {"name": "pipelines", "url": url, "api_token": Z2JH_TOKEN, **pipelines_oauth("/")}
+    assert set(service) <= set(Service.class_trait_names())
+    roles = {r["name"]: r for r in c.JupyterHub.load_roles}
+    assert roles["pipelines"] == {"name": "pipelines", "scopes": [], "services": ["pipelines"]}
+    assert roles["user"]["scopes"] == ["self", PIPELINES_ACCESS]
+
+
+def test_a_user_role_from_z2jh_values_keeps_its_scopes_and_gains_the_pipelines_access():
+    """An admin's `user` role in `hub.loadRoles` stays one role with its own scopes, plus the
+    access to the pipelines service (JupyterHub refuses two roles of one name)."""
+    values = merge_values(
+        chart_defaults(),
+        {"jupyterhub": {"hub": {"loadRoles": {"user": {"scopes": ["self", "read:metrics"]}}}}},
+    )
+    c = apply_under_z2jh(Settings.model_validate({"backend": "kubernetes"}), z2jh_config(values), None)
+    [user] = [r for r in c.JupyterHub.load_roles if r["name"] == "user"]
+    assert user["scopes"] == ["self", "read:metrics", PIPELINES_ACCESS]
+
+
+def test_a_pipelines_service_with_a_command_is_refused_naming_the_key():
+    """A `command` in z2jh's entry would make the hub start a second service in its own pod."""
+    command = {"jupyterhub": {"hub": {"services": {"pipelines": {"command": ["python", "-m", "x"]}}}}}
+    values = merge_values(chart_defaults(), command)
+    with pytest.raises(SettingsError) as refused:
+        apply_under_z2jh(Settings.model_validate({"backend": "kubernetes"}), z2jh_config(values), None)
+    assert "jupyterhub.hub.services.pipelines.command: the service runs" in str(refused.value)
+
+
 def test_the_settings_file_the_chart_writes_is_valid_as_is():
-    """The chart's settings file, with the default values, passes the hub's own settings model."""
+    """The chart's settings file, with the default values, passes the hub's own settings model,
+    pipelines on."""
     text = find(render_chart(), "ConfigMap", "analysis-hub-settings")["data"]["settings.yaml"]
     settings = Settings.model_validate(yaml.safe_load(text))
     assert settings.backend == "kubernetes" and settings.auth.type == "builtin"
+    assert settings.pipelines.enabled
 
 
 def test_apply_settings_with_the_kubernetes_backend_sets_only_the_catalog_spawners_traits(tmp_path):

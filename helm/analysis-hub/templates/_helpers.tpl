@@ -52,8 +52,122 @@ decides (backend, paths, the kubernetes section). Mounted at
   "data_dir" "/srv/jupyterhub/analysis-hub"
   "catalog" "/usr/local/etc/analysis-hub/profiles"
   "kubernetes" $kubernetes
-  "pipelines" (dict "enabled" false "output_url" .Values.pipelines.outputUrl)
+  "pipelines" (include "analysis-hub.pipelines.settings" . | fromYaml)
   "culler" (pick .Values.jupyterhub.cull "enabled" "timeout" "every")
 -}}
 {{- mustMergeOverwrite (deepCopy .Values.settings) $chart | toYaml }}
+{{- end }}
+
+{{/*
+The Zero to JupyterHub resources we refer to, by z2jh 4.4.0's names (with its
+default `fullnameOverride: ""`): the hub's Service and Deployment are `hub`
+(or `<fullnameOverride>-hub`), its Secret the same name unless
+`hub.existingSecret` replaces it.
+*/}}
+{{- define "analysis-hub.hubName" -}}
+{{- $override := .Values.jupyterhub.fullnameOverride | default "" -}}
+{{- if $override }}{{ $override }}-hub{{ else }}hub{{ end -}}
+{{- end }}
+
+{{- define "analysis-hub.hubSecretName" -}}
+{{- .Values.jupyterhub.hub.existingSecret | default (include "analysis-hub.hubName" .) -}}
+{{- end }}
+
+{{/*
+The labels z2jh puts on its own hub and proxy pods (pass the component).
+*/}}
+{{- define "analysis-hub.z2jhPodSelector" -}}
+app.kubernetes.io/component: {{ .component }}
+app.kubernetes.io/instance: {{ .root.Release.Name | quote }}
+{{- end }}
+
+{{/*
+The pipelines service: its Kubernetes Service is named `pipelines`, not
+`analysis-hub-...`: Kubernetes gives every pod in the namespace (the hub's
+too) variables named after each Service, and `ANALYSIS_HUB_*` ones would be
+read as settings overrides. Its port is the pod's and the Service's.
+*/}}
+{{- define "analysis-hub.pipelines.serviceName" -}}pipelines{{- end }}
+{{- define "analysis-hub.pipelines.port" -}}8080{{- end }}
+{{- define "analysis-hub.pipelines.url" -}}
+http://{{ include "analysis-hub.pipelines.serviceName" . }}:{{ include "analysis-hub.pipelines.port" . }}
+{{- end }}
+{{- define "analysis-hub.pipelines.prefix" -}}
+{{- .Values.jupyterhub.hub.baseUrl | default "/" | trimSuffix "/" }}/services/pipelines/
+{{- end }}
+{{- define "analysis-hub.pipelines.selector" -}}
+app.kubernetes.io/name: analysis-hub
+app.kubernetes.io/instance: {{ .Release.Name | quote }}
+app.kubernetes.io/component: pipelines
+{{- end }}
+{{/* The label the Argo executor puts on every pipeline run's pods (the run pods' NetworkPolicy selects it). */}}
+{{- define "analysis-hub.pipelineRunSelector" -}}
+analysis-hub/pipeline-run: "true"
+{{- end }}
+{{/* The service account of pipeline run pods (Argo's executor reports results through the API). */}}
+{{- define "analysis-hub.pipelineRunServiceAccount" -}}analysis-hub-pipeline-run{{- end }}
+{{/* Where the service keeps its state (teams' git repositories) on its volume. */}}
+{{- define "analysis-hub.pipelines.volumeMount" -}}/srv/analysis-hub-pipelines{{- end }}
+
+{{/*
+The settings file's pipelines section: the service reads the same file as the
+hub (the database URL comes from its Secret, as $ANALYSIS_HUB_PIPELINES__DATABASE_URL).
+*/}}
+{{- define "analysis-hub.pipelines.settings" -}}
+enabled: {{ .Values.pipelines.enabled }}
+output_url: {{ .Values.pipelines.outputUrl | quote }}
+port: {{ include "analysis-hub.pipelines.port" . }}
+data_dir: {{ include "analysis-hub.pipelines.volumeMount" . }}/state
+{{- end }}
+
+{{/*
+Egress rules to a list of networks ({cidr, ports}: a port or {port, protocol}).
+*/}}
+{{- define "analysis-hub.networkEgress" -}}
+{{- range . }}
+- to:
+    - ipBlock:
+        cidr: {{ .cidr | quote }}
+  ports:
+    {{- range .ports }}
+    {{- if kindIs "map" . }}
+    - port: {{ .port }}
+      protocol: {{ .protocol | default "TCP" }}
+    {{- else }}
+    - port: {{ . }}
+      protocol: TCP
+    {{- end }}
+    {{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Egress to the Kubernetes API server (values: apiServer). */}}
+{{- define "analysis-hub.apiServerEgress" -}}
+- to:
+    {{- range .Values.apiServer.cidrs }}
+    - ipBlock:
+        cidr: {{ . | quote }}
+    {{- end }}
+  ports:
+    {{- range .Values.apiServer.ports }}
+    - port: {{ . }}
+      protocol: TCP
+    {{- end }}
+{{- end }}
+
+{{/* Egress to DNS: the cluster's resolver in kube-system, or any private address on port 53. */}}
+{{- define "analysis-hub.dnsEgress" -}}
+- to:
+    - namespaceSelector:
+        matchLabels:
+          kubernetes.io/metadata.name: kube-system
+    {{- range list "10.0.0.0/8" "172.16.0.0/12" "192.168.0.0/16" }}
+    - ipBlock:
+        cidr: {{ . }}
+    {{- end }}
+  ports:
+    - port: 53
+      protocol: UDP
+    - port: 53
+      protocol: TCP
 {{- end }}

@@ -1,9 +1,15 @@
-"""`python -m analysis_hub.pipelines`: the pipelines service, started by the hub (I/O).
+"""`python -m analysis_hub.pipelines`: the pipelines service (I/O).
 
-Contract: reads the hub's resolved settings from $ANALYSIS_HUB_SETTINGS_JSON
-(set by `config.apply_pipelines`) and JupyterHub's service variables
-($JUPYTERHUB_SERVICE_URL, $JUPYTERHUB_SERVICE_PREFIX, the OAuth client), opens
-the database, re-registers schedules and serves the API and pages on loopback.
+Contract: started by the hub (one machine), it reads the hub's resolved
+settings from $ANALYSIS_HUB_SETTINGS_JSON (set by `config.apply_pipelines`)
+and listens on the loopback URL in $JUPYTERHUB_SERVICE_URL. Run on its own
+(the chart's Deployment on Kubernetes), that variable is absent: it reads the
+settings file the hub reads ($ANALYSIS_HUB_SETTINGS, with the usual
+$ANALYSIS_HUB_* overrides, e.g. the database URL from a Secret) and listens on
+every interface of its pod at `pipelines.port`. Either way it takes the rest
+of JupyterHub's service variables ($JUPYTERHUB_SERVICE_PREFIX, the API token,
+the OAuth client), opens the database, re-registers schedules and serves the
+API and pages.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from urllib.parse import urlparse
 
 from ..backends import backend_for
 from ..catalog_source import CatalogSource
-from ..settings import Settings
+from ..settings import Settings, load_settings
 from .models import open_database
 from .service import Pipelines
 from .state import SQLITE_FILES, secure_state
@@ -44,18 +50,32 @@ def build(settings: Settings) -> Pipelines:
     )
 
 
+def service_settings(environ: dict[str, str]) -> Settings:
+    if SETTINGS_ENV in environ:
+        return Settings.model_validate_json(environ[SETTINGS_ENV])
+    return load_settings(environ=environ)
+
+
+def listen_address(settings: Settings, environ: dict[str, str]) -> tuple[str, int]:
+    if SETTINGS_ENV in environ:
+        url = urlparse(environ.get("JUPYTERHUB_SERVICE_URL", f"http://127.0.0.1:{settings.pipelines.port}"))
+        return url.hostname, url.port
+    # Its own pod: reached through its Kubernetes Service, whose target is this port.
+    return "0.0.0.0", settings.pipelines.port
+
+
 async def serve() -> None:
     logging.basicConfig(level=logging.INFO, format="[%(levelname).1s %(asctime)s %(name)s] %(message)s")
-    settings = Settings.model_validate_json(os.environ[SETTINGS_ENV])
+    settings = service_settings(dict(os.environ))
     pipelines = build(settings)
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/pipelines/")
     app = make_app(pipelines, prefix, settings.pipelines.max_notebook_mb * 2**20)
     app.settings["cookie_secret"] = secrets.token_bytes(32)  # browser sessions re-use the hub's login
-    url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", f"http://127.0.0.1:{settings.pipelines.port}"))
+    address, port = listen_address(settings, dict(os.environ))
     # Room for a notebook at the limit, JSON-escaped; the handler answers 413 above the limit.
-    app.listen(url.port, address=url.hostname, max_body_size=4 * settings.pipelines.max_notebook_mb * 2**20)
+    app.listen(port, address=address, max_body_size=4 * settings.pipelines.max_notebook_mb * 2**20)
     pipelines.start()
-    logging.getLogger(__name__).info("pipelines service at %s%s", url.geturl(), prefix)
+    logging.getLogger(__name__).info("pipelines service at http://%s:%s%s", address, port, prefix)
     await asyncio.Event().wait()
 
 

@@ -4,19 +4,24 @@ Contract: `make_app(pipelines, prefix, max_bytes)` returns the tornado
 application mounted at the hub's service prefix (`/services/pipelines/`).
 Users authenticate with JupyterHub: the browser by the hub's OAuth, the CLI
 with a hub API token in the Authorization header. Only the HTTP trigger
-endpoint takes a pipeline's own trigger token instead. Errors are JSON
-`{"status", "message"}` with 400/403/404/409/413.
+endpoint takes a pipeline's own trigger token instead, and `health` (the
+readiness probe: 200 when the database answers, 503 when not) takes none and
+says nothing else. Errors are JSON `{"status", "message"}` with
+400/403/404/409/413.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 from pathlib import Path
 from urllib.parse import quote
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
@@ -327,6 +332,22 @@ class OpenApi(web.RequestHandler):
         self.finish(json.dumps(openapi(self.settings["prefix"]), indent=1))
 
 
+class Health(web.RequestHandler):
+    """Readiness: the service can serve only while its database answers."""
+
+    def get(self):
+        try:
+            with self.settings["pipelines"].sessions() as db:
+                db.execute(text("SELECT 1"))
+        except SQLAlchemyError as e:
+            # The reason goes to the log only: the probe's answer is unauthenticated.
+            logging.getLogger(__name__).warning("health: the database does not answer: %s", e)
+            self.set_status(503)
+            self.finish({"status": "unavailable"})
+            return
+        self.finish({"status": "ok"})
+
+
 class Page(Handler):
     def render_page(self, template: str, **values) -> None:
         self.finish(
@@ -370,6 +391,7 @@ class RunOutputHtml(Page):
 def make_app(pipelines: Pipelines, prefix: str, max_bytes: int) -> web.Application:
     routes = [
         (r"api/openapi.json", OpenApi),
+        (r"health", Health),
         (r"api/pipelines", PipelineList),
         (rf"api/pipelines/{P}", PipelineItem),
         (rf"api/pipelines/{P}/versions", Versions),

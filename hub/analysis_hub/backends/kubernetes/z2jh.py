@@ -10,9 +10,11 @@ Contract:
   our chart mounts a two-line file there that calls `configure(c)`.
 - `apply_under_z2jh(settings, c, credentials)` is pure: it sets only what
   z2jh does not (login, the catalog-driven `CatalogKubeSpawner`, our pages,
-  JupyterLab, the activity policy), and never the hub's URLs, database, the
-  proxy's address, the culler or the keys, so the chart's values keep their
-  meaning.
+  JupyterLab, the activity policy, the pipelines service's OAuth client and
+  roles), and never the hub's URLs, database, the proxy's address, the
+  culler or the keys, so the chart's values keep their meaning. The
+  pipelines service is never started in the hub pod: it is the chart's own
+  Deployment, registered by z2jh from `hub.services.pipelines`.
 - `configure(c)` is the I/O: the settings file the chart mounts
   (`$ANALYSIS_HUB_SETTINGS`), the OpenID Connect provider's discovery
   document, the client secret (a Kubernetes Secret, as a file or
@@ -27,7 +29,15 @@ import os
 
 from traitlets.config import Config
 
-from ...config import PACKAGE_DIR, HostFacts, apply_auth, apply_spawner
+from ...config import (
+    PACKAGE_DIR,
+    PIPELINES_SERVICE,
+    HostFacts,
+    add_pipelines_roles,
+    apply_auth,
+    apply_spawner,
+    pipelines_oauth,
+)
 from ...credentials import CRYPT_KEY_ENV, Credentials, load_credentials
 from ...oauth import discover_oidc_endpoints
 from ...settings import Settings, SettingsError, load_settings
@@ -37,11 +47,6 @@ from .. import backend_for
 def apply_under_z2jh(settings: Settings, c: Config, credentials: Credentials) -> Config:
     if settings.backend != "kubernetes":
         raise SettingsError("backend", ["backend: must be 'kubernetes' under the Zero to JupyterHub chart"])
-    if settings.pipelines.enabled:
-        # The service listens on the hub pod's loopback, which the proxy pod can't reach.
-        raise SettingsError(
-            "pipelines.enabled", ["pipelines.enabled: not supported on Kubernetes yet; set it to false"]
-        )
     oauth = getattr(settings.auth, settings.auth.type, None)
     if oauth is not None and not oauth.callback_url:
         # The default (from hub.ip and hub.port) is the pod's own address, which no browser reaches.
@@ -60,7 +65,37 @@ def apply_under_z2jh(settings: Settings, c: Config, credentials: Credentials) ->
     apply_auth(settings, c, credentials)
     apply_spawner(settings, c)
     backend_for(settings).apply(settings, c, HostFacts(is_root=False, cgroups_writable=False))
+    if settings.pipelines.enabled:
+        apply_external_pipelines(c)
     return c
+
+
+def apply_external_pipelines(c: Config) -> None:
+    """The pipelines service as its own Deployment, never a process in the hub pod.
+
+    z2jh registers it from the chart's `jupyterhub.hub.services.pipelines`
+    values: the URL of its Kubernetes Service and an API token z2jh generates
+    and keeps in its hub Secret (which the service's Deployment reads). Here
+    it gets the same OAuth client and roles as the hub-managed service on one
+    machine (`config.pipelines_oauth`, `config.add_pipelines_roles`).
+    """
+    services = [dict(s) for s in (c.JupyterHub.services if "services" in c.JupyterHub else [])]
+    entry = next((s for s in services if s.get("name") == PIPELINES_SERVICE), None)
+    key = f"jupyterhub.hub.services.{PIPELINES_SERVICE}.url"
+    if entry is None or not entry.get("url"):
+        raise SettingsError(
+            key, [f"{key}: required while pipelines.enabled is true (the chart's values.yaml sets it)"]
+        )
+    if "command" in entry:
+        # A command would make the hub start a second copy inside its own pod.
+        key = f"jupyterhub.hub.services.{PIPELINES_SERVICE}.command"
+        raise SettingsError(key, [f"{key}: the service runs in its own Deployment; remove it"])
+    base_url = c.JupyterHub.base_url if "base_url" in c.JupyterHub else "/"
+    entry.update(pipelines_oauth(base_url))
+    c.JupyterHub.services = services
+    if "load_roles" not in c.JupyterHub:
+        c.JupyterHub.load_roles = []
+    add_pipelines_roles(c)
 
 
 def load_z2jh_credentials(settings: Settings, environ: dict[str, str]) -> Credentials:
