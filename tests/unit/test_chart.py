@@ -180,6 +180,11 @@ def test_a_catalog_given_in_values_reaches_the_hubs_mounted_files_unchanged(tmp_
         ),
         ({"apiServer": {"ports": [443, 70000]}}, "at '/apiServer/ports/1'"),
         (
+            {"pipelines": {"artifactStore": {"s3": {"bucket": "runs"}}}},
+            "at '/pipelines/artifactStore/s3': properties 'endpoint' required, if 'bucket' exists",
+        ),
+        ({"pipelines": {"outputUrl": "/srv/outputs"}}, "at '/pipelines/outputUrl'"),
+        (
             {"spark": {"kubernetesExecutors": "yes"}},
             "at '/spark/kubernetesExecutors': got string, want boolean",
         ),

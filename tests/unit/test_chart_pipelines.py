@@ -234,7 +234,8 @@ def test_pipeline_run_pods_get_a_user_pods_network():
 def test_the_argo_artifact_repository_and_the_service_share_one_store():
     """With an S3 bucket in values, the chart writes Argo's default artifact repository for the
     namespace (logs archived) and gives the service the same endpoint and credentials Secret,
-    by reference; without one, neither is written."""
+    by reference, and the settings its output prefix and the hub's public URL; without a
+    bucket, neither repository nor credentials are written."""
     manifests = render_chart(example_values(*WITH_ARGO))
     repositories = find(manifests, "ConfigMap", "artifact-repositories")
     key = repositories["metadata"]["annotations"]["workflows.argoproj.io/default-artifact-repository"]
@@ -254,7 +255,10 @@ def test_the_argo_artifact_repository_and_the_service_share_one_store():
     assert env["AWS_ENDPOINT_URL"] == "https://minio.example.com:9000"
     assert env["AWS_ACCESS_KEY_ID"] == {"secretKeyRef": repository["s3"]["accessKeySecret"]}
     assert env["AWS_SECRET_ACCESS_KEY"] == {"secretKeyRef": repository["s3"]["secretKeySecret"]}
-    assert chart_settings(manifests).pipelines.output_url.startswith("s3://analysis-hub-pipelines/")
+    settings = chart_settings(manifests)
+    assert settings.pipelines.output_url.startswith("s3://analysis-hub-pipelines/")
+    # Run notifications link to the hub's public address (common.yaml), not the pod's.
+    assert settings.pipelines.public_url == "https://hub.example.com"
 
     defaults = render_chart()
     assert not [m for m in defaults if m["metadata"]["name"] == "artifact-repositories"]

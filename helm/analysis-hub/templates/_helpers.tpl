@@ -118,6 +118,9 @@ enabled: {{ .Values.pipelines.enabled }}
 output_url: {{ .Values.pipelines.outputUrl | quote }}
 port: {{ include "analysis-hub.pipelines.port" . }}
 data_dir: {{ include "analysis-hub.pipelines.volumeMount" . }}/state
+{{- with .Values.pipelines.publicUrl }}
+public_url: {{ . | quote }}
+{{- end }}
 {{- end }}
 
 {{/*
