@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -25,6 +26,21 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .validation import describe_validation_error
 
 ENV_PREFIX = "ANALYSIS_HUB_"
+# (pattern, what it means) for the validators below.
+_S3_URL = (
+    r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/\S*)?$",
+    "an s3:// URL: s3://bucket or s3://bucket/prefix",
+)
+_HTTP_URL = (r"^https?://[^/\s]+(/\S*)?$", "an http(s):// URL such as http://minio.storage:9000")
+_DNS_NAME = (r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", "a Kubernetes name: lower-case letters, digits and '-'")
+
+
+def _matching(value: str | None, pattern: str, meaning: str) -> str | None:
+    if value is not None and not re.match(pattern, value):
+        raise ValueError(f"must be {meaning} (got {value!r})")
+    return value
+
+
 SETTINGS_PATH_ENV = "ANALYSIS_HUB_SETTINGS"
 
 
@@ -142,8 +158,24 @@ class PipelinesSettings(_Section):
         None, description="the hub's URL as users reach it, for links in notifications"
     )
     output_url: str = Field(
-        "s3://analysis-hub-pipelines", description="kubernetes: where papermill writes run outputs"
+        "s3://analysis-hub-pipelines",
+        description="kubernetes: the artifact store (s3://bucket[/prefix]) for runs' notebooks and logs",
     )
+    s3_endpoint_url: str | None = Field(
+        None,
+        description="kubernetes: an S3-compatible store's URL (MinIO, Ceph); none: AWS S3",
+    )
+    s3_credentials_secret: str | None = Field(
+        None,
+        description="kubernetes: a Secret whose keys (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...)"
+        " become the run pods' environment; none: the pods' own cloud identity",
+    )
+
+    @field_validator("output_url", "s3_endpoint_url", "s3_credentials_secret")
+    @classmethod
+    def _store(cls, value, info):
+        rule = {"output_url": _S3_URL, "s3_endpoint_url": _HTTP_URL, "s3_credentials_secret": _DNS_NAME}
+        return _matching(value, *rule[info.field_name])
 
 
 class KubernetesSettings(_Section):
@@ -159,6 +191,18 @@ class KubernetesSettings(_Section):
     start_timeout: int = Field(
         600, ge=30, description="seconds a pod may take to start, a first pull of a multi-GB image included"
     )
+    namespace: str | None = Field(
+        None, description="pipelines' Argo Workflows; default: the service's own namespace"
+    )
+    workflow_service_account: str = Field(
+        "analysis-hub-workflows",
+        description="service account of Argo's own containers in run pods (the notebook's gets no token)",
+    )
+
+    @field_validator("namespace", "workflow_service_account")
+    @classmethod
+    def _names(cls, value):
+        return _matching(value, *_DNS_NAME)
 
 
 class DockerSettings(_Section):

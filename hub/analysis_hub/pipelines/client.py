@@ -26,7 +26,7 @@ from pathlib import Path
 import requests
 
 DEFAULT_URL = "http://127.0.0.1:8000/services/pipelines/"
-FINISHED = {"succeeded", "failed", "timed_out", "skipped"}
+FINISHED = {"succeeded", "failed", "timed_out", "cancelled", "skipped"}
 
 
 class ClientError(Exception):

@@ -13,6 +13,12 @@ Contract:
 - `prepare(spec)` is called when a version is deployed (Argo stores a
   WorkflowTemplate then); executors that need nothing ahead of a run inherit
   the no-op.
+- Optional, where a backend can do it (look it up with `getattr`):
+  `async cancel(run_id) -> bool` stops a run that is going (Argo's stop; the
+  run's `run` then returns the status `cancelled`), False when none was; and
+  `retries_itself = True`, for an executor that retries a failed run within
+  one run (Argo's `retryStrategy`, from `spec.retries`): the service then
+  calls `run` once instead of once per attempt.
 - Which executor a service uses follows the backend table
   (`analysis_hub.backends`): the local backend's runs in the machine's
   sandbox, docker's in a container of the version's image, Kubernetes' as
@@ -44,7 +50,7 @@ INPUT, OUTPUT, PARAMETERS, LOG, HTML = (
 
 @dataclass(frozen=True)
 class RunOutcome:
-    status: str  # succeeded | failed | timed_out
+    status: str  # succeeded | failed | timed_out | cancelled
     exit_code: int | None
     reason: str = ""
     error_cell: int | None = None

@@ -23,7 +23,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship,
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
-FINISHED = ("succeeded", "failed", "timed_out", "skipped")
+FINISHED = ("succeeded", "failed", "timed_out", "cancelled", "skipped")
 
 
 def now() -> datetime:

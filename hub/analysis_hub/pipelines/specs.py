@@ -46,6 +46,10 @@ class RunSpec:
     memory_limit: int | None = None
     gpus: int = 0
     timeout: int = 3600
+    # For executors that retry a run themselves (Argo's retryStrategy) and build the version's
+    # pod from its resolved profile (the Kubernetes translation); the others ignore both.
+    retries: int = 0
+    profile: ResolvedProfile | None = None
 
 
 def check_name(kind: str, name: str) -> str:
@@ -167,7 +171,9 @@ def run_parameters(declared: dict[str, Parameter], deployed: dict, given: dict) 
     return merged
 
 
-def run_spec(run_id: int, team: str, pipeline: str, version, timeout: int, parameters: dict) -> RunSpec:
+def run_spec(
+    run_id: int, team: str, pipeline: str, version, timeout: int, parameters: dict, retries: int = 0
+) -> RunSpec:
     settings = version.resources
     return RunSpec(
         run_id=run_id,
@@ -182,4 +188,6 @@ def run_spec(run_id: int, team: str, pipeline: str, version, timeout: int, param
         memory_limit=settings.get("memory_limit"),
         gpus=settings.get("gpus") or 0,
         timeout=timeout,
+        retries=retries,
+        profile=stored_profile(version),
     )

@@ -1,0 +1,333 @@
+"""The kubernetes backend's pipeline executor: each run is an Argo Workflow (I/O).
+
+Contract (see `pipelines.executor`):
+- `prepare(spec)`, when a version is deployed, creates or updates the
+  version's `WorkflowTemplate` (get, then create, or update with the
+  resourceVersion it read). `run` prepares too, so a run never depends on a
+  deploy made before this executor existed.
+- `run(spec, notebook, out_dir)` uploads the version's notebook to the
+  artifact store, submits a `Workflow` from the template (labelled with team,
+  pipeline, version and run id, with the run's parameters, timeout and
+  retries), follows it through the Kubernetes API (get, then watch from the
+  resourceVersion read, again after every watch that ends) until it
+  finishes, downloads `output.ipynb` and `log.txt` that papermill wrote from
+  the pod into `out_dir`, and returns the same `RunOutcome` as a local run
+  (`finish_outcome`: output.html, the error cell). Status: succeeded, failed,
+  timed_out (a deadline), or cancelled (a stopped Workflow).
+- `cancel(run_id)` (optional in the executor protocol) stops the run's
+  Workflows with Argo's stop (`spec.shutdown: Stop`); the run then ends as
+  cancelled.
+- `ArgoApi` is every Kubernetes API call this module makes; `ARGO_ROLE_RULES`
+  is the namespaced Role that allows exactly those calls (the chart's Role is
+  checked against it). No pod logs are read: the log is in the artifact store.
+- The executor never executes a notebook itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import secrets
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from urllib.parse import urlparse
+
+import aiohttp
+
+from ...pipelines.executor import INPUT, LOG, OUTPUT, PARAMETERS, RunOutcome, finish_outcome
+from ...pipelines.specs import RunSpec
+from ...quantities import format_memory
+from .profiles import ClusterFacts
+from .workflows import (
+    GROUP,
+    VERSION,
+    WorkflowResult,
+    WorkflowSettings,
+    artifact_urls,
+    out_of_memory,
+    run_selector,
+    template_name,
+    version_pod,
+    workflow,
+    workflow_name,
+    workflow_result,
+    workflow_template,
+)
+
+log = logging.getLogger(__name__)
+
+# The namespaced Role the pipelines service needs, as Kubernetes RBAC rules.
+ARGO_ROLE_RULES = (
+    {"apiGroups": [GROUP], "resources": ["workflowtemplates"], "verbs": ["get", "create", "update"]},
+    {"apiGroups": [GROUP], "resources": ["workflows"], "verbs": ["create", "get", "list", "watch", "patch"]},
+)
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+WATCH_SECONDS = 300  # a watch the server ends after this; the executor reads the Workflow and watches again
+
+
+class ArgoApi:
+    """The Argo custom resources through the Kubernetes API: every call the executor makes."""
+
+    def __init__(self, api_client, namespace: str):
+        from kubernetes_asyncio.client import CustomObjectsApi
+
+        self.objects = CustomObjectsApi(api_client)
+        self.namespace = namespace
+
+    def _at(self, plural: str) -> tuple:
+        return (GROUP, VERSION, self.namespace, plural)
+
+    async def get_template(self, name: str) -> dict | None:
+        at = self._at("workflowtemplates")
+        return await self._maybe(self.objects.get_namespaced_custom_object(*at, name))
+
+    async def create_template(self, body: dict) -> dict:
+        return await self.objects.create_namespaced_custom_object(*self._at("workflowtemplates"), body)
+
+    async def update_template(self, name: str, body: dict) -> dict:
+        return await self.objects.replace_namespaced_custom_object(*self._at("workflowtemplates"), name, body)
+
+    async def create_workflow(self, body: dict) -> dict:
+        return await self.objects.create_namespaced_custom_object(*self._at("workflows"), body)
+
+    async def get_workflow(self, name: str) -> dict | None:
+        return await self._maybe(self.objects.get_namespaced_custom_object(*self._at("workflows"), name))
+
+    async def list_workflows(self, label_selector: str) -> list[dict]:
+        found = await self.objects.list_namespaced_custom_object(
+            *self._at("workflows"), label_selector=label_selector
+        )
+        return found.get("items") or []
+
+    async def watch_workflow(self, name: str, resource_version: str) -> AsyncIterator[dict]:
+        """The Workflow's events after `resource_version`, until the server ends the watch."""
+        response = await self.objects.list_namespaced_custom_object(
+            *self._at("workflows"),
+            field_selector=f"metadata.name={name}",
+            resource_version=resource_version,
+            watch=True,
+            timeout_seconds=WATCH_SECONDS,
+            _preload_content=False,
+            _request_timeout=WATCH_SECONDS + 30,
+        )
+        async with response:
+            async for line in response.content:
+                if line.strip():
+                    yield json.loads(line)
+
+    async def stop_workflow(self, name: str) -> dict:
+        return await self.objects.patch_namespaced_custom_object(
+            *self._at("workflows"),
+            name,
+            {"spec": {"shutdown": "Stop"}},
+            _content_type="application/merge-patch+json",  # custom resources take no strategic merge
+        )
+
+    @staticmethod
+    async def _maybe(call) -> dict | None:
+        from kubernetes_asyncio.client.exceptions import ApiException
+
+        try:
+            return await call
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+
+
+class ArtifactStore:
+    """The S3-compatible store the run pods write to (boto3, in a thread)."""
+
+    def __init__(self, client_factory: Callable[[], object]):
+        self._factory, self._client = client_factory, None
+
+    def _s3(self):
+        if self._client is None:
+            self._client = self._factory()
+        return self._client
+
+    async def put_text(self, url: str, text: str) -> None:
+        bucket, key = _bucket_key(url)
+        await asyncio.to_thread(self._s3().put_object, Bucket=bucket, Key=key, Body=text.encode())
+
+    def _read(self, bucket: str, key: str) -> bytes:
+        return self._s3().get_object(Bucket=bucket, Key=key)["Body"].read()
+
+    async def download(self, url: str, path: Path) -> bool:
+        """Copy `url` to `path`; False when there is no such object."""
+        bucket, key = _bucket_key(url)
+        try:
+            body = await asyncio.to_thread(self._read, bucket, key)
+        except Exception as e:
+            if _missing(e):
+                return False
+            raise
+        path.write_bytes(body)
+        return True
+
+
+class ArgoExecutor:
+    """Runs pipelines as Argo Workflows in `namespace`; see the module's contract."""
+
+    retries_itself = True  # Argo's retryStrategy retries within one Workflow: the service runs once
+
+    def __init__(
+        self,
+        namespace: str,
+        cluster: ClusterFacts,
+        settings: WorkflowSettings,
+        api_client: Callable[[], object],
+        s3_client: Callable[[], object] | None = None,
+    ):
+        self.namespace, self.cluster, self.settings = namespace, cluster, settings
+        self._api_client_factory, self._api = api_client, None
+        self.store = ArtifactStore(s3_client or _boto3_client(settings.s3_endpoint_url))
+        self._running: dict[int, str] = {}  # run id -> Workflow name, for cancel
+
+    @classmethod
+    def from_settings(cls, settings, cluster: ClusterFacts) -> ArgoExecutor:
+        """In the service's pod: its service account's namespace and token (in-cluster config)."""
+        k8s, pipelines = settings.kubernetes, settings.pipelines
+        namespace = k8s.namespace or SERVICE_ACCOUNT_NAMESPACE.read_text().strip()
+        workflow_settings = WorkflowSettings(
+            output_url=pipelines.output_url,
+            executor_service_account=k8s.workflow_service_account,
+            s3_endpoint_url=pipelines.s3_endpoint_url,
+            s3_credentials_secret=pipelines.s3_credentials_secret,
+        )
+        return cls(namespace, cluster, workflow_settings, in_cluster_api_client)
+
+    @property
+    def api(self) -> ArgoApi:
+        if self._api is None:
+            self._api = ArgoApi(self._api_client_factory(), self.namespace)
+        return self._api
+
+    def template_for(self, spec: RunSpec) -> dict:
+        """The version's WorkflowTemplate, as `prepare` stores it (for `GET .../argo`)."""
+        return workflow_template(spec, version_pod(spec, self.cluster), self.settings)
+
+    async def prepare(self, spec: RunSpec) -> None:
+        body = self.template_for(spec)
+        name = template_name(spec)
+        current = await self.api.get_template(name)
+        if current is None:
+            await self.api.create_template(body)
+            log.info("created WorkflowTemplate %s", name)
+        elif _differs(current, body):
+            body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+            await self.api.update_template(name, body)
+            log.info("updated WorkflowTemplate %s", name)
+
+    async def run(self, spec: RunSpec, notebook: str, out_dir: Path) -> RunOutcome:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / INPUT).write_text(notebook)
+        (out_dir / PARAMETERS).write_text(json.dumps(spec.parameters))
+        await self.prepare(spec)
+        name = workflow_name(spec, secrets.token_hex(3))
+        urls = artifact_urls(spec, name, self.settings)
+        await self.store.put_text(urls.input, notebook)
+        self._running[spec.run_id] = name
+        try:
+            await self.api.create_workflow(workflow(spec, name))
+            log.info("run %s: submitted Workflow %s", spec.run_id, name)
+            result = workflow_result(await self._follow(name))
+        finally:
+            self._running.pop(spec.run_id, None)
+        await self.store.download(urls.output, out_dir / OUTPUT)
+        if not await self.store.download(urls.log, out_dir / LOG):
+            # The pod never ran the notebook (image pull, scheduling, a stop before the start):
+            # Argo's messages are the log.
+            (out_dir / LOG).write_text("\n".join(result.messages or (result.reason,)) + "\n")
+        return await asyncio.to_thread(self._outcome, spec, out_dir, result)
+
+    async def cancel(self, run_id: int) -> bool:
+        """Stop the run's Workflows (Argo's stop); False when there is none to stop."""
+        names = {self._running[run_id]} if run_id in self._running else set()
+        for item in await self.api.list_workflows(run_selector(run_id)):
+            if workflow_result(item) is None:
+                names.add(item["metadata"]["name"])
+        for name in sorted(names):
+            await self.api.stop_workflow(name)
+            log.info("run %s: stopping Workflow %s", run_id, name)
+        return bool(names)
+
+    async def _follow(self, name: str) -> dict:
+        """The Workflow once finished: read it, watch it from there, read it again when a watch ends."""
+        wf = await self._get(name)
+        while workflow_result(wf) is None:
+            try:
+                async for event in self.api.watch_workflow(name, wf["metadata"]["resourceVersion"]):
+                    if event.get("type") in ("ADDED", "MODIFIED"):
+                        wf = event["object"]
+                        if workflow_result(wf) is not None:
+                            return wf
+                    elif event.get("type") == "DELETED":
+                        return _lost(wf, "the Workflow was deleted before it finished")
+                    elif event.get("type") == "ERROR":
+                        break  # e.g. 410 Gone: the resourceVersion is too old; read it again
+            except (aiohttp.ClientError, OSError, TimeoutError) as e:  # the API went away mid-watch
+                log.warning("watching Workflow %s: %s; reading it again", name, e)
+                await asyncio.sleep(5)
+            wf = await self._get(name)
+        return wf
+
+    async def _get(self, name: str) -> dict:
+        wf = await self.api.get_workflow(name)
+        return wf if wf is not None else _lost({"metadata": {"name": name}}, "the Workflow was deleted")
+
+    def _outcome(self, spec: RunSpec, out_dir: Path, result: WorkflowResult) -> RunOutcome:
+        code = 0 if result.status == "succeeded" else (result.exit_code or None)
+        oom = ""
+        if result.status == "failed" and out_of_memory(result):
+            limit = format_memory(spec.memory_limit) if spec.memory_limit else "?"
+            oom = f"the kernel was killed for using more than its memory limit ({limit})"
+        outcome = finish_outcome(spec, out_dir, code, result.status == "timed_out", oom)
+        if result.status == "cancelled":
+            return dataclasses.replace(outcome, status="cancelled", reason=result.reason)
+        if result.status == "failed" and code is None and not oom:
+            return dataclasses.replace(outcome, reason=result.reason)
+        return outcome
+
+
+def in_cluster_api_client():
+    """An API client with the pod's service account token (the service's Deployment)."""
+    from kubernetes_asyncio import client, config
+
+    configuration = client.Configuration()
+    config.load_incluster_config(client_configuration=configuration)
+    return client.ApiClient(configuration)
+
+
+def _boto3_client(endpoint_url: str | None) -> Callable[[], object]:
+    def make():
+        import boto3  # only the kubernetes backend needs it
+
+        return boto3.client("s3", endpoint_url=endpoint_url)
+
+    return make
+
+
+def _bucket_key(url: str) -> tuple[str, str]:
+    parsed = urlparse(url)
+    if parsed.scheme != "s3" or not parsed.netloc:
+        raise ValueError(f"not an s3:// URL: {url}")
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+def _missing(error: Exception) -> bool:
+    code = getattr(error, "response", {}).get("Error", {}).get("Code") if hasattr(error, "response") else None
+    return code in ("NoSuchKey", "404", "NotFound")
+
+
+def _differs(current: dict, wanted: dict) -> bool:
+    meta = current.get("metadata") or {}
+    return current.get("spec") != wanted["spec"] or any(
+        meta.get(k) != wanted["metadata"].get(k) for k in ("labels", "annotations")
+    )
+
+
+def _lost(wf: dict, message: str) -> dict:
+    return {**wf, "status": {"phase": "Error", "message": message}}
