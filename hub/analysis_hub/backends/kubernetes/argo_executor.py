@@ -205,6 +205,12 @@ class ArgoExecutor:
             self._api = ArgoApi(self._api_client_factory(), self.namespace)
         return self._api
 
+    async def close(self) -> None:
+        """Close the API client's connections (the service's shutdown)."""
+        if self._api is not None:
+            await self._api.objects.api_client.close()
+            self._api = None
+
     def template_for(self, spec: RunSpec) -> dict:
         """The version's WorkflowTemplate, as `prepare` stores it (for `GET .../argo`)."""
         return workflow_template(spec, version_pod(spec, self.cluster), self.settings)

@@ -1,0 +1,314 @@
+"""The kubernetes backend's pipeline executor: runs as Argo Workflows, against stand-ins for the cluster.
+
+No Kubernetes cluster, so no Argo, can run here: the API server is a stand-in
+(`argo_standin.StandInKubernetes`, the Argo resources' endpoints on
+127.0.0.1, refusing what hera's models of Argo's schema don't accept), and
+so is the controller (`StandInArgo`: it runs a Workflow's step as its pod
+would, as a local process, and reports its phases; the other phases are
+scripted). The artifact store is moto's S3 server, also a stand-in. What is
+real: the executor and its Kubernetes client (kubernetes_asyncio, the one
+KubeSpawner uses), the objects it sends (built with hera), the pod command
+(papermill executing the notebook with a real kernel, reading and writing
+through papermill's own S3 handler) and boto3 reading the outputs back.
+The tests build on each other and run in order; the last one checks every
+API call made against the Role the chart grants (`ARGO_ROLE_RULES`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+
+import boto3
+import kubernetes_validate
+import nbformat
+import pytest
+from analysis_hub.backends.kubernetes.argo_executor import ARGO_ROLE_RULES, ArgoExecutor
+from analysis_hub.backends.kubernetes.profiles import CHART_USER_TOLERATIONS, ClusterFacts
+from analysis_hub.backends.kubernetes.workflows import (
+    WorkflowSettings,
+    template_name,
+    workflow,
+    workflow_name,
+)
+from analysis_hub.catalog import resolve
+from analysis_hub.catalog_source import CatalogSource
+from analysis_hub.pipelines.specs import RunSpec
+from argo_standin import StandInArgo, StandInKubernetes
+from conftest import REPO
+from harness import free_port
+from moto.server import ThreadedMotoServer
+from notebooks import make_notebook
+
+pytestmark = pytest.mark.integration
+
+NAMESPACE = "analysis-hub"
+BUCKET = "pipeline-runs"
+CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "stand-in",
+    "AWS_SECRET_ACCESS_KEY": "stand-in",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+IMAGE_REFS = {
+    n: f"registry.example.com/analysis-hub/{n}:abc123" for n in ("pyspark", "pytorch", "tensorflow")
+}
+K8S = "1.32.0"
+FAILING = make_notebook("print(greeting * n)", "1/0", "print('never')")
+SLOW = make_notebook("print('started', flush=True)", "import time\ntime.sleep(600)")
+
+
+@pytest.fixture(scope="module")
+def s3():
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server logs every request
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    client = boto3.client("s3", endpoint_url=url, **_boto3_credentials())
+    client.create_bucket(Bucket=BUCKET)
+    yield url, client
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+async def cluster(s3, tmp_path_factory):
+    api = StandInKubernetes(NAMESPACE)
+    url = await api.start()
+    argo = StandInArgo(api, {"s3-credentials": CREDENTIALS}, tmp_path_factory.mktemp("pod"))
+    yield api, argo, url
+    await api.stop()
+
+
+@pytest.fixture(scope="module")
+async def executor(cluster, s3):
+    from kubernetes_asyncio.client import ApiClient, Configuration
+
+    _, _, api_url = cluster
+    s3_url, _ = s3
+    configuration = Configuration(host=api_url)
+    settings = WorkflowSettings(
+        f"s3://{BUCKET}/analysis-hub", "analysis-hub-workflows", s3_url, "s3-credentials"
+    )
+    executor = ArgoExecutor(
+        NAMESPACE,
+        ClusterFacts(images=IMAGE_REFS, hadoop_configmap="hadoop-conf"),
+        settings,
+        api_client=lambda: ApiClient(configuration),
+        s3_client=lambda: boto3.client("s3", endpoint_url=s3_url, **_boto3_credentials()),
+    )
+    yield executor
+    await executor.close()
+
+
+def _boto3_credentials() -> dict:
+    return {
+        "aws_access_key_id": CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        "region_name": CREDENTIALS["AWS_DEFAULT_REGION"],
+    }
+
+
+def spec(run_id: int, pipeline: str = "daily", profile: str = "pyspark", **changes) -> RunSpec:
+    resolved = resolve(CatalogSource(REPO / "profiles", REPO / "images").current().get(profile))
+    base = RunSpec(
+        run_id=run_id,
+        team="data-team",
+        pipeline=pipeline,
+        version=1,
+        image=resolved.image,
+        kernel="python3",
+        parameters={"n": 2, "greeting": "ho"},
+        memory_limit=resolved.resources.memory_limit,
+        timeout=600,
+        retries=2,
+        profile=resolved,
+    )
+    return dataclasses.replace(base, **changes)
+
+
+async def run_with_controller(executor, api, behaviour, run_spec, notebook, out_dir):
+    """Run through the executor while the stand-in controller acts on the Workflow it submits."""
+
+    async def controller():
+        name = await api.created.get()
+        await behaviour(name)
+        return name
+
+    outcome, name = await asyncio.gather(
+        executor.run(run_spec, json.dumps(notebook), out_dir), asyncio.wait_for(controller(), 300)
+    )
+    return outcome, name
+
+
+async def test_a_failing_notebook_runs_as_a_workflow_and_renders_at_its_error_cell(
+    cluster, executor, tmp_path
+):
+    """A run is a Workflow from the version's WorkflowTemplate, labelled with team, pipeline, version
+    and run, with the deployment's timeout and retries; its pod runs papermill on the version's
+    notebook (uploaded to the artifact store) with the run's parameters, and the executor reads the
+    output notebook and the log back from S3: the run fails at the `1/0` cell, output.html shows the
+    error there, and the reason is the notebook's error, as for a local run."""
+    api, argo, _ = cluster
+    outcome, name = await run_with_controller(executor, api, argo.run_pod, spec(41), FAILING, tmp_path)
+
+    output = nbformat.read(tmp_path / "output.ipynb", as_version=4)
+    failing = next(i for i, c in enumerate(output.cells) if c.source == "1/0")
+    assert (outcome.status, outcome.exit_code, outcome.error_cell) == ("failed", 1, failing)
+    assert "ZeroDivisionError" in outcome.reason
+    assert "hoho" in (tmp_path / "log.txt").read_text()  # the cell's output, with the run's parameters
+    html = (tmp_path / "output.html").read_text()
+    assert "ZeroDivisionError" in html and "never" in html
+    wf = api.objects[("workflows", name)]
+    assert wf["metadata"]["labels"] == {
+        "analysis-hub/team": "data-team",
+        "analysis-hub/pipeline": "daily",
+        "analysis-hub/version": "1",
+        "analysis-hub/run": "41",
+    }
+    assert wf["spec"]["workflowTemplateRef"] == {"name": template_name(spec(41))}
+    assert (wf["spec"]["activeDeadlineSeconds"], wf["spec"]["retryStrategy"]["limit"]) == (600, 2)
+    assert json.loads(wf["spec"]["arguments"]["parameters"][0]["value"]) == {"n": 2, "greeting": "ho"}
+    assert [(v, r) for v, r, _ in api.received if r == "workflowtemplates"] == [
+        ("create", "workflowtemplates")
+    ]
+
+
+async def test_a_redeployed_version_updates_its_template_and_a_good_run_succeeds(cluster, executor, tmp_path):
+    """Deploying again with another timeout updates the stored WorkflowTemplate in place (with the
+    resourceVersion it read); the next run succeeds with the notebook's outputs from S3."""
+    api, argo, _ = cluster
+    changed = spec(42, timeout=900, parameters={"n": 3, "greeting": "hi"})
+    await executor.prepare(changed)
+    template = api.objects[("workflowtemplates", template_name(changed))]
+    assert template["spec"]["activeDeadlineSeconds"] == 900
+    assert [v for v, r, _ in api.received if r == "workflowtemplates"] == ["create", "update"]
+    notebook = make_notebook("print(greeting * n)")
+    outcome, _ = await run_with_controller(executor, api, argo.run_pod, changed, notebook, tmp_path)
+    assert (outcome.status, outcome.exit_code, outcome.error_cell) == ("succeeded", 0, None)
+    output = nbformat.read(tmp_path / "output.ipynb", as_version=4)
+    assert "hihihi" in output.cells[-1].outputs[0]["text"]
+
+
+@pytest.mark.parametrize(
+    ("phase", "message", "node_message", "status", "reason"),
+    [
+        ("Succeeded", "", "", "succeeded", ""),
+        ("Failed", "", "Error (exit code 2)", "failed", "Error (exit code 2)"),
+        ("Error", "pod deleted", "pod deleted", "failed", "pod deleted"),
+        (
+            "Failed",
+            "",
+            "Pod was active on the node longer than the specified deadline",
+            "timed_out",
+            "stopped after the timeout of 600 s",
+        ),
+        (
+            "Failed",
+            "Step exceeded its deadline",
+            "Step exceeded its deadline",
+            "timed_out",
+            "timeout of 600 s",
+        ),
+        ("Failed", "", "OOMKilled (exit code 137)", "failed", "more than its memory limit (2 GiB)"),
+    ],
+)
+async def test_argo_phases_become_run_states(
+    cluster, executor, tmp_path, phase, message, node_message, status, reason
+):
+    """Succeeded, Failed, Error, the pod's and the Workflow's deadlines and an out-of-memory kill,
+    reported by Argo without the notebook having run, become the run's status and reason; the log
+    then holds Argo's messages."""
+    api, argo, _ = cluster
+    code = {"Succeeded": 0, "Error (exit code 2)": 2, "OOMKilled (exit code 137)": 137}.get(
+        node_message or phase
+    )
+
+    async def scripted(name):
+        await api.set_status(name, {"phase": "Pending"})
+        await argo.finish(name, phase, message, code, node_message)
+
+    outcome, _ = await run_with_controller(
+        executor, api, scripted, spec(50, memory_limit=2 * 2**30), FAILING, tmp_path
+    )
+    assert outcome.status == status
+    assert reason in outcome.reason
+    if node_message:
+        assert node_message in (tmp_path / "log.txt").read_text()
+
+
+async def test_a_stopped_run_ends_as_cancelled_with_its_partial_output(cluster, executor, s3, tmp_path):
+    """cancel(run_id) stops the run's Workflow with Argo's stop (a merge patch of spec.shutdown); the
+    pod gets SIGTERM, the run ends as cancelled, and its output so far and log are kept."""
+    api, argo, _ = cluster
+    run_spec = spec(60, pipeline="slow")
+    _, client = s3
+
+    async def run_then_cancel(name):
+        running = asyncio.ensure_future(argo.run_pod(name))
+        key = f"analysis-hub/data-team/slow/runs/{name}/output.ipynb"
+        while "started" not in _outputs(client, key):  # the first cell ran: the notebook is going
+            await asyncio.sleep(0.2)
+        assert await executor.cancel(60) is True
+        await running
+
+    outcome, _ = await run_with_controller(executor, api, run_then_cancel, run_spec, SLOW, tmp_path)
+    assert outcome.status == "cancelled"
+    assert ("patch", "workflows", {"spec": {"shutdown": "Stop"}}) in api.received
+    assert "stopped by signal 15" in (tmp_path / "log.txt").read_text()
+    output = nbformat.read(tmp_path / "output.ipynb", as_version=4)
+    assert "started" in output.cells[-2].outputs[0]["text"]
+    assert await executor.cancel(60) is False  # nothing left to stop
+
+
+async def test_every_object_sent_passes_argos_schema_and_its_pods_are_valid(cluster, executor):
+    """Every object the executor sent passed hera's models of Argo's schema (the stand-in refuses
+    others), and the pod each Workflow makes, a GPU version's included, is a valid Kubernetes 1.32
+    pod: the profile's image and limits, non-root, no API token for the notebook, the chart's
+    tolerations."""
+    api, argo, _ = cluster
+    gpu = spec(70, pipeline="train", profile="pytorch")
+    await executor.prepare(gpu)
+    await executor.api.create_workflow(workflow(gpu, workflow_name(gpu, "gpu")))
+    assert api.refused == []
+    assert {r for _, r, _ in api.received} == {"workflows", "workflowtemplates"}
+    names = [n for (p, n) in api.objects if p == "workflows"]
+    assert len(names) == 10  # every run of the tests before, and the GPU one
+    for name in names:
+        pod = argo.pod_of(name)
+        kubernetes_validate.validate(pod, K8S, strict=True)
+        main = pod["spec"]["containers"][0]
+        assert main["image"] == IMAGE_REFS["pytorch" if "train" in name else "pyspark"]
+        assert main["securityContext"]["runAsNonRoot"] is True
+        assert main["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+        assert pod["spec"]["automountServiceAccountToken"] is False
+        assert pod["spec"]["tolerations"][:2] == list(CHART_USER_TOLERATIONS)
+    template = api.objects[("workflowtemplates", template_name(gpu))]
+    container = template["spec"]["templates"][0]["container"]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert template["spec"]["executor"] == {"serviceAccountName": "analysis-hub-workflows"}
+
+
+async def test_the_api_calls_made_are_exactly_what_the_role_allows(cluster):
+    """RBAC: the calls the executor made over these tests, as (API group, resource, verb), are
+    exactly those `ARGO_ROLE_RULES` (the chart's Role) allows: every rule is needed, none is missing."""
+    api, _, _ = cluster
+    allowed = {
+        (group, resource, verb)
+        for rule in ARGO_ROLE_RULES
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    assert api.rules_used() == allowed
+
+
+def _outputs(client, key: str) -> str:
+    """The cells' outputs so far in the notebook papermill is writing to S3."""
+    try:
+        text = client.get_object(Bucket=BUCKET, Key=key)["Body"].read().decode()
+    except client.exceptions.NoSuchKey:
+        return ""
+    cells = nbformat.reads(text, as_version=4).cells
+    return "".join(o.get("text", "") for c in cells if c.cell_type == "code" for o in c.outputs)
