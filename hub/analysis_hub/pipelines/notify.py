@@ -15,7 +15,12 @@ import logging
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 log = logging.getLogger(__name__)
-ICONS = {"succeeded": ":white_check_mark:", "failed": ":x:", "timed_out": ":hourglass:", "cancelled": ":no_entry_sign:"}
+ICONS = {
+    "succeeded": ":white_check_mark:",
+    "failed": ":x:",
+    "timed_out": ":hourglass:",
+    "cancelled": ":no_entry_sign:",
+}
 
 
 def run_message(team: str, pipeline: str, run: dict, run_url: str) -> dict:
