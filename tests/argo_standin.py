@@ -3,7 +3,8 @@
 No Kubernetes cluster, and so no Argo Workflows controller, can run on these
 machines. `StandInKubernetes` is a small HTTP server on 127.0.0.1 that serves
 the `argoproj.io/v1alpha1` `workflows` and `workflowtemplates` of one
-namespace the way the API server serves custom resources: create, get,
+namespace (403 in any other, as for a namespaced Role) the way the API server serves custom
+resources: create, get,
 update (with the resourceVersion read, else 409), list and watch (`?watch=true`,
 JSON lines, from a resourceVersion, with field and label selectors) and
 merge-patch. Like a server with Argo's schema it refuses (422) any object
@@ -109,8 +110,14 @@ class StandInKubernetes:
             "DELETE": "delete",
         }.get(request.method, request.method.lower())
         self.calls.append((group, plural, verb))
-        if group != "argoproj.io" or namespace != self.namespace or plural not in MODELS:
+        if group != "argoproj.io" or plural not in MODELS:
             return self._status(404, f"no {request.path} here")
+        if namespace != self.namespace:  # the service's Role is namespaced
+            message = (
+                f'{plural}.{group} is forbidden: User "system:serviceaccount:{self.namespace}:pipelines"'
+                f' cannot {verb} resource "{plural}" in API group "{group}" in the namespace "{namespace}"'
+            )
+            return self._status(403, message)
         body = await request.json() if request.can_read_body else None
         if body is not None:
             self.received.append((verb, plural, body))

@@ -262,6 +262,47 @@ async def test_a_stopped_run_ends_as_cancelled_with_its_partial_output(cluster, 
     assert await executor.cancel(60) is False  # nothing left to stop
 
 
+async def test_a_workflow_argo_never_ends_is_stopped_after_its_deadline(
+    cluster, executor, tmp_path, monkeypatch
+):
+    """With Argo's controller gone, a Workflow stays Pending: the executor stops following it once
+    the run's deadline and a grace period have passed, stops it, and the run is timed_out rather
+    than running forever."""
+    api, _, _ = cluster
+    monkeypatch.setattr(executor, "grace_seconds", 0)
+
+    async def nothing_happens(name):
+        await api.set_status(name, {"phase": "Pending"})
+
+    outcome, name = await run_with_controller(
+        executor, api, nothing_happens, spec(80, timeout=1), FAILING, tmp_path
+    )
+    assert outcome.status == "timed_out"
+    assert api.objects[("workflows", name)]["spec"]["shutdown"] == "Stop"
+    assert "after its deadline" in (tmp_path / "log.txt").read_text()
+
+
+async def test_a_run_the_api_refuses_fails_with_the_apis_reason(cluster, tmp_path):
+    """A run the Kubernetes API refuses (here: a namespace the service's Role doesn't cover) fails
+    at once with the API's own message, and nothing is submitted."""
+    api, _, _ = cluster
+    from kubernetes_asyncio.client import ApiClient, Configuration
+
+    elsewhere = ArgoExecutor(
+        "other-namespace",
+        ClusterFacts(images=IMAGE_REFS),
+        WorkflowSettings(f"s3://{BUCKET}/analysis-hub", "analysis-hub-workflows"),
+        api_client=lambda: ApiClient(Configuration(host=cluster[2])),
+        s3_client=lambda: pytest.fail("nothing may be uploaded before the template is stored"),
+    )
+    before = len(api.objects)
+    outcome = await elsewhere.run(spec(90), json.dumps(FAILING), tmp_path)
+    await elsewhere.close()
+    assert (outcome.status, outcome.exit_code) == ("failed", None)
+    assert "is forbidden" in outcome.reason and "other-namespace" in outcome.reason
+    assert len(api.objects) == before
+
+
 async def test_every_object_sent_passes_argos_schema_and_its_pods_are_valid(cluster, executor):
     """Every object the executor sent passed hera's models of Argo's schema (the stand-in refuses
     others), and the pod each Workflow makes, a GPU version's included, is a valid Kubernetes 1.32
@@ -274,7 +315,7 @@ async def test_every_object_sent_passes_argos_schema_and_its_pods_are_valid(clus
     assert api.refused == []
     assert {r for _, r, _ in api.received} == {"workflows", "workflowtemplates"}
     names = [n for (p, n) in api.objects if p == "workflows"]
-    assert len(names) == 10  # every run of the tests before, and the GPU one
+    assert len(names) == 11  # every Workflow of the tests before, and the GPU one
     for name in names:
         pod = argo.pod_of(name)
         kubernetes_validate.validate(pod, K8S, strict=True)

@@ -180,16 +180,24 @@ class ArgoExecutor:
         settings: WorkflowSettings,
         api_client: Callable[[], object],
         s3_client: Callable[[], object] | None = None,
+        grace_seconds: int = 300,
     ):
         self.namespace, self.cluster, self.settings = namespace, cluster, settings
         self._api_client_factory, self._api = api_client, None
         self.store = ArtifactStore(s3_client or _boto3_client(settings.s3_endpoint_url))
         self._running: dict[int, str] = {}  # run id -> Workflow name, for cancel
+        self.grace_seconds = grace_seconds  # past a run's deadline, before Argo is taken to be gone
 
     @classmethod
-    def from_settings(cls, settings, cluster: ClusterFacts) -> ArgoExecutor:
+    def from_settings(cls, settings, cluster: ClusterFacts | None = None) -> ArgoExecutor:
         """In the service's pod: its service account's namespace and token (in-cluster config)."""
         k8s, pipelines = settings.kubernetes, settings.pipelines
+        cluster = cluster or ClusterFacts(
+            images=dict(k8s.images),
+            hadoop_configmap=k8s.hadoop_configmap,
+            krb5_conf=k8s.krb5_conf,
+            spark_service_account=k8s.spark_service_account,
+        )
         namespace = k8s.namespace or SERVICE_ACCOUNT_NAMESPACE.read_text().strip()
         workflow_settings = WorkflowSettings(
             output_url=pipelines.output_url,
@@ -228,18 +236,23 @@ class ArgoExecutor:
             log.info("updated WorkflowTemplate %s", name)
 
     async def run(self, spec: RunSpec, notebook: str, out_dir: Path) -> RunOutcome:
+        from kubernetes_asyncio.client.exceptions import ApiException
+
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / INPUT).write_text(notebook)
         (out_dir / PARAMETERS).write_text(json.dumps(spec.parameters))
-        await self.prepare(spec)
         name = workflow_name(spec, secrets.token_hex(3))
         urls = artifact_urls(spec, name, self.settings)
-        await self.store.put_text(urls.input, notebook)
         self._running[spec.run_id] = name
         try:
+            await self.prepare(spec)
+            await self.store.put_text(urls.input, notebook)
             await self.api.create_workflow(workflow(spec, name))
             log.info("run %s: submitted Workflow %s", spec.run_id, name)
-            result = workflow_result(await self._follow(name))
+            result = workflow_result(await self._follow_until_deadline(spec, name))
+        except ApiException as e:
+            (out_dir / LOG).write_text(f"{e.status} {e.reason}\n{e.body}\n")
+            return RunOutcome("failed", None, f"the Kubernetes API refused the run: {_api_message(e)}")
         finally:
             self._running.pop(spec.run_id, None)
         await self.store.download(urls.output, out_dir / OUTPUT)
@@ -248,6 +261,16 @@ class ArgoExecutor:
             # Argo's messages are the log.
             (out_dir / LOG).write_text("\n".join(result.messages or (result.reason,)) + "\n")
         return await asyncio.to_thread(self._outcome, spec, out_dir, result)
+
+    async def _follow_until_deadline(self, spec: RunSpec, name: str) -> dict:
+        """The finished Workflow; one that Argo still hasn't ended well after its deadline (the
+        controller down) is stopped and reported as timed out."""
+        try:
+            return await asyncio.wait_for(self._follow(name), spec.timeout + self.grace_seconds)
+        except TimeoutError:
+            await self.api.stop_workflow(name)
+            message = f"Argo had not ended the Workflow {self.grace_seconds} s after its deadline"
+            return {"spec": {}, "status": {"phase": "Failed", "message": f"{message}: exceeded its deadline"}}
 
     async def cancel(self, run_id: int) -> bool:
         """Stop the run's Workflows (Argo's stop); False when there is none to stop."""
@@ -333,6 +356,13 @@ def _differs(current: dict, wanted: dict) -> bool:
     return current.get("spec") != wanted["spec"] or any(
         meta.get(k) != wanted["metadata"].get(k) for k in ("labels", "annotations")
     )
+
+
+def _api_message(error) -> str:
+    try:
+        return json.loads(error.body)["message"]
+    except (TypeError, ValueError, KeyError):
+        return f"{error.status} {error.reason}"
 
 
 def _lost(wf: dict, message: str) -> dict:
