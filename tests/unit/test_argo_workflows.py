@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import ast
 import re
+from types import SimpleNamespace
 
 import pytest
+from analysis_hub.backends.kubernetes.profiles import ClusterFacts, pod_override
 from analysis_hub.backends.kubernetes.workflows import (
     label_value,
     object_name,
     run_labels,
     runner_source,
     template_name,
+    version_pod,
     workflow,
     workflow_name,
     workflow_result,
 )
-from analysis_hub.pipelines.specs import RunSpec
+from analysis_hub.pipelines.specs import RunSpec, run_spec, version_settings
 from analysis_hub.settings import SettingsError, load_settings
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -52,6 +55,27 @@ def test_names_and_labels_are_always_valid_and_keep_runs_apart():
     assert label_value("etl-") != label_value("etl") == "etl"
     assert labels["analysis-hub/run"] == "12345"
     assert object_name("x" * 100) != object_name("x" * 99)
+
+
+def test_a_runs_pod_is_the_published_versions_profile_pod(repo_catalog):
+    """A run's spec carries the version's resolved profile as published (GPU option included), so
+    its Argo pod has exactly the KubeSpawner profile's pod settings, and the deployment's retries."""
+    from analysis_hub.catalog import resolve
+
+    profile = repo_catalog.get("pytorch")
+    resolved = resolve(profile, {name: next(iter(c.options)) for name, c in profile.choices.items()})
+    version = SimpleNamespace(
+        number=4,
+        image=resolved.image,
+        kernel="python3",
+        profile=resolved.slug,
+        choices=resolved.choices,
+        resources=version_settings(resolved),
+    )
+    cluster = ClusterFacts(images={"pytorch": "registry.example.com/pytorch:1"})
+    spec_ = run_spec(7, "ml", "train", version, 600, {}, retries=2)
+    assert version_pod(spec_, cluster) == pod_override(resolved, cluster)
+    assert spec_.retries == 2
 
 
 def test_a_run_without_retries_has_no_retry_strategy():
