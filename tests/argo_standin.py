@@ -19,7 +19,7 @@ own timeout, so a client must read again and watch again.
 Workflow's step as Argo's pod would, from the referenced template with the
 Workflow's parameters substituted (`{{workflow.name}}`,
 `{{workflow.parameters.X}}`), as a process with the container's command,
-args and env (the Secret's keys for `envFrom`), "python" being this
+args and env (a Secret's values for `secretKeyRef`), "python" being this
 environment's interpreter, and reports Running, then Succeeded or Failed with
 the pod node's exit code. A stop (`spec.shutdown`) sends the process SIGTERM,
 as Argo does, and ends the Workflow as Argo reports a stop. `finish` sets any
@@ -274,9 +274,9 @@ class StandInArgo:
         container = self.pod_of(name)["spec"]["containers"][0]
         command = [sys.executable if x == "python" else x for x in container["command"]] + container["args"]
         env = {"PATH": os.environ["PATH"], "HOME": str(self.workdir)}
-        for source in container.get("envFrom", []):
-            env.update(self.secrets[source["secretRef"]["name"]])
-        env.update({e["name"]: e["value"] for e in container.get("env", [])})
+        for var in container.get("env", []):
+            ref = (var.get("valueFrom") or {}).get("secretKeyRef")
+            env[var["name"]] = self.secrets[ref["name"]][ref["key"]] if ref else var["value"]
         await self.api.set_status(name, {"phase": "Running"})
         process = await asyncio.create_subprocess_exec(
             *command, env=env, cwd=self.workdir, start_new_session=True

@@ -167,8 +167,11 @@ class PipelinesSettings(_Section):
     )
     s3_credentials_secret: str | None = Field(
         None,
-        description="kubernetes: a Secret whose keys (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...)"
-        " become the run pods' environment; none: the pods' own cloud identity",
+        description="kubernetes: a Secret with keys accesskey and secretkey (as Argo's artifact"
+        " repository), the run pods' AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; none: their own identity",
+    )
+    s3_region: str | None = Field(
+        None, description="kubernetes: the artifact store's region (AWS_DEFAULT_REGION)"
     )
 
     @field_validator("output_url", "s3_endpoint_url", "s3_credentials_secret")
@@ -195,7 +198,7 @@ class KubernetesSettings(_Section):
         None, description="pipelines' Argo Workflows; default: the service's own namespace"
     )
     workflow_service_account: str = Field(
-        "analysis-hub-workflows",
+        "analysis-hub-pipeline-run",
         description="service account of Argo's own containers in run pods (the notebook's gets no token)",
     )
 

@@ -30,6 +30,7 @@ from analysis_hub.backends.kubernetes.profiles import CHART_USER_TOLERATIONS, Cl
 from analysis_hub.backends.kubernetes.workflows import (
     WorkflowSettings,
     template_name,
+    version_pod,
     workflow,
     workflow_name,
 )
@@ -76,7 +77,11 @@ def s3():
 async def cluster(s3, tmp_path_factory):
     api = StandInKubernetes(NAMESPACE)
     url = await api.start()
-    argo = StandInArgo(api, {"s3-credentials": CREDENTIALS}, tmp_path_factory.mktemp("pod"))
+    secret = {
+        "accesskey": CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        "secretkey": CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    }
+    argo = StandInArgo(api, {"s3-credentials": secret}, tmp_path_factory.mktemp("pod"))
     yield api, argo, url
     await api.stop()
 
@@ -88,9 +93,8 @@ async def executor(cluster, s3):
     _, _, api_url = cluster
     s3_url, _ = s3
     configuration = Configuration(host=api_url)
-    settings = WorkflowSettings(
-        f"s3://{BUCKET}/analysis-hub", "analysis-hub-workflows", s3_url, "s3-credentials"
-    )
+    output_url, region = f"s3://{BUCKET}/analysis-hub", CREDENTIALS["AWS_DEFAULT_REGION"]
+    settings = WorkflowSettings(output_url, "analysis-hub-pipeline-run", s3_url, "s3-credentials", region)
     executor = ArgoExecutor(
         NAMESPACE,
         ClusterFacts(images=IMAGE_REFS, hadoop_configmap="hadoop-conf"),
@@ -291,7 +295,7 @@ async def test_a_run_the_api_refuses_fails_with_the_apis_reason(cluster, tmp_pat
     elsewhere = ArgoExecutor(
         "other-namespace",
         ClusterFacts(images=IMAGE_REFS),
-        WorkflowSettings(f"s3://{BUCKET}/analysis-hub", "analysis-hub-workflows"),
+        WorkflowSettings(f"s3://{BUCKET}/analysis-hub", "analysis-hub-pipeline-run"),
         api_client=lambda: ApiClient(Configuration(host=cluster[2])),
         s3_client=lambda: pytest.fail("nothing may be uploaded before the template is stored"),
     )
@@ -311,7 +315,9 @@ async def test_every_object_sent_passes_argos_schema_and_its_pods_are_valid(clus
     api, argo, _ = cluster
     gpu = spec(70, pipeline="train", profile="pytorch")
     await executor.prepare(gpu)
-    await executor.api.create_workflow(workflow(gpu, workflow_name(gpu, "gpu")))
+    await executor.api.create_workflow(
+        workflow(gpu, workflow_name(gpu, "gpu"), version_pod(gpu, executor.cluster))
+    )
     assert api.refused == []
     assert {r for _, r, _ in api.received} == {"workflows", "workflowtemplates"}
     names = [n for (p, n) in api.objects if p == "workflows"]
@@ -325,10 +331,11 @@ async def test_every_object_sent_passes_argos_schema_and_its_pods_are_valid(clus
         assert main["securityContext"]["capabilities"] == {"drop": ["ALL"]}
         assert pod["spec"]["automountServiceAccountToken"] is False
         assert pod["spec"]["tolerations"][:2] == list(CHART_USER_TOLERATIONS)
+        assert pod["metadata"]["labels"]["analysis-hub/pipeline-run"] == "true"  # the chart's policy
     template = api.objects[("workflowtemplates", template_name(gpu))]
     container = template["spec"]["templates"][0]["container"]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
-    assert template["spec"]["executor"] == {"serviceAccountName": "analysis-hub-workflows"}
+    assert template["spec"]["executor"] == {"serviceAccountName": "analysis-hub-pipeline-run"}
 
 
 async def test_the_api_calls_made_are_exactly_what_the_role_allows(cluster):

@@ -80,8 +80,18 @@ def test_a_runs_pod_is_the_published_versions_profile_pod(repo_catalog):
 
 def test_a_run_without_retries_has_no_retry_strategy():
     """Retries become Argo's retryStrategy (retrying failures and errors) only when there are any."""
-    assert "retryStrategy" not in workflow(spec(), "w")["spec"]
-    assert workflow(spec(retries=3), "w")["spec"]["retryStrategy"] == {"limit": 3, "retryPolicy": "Always"}
+    assert "retryStrategy" not in workflow(spec(), "w", {})["spec"]
+    retried = workflow(spec(retries=3), "w", {})["spec"]
+    assert retried["retryStrategy"] == {"limit": 3, "retryPolicy": "Always"}
+
+
+def test_run_pods_carry_the_pipeline_run_label_and_the_profiles_own():
+    """Every run pod is labelled `analysis-hub/pipeline-run: "true"` (the chart's NetworkPolicy for
+    runs selects it) with the run's labels and the profile's own (a Spark driver's)."""
+    pod = {"extra_labels": {"analysis-hub/spark-driver": "true"}}
+    labels = workflow(spec(), "w", pod)["spec"]["podMetadata"]["labels"]
+    assert labels["analysis-hub/pipeline-run"] == labels["analysis-hub/spark-driver"] == "true"
+    assert labels["analysis-hub/run"] == "12345"
 
 
 def _wf(phase, message="", nodes=(), shutdown=None):

@@ -184,26 +184,21 @@ class ArgoExecutor:
     ):
         self.namespace, self.cluster, self.settings = namespace, cluster, settings
         self._api_client_factory, self._api = api_client, None
-        self.store = ArtifactStore(s3_client or _boto3_client(settings.s3_endpoint_url))
+        self.store = ArtifactStore(s3_client or _boto3_client(settings.s3_endpoint_url, settings.s3_region))
         self._running: dict[int, str] = {}  # run id -> Workflow name, for cancel
         self.grace_seconds = grace_seconds  # past a run's deadline, before Argo is taken to be gone
 
     @classmethod
-    def from_settings(cls, settings, cluster: ClusterFacts | None = None) -> ArgoExecutor:
+    def from_settings(cls, settings, cluster: ClusterFacts) -> ArgoExecutor:
         """In the service's pod: its service account's namespace and token (in-cluster config)."""
         k8s, pipelines = settings.kubernetes, settings.pipelines
-        cluster = cluster or ClusterFacts(
-            images=dict(k8s.images),
-            hadoop_configmap=k8s.hadoop_configmap,
-            krb5_conf=k8s.krb5_conf,
-            spark_service_account=k8s.spark_service_account,
-        )
         namespace = k8s.namespace or SERVICE_ACCOUNT_NAMESPACE.read_text().strip()
         workflow_settings = WorkflowSettings(
             output_url=pipelines.output_url,
             executor_service_account=k8s.workflow_service_account,
             s3_endpoint_url=pipelines.s3_endpoint_url,
             s3_credentials_secret=pipelines.s3_credentials_secret,
+            s3_region=pipelines.s3_region,
         )
         return cls(namespace, cluster, workflow_settings, in_cluster_api_client)
 
@@ -247,7 +242,7 @@ class ArgoExecutor:
         try:
             await self.prepare(spec)
             await self.store.put_text(urls.input, notebook)
-            await self.api.create_workflow(workflow(spec, name))
+            await self.api.create_workflow(workflow(spec, name, version_pod(spec, self.cluster)))
             log.info("run %s: submitted Workflow %s", spec.run_id, name)
             result = workflow_result(await self._follow_until_deadline(spec, name))
         except ApiException as e:
@@ -321,6 +316,11 @@ class ArgoExecutor:
         return outcome
 
 
+def argo_executor(settings, cluster: ClusterFacts) -> ArgoExecutor:
+    """The kubernetes backend's executor for the pipelines service (`backends.kubernetes.wiring`)."""
+    return ArgoExecutor.from_settings(settings, cluster)
+
+
 def in_cluster_api_client():
     """An API client with the pod's service account token (the service's Deployment)."""
     from kubernetes_asyncio import client, config
@@ -330,11 +330,12 @@ def in_cluster_api_client():
     return client.ApiClient(configuration)
 
 
-def _boto3_client(endpoint_url: str | None) -> Callable[[], object]:
+def _boto3_client(endpoint_url: str | None, region: str | None) -> Callable[[], object]:
     def make():
         import boto3  # only the kubernetes backend needs it
 
-        return boto3.client("s3", endpoint_url=endpoint_url)
+        # Credentials: the standard chain (the chart gives the service AWS_* from the same Secret).
+        return boto3.client("s3", endpoint_url=endpoint_url, region_name=region)
 
     return make
 

@@ -9,11 +9,13 @@ Contract:
   GPU limit, node selector, the chart's and the profile's tolerations, env,
   /dev/shm and Hadoop volumes, the Spark service account), non-root and
   without an API token in the notebook's container. Its name and labels say team, pipeline and version.
-- `workflow(spec, name, settings)` is one run: a `Workflow` that references
+- `workflow(spec, name, pod)` is one run: a `Workflow` that references
   that template (`workflowTemplateRef`), with the run's parameters, its
   `activeDeadlineSeconds` (the deployment's timeout) and a `retryStrategy`
   when the run may be retried, labelled with team, pipeline, version and
-  run id (always valid label values; the exact names are annotations).
+  run id (always valid label values; the exact names are annotations); its
+  pods also carry `analysis-hub/pipeline-run: "true"`, which the chart's
+  NetworkPolicy for run pods selects.
 - `artifact_urls(spec, name, settings)`: where a run's files live in the
   artifact store. The version's notebook is `<output_url>/<team>/<pipeline>/
   v<N>/input.ipynb` (the executor uploads it), a run's output notebook and log
@@ -51,6 +53,10 @@ STEP = "notebook"
 PARAMETERS = "parameters"
 PARAMETERS_VALUE = "{{workflow.parameters." + PARAMETERS + "}}"  # Argo substitutes it in the pod
 LABEL_PREFIX = "analysis-hub/"
+# On every run's pods: the chart's NetworkPolicy for pipeline runs selects them by it.
+PIPELINE_RUN_LABEL = {LABEL_PREFIX + "pipeline-run": "true"}
+# The keys of the artifact store's credentials Secret (Argo's artifact repository uses the same).
+SECRET_KEYS = {"AWS_ACCESS_KEY_ID": "accesskey", "AWS_SECRET_ACCESS_KEY": "secretkey"}
 # A finished Workflow (and its pods) stays this long for `argo`/kubectl; the run's record and
 # files are the service's and the artifact store's.
 KEEP_FINISHED_SECONDS = 7 * 86400
@@ -67,7 +73,8 @@ class WorkflowSettings:
     output_url: str  # s3://bucket[/prefix]
     executor_service_account: str  # Argo's own containers' identity; the notebook's has no token
     s3_endpoint_url: str | None = None  # an S3-compatible store's URL (MinIO, Ceph); None: AWS
-    s3_credentials_secret: str | None = None  # a Secret with AWS_ACCESS_KEY_ID etc., as the pod's env
+    s3_credentials_secret: str | None = None  # a Secret with keys accesskey and secretkey
+    s3_region: str | None = None
 
 
 @dataclass(frozen=True)
@@ -176,6 +183,19 @@ def workflow_template(spec: RunSpec, pod: dict, settings: WorkflowSettings) -> d
     env = {**pod.get("environment", {}), "PYTHONUNBUFFERED": "1"}
     if settings.s3_endpoint_url:
         env["BOTO3_ENDPOINT_URL"] = settings.s3_endpoint_url  # papermill's S3 handler reads it
+    if settings.s3_region:
+        env["AWS_DEFAULT_REGION"] = settings.s3_region
+    env_vars = [m.EnvVar(name=k, value=str(v)) for k, v in sorted(env.items())]
+    if settings.s3_credentials_secret:
+        env_vars += [
+            m.EnvVar(
+                name=name,
+                value_from=m.EnvVarSource(
+                    secret_key_ref=m.SecretKeySelector(name=settings.s3_credentials_secret, key=key)
+                ),
+            )
+            for name, key in SECRET_KEYS.items()
+        ]
     uid = pod.get("uid", 1000)
     with WorkflowTemplate(
         name=template_name(spec),
@@ -193,7 +213,7 @@ def workflow_template(spec: RunSpec, pod: dict, settings: WorkflowSettings) -> d
         service_account_name=pod.get("service_account"),
         automount_service_account_token=bool(pod.get("automount_service_account_token", False)),
         executor=m.ExecutorConfig(service_account_name=settings.executor_service_account),
-        pod_metadata=m.Metadata(labels=pod["extra_labels"]) if pod.get("extra_labels") else None,
+        pod_metadata=m.Metadata(labels=pod_labels(pod)),
         ttl_strategy=m.TTLStrategy(seconds_after_completion=KEEP_FINISHED_SECONDS),
     ) as template:
         Container(
@@ -201,10 +221,7 @@ def workflow_template(spec: RunSpec, pod: dict, settings: WorkflowSettings) -> d
             image=pod["image"],
             command=["python", "-c", runner_source()],
             args=[urls.input, urls.output, urls.log, spec.kernel, PARAMETERS_VALUE],
-            env=[m.EnvVar(name=k, value=str(v)) for k, v in sorted(env.items())],
-            env_from=[m.EnvFromSource(secret_ref=m.SecretEnvSource(name=settings.s3_credentials_secret))]
-            if settings.s3_credentials_secret
-            else None,
+            env=env_vars,
             resources=container_resources(pod),
             volume_mounts=[m.VolumeMount(**v) for v in pod.get("volume_mounts") or []] or None,
             security_context=m.SecurityContext(
@@ -217,7 +234,12 @@ def workflow_template(spec: RunSpec, pod: dict, settings: WorkflowSettings) -> d
     return template.to_dict()
 
 
-def workflow(spec: RunSpec, name: str) -> dict:
+def pod_labels(pod: dict) -> dict[str, str]:
+    """Every run pod's labels: a pipeline run's, and the profile's own (the Spark driver's)."""
+    return {**PIPELINE_RUN_LABEL, **(pod.get("extra_labels") or {})}
+
+
+def workflow(spec: RunSpec, name: str, pod: dict) -> dict:
     labels = run_labels(spec)
     retry = RetryStrategy(limit=spec.retries, retry_policy="Always") if spec.retries else None
     return Workflow(
@@ -228,8 +250,9 @@ def workflow(spec: RunSpec, name: str) -> dict:
         arguments=Parameter(name=PARAMETERS, value=json.dumps(spec.parameters)),
         active_deadline_seconds=spec.timeout,
         retry_strategy=retry,
-        # The pods carry the run's labels too (kubectl get pods -l analysis-hub/team=...).
-        pod_metadata=m.Metadata(labels=labels),
+        # The pods carry the run's labels too (kubectl get pods -l analysis-hub/team=...), and the
+        # template's pod labels again, whether Argo merges the two podMetadata or takes this one.
+        pod_metadata=m.Metadata(labels={**pod_labels(pod), **labels}),
     ).to_dict()
 
 
