@@ -192,7 +192,13 @@ class ArgoExecutor:
     def from_settings(cls, settings, cluster: ClusterFacts) -> ArgoExecutor:
         """In the service's pod: its service account's namespace and token (in-cluster config)."""
         k8s, pipelines = settings.kubernetes, settings.pipelines
-        namespace = k8s.namespace or SERVICE_ACCOUNT_NAMESPACE.read_text().strip()
+        try:
+            namespace = k8s.namespace or SERVICE_ACCOUNT_NAMESPACE.read_text().strip()
+        except OSError:
+            raise ValueError(
+                f"kubernetes.namespace: not set, and {SERVICE_ACCOUNT_NAMESPACE} can't be read (the"
+                " service is not in a pod): name the namespace of the pipelines' Workflows"
+            ) from None
         workflow_settings = WorkflowSettings(
             output_url=pipelines.output_url,
             executor_service_account=k8s.workflow_service_account,
