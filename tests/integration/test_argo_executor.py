@@ -38,8 +38,7 @@ from analysis_hub.catalog import resolve
 from analysis_hub.catalog_source import CatalogSource
 from analysis_hub.pipelines.specs import RunSpec
 from argo_standin import StandInArgo, StandInKubernetes
-from conftest import REPO
-from harness import free_port
+from harness import REPO, free_port
 from moto.server import ThreadedMotoServer
 from notebooks import make_notebook
 
