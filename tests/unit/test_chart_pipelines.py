@@ -250,6 +250,10 @@ def test_the_argo_artifact_repository_and_the_service_share_one_store():
     assert settings.pipelines.output_url.startswith("s3://analysis-hub-pipelines/")
     # Run notifications link to the hub's public address (common.yaml), not the pod's.
     assert settings.pipelines.public_url == "https://hub.example.com"
+    # The Argo executor's run pods reach the same store with the same Secret.
+    assert settings.pipelines.s3_endpoint_url == "https://minio.example.com:9000"
+    assert settings.pipelines.s3_credentials_secret == "analysis-hub-artifacts"
+    assert settings.pipelines.s3_region == "us-east-1"
 
     defaults = render_chart()
     assert not [m for m in defaults if m["metadata"]["name"] == "artifact-repositories"]

@@ -121,6 +121,17 @@ data_dir: {{ include "analysis-hub.pipelines.volumeMount" . }}/state
 {{- with .Values.pipelines.publicUrl }}
 public_url: {{ . | quote }}
 {{- end }}
+{{- with .Values.pipelines.artifactStore.s3 }}
+{{- with .endpoint }}
+s3_endpoint_url: {{ printf "%s://%s" (ternary "http" "https" ($.Values.pipelines.artifactStore.s3.insecure | default false)) . | quote }}
+{{- end }}
+{{- with .credentialsSecret }}
+s3_credentials_secret: {{ . | quote }}
+{{- end }}
+{{- with .region }}
+s3_region: {{ . | quote }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/*
