@@ -15,6 +15,7 @@ Contract:
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -217,6 +218,23 @@ class DockerSettings(_Section):
     images: dict[str, str] = Field({}, description="catalog image name -> local image (overrides the tags)")
     hadoop_conf_dir: Path | None = Field(None, description="host folder for /etc/hadoop/conf (read-only)")
     start_timeout: int = Field(120, ge=10, description="seconds a container may take to answer")
+    network_subnet: str | None = Field(
+        None,
+        description="subnet (CIDR) of the network this hub's containers join; default: Docker picks a"
+        " free one at the first start. Set one that clashes with none of your company's addresses",
+    )
+
+    @field_validator("network_subnet")
+    @classmethod
+    def _cidr(cls, value):
+        if value is not None:
+            try:
+                network = ipaddress.IPv4Network(value)
+            except ValueError:
+                raise ValueError(f"{value!r} is not an IPv4 subnet such as 10.200.0.0/24") from None
+            if network.num_addresses < 8:
+                raise ValueError(f"{value!r} is too small: /29 or larger")
+        return value
 
 
 class LocalSettings(_Section):

@@ -1,4 +1,5 @@
-"""docker_server_settings: a resolved profile -> DockerSpawner traits, and the docker backend's config."""
+"""The docker backend's pure translations (servers, pipeline runs, the network and the host's rules)
+and its config, compared as whole values."""
 
 from __future__ import annotations
 
@@ -9,10 +10,21 @@ from dataclasses import asdict, replace
 
 import pytest
 from analysis_hub.backends.docker.spawner import CatalogDockerSpawner, read_image_tags
-from analysis_hub.backends.docker.translate import DockerHostFacts, ImageNotBuilt, docker_server_settings
+from analysis_hub.backends.docker.translate import (
+    ContainerNetwork,
+    DockerHostFacts,
+    HostFirewall,
+    ImageNotBuilt,
+    container_network,
+    docker_run_settings,
+    docker_server_settings,
+    host_firewall,
+    network_create_arguments,
+)
 from analysis_hub.catalog import resolve
 from analysis_hub.config import HostFacts, apply_settings
 from analysis_hub.images import discover_images, hadoop_images
+from analysis_hub.pipelines.specs import RunSpec
 from analysis_hub.settings import SettingsError, load_settings
 from traitlets.config import Config
 from unit_support import IMAGES as IMAGES_FOLDER
@@ -26,14 +38,15 @@ IMAGES = {
 # What images/*/image.yaml declares: pyspark is the Hadoop client.
 HADOOP_IMAGES = hadoop_images(discover_images(IMAGES_FOLDER))
 HOST = DockerHostFacts(images=IMAGES, name_prefix="analysis-hub-1a2b3c4d", hadoop_images=HADOOP_IMAGES)
-SECURE = {"network_mode": "host", "security_opt": ["no-new-privileges"], "cap_drop": ["ALL"]}
+NETWORK = "analysis-hub-1a2b3c4d-net"
+SECURE = {"network_mode": NETWORK, "security_opt": ["no-new-privileges"], "cap_drop": ["ALL"]}
 JOVYAN = {"user": "1000:100", "working_dir": "/home/jovyan"}
 HOME = {"analysis-hub-1a2b3c4d-home-{username}": {"bind": "/home/jovyan", "mode": "rw"}}
 
 
 def test_pyspark_default(repo_catalog):
     """pyspark: its image, --cpus 2 --memory 4g with guarantees as shares and a reservation, no GPUs,
-    the home volume, the profile env, as uid 1000 without privileges on loopback."""
+    the home volume, the profile env, as uid 1000 without privileges on the hub's container network."""
     settings = docker_server_settings(resolve(repo_catalog.get("pyspark")), HOST)
     assert asdict(settings) == {
         "image": IMAGES["pyspark"],
@@ -95,9 +108,10 @@ def test_hadoop_conf_dir_is_mounted_read_only_for_pyspark_only(repo_catalog):
     assert tensorflow.volumes == HOME
 
 
-def test_spark_stays_on_loopback_unless_the_profile_says_otherwise(repo_catalog):
-    """Host networking: Spark's driver and UI listen on loopback; a profile's env (a cluster's
-    executors must reach the driver) wins; images without Spark get none of it."""
+def test_spark_stays_on_the_containers_loopback_unless_the_profile_says_otherwise(repo_catalog):
+    """Spark's driver and UI listen on the container's own loopback (nothing of them is published);
+    a profile's env (a cluster's executors must reach the driver) wins; images without Spark get
+    none of it."""
     resolved = resolve(repo_catalog.get("pyspark"))
     opened = replace(resolved, env={**resolved.env, "SPARK_DRIVER_BIND_ADDRESS": "0.0.0.0"})
     env = docker_server_settings(opened, HOST).environment
@@ -120,22 +134,28 @@ def test_tags_file(tmp_path):
         read_image_tags(str(tmp_path / "bad.json"))
 
 
-def configure(tmp_path, text: str) -> Config:
+def load(tmp_path, text: str):
     path = tmp_path / "settings.yaml"
     path.write_text(textwrap.dedent(text))
-    settings = load_settings(path, environ={})
+    return load_settings(path, environ={})
+
+
+def configure(tmp_path, text: str) -> tuple[Config, object]:
+    settings = load(tmp_path, text)
     return apply_settings(settings, Config(), HostFacts(is_root=False, cgroups_writable=False)), settings
 
 
 def test_docker_backend_config(tmp_path):
     """backend: docker selects CatalogDockerSpawner with the catalog, tags file (relative to the
-    settings file), per-hub names, removed containers and the culler's activity interval."""
+    settings file), per-hub names, removed containers, the culler's activity interval, and the
+    hub's container network, with the hub API on its gateway."""
     c, settings = configure(
         tmp_path,
         """\
         backend: docker
         culler: {every: 30}
-        docker: {images: {pyspark: mine/pyspark:1}, hadoop_conf_dir: hadoop}
+        docker: {images: {pyspark: mine/pyspark:1}, hadoop_conf_dir: hadoop, network_subnet: 10.200.0.0/24}
+        hub: {internal_port: 8181}
         """,
     )
     assert c.JupyterHub.spawner_class == "analysis_hub.backends.docker.spawner.CatalogDockerSpawner"
@@ -148,6 +168,13 @@ def test_docker_backend_config(tmp_path):
     assert c.CatalogSpawner.activity_interval == 30
     assert c.CatalogSpawner.catalog_dir == str(tmp_path / "profiles")
     assert c.CatalogSpawner.start_timeout == settings.docker.start_timeout
+    assert (spawner.network_name, spawner.network_subnet, spawner.hub_api_port) == (
+        f"{settings.instance_name}-net",
+        "10.200.0.0/24",
+        8181,
+    )
+    # The hub API listens on the network's gateway: the one host address containers reach.
+    assert c.JupyterHub.hub_bind_url == "http://10.200.0.1:8181"
     configurable = set(CatalogDockerSpawner.class_trait_names(config=True))
     assert set(spawner) | set(c.CatalogSpawner) <= configurable, sorted(set(spawner) - configurable)
 
@@ -164,7 +191,7 @@ def test_up_warns_about_images_not_built(tmp_path):
     from unit_support import PROFILES
 
     (tmp_path / "tags.json").write_text(json.dumps({"pyspark": IMAGES["pyspark"]}))
-    _, settings = configure(
+    settings = load(
         tmp_path,
         f"""\
         backend: docker
@@ -178,10 +205,16 @@ def test_up_warns_about_images_not_built(tmp_path):
     assert problems == ["warning: no pytorch image is built; spawning its profiles fails until `make images`"]
 
 
-def test_spawner_defaults_keep_servers_on_loopback_of_the_host_network():
-    """Host networking without port mappings, the server bound to 127.0.0.1 only."""
+def test_spawner_defaults_publish_the_server_port_on_host_loopback_only():
+    """The server listens in its container's own network namespace; its port is published on the
+    host's 127.0.0.1 only, where the hub and proxy reach it (a port mapping, not the internal IP)."""
     spawner = CatalogDockerSpawner()
-    assert (spawner.ip, spawner.network_name, spawner.use_internal_ip) == ("127.0.0.1", "host", True)
+    assert (spawner.ip, spawner.port, spawner.host_ip, spawner.use_internal_ip) == (
+        "0.0.0.0",
+        8888,
+        "127.0.0.1",
+        False,
+    )
 
 
 def test_up_warns_about_an_unreadable_tags_file(tmp_path):
@@ -191,7 +224,7 @@ def test_up_warns_about_an_unreadable_tags_file(tmp_path):
     from unit_support import PROFILES
 
     (tmp_path / "tags.json").write_text("{")
-    _, settings = configure(
+    settings = load(
         tmp_path,
         f"""\
         backend: docker
@@ -204,3 +237,164 @@ def test_up_warns_about_an_unreadable_tags_file(tmp_path):
     [problem] = preflight(settings, HostFacts(is_root=False, cgroups_writable=False))
     assert problem.startswith(f"warning: cannot read the image tags file {tmp_path / 'tags.json'}")
     assert problem.endswith("rebuild it with `make images`")
+
+
+def test_docker_backend_config_needs_the_network_subnet(tmp_path):
+    """Without the subnet (found by `analysis-hub up`, or set) the hub can't know where to listen
+    for containers: a clear error naming the key, not a hub that containers can't reach."""
+    with pytest.raises(SettingsError, match=r"docker\.network_subnet: not known"):
+        configure(tmp_path, "backend: docker\n")
+
+
+def test_a_network_subnet_that_is_not_one_is_refused(tmp_path):
+    with pytest.raises(
+        SettingsError, match=r"docker\.network_subnet.*'10\.0\.0\.300/24' is not an IPv4 subnet"
+    ):
+        load(tmp_path, "backend: docker\ndocker: {network_subnet: 10.0.0.300/24}\n")
+
+
+def test_the_hubs_container_network():
+    """One bridge per hub, named after it (the bridge within Linux's 15 characters), inter-container
+    traffic off; a pinned subnet is created with its first address as the gateway."""
+    network = container_network("analysis-hub-1a2b3c4d", "10.200.0.0/24")
+    assert network == ContainerNetwork(
+        name=NETWORK, bridge="ah-1a2b3c4d", chain="analysis-hub-1a2b3c4d", subnet="10.200.0.0/24"
+    )
+    assert network.gateway == "10.200.0.1"
+    options = {
+        "com.docker.network.bridge.enable_icc": "false",
+        "com.docker.network.bridge.name": "ah-1a2b3c4d",
+    }
+    assert network_create_arguments(network) == {
+        "name": NETWORK,
+        "driver": "bridge",
+        "options": options,
+        "labels": {"analysis-hub": "analysis-hub-1a2b3c4d"},
+        "check_duplicate": True,
+        "ipam": {"Driver": "default", "Config": [{"Subnet": "10.200.0.0/24", "Gateway": "10.200.0.1"}]},
+    }
+    unpinned = container_network("analysis-hub-1a2b3c4d")
+    assert network_create_arguments(unpinned) == {
+        "name": NETWORK,
+        "driver": "bridge",
+        "options": options,
+        "labels": {"analysis-hub": "analysis-hub-1a2b3c4d"},
+        "check_duplicate": True,
+    }
+    with pytest.raises(
+        ValueError, match="subnet of the docker network analysis-hub-1a2b3c4d-net is not known"
+    ):
+        _ = unpinned.gateway
+
+
+def test_host_firewall_lets_containers_reach_the_hub_api_port_only():
+    """Everything from the bridge to the host, and anything but the host itself to the gateway,
+    goes to the hub's chain: replies pass, the hub API's port on the gateway passes, the rest is
+    refused. In `iptables -S` form, so the rules can be compared with what is installed."""
+    firewall = host_firewall(container_network("analysis-hub-1a2b3c4d", "10.200.0.0/24"), 8181)
+    reject = ["-j", "REJECT", "--reject-with", "icmp-port-unreachable"]
+    assert firewall == HostFirewall(
+        chain="analysis-hub-1a2b3c4d",
+        hooks=[
+            ["-i", "ah-1a2b3c4d", "-j", "analysis-hub-1a2b3c4d"],
+            ["-d", "10.200.0.1/32", "!", "-i", "lo", "-j", "analysis-hub-1a2b3c4d"],
+        ],
+        rules=[
+            ["!", "-i", "ah-1a2b3c4d", *reject],
+            ["-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"],
+            ["-d", "10.200.0.1/32", "-p", "tcp", "-m", "tcp", "--dport", "8181", "-j", "ACCEPT"],
+            reject,
+        ],
+    )
+
+
+def run(**overrides) -> RunSpec:
+    fields = {
+        "run_id": 7,
+        "team": "data-team",
+        "pipeline": "daily",
+        "version": 2,
+        "image": "pyspark",
+        "kernel": "python3",
+        "parameters": {"n": 1},
+        "env": {"PYSPARK_SUBMIT_ARGS": "--driver-memory 2g pyspark-shell"},
+        "cpu_limit": 2.0,
+        "memory_limit": 4 * GiB,
+        "timeout": 600,
+    }
+    return RunSpec(**{**fields, **overrides})
+
+
+PAPERMILL = [
+    "python",
+    "-m",
+    "papermill",
+    "input.ipynb",
+    "output.ipynb",
+    "--parameters_file",
+    "parameters.json",
+    "--kernel",
+    "python3",
+    "--log-output",
+    "--no-progress-bar",
+]
+
+
+def test_a_pipeline_run_container():
+    """A run: papermill in the version's image as jovyan, its CPU quota and memory limit, the run
+    folder at one fixed path as its working folder, the hub's network without privileges, Spark on
+    the container's loopback, labelled with the run, team and pipeline."""
+    host = replace(HOST, hadoop_conf_dir="/srv/hadoop")
+    settings = docker_run_settings(run(), host, "/data/pipelines/runs/7/work")
+    assert asdict(settings) == {
+        "name": "analysis-hub-1a2b3c4d-run-7",
+        "image": IMAGES["pyspark"],
+        "command": PAPERMILL,
+        "environment": {
+            "HADOOP_CONF_DIR": "/etc/hadoop/conf",
+            "PYSPARK_SUBMIT_ARGS": "--driver-memory 2g pyspark-shell",
+            "SPARK_DRIVER_HOST": "127.0.0.1",
+            "SPARK_DRIVER_BIND_ADDRESS": "127.0.0.1",
+            "SPARK_LOCAL_IP": "127.0.0.1",
+            "NVIDIA_VISIBLE_DEVICES": "void",
+            "CUDA_VISIBLE_DEVICES": "",
+            "PYTHONUNBUFFERED": "1",
+        },
+        "host_config": {
+            **SECURE,
+            "mem_limit": 4 * GiB,
+            "cpu_period": 100_000,
+            "cpu_quota": 200_000,
+            "binds": {
+                "/data/pipelines/runs/7/work": {"bind": "/home/jovyan/run", "mode": "rw"},
+                "/srv/hadoop": {"bind": "/etc/hadoop/conf", "mode": "ro"},
+            },
+        },
+        "create_kwargs": {
+            "user": "1000:100",
+            "working_dir": "/home/jovyan/run",
+            "labels": {
+                "analysis-hub": "analysis-hub-1a2b3c4d",
+                "analysis-hub.run": "7",
+                "analysis-hub.team": "data-team",
+                "analysis-hub.pipeline": "daily",
+            },
+        },
+    }
+
+
+def test_a_gpu_run_gets_exactly_its_gpus_and_the_catalogs_dev_shm():
+    """The same GPU rules as servers: a device request by id and /dev/shm of half the memory limit."""
+    host = DockerHostFacts(images=IMAGES, name_prefix="analysis-hub-1a2b3c4d", gpu_ids=("2",))
+    spec = run(image="pytorch", env={}, gpus=1, cpu_limit=None, memory_limit=16 * GiB)
+    settings = docker_run_settings(spec, host, "/runs/7/work")
+    assert settings.host_config == {
+        **SECURE,
+        "device_requests": [{"device_ids": ["2"], "capabilities": [["gpu"]]}],
+        "shm_size": 8 * GiB,
+        "mem_limit": 16 * GiB,
+        "binds": {"/runs/7/work": {"bind": "/home/jovyan/run", "mode": "rw"}},
+    }
+    assert settings.environment == {"NVIDIA_VISIBLE_DEVICES": "2", "PYTHONUNBUFFERED": "1"}
+    with pytest.raises(ValueError, match="run 7 of data-team/daily needs 1 GPUs; 0 allocated"):
+        docker_run_settings(spec, replace(host, gpu_ids=()), "/runs/7/work")

@@ -9,7 +9,9 @@ Contract, on top of DockerSpawner:
   `translate.docker_server_settings` and runs the container: the image built
   for the profile (tags from scripts/build_images.py's tags file, or
   `docker.images` in settings), its limits, its GPUs, the user's home volume,
-  host networking with the server on 127.0.0.1 and a port of its own.
+  on the hub's container network (created, with the host's rules, when
+  missing: `network.ensure_container_network`), the server's port published
+  on the host's 127.0.0.1 only; the hub and proxy reach the server there.
 - A missing image is never pulled (there may be no registry): the spawn fails
   with a message naming the command that builds it.
 - Containers are removed when servers stop (`remove=True`); the home volume
@@ -18,17 +20,18 @@ Contract, on top of DockerSpawner:
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
 import docker.errors
 from dockerspawner import DockerSpawner
-from jupyterhub.utils import random_port
 from tornado import web
-from traitlets import Dict, Unicode, default
+from traitlets import Dict, Integer, Unicode, default
 
 from ...images import discover_images, hadoop_images
 from ..catalog_spawner import CatalogProfileForm
+from .network import NetworkError, ensure_container_network
 from .translate import DockerHostFacts, ImageNotBuilt, build_command, docker_server_settings
 
 
@@ -63,24 +66,20 @@ class CatalogDockerSpawner(CatalogProfileForm, DockerSpawner):
         super().__init__(**kwargs)
         self._profile_env: dict[str, str] = {}
 
-    # ---- networking: host network, loopback, a port per server --------------
+    # ---- networking: the hub's bridge, the port published on host loopback ----
 
-    @default("ip")
-    def _default_ip(self):
-        return "127.0.0.1"
-
-    @default("network_name")
-    def _default_network_name(self):
-        return "host"
+    network_subnet = Unicode("", config=True, help="subnet of network_name (set by wiring.py)")
+    hub_api_port = Integer(8081, config=True, help="the hub API's port, the one host port containers reach")
 
     @default("use_internal_ip")
     def _default_use_internal_ip(self):
-        # True: no port mapping, which the host network has no use for (and Docker refuses).
-        return True
+        # False: the server's port is published, and the hub reaches it on host_ip.
+        return False
 
-    async def get_ip_and_port(self):
-        # With host networking there is no port mapping to ask Docker about.
-        return self.ip, self.port
+    @default("host_ip")
+    def _default_host_ip(self):
+        # Published on the host's loopback only: the hub and proxy, never the network.
+        return "127.0.0.1"
 
     # ---- start / stop -------------------------------------------------------
 
@@ -101,8 +100,17 @@ class CatalogDockerSpawner(CatalogProfileForm, DockerSpawner):
         self.extra_host_config = settings.extra_host_config
         self.extra_create_kwargs = settings.extra_create_kwargs
         self._profile_env = settings.environment
-        # Host networking: every server needs a port of its own on loopback.
-        self.port = random_port()
+        try:
+            await asyncio.to_thread(
+                ensure_container_network,
+                self.client,
+                self.prefix,
+                self.network_subnet or None,
+                self.hub_api_port,
+            )
+        except NetworkError as e:
+            self._release()
+            raise web.HTTPError(500, str(e)) from None
         self.log.info("Starting %s with profile %s from %s", self._log_name, self.resolved.slug, self.image)
         try:
             return await super().start()

@@ -1,6 +1,8 @@
 """The docker backend's wiring: a container per user server and per pipeline run (see `backends`).
 
-Contract: `BACKEND` sets `CatalogDockerSpawner` and its traits (pure), warns
+Contract: `BACKEND` sets `CatalogDockerSpawner` and its traits (pure), the
+hub's container network and the hub API on its gateway (`apply_networking`;
+the network's subnet is found at start by `network.prepare_network`), warns
 in `up` about catalog images that have no built tag, and gives the pipelines
 service the `DockerExecutor`: runs execute in a container of the version's
 image, never on the host.
@@ -26,6 +28,7 @@ class DockerBackend:
         spawner.prefix = settings.instance_name
         # A container per server, removed when it stops; the home is a named volume that stays.
         spawner.remove = True
+        apply_networking(settings, c)
 
     def preflight(self, settings, host) -> list[str]:
         from .spawner import missing_images
@@ -53,6 +56,27 @@ class DockerBackend:
 
     def machine_gpus(self, settings) -> int:
         return machine_gpu_pool(settings.gpu_state_file).total
+
+
+def apply_networking(settings, c) -> None:
+    """Containers on the hub's own bridge (translate.py says why), the hub API on its gateway."""
+    from ...settings import SettingsError
+    from .translate import container_network
+
+    subnet = settings.docker.network_subnet
+    if not subnet:
+        # startup.prepare fills it in (creating the network) before the hub is configured.
+        raise SettingsError(
+            "docker", ["docker.network_subnet: not known; start the hub with `analysis-hub up`"]
+        )
+    network = container_network(settings.instance_name, subnet)
+    spawner = c.CatalogDockerSpawner
+    spawner.network_name = network.name
+    spawner.network_subnet = subnet
+    spawner.hub_api_port = settings.hub.internal_port
+    # Containers can't reach the host's 127.0.0.1: the hub API listens on the
+    # bridge's gateway, the one host address the containers' rules let through.
+    c.JupyterHub.hub_bind_url = f"http://{network.gateway}:{settings.hub.internal_port}"
 
 
 BACKEND = DockerBackend()
