@@ -5,7 +5,8 @@ installs Debian's docker.io when missing and starts `dockerd` when none runs.
 `build_images(*names)` builds the images with scripts/build_images.py (the
 base from debootstrap once; content tags make later calls no-ops) and returns
 image name -> tag. The machine's CA bundle is passed in, for networks whose
-TLS is re-signed. `ANALYSIS_HUB_TEST_TORCH=cpu` builds pytorch without CUDA
+TLS is re-signed. `remove_hub_objects(running)` removes what a test hub
+left on the engine and host. `ANALYSIS_HUB_TEST_TORCH=cpu` builds pytorch without CUDA
 from the wheelhouse in `ANALYSIS_HUB_TEST_WHEELHOUSE` (default /opt/wheels).
 """
 
@@ -62,3 +63,25 @@ def build_images(*names: str) -> dict[str, str]:
     print(f"images {names or 'all'} ready in {time.monotonic() - started:.0f} s", file=sys.stderr)
     tags = json.loads(TAGS_FILE.read_text())
     return {name: tags[name] for name in (names or tags)}
+
+
+def hub_prefix(running) -> str:
+    """The names of a running test hub's containers, volumes and network begin with this."""
+    from analysis_hub.settings import load_settings
+
+    return load_settings(running.settings_path, environ={}).instance_name
+
+
+def remove_hub_objects(running) -> None:
+    """A stopped test hub's containers, home volumes, network and iptables chain."""
+    import docker as docker_sdk
+    from analysis_hub.backends.docker.network import remove_container_network
+
+    prefix = hub_prefix(running)
+    containers = docker("ps", "-aq", "--filter", f"name={prefix}-", check=False).stdout.split()
+    if containers:
+        docker("rm", "--force", *containers, check=False)
+    volumes = docker("volume", "ls", "-q", "--filter", f"name={prefix}-", check=False).stdout.split()
+    if volumes:
+        docker("volume", "rm", "--force", *volumes, check=False)
+    remove_container_network(docker_sdk.APIClient(version="auto"), prefix)

@@ -21,7 +21,7 @@ from kernels import run_code
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dockerengine import TAGS_FILE, build_images, docker
+from dockerengine import TAGS_FILE, build_images, docker, hub_prefix, remove_hub_objects
 
 pytestmark = pytest.mark.integration
 TIMEOUT, EVERY = 20, 5
@@ -77,22 +77,6 @@ def docker_hub(tags):
     remove_hub_objects(running)
 
 
-def hub_prefix(running) -> str:
-    from analysis_hub.settings import load_settings
-
-    return load_settings(running.settings_path, environ={}).instance_name
-
-
-def remove_hub_objects(running) -> None:
-    prefix = hub_prefix(running)
-    containers = docker("ps", "-aq", "--filter", f"name={prefix}-", check=False).stdout.split()
-    if containers:
-        docker("rm", "--force", *containers, check=False)
-    volumes = docker("volume", "ls", "-q", "--filter", f"name={prefix}-", check=False).stdout.split()
-    if volumes:
-        docker("volume", "rm", "--force", *volumes, check=False)
-
-
 def spawn(user, options: dict) -> None:
     response = user.start(options)
     assert response.status_code in (201, 202), response.text
@@ -113,7 +97,7 @@ def test_each_profile_runs_in_its_container_within_its_limits(docker_hub, tags, 
     try:
         container = container_of(docker_hub, alice)
         assert container["Config"]["Image"] == tags[profile]
-        assert container["HostConfig"]["NetworkMode"] == "host"
+        assert container["HostConfig"]["NetworkMode"] == f"{hub_prefix(docker_hub)}-net"
         assert container["HostConfig"]["AutoRemove"] is True
         facts = json.loads(run_code(alice, INSPECT, timeout=120).strip().splitlines()[-1])
         assert facts == {
@@ -130,15 +114,25 @@ def test_each_profile_runs_in_its_container_within_its_limits(docker_hub, tags, 
         alice.stop()
 
 
-def test_server_listens_on_loopback_only(docker_hub):
+def test_server_port_is_published_on_host_loopback_only(docker_hub):
+    """The server listens in its container's own network namespace; its one published port is on
+    the host's 127.0.0.1, where the hub reaches it; the container reaches the hub API on the
+    gateway of the hub's network."""
     bob = docker_hub.user("bob")
     spawn(bob, {"profile": "tensorflow"})
     try:
-        url = bob.model()["servers"][""]["url"]
-        assert url == f"/user/{bob.name}/"
-        env = container_of(docker_hub, bob)["Config"]["Env"]
-        service_url = next(e for e in env if e.startswith("JUPYTERHUB_SERVICE_URL="))
-        assert service_url.startswith("JUPYTERHUB_SERVICE_URL=http://127.0.0.1:"), service_url
+        assert bob.model()["servers"][""]["url"] == f"/user/{bob.name}/"
+        container = container_of(docker_hub, bob)
+        ports = container["NetworkSettings"]["Ports"]
+        assert list(ports) == ["8888/tcp"]
+        [binding] = ports["8888/tcp"]
+        assert binding["HostIp"] == "127.0.0.1"
+        network = json.loads(docker("network", "inspect", f"{hub_prefix(docker_hub)}-net").stdout)[0]
+        gateway = network["IPAM"]["Config"][0]["Gateway"]
+        env = dict(e.split("=", 1) for e in container["Config"]["Env"])
+        port = docker_hub.settings["hub"]["internal_port"]
+        assert env["JUPYTERHUB_API_URL"] == f"http://{gateway}:{port}/hub/api"
+        assert bob.server_api("/status").status_code == 200
     finally:
         bob.stop()
 
