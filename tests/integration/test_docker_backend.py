@@ -205,10 +205,16 @@ def test_missing_image_is_reported_with_the_build_command(tags):
 def test_gpu_container_gets_a_memory_backed_dev_shm_sized_by_the_catalog_rule(tags):
     """A GPU profile's container has a tmpfs /dev/shm of half its memory limit, not Docker's 64 MiB
     (PyTorch's DataLoader workers die with "bus error" in that). The host settings are the docker
-    translation's own, passed through docker-py's create_host_config as DockerSpawner does; only
-    the device request is left out, because this machine has no GPU to grant."""
+    translation's own, passed through docker-py's create_host_config as DockerSpawner does, on the
+    network the translation names (created here); only the device request is left out, because
+    this machine has no GPU to grant."""
     import docker as docker_sdk
-    from analysis_hub.backends.docker.translate import DockerHostFacts, docker_server_settings
+    from analysis_hub.backends.docker.network import ensure_network
+    from analysis_hub.backends.docker.translate import (
+        DockerHostFacts,
+        container_network,
+        docker_server_settings,
+    )
     from analysis_hub.catalog import load_catalog, resolve
 
     repo = Path(__file__).resolve().parents[2]
@@ -218,17 +224,21 @@ def test_gpu_container_gets_a_memory_backed_dev_shm_sized_by_the_catalog_rule(ta
     settings = docker_server_settings(resolved, host)
     host_config = {k: v for k, v in settings.extra_host_config.items() if k != "device_requests"}
     client = docker_sdk.APIClient()
-    container = client.create_container(
-        settings.image,
-        command=["df", "-B1", "--output=fstype,size", "/dev/shm"],
-        host_config=client.create_host_config(**host_config, mem_limit=settings.mem_limit),
-        **settings.extra_create_kwargs,
-    )
+    network = ensure_network(client, container_network(host.name_prefix))
     try:
-        client.start(container)
-        assert client.wait(container, timeout=120)["StatusCode"] == 0
-        fstype, size = client.logs(container).decode().split()[-2:]
+        container = client.create_container(
+            settings.image,
+            command=["df", "-B1", "--output=fstype,size", "/dev/shm"],
+            host_config=client.create_host_config(**host_config, mem_limit=settings.mem_limit),
+            **settings.extra_create_kwargs,
+        )
+        try:
+            client.start(container)
+            assert client.wait(container, timeout=120)["StatusCode"] == 0
+            fstype, size = client.logs(container).decode().split()[-2:]
+        finally:
+            client.remove_container(container, force=True)
     finally:
-        client.remove_container(container, force=True)
+        client.remove_network(network.name)
     assert fstype == "tmpfs"
     assert int(size) == resolved.resources.memory_limit // 2 == 8 * GiB
