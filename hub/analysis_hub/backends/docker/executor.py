@@ -84,7 +84,7 @@ class DockerExecutor:
         out_dir.mkdir(parents=True, exist_ok=True)
         out_dir.chmod(PRIVATE_DIR)  # the service's only (see state.py); the container sees work/
         log_path = out_dir / LOG
-        work = _work_folder(out_dir)
+        work = container_folder(out_dir)
         (work / INPUT).write_text(notebook)
         (work / PARAMETERS).write_text(json.dumps(spec.parameters))
         for path in (work / INPUT, work / PARAMETERS):
@@ -129,7 +129,7 @@ class DockerExecutor:
         finally:
             with contextlib.suppress(docker.errors.DockerException):
                 await asyncio.to_thread(self.client.remove_container, container, force=True)
-            _collect(work, out_dir)
+            collect_outputs(work, out_dir)
         return await asyncio.to_thread(finish_outcome, spec, out_dir, code, timed_out, oom)
 
     def _create(self, settings) -> str:
@@ -197,7 +197,7 @@ def docker_executor(settings) -> DockerExecutor:
     )
 
 
-def _work_folder(out_dir: Path) -> Path:
+def container_folder(out_dir: Path) -> Path:
     work = out_dir / WORK
     if work.exists():  # an earlier attempt's leftovers
         shutil.rmtree(work)
@@ -219,7 +219,7 @@ def _give_to_jovyan(path: Path, mode: int) -> bool:
     return True
 
 
-def _collect(work: Path, out_dir: Path) -> None:
+def collect_outputs(work: Path, out_dir: Path) -> None:
     """The container's files move up into the run's folder, the service's again."""
     for path in work.iterdir():
         target = out_dir / path.name

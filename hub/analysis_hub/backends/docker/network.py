@@ -136,7 +136,7 @@ def prepare_network(settings):
     except docker.errors.DockerException as e:
         raise SettingsError("docker", [f"backend docker: the Docker engine does not answer ({e})"]) from None
     except NetworkError as e:
-        raise SettingsError("docker", [f"docker.network_subnet: {e}"]) from None
+        raise SettingsError("docker", [f"backend docker: {e}"]) from None
     docker_settings = settings.docker.model_copy(update={"network_subnet": network.subnet})
     return settings.model_copy(update={"docker": docker_settings})
 
