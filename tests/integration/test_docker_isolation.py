@@ -73,9 +73,20 @@ period = first("/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us", "/sys/fs/cgroup/c
 if not quota:  # cgroup v2
     quota, period = [first("/sys/fs/cgroup/cpu.max")[0]], [first("/sys/fs/cgroup/cpu.max")[1]]
 status = dict(line.split(":\\t", 1) for line in Path("/proc/self/status").read_text().splitlines())
+def probe(host, port):
+    s = socket.socket()
+    s.settimeout(3)
+    try:
+        s.connect((host, port))
+        return "open"
+    except OSError as e:
+        return type(e).__name__
+    finally:
+        s.close()
 print("FACTS " + json.dumps({"hostname": socket.gethostname(), "memory": int(memory[0]),
     "cpus": int(quota[0]) / int(period[0]), "uid": os.getuid(), "cwd": os.getcwd(),
-    "no_new_privs": status["NoNewPrivs"].strip(), "cap_eff": status["CapEff"].strip()}))
+    "no_new_privs": status["NoNewPrivs"].strip(), "cap_eff": status["CapEff"].strip(),
+    "reach": {f"{h}:{p}": probe(h, p) for h, p in json.loads(targets)}}))
 """
 
 
@@ -193,12 +204,23 @@ def cli(running, user, *args: str, check: bool = True) -> str:
 
 def test_a_pipeline_run_executes_in_a_container_of_the_versions_image_within_its_limits(hub, tags, tmp_path):
     """data-team's run of a pyspark version: from inside, the run sees the profile's memory and CPU
-    limits, uid 1000 without privileges, the run folder as its working folder; the engine says its
+    limits, uid 1000 without privileges, the run folder as its working folder, and reaches no host
+    service (on 127.0.0.1 or the gateway) but the hub API's port; the engine says its
     container (the run's hostname) was created from the pyspark image's tag, and removed; the run
     folder holds the output, the HTML and the log, and stays the service's own (0700)."""
     alice = hub.user("alice")
     path = tmp_path / "inside.ipynb"
-    path.write_text(json.dumps(make_notebook(INSIDE_THE_RUN)))
+    path.write_text(json.dumps(make_notebook(INSIDE_THE_RUN, parameters="targets = '[]'")))
+    gateway = hub_network(hub)["IPAM"]["Config"][0]["Gateway"]
+    loopback_service, loopback_port = serve("127.0.0.1")
+    gateway_service, gateway_port = serve(gateway)
+    hub_port = hub.settings["hub"]["internal_port"]
+    targets = [
+        ("127.0.0.1", loopback_port),
+        (gateway, loopback_port),
+        (gateway, gateway_port),
+        (gateway, hub_port),
+    ]
     since = str(int(time.time()) - 1)
     cli(
         hub,
@@ -213,7 +235,11 @@ def test_a_pipeline_run_executes_in_a_container_of_the_versions_image_within_its
         "v1",
         "--deploy",
     )
-    out = cli(hub, alice, "run", "data-team/inside", "--wait")
+    try:
+        out = cli(hub, alice, "run", "data-team/inside", "--wait", "-p", f"targets={json.dumps(targets)}")
+    finally:
+        loopback_service.shutdown()
+        gateway_service.shutdown()
     assert "succeeded" in out, out
     [run] = alice.api.get(f"{hub.url}/services/pipelines/api/pipelines/data-team/inside/runs").json()
     response = alice.api.get(f"{hub.url}/services/pipelines/api/runs/{run['id']}/output")
@@ -228,6 +254,12 @@ def test_a_pipeline_run_executes_in_a_container_of_the_versions_image_within_its
         "cwd": "/home/jovyan/run",
         "no_new_privs": "1",
         "cap_eff": "0000000000000000",
+        "reach": {
+            f"127.0.0.1:{loopback_port}": "ConnectionRefusedError",
+            f"{gateway}:{loopback_port}": "ConnectionRefusedError",
+            f"{gateway}:{gateway_port}": "ConnectionRefusedError",
+            f"{gateway}:{hub_port}": "open",
+        },
     }
     until = str(int(time.time()) + 1)
     events = docker(

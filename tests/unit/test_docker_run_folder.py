@@ -1,10 +1,14 @@
-"""The docker executor's run folder: what the container wrote comes back, and nothing else does."""
+"""The docker executor without an engine: its run folder (what the container wrote comes back, and
+nothing else does) and its GPUs from the machine's pool."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 
-from analysis_hub.backends.docker.executor import collect_outputs, container_folder
+from analysis_hub.backends.docker.executor import DockerExecutor, collect_outputs, container_folder
+from analysis_hub.pipelines.specs import RunSpec
+from analysis_hub.runtime.gpus import GpuPool
 
 
 def test_the_containers_files_move_up_and_links_it_planted_are_left_behind(tmp_path):
@@ -31,3 +35,42 @@ def test_the_containers_folder_is_jovyans_or_open_only_behind_the_private_run_fo
     work = container_folder(out_dir)
     facts = (work.stat().st_uid, work.stat().st_mode & 0o777)
     assert facts == ((1000, 0o700) if os.geteuid() == 0 else (os.geteuid(), 0o777))
+
+
+def spec(gpus: int) -> RunSpec:
+    return RunSpec(
+        run_id=5,
+        team="gpu-team",
+        pipeline="train",
+        version=1,
+        image="pytorch",
+        kernel="python3",
+        parameters={},
+        gpus=gpus,
+    )
+
+
+def executor(tmp_path, pool: GpuPool) -> DockerExecutor:
+    return DockerExecutor(str(tmp_path / "no-tags.json"), {}, "analysis-hub-1a2b3c4d", 8081, pool)
+
+
+def test_a_gpu_run_without_a_free_gpu_fails_saying_so(tmp_path):
+    """The run's GPUs come from the machine's pool (stand-in GPU ids: no GPU here); when a server
+    holds the only one, the run fails before any container, and says why in its log."""
+    pool = GpuPool(["0"], tmp_path / "gpus.json")
+    pool.allocate("alice", 1)
+    outcome = asyncio.run(executor(tmp_path, pool).run(spec(1), "{}", tmp_path / "run"))
+    assert (outcome.status, outcome.reason) == (
+        "failed",
+        "no GPU for the run: all 1 GPUs are in use (0 free, 1 needed); try again later or pick a CPU option",
+    )
+    assert "all 1 GPUs are in use" in (tmp_path / "run" / "log.txt").read_text()
+    assert pool.owners == {"alice": ["0"]}
+
+
+def test_a_runs_gpus_go_back_to_the_pool_when_it_ends(tmp_path):
+    """A run that took a GPU and then failed (its image was never built) leaves the pool as it was."""
+    pool = GpuPool(["0", "1"], tmp_path / "gpus.json")
+    outcome = asyncio.run(executor(tmp_path, pool).run(spec(1), "{}", tmp_path / "run"))
+    assert outcome.status == "failed" and "python scripts/build_images.py pytorch" in outcome.reason
+    assert pool.owners == {}
