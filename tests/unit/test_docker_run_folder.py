@@ -12,19 +12,23 @@ from analysis_hub.runtime.gpus import GpuPool
 
 
 def test_the_containers_files_move_up_and_links_it_planted_are_left_behind(tmp_path):
-    """A run's notebook could plant `output.ipynb` as a link to a host file the service may read;
-    only plain files move into the run's folder, and the container's folder is removed."""
+    """A run's notebook could plant `output.ipynb` as a link to a host file the service may read, or
+    forge the log; only plain files move into the run's folder, never over the service's log, and
+    the container's folder is removed."""
     secret = tmp_path / "secret"
     secret.write_text("the service's")
     out_dir = tmp_path / "run"
     out_dir.mkdir()
     work = container_folder(out_dir)
+    (out_dir / "log.txt").write_text("the container's output, as the engine gave it")
+    (work / "log.txt").write_text("forged")
     (work / "log-from-kernel.txt").write_text("kept")
     (work / "output.ipynb").symlink_to(secret)
     (work / "folder").mkdir()
     collect_outputs(work, out_dir)
-    assert sorted(p.name for p in out_dir.iterdir()) == ["log-from-kernel.txt"]
+    assert sorted(p.name for p in out_dir.iterdir()) == ["log-from-kernel.txt", "log.txt"]
     assert (out_dir / "log-from-kernel.txt").read_text() == "kept"
+    assert (out_dir / "log.txt").read_text() == "the container's output, as the engine gave it"
 
 
 def test_the_containers_folder_is_jovyans_or_open_only_behind_the_private_run_folder(tmp_path):

@@ -93,16 +93,22 @@ class DockerExecutor:
         try:
             gpu_ids = await asyncio.to_thread(self.gpus.allocate, owner, spec.gpus)
         except GpuUnavailable as e:
+            collect_outputs(work, out_dir)
             log_path.write_text(f"{e}\n")
             return RunOutcome("failed", None, f"no GPU for the run: {e}")
         try:
-            return await self._run(spec, work, out_dir, tuple(gpu_ids))
+            ended = await self._run(spec, work, log_path, tuple(gpu_ids))
         finally:
+            collect_outputs(work, out_dir)  # the container is gone: nothing writes there any more
             if spec.gpus:
                 await asyncio.to_thread(self.gpus.release, owner)
+        if isinstance(ended, RunOutcome):
+            return ended
+        code, timed_out, oom = ended
+        return await asyncio.to_thread(finish_outcome, spec, out_dir, code, timed_out, oom)
 
-    async def _run(self, spec: RunSpec, work: Path, out_dir: Path, gpu_ids: tuple[str, ...]) -> RunOutcome:
-        log_path = out_dir / LOG
+    async def _run(self, spec: RunSpec, work: Path, log_path: Path, gpu_ids: tuple[str, ...]):
+        """The container's exit (code, timed out, out-of-memory reason), or why there was none."""
         host = DockerHostFacts(
             images={**read_image_tags(self.image_tags_file), **self.image_references},
             name_prefix=self.name_prefix,
@@ -121,16 +127,20 @@ class DockerExecutor:
             )
             container = await asyncio.to_thread(self._create, settings)
         except (ImageNotBuilt, NetworkError, docker.errors.DockerException) as e:
-            reason = getattr(e, "explanation", None) or str(e)
-            log_path.write_text(f"{reason}\n")
-            return RunOutcome("failed", None, f"the run's container could not be created: {reason}")
+            return _not_run(log_path, "created", e)
         try:
-            code, timed_out, oom = await self._execute(container, spec, log_path)
+            await asyncio.to_thread(self.client.start, container)
+        except docker.errors.DockerException as e:  # e.g. GPUs the engine can't grant
+            await asyncio.to_thread(self._remove, container)
+            return _not_run(log_path, "started", e)
+        try:
+            return await self._execute(container, spec, log_path)
         finally:
-            with contextlib.suppress(docker.errors.DockerException):
-                await asyncio.to_thread(self.client.remove_container, container, force=True)
-            collect_outputs(work, out_dir)
-        return await asyncio.to_thread(finish_outcome, spec, out_dir, code, timed_out, oom)
+            await asyncio.to_thread(self._remove, container)
+
+    def _remove(self, container: str) -> None:
+        with contextlib.suppress(docker.errors.DockerException):
+            self.client.remove_container(container, force=True)
 
     def _create(self, settings) -> str:
         try:
@@ -153,7 +163,6 @@ class DockerExecutor:
         return created["Id"]
 
     async def _execute(self, container: str, spec: RunSpec, log_path: Path) -> tuple[int | None, bool, str]:
-        await asyncio.to_thread(self.client.start, container)
         copier = threading.Thread(target=self._copy_logs, args=(container, log_path), daemon=True)
         copier.start()
         timed_out = False
@@ -197,6 +206,12 @@ def docker_executor(settings) -> DockerExecutor:
     )
 
 
+def _not_run(log_path: Path, what: str, error: Exception) -> RunOutcome:
+    reason = getattr(error, "explanation", None) or str(error)
+    log_path.write_text(f"{reason}\n")
+    return RunOutcome("failed", None, f"the run's container could not be {what}: {reason}")
+
+
 def container_folder(out_dir: Path) -> Path:
     work = out_dir / WORK
     if work.exists():  # an earlier attempt's leftovers
@@ -220,10 +235,11 @@ def _give_to_jovyan(path: Path, mode: int) -> bool:
 
 
 def collect_outputs(work: Path, out_dir: Path) -> None:
-    """The container's files move up into the run's folder, the service's again."""
+    """The container's files move up into the run's folder, the service's again: plain files only
+    (a link could point the service at any host file), and never over the log the service wrote."""
     for path in work.iterdir():
         target = out_dir / path.name
-        if path.is_file() and not path.is_symlink():
+        if path.is_file() and not path.is_symlink() and path.name != LOG:
             with contextlib.suppress(PermissionError):
                 os.chown(path, os.geteuid(), os.getegid())
             path.replace(target)

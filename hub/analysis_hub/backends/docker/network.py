@@ -92,10 +92,13 @@ def ensure_firewall(firewall: HostFirewall, iptables: str = "iptables") -> None:
         _iptables(iptables, "-F", chain)
         for rule in firewall.rules:
             _iptables(iptables, "-A", chain, *rule)
-    hooks = [line.split()[2:] for line in _iptables(iptables, "-S", "INPUT").stdout.splitlines()]
-    hooks = [rule for rule in hooks if rule[-2:] == ["-j", chain]]
-    for stale in (rule for rule in hooks if rule not in firewall.hooks):
-        _iptables(iptables, "-D", "INPUT", *stale)
+    listed = [line.split()[2:] for line in _iptables(iptables, "-S", "INPUT").stdout.splitlines()]
+    hooks: list[list[str]] = []
+    for rule in (rule for rule in listed if rule[-2:] == ["-j", chain]):
+        if rule in firewall.hooks and rule not in hooks:
+            hooks.append(rule)
+        else:  # stale, or a second copy (two processes raced to add it)
+            _iptables(iptables, "-D", "INPUT", *rule)
     for hook in (rule for rule in reversed(firewall.hooks) if rule not in hooks):
         # First in INPUT: a broad ACCEPT placed earlier by someone else must not open the host.
         _iptables(iptables, "-I", "INPUT", "1", *hook)
