@@ -340,3 +340,21 @@ def test_the_hosts_rules_are_exact_and_installed_once(hub):
 
     assert [rule for rule in rules("INPUT") if rule[-1] == prefix] == firewall.hooks
     assert rules(prefix) == firewall.rules
+
+
+def test_a_server_outlives_a_hub_restart_on_the_same_network(hub):
+    """The hub restarts (an upgrade, a config change) while alice's container runs: it finds its
+    network again, listens on the same gateway, and alice's server still answers through the
+    proxy, checking her token with the hub API from inside the container."""
+    alice = hub.user("alice")
+    spawn(alice)
+    try:
+        gateway = hub_network(hub)["IPAM"]["Config"][0]["Gateway"]
+        hub.stop(servers_too=False)
+        hub.start()
+        assert hub_network(hub)["IPAM"]["Config"][0]["Gateway"] == gateway
+        alice = hub.user("alice")  # a new login and token, which the server must ask the hub about
+        assert alice.server_api("/status").status_code == 200
+        assert run_code(alice, "print(6 * 7)").strip().splitlines()[-1] == "42"
+    finally:
+        alice.stop()
