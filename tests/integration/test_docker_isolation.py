@@ -25,7 +25,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import REPO, start_hub
+from harness import REPO, start_hub
 from kernels import run_code
 from notebooks import make_notebook
 
