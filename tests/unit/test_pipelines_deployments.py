@@ -185,3 +185,24 @@ def test_the_migration_renames_the_schedule_trigger_of_stored_runs_to_cron(tmp_p
     engine.dispose()
     with open_database(url)() as db:
         assert [r.trigger for r in db.query(Run).order_by(Run.id)] == [CRON, MANUAL, HTTP, CRON]
+
+
+def test_the_api_document_and_the_cli_offer_exactly_the_vocabulary(capsys):
+    """The OpenAPI document lists the allowed triggers, and the CLI's --trigger accepts exactly
+    them: all three from `triggers.TRIGGERS`, so a new word shows up everywhere at once."""
+    import argparse
+
+    from analysis_hub.pipelines import client
+    from analysis_hub.pipelines.web import openapi
+
+    document = openapi("/services/pipelines/")
+    deployment = document["paths"]["/services/pipelines/api/pipelines/{team}/{name}/deployment"]["put"]
+    schema = deployment["requestBody"]["content"]["application/json"]["schema"]
+    assert schema["properties"]["trigger"] == {"type": "string", "enum": ["manual", "cron", "http"]}
+    parser = argparse.ArgumentParser()
+    client.add_parser(parser.add_subparsers())
+    for trigger in TRIGGERS:
+        assert parser.parse_args(["pipelines", "deploy", "t/n", "--trigger", trigger]).trigger == trigger
+    with pytest.raises(SystemExit):
+        parser.parse_args(["pipelines", "deploy", "t/n", "--trigger", "schedule"])
+    assert "invalid choice: 'schedule'" in capsys.readouterr().err
