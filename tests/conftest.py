@@ -25,3 +25,16 @@ def hub():
     running = start_hub()
     yield running
     running.stop()
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--reverse",
+        action="store_true",
+        help="run the collected tests in reverse order (shows whether tests rely on earlier tests' state)",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--reverse"):
+        items.reverse()

@@ -82,7 +82,7 @@ def dispatch_delays(user, api: str, ticks: int) -> list[float]:
     deadline = time.monotonic() + 70 * ticks + 30
     while len(delays) < ticks and time.monotonic() < deadline:
         for run in user.api.get(f"{api}/pipelines/bench/one-second/runs").json():
-            if run["trigger"] == "schedule" and run["id"] not in seen:
+            if run["trigger"] == "cron" and run["id"] not in seen:
                 seen.add(run["id"])
                 created = datetime.fromisoformat(run["created_at"].rstrip("Z")).replace(tzinfo=UTC)
                 tick = created.replace(second=0, microsecond=0)

@@ -4,8 +4,9 @@ One hub (started with `analysis-hub up`, so the pipelines service is started
 by JupyterHub) serves a catalog copy with a `tiny` profile (pyspark's image,
 a 400 MiB memory limit) for the out-of-memory case. alice is in data-team,
 bob in gpu-team, admin is an admin. The CLI is the real `analysis-hub
-pipelines` command, run as a subprocess with alice's hub token. The tests run
-in order and build on each other's pipeline, as a team's week would.
+pipelines` command, run as a subprocess with alice's hub token. Each test
+makes the pipelines it needs (its own names, or the module's `data_team_run`),
+so the tests pass in any order; the hub is shared by the module.
 """
 
 from __future__ import annotations
@@ -38,24 +39,25 @@ V1 = notebook("print(greeting * n)")
 V2 = notebook("print('before the error')", "1/0", "print('never')")
 
 
-class Webhooks(BaseHTTPRequestHandler):
+@pytest.fixture
+def webhooks():
+    """A webhook receiver on loopback: (its URL, the JSON bodies it received)."""
     received: list[dict] = []
 
-    def do_POST(self):
-        self.received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-        self.send_response(200)
-        self.end_headers()
+    class Webhooks(BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
 
-    def log_message(self, *args):
-        pass
+        def log_message(self, *args):
+            pass
 
-
-@pytest.fixture(scope="module")
-def webhook_url():
     server = HTTPServer(("127.0.0.1", 0), Webhooks)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}/hook"
+    yield f"http://127.0.0.1:{server.server_port}/hook", received
     server.shutdown()
+    server.server_close()
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +113,38 @@ def wait_run(hub, user, run_id: int, timeout: float = 600) -> dict:
     raise AssertionError(f"run {run_id} did not finish in {timeout} s")
 
 
+def publish(hub, user, pipeline: str, nb: dict, profile: str = "pyspark", **fields) -> dict:
+    """Publish `nb` as the next version of `pipeline` (TEAM/NAME) through the API."""
+    body = {"notebook": nb, "profile": profile, **fields}
+    response = api(hub, user, "POST", f"pipelines/{pipeline}/versions", json=body)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def deploy(hub, user, pipeline: str, **fields) -> dict:
+    response = api(hub, user, "PUT", f"pipelines/{pipeline}/deployment", json=fields)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def run_and_wait(hub, user, pipeline: str, **parameters) -> dict:
+    started = api(hub, user, "POST", f"pipelines/{pipeline}/runs", json={"parameters": parameters})
+    assert started.status_code == 201, started.text
+    return wait_run(hub, user, started.json()["id"])
+
+
+@pytest.fixture(scope="module")
+def data_team_run(hub) -> dict:
+    """A data-team pipeline (alice's) with one succeeded run, for the tests of what other teams
+    can't reach: its repository, run folder and API routes."""
+    alice = hub.user("alice")
+    publish(hub, alice, "data-team/shared-report", V1)
+    deploy(hub, alice, "data-team/shared-report")
+    run = run_and_wait(hub, alice, "data-team/shared-report")
+    assert run["status"] == "succeeded", run
+    return run
+
+
 def test_publish_run_and_find_the_output_with_injected_parameters(hub, tmp_path):
     """alice publishes v1 from a file with the CLI, deploys it with n=4 and runs it: the output
     notebook has papermill's injected parameters and the result; git has the version by alice."""
@@ -148,7 +182,9 @@ def test_publish_run_and_find_the_output_with_injected_parameters(hub, tmp_path)
     assert version["resources"]["memory_limit"] == 4 * 2**30 and version["image"] == "pyspark"
     repo = Path(hub.settings["data_dir"]) / "pipelines" / "repos" / "data-team"
     log = subprocess.run(
-        ["git", "-C", str(repo), "log", "--format=%an %s"], capture_output=True, text=True
+        ["git", "-C", str(repo), "log", "--format=%an %s", "--", "daily-report"],
+        capture_output=True,
+        text=True,
     ).stdout
     assert log.strip() == "alice daily-report v1: first"
     stored = json.loads(
@@ -175,16 +211,15 @@ print(json.dumps(denied))
 """
 
 
-def test_another_teams_user_cannot_read_pipeline_state_underneath_the_api(hub):
+def test_another_teams_user_cannot_read_pipeline_state_underneath_the_api(hub, data_team_run):
     """bob (gpu-team), as his own Unix user in a kernel of his own server, can open none of: the
     pipelines database, data-team's repository (files and .git), or data-team's run folder."""
-    alice, bob = hub.user("alice"), hub.user("bob")
-    [run] = api(hub, alice, "GET", "pipelines/data-team/daily-report/runs").json()
+    bob = hub.user("bob")
     state = Path(hub.settings["data_dir"]) / "pipelines"
-    repo, run_dir = state / "repos" / "data-team", state / "runs" / str(run["id"])
+    repo, run_dir = state / "repos" / "data-team", state / "runs" / str(data_team_run["id"])
     targets = [
         state / "pipelines.sqlite",
-        repo / "daily-report" / "notebook.ipynb",
+        repo / "shared-report" / "notebook.ipynb",
         repo / ".git" / "HEAD",
         run_dir / "log.txt",
         run_dir / "output.ipynb",
@@ -201,39 +236,25 @@ def test_another_teams_user_cannot_read_pipeline_state_underneath_the_api(hub):
     assert denied == {str(p): True for p in targets}
 
 
-def test_a_failing_version_is_recorded_notified_and_points_at_the_error_cell(hub, webhook_url):
+def test_a_failing_version_is_recorded_notified_and_points_at_the_error_cell(hub, webhooks):
     """v2 divides by zero: the run is failed with the error, the webhook gets a Slack-style message
     linking to papermill's error anchor, and the output notebook keeps the cells before the error."""
-    alice = hub.user("alice")
-    published = api(
-        hub,
-        alice,
-        "POST",
-        "pipelines/data-team/daily-report/versions",
-        json={"notebook": V2, "profile": "pyspark", "message": "divide", "parent": 1},
-    )
-    assert published.status_code == 201, published.text
-    deployed = api(
-        hub,
-        alice,
-        "PUT",
-        "pipelines/data-team/daily-report/deployment",
-        json={"version": 2, "notify_url": webhook_url},
-    )
-    assert deployed.status_code == 200, deployed.text
-    run = wait_run(
-        hub, alice, api(hub, alice, "POST", "pipelines/data-team/daily-report/runs", json={}).json()["id"]
-    )
+    alice, p = hub.user("alice"), "data-team/divide"
+    webhook_url, received = webhooks
+    publish(hub, alice, p, V1)
+    publish(hub, alice, p, V2, message="divide", parent=1)
+    deploy(hub, alice, p, version=2, notify_url=webhook_url)
+    run = run_and_wait(hub, alice, p)
     assert run["status"] == "failed" and run["version"] == 2
     assert "ZeroDivisionError" in run["reason"]
     output = nbformat.reads(api(hub, alice, "GET", f"runs/{run['id']}/output").text, as_version=4)
     assert output.cells[run["error_cell"]].source == "1/0"
     assert "before the error" in json.dumps(output.cells)
     deadline = time.monotonic() + 10
-    while not Webhooks.received and time.monotonic() < deadline:
+    while not received and time.monotonic() < deadline:
         time.sleep(0.2)
-    [message] = Webhooks.received
-    assert "data-team/daily-report run" in message["text"] and "failed" in message["text"]
+    [message] = received
+    assert f"{p} run" in message["text"] and "failed" in message["text"]
     assert message["analysis_hub"]["url"].endswith(
         f"/services/pipelines/runs/{run['id']}#papermill-error-cell"
     )
@@ -241,11 +262,26 @@ def test_a_failing_version_is_recorded_notified_and_points_at_the_error_cell(hub
     assert page.status_code == 200 and 'class="status failed"' in page.text
 
 
+def wait_scheduled_run(hub, user, pipeline: str, after: set[int], within: float = 90) -> dict:
+    """The first run the `cron` trigger starts, among runs other than `after`, finished."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        runs = api(hub, user, "GET", f"pipelines/{pipeline}/runs").json()
+        scheduled = next((r for r in runs if r["trigger"] == "cron" and r["id"] not in after), None)
+        if scheduled:
+            return wait_run(hub, user, scheduled["id"])
+        time.sleep(1)
+    raise AssertionError(f"no scheduled run of {pipeline} within {within} s")
+
+
 def test_rollback_and_the_next_scheduled_run_uses_v1_while_the_authors_server_is_culled(hub):
-    """alice publishes a notebook from her running server, rolls back to v1 and schedules it every
-    minute, and her idle server is culled: the next scheduled run fires on the minute without her
-    server, runs v1, and succeeds."""
-    alice = hub.user("alice")
+    """alice publishes a notebook from her running server, rolls back a pipeline from a failing v2
+    to v1 and schedules it every minute, and her idle server is culled: the next scheduled run
+    fires on the minute without her server, runs v1, and succeeds."""
+    alice, p = hub.user("alice"), "data-team/nightly"
+    publish(hub, alice, p, V1)
+    publish(hub, alice, p, V2, parent=1)
+    deploy(hub, alice, p, version=2)
     assert alice.start({"profile": "pyspark"}).status_code in (201, 202)
     alice.wait_ready()
     # Publishing straight from her server: the service reads the notebook with her token.
@@ -254,41 +290,42 @@ def test_rollback_and_the_next_scheduled_run_uses_v1_while_the_authors_server_is
     cli(hub, alice, "publish", "weekly.ipynb", "--from-server", "--team", "data-team", "--profile", "pyspark")
     weekly = api(hub, alice, "GET", "pipelines/data-team/weekly").json()
     assert weekly["latest_version"] == 1 and weekly["versions"][0]["published_by"] == "alice"
-    rolled_back = api(hub, alice, "POST", "pipelines/data-team/daily-report/rollback", json={"to": 1})
+    rolled_back = api(hub, alice, "POST", f"pipelines/{p}/rollback", json={"to": 1})
     assert rolled_back.json()["active_version"] == 1
-    cli(
-        hub,
-        alice,
-        "deploy",
-        "data-team/daily-report",
-        "--schedule",
-        "* * * * *",
-        "--timezone",
-        "Europe/Paris",
-    )
-    alice.wait_stopped(timeout=CULL_TIMEOUT + 60)  # the real idle culler stops it
-    assert "Culling server alice" in hub.log()
-    culled_at = api(hub, alice, "GET", "pipelines/data-team/daily-report").json()["runs"]
-    seen = {r["id"] for r in culled_at}
-    deadline = time.monotonic() + 90
-    scheduled = None
-    while time.monotonic() < deadline and scheduled is None:
-        runs = api(hub, alice, "GET", "pipelines/data-team/daily-report/runs").json()
-        scheduled = next((r for r in runs if r["trigger"] == "schedule" and r["id"] not in seen), None)
-        time.sleep(1)
-    assert scheduled, "no scheduled run within 90 s of the cull"
-    run = wait_run(hub, alice, scheduled["id"])
-    assert (run["status"], run["version"], run["started_by"]) == ("succeeded", 1, "schedule")
-    assert "" not in alice.model()["servers"]
-    api(hub, alice, "PUT", "pipelines/data-team/daily-report/deployment", json={"paused": True})
+    cli(hub, alice, "deploy", p, "--schedule", "* * * * *", "--timezone", "Europe/Paris")
+    try:
+        assert api(hub, alice, "GET", f"pipelines/{p}").json()["trigger"] == "cron"
+        alice.wait_stopped(timeout=CULL_TIMEOUT + 60)  # the real idle culler stops it
+        assert "Culling server alice" in hub.log()
+        culled_at = {r["id"] for r in api(hub, alice, "GET", f"pipelines/{p}/runs").json()}
+        run = wait_scheduled_run(hub, alice, p, after=culled_at)
+        assert (run["status"], run["version"], run["started_by"]) == ("succeeded", 1, "schedule")
+        assert "" not in alice.model()["servers"]
+    finally:
+        deploy(hub, alice, p, paused=True)  # no more runs every minute during the other tests
 
 
 def test_the_audit_trail_lists_every_step_with_its_user(hub):
-    """publish, deploy, run, rollback, pause: each with who did it, and deploys with before and after."""
-    alice = hub.user("alice")
-    events = api(hub, alice, "GET", "audit?team=data-team&pipeline=daily-report").json()
+    """publish, deploy, run, rollback, a scheduled run, pause: each with who did it (the schedule for
+    its run), and deploys and rollbacks with the deployment before and after."""
+    alice, p = hub.user("alice"), "data-team/audited"
+    publish(hub, alice, p, V1)
+    deploy(hub, alice, p)
+    run_and_wait(hub, alice, p)
+    publish(hub, alice, p, V2, parent=1)
+    deploy(hub, alice, p, version=2)
+    run_and_wait(hub, alice, p)
+    assert api(hub, alice, "POST", f"pipelines/{p}/rollback", json={"to": 1}).status_code == 200
+    ran = {r["id"] for r in api(hub, alice, "GET", f"pipelines/{p}/runs").json()}
+    deploy(hub, alice, p, schedule="* * * * *")
+    try:
+        wait_scheduled_run(hub, alice, p, after=ran)
+    finally:
+        deploy(hub, alice, p, paused=True)
+    team, name = p.split("/")
+    events = api(hub, alice, "GET", f"audit?team={team}&pipeline={name}").json()
     steps = [(e["actor"], e["action"]) for e in events]
-    assert steps[:7] == [
+    assert steps[:9] == [
         ("alice", "publish"),
         ("alice", "deploy"),
         ("alice", "run"),
@@ -296,15 +333,19 @@ def test_the_audit_trail_lists_every_step_with_its_user(hub):
         ("alice", "deploy"),
         ("alice", "run"),
         ("alice", "rollback"),
+        ("alice", "deploy"),
+        ("schedule", "run"),
     ], steps
-    assert ("schedule", "run") in steps and steps[-1] == ("alice", "pause")
+    assert steps[-1] == ("alice", "pause")
     rollback = events[6]
     assert (rollback["before"]["active_version"], rollback["after"]["active_version"]) == (2, 1)
+    assert (events[7]["before"]["trigger"], events[7]["after"]["trigger"]) == ("manual", "cron")
+    assert events[8]["after"]["trigger"] == "cron"
 
 
-def test_another_teams_user_gets_403_everywhere(hub):
+def test_another_teams_user_gets_403_everywhere(hub, data_team_run):
     """bob (gpu-team) can't see, publish to, deploy, roll back, run or read runs of data-team's pipeline."""
-    bob, p = hub.user("bob"), "pipelines/data-team/daily-report"
+    bob, p, run_id = hub.user("bob"), "pipelines/data-team/shared-report", data_team_run["id"]
     refused = [
         api(hub, bob, "GET", p),
         api(hub, bob, "POST", f"{p}/versions", json={"notebook": V1, "profile": "pyspark"}),
@@ -312,23 +353,30 @@ def test_another_teams_user_gets_403_everywhere(hub):
         api(hub, bob, "POST", f"{p}/rollback", json={"to": 1}),
         api(hub, bob, "POST", f"{p}/runs", json={}),
         api(hub, bob, "GET", f"{p}/runs"),
-        api(hub, bob, "GET", "runs/1"),
-        api(hub, bob, "GET", "runs/1/output"),
+        api(hub, bob, "GET", f"runs/{run_id}"),
+        api(hub, bob, "GET", f"runs/{run_id}/output"),
         api(hub, bob, "DELETE", p),
     ]
     assert [r.status_code for r in refused] == [403] * len(refused), [
         (r.status_code, r.text[:80]) for r in refused
     ]
-    assert api(hub, bob, "GET", "pipelines").json() == []
-    assert api(hub, bob, "GET", "audit").json() == []
-    assert api(hub, hub.user("admin"), "GET", p).status_code == 200, "admins see every team's pipelines"
+    # bob's own team may have pipelines (other tests make some); none of data-team's show.
+    assert [x for x in api(hub, bob, "GET", "pipelines").json() if x["team"] == "data-team"] == []
+    assert [e for e in api(hub, bob, "GET", "audit").json() if e["team"] == "data-team"] == []
+    admin = hub.user("admin")
+    assert api(hub, admin, "GET", p).status_code == 200, "admins see every team's pipelines"
+    assert "shared-report" in [x["name"] for x in api(hub, admin, "GET", "pipelines").json()]
+    assert any(e["pipeline"] == "shared-report" for e in api(hub, admin, "GET", "audit").json())
 
 
 def test_bad_input_gets_a_clear_error_and_changes_nothing(hub):
     """No parameters cell, unknown profile, bad cron, a wrongly typed parameter, a huge upload, a name
     with path characters, a concurrent publish: each refused with its reason; versions, deployment
     and runs stay as they were."""
-    alice, p = hub.user("alice"), "pipelines/data-team/daily-report"
+    alice, p = hub.user("alice"), "pipelines/data-team/checked"
+    publish(hub, alice, "data-team/checked", V1)
+    deploy(hub, alice, "data-team/checked", parameters={"n": 2})
+    assert run_and_wait(hub, alice, "data-team/checked")["status"] == "succeeded"
     before = api(hub, alice, "GET", p).json()
     cases = [
         (
@@ -432,10 +480,12 @@ def test_a_run_killed_for_memory_is_recorded_with_its_partial_output(hub):
 def test_a_hub_restart_keeps_schedules_and_history(hub):
     """After the hub (and so the service) restarts, the history is intact and the schedule is
     registered again; an HTTP trigger works with its own token."""
-    alice = hub.user("alice")
-    p = "pipelines/data-team/daily-report"
-    api(hub, alice, "PUT", f"{p}/deployment", json={"paused": False})
+    alice, p = hub.user("alice"), "pipelines/data-team/restarted"
+    publish(hub, alice, "data-team/restarted", V1)
+    deploy(hub, alice, "data-team/restarted", schedule="0 6 1 1 *")  # registered, not due in the test
+    assert run_and_wait(hub, alice, "data-team/restarted")["status"] == "succeeded"
     before = api(hub, alice, "GET", p).json()
+    assert before["next_run"]
     hub.stop(servers_too=False)
     hub.start()
     deadline = time.monotonic() + 30
@@ -453,15 +503,12 @@ def test_a_hub_restart_keeps_schedules_and_history(hub):
     assert wait_run(hub, alice, fired.json()["id"])["status"] == "succeeded"
 
 
-def test_a_teams_run_cannot_read_another_teams_run_and_is_still_recorded(hub, tmp_path):
+def test_a_teams_run_cannot_read_another_teams_run_and_is_still_recorded(hub, data_team_run, tmp_path):
     """Each team's runs execute as that team's own Unix user: a gpu-team notebook that opens
     data-team's run folder is denied by the file system, and its own run succeeds with its output."""
     import pwd
 
-    alice, bob = hub.user("alice"), hub.user("bob")
-    data_run = min(
-        api(hub, alice, "GET", "pipelines/data-team/daily-report/runs").json(), key=lambda r: r["id"]
-    )
+    bob, data_run = hub.user("bob"), data_team_run
     runs = Path(hub.settings["data_dir"]) / "pipelines" / "runs"
     target = runs / str(data_run["id"]) / "output.ipynb"
     snoop = notebook(

@@ -190,33 +190,40 @@ async def test_the_argo_template_of_a_pytorch_pipeline_carries_the_gpu_and_toler
     1.32 pod, and the template reads back unchanged through hera's models of Argo's schema."""
     import nbformat
     from analysis_hub.catalog_source import CatalogSource
+    from analysis_hub.pipelines.access import Caller
+    from analysis_hub.pipelines.executor import Executor
     from analysis_hub.pipelines.models import open_database
-    from analysis_hub.pipelines.service import Caller, Pipelines
+    from analysis_hub.pipelines.service import Pipelines, PipelinesConfig
     from hera.workflows.models import WorkflowTemplate
 
+    class NoRuns(Executor):
+        """Nothing runs here: only the manifests are built (deploying calls the no-op prepare)."""
+
     service = Pipelines(
-        open_database(f"sqlite:///{tmp_path / 'p.sqlite'}"),
-        tmp_path,
-        CatalogSource(PROFILES, IMAGES),
-        runner=None,
-        public_url="https://hub.example.com",
-        max_bytes=2**20,
+        sessions=open_database(f"sqlite:///{tmp_path / 'p.sqlite'}"),
+        config=PipelinesConfig(
+            data_dir=tmp_path,
+            public_url="https://hub.example.com",
+            max_notebook_bytes=2**20,
+            output_url="s3://runs",
+        ),
+        catalog=CatalogSource(PROFILES, IMAGES),
+        executor=NoRuns(),
         cluster=ClusterFacts(images=IMAGE_REFS),
-        output_url="s3://runs",
     )
     nb = nbformat.v4.new_notebook()
     cell = nbformat.v4.new_code_cell("epochs = 1")
     cell.metadata["tags"] = ["parameters"]
     nb.cells = [cell, nbformat.v4.new_code_cell("import torch")]
     bob = Caller("bob", frozenset({"ml"}))
-    await service.publish(bob, "ml", "train", nbformat.writes(nb), "pytorch")
+    await service.versions.publish(bob, "ml", "train", nbformat.writes(nb), "pytorch")
     deployment = {
         "schedule": "0 6 * * 1-5",
         "timezone": "Europe/Paris",
         "retries": 2,
         "parameters": {"epochs": "3"},
     }
-    service.deploy(bob, "ml", "train", deployment)
+    await service.deploy(bob, "ml", "train", deployment)
     [template] = service.argo(bob, "ml", "train")
     read_back = WorkflowTemplate.model_validate(template).model_dump(
         mode="json", by_alias=True, exclude_none=True

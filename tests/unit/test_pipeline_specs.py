@@ -167,7 +167,7 @@ def test_every_documented_api_path_is_served():
 
 
 def test_webhook_message_links_to_the_failed_cell():
-    run = {"id": 4, "version": 2, "status": "failed", "trigger": "schedule", "started_by": "schedule"}
+    run = {"id": 4, "version": 2, "status": "failed", "trigger": "cron", "started_by": "schedule"}
     message = notify.run_message(
         "data", "report", {**run, "reason": "ZeroDivisionError", "error_cell": 3}, "http://h/r/4"
     )

@@ -24,7 +24,7 @@ from ..backends import backend_for
 from ..catalog_source import CatalogSource
 from ..settings import Settings, load_settings
 from .models import open_database
-from .service import Pipelines
+from .service import Pipelines, PipelinesConfig
 from .state import SQLITE_FILES, secure_state
 from .web import make_app
 
@@ -39,14 +39,19 @@ def build(settings: Settings) -> Pipelines:
     backend = backend_for(settings)
     executor = backend.executor(settings)
     hub = settings.hub
-    public_url = config.public_url or f"http://{hub.ip}:{hub.port}{hub.base_url}".rstrip("/")
     known = backend.known_images(settings)
-    catalog = CatalogSource(settings.catalog, settings.images_dir, logging.getLogger("catalog"), known)
-    cluster = backend.cluster(settings)
-    gpus = backend.machine_gpus(settings) or 0
-    max_bytes = config.max_notebook_mb * 2**20
     return Pipelines(
-        sessions, config.data_dir, catalog, executor, public_url, max_bytes, gpus, cluster, config.output_url
+        sessions=sessions,
+        config=PipelinesConfig(
+            data_dir=config.data_dir,
+            public_url=config.public_url or f"http://{hub.ip}:{hub.port}{hub.base_url}".rstrip("/"),
+            max_notebook_bytes=config.max_notebook_mb * 2**20,
+            gpus_available=backend.machine_gpus(settings) or 0,
+            output_url=config.output_url,
+        ),
+        catalog=CatalogSource(settings.catalog, settings.images_dir, logging.getLogger("catalog"), known),
+        executor=executor,
+        cluster=backend.cluster(settings),
     )
 
 

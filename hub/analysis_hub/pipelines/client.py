@@ -3,7 +3,7 @@
     publish NOTEBOOK --team T --profile P [--name N] [--choice k=v] [-m MSG] [--from-server]
             [--schedule CRON [--timezone TZ]] [-p name=value ...]
     versions TEAM/NAME           diff TEAM/NAME A B
-    deploy TEAM/NAME [--version N] [--schedule CRON | --trigger manual|http] [-p ...]
+    deploy TEAM/NAME [--version N] [--schedule CRON | --trigger manual|cron|http] [-p ...]
            [--concurrency forbid|allow] [--timeout S] [--retries N] [--pause | --resume] [--notify URL]
     rollback TEAM/NAME --to N    run TEAM/NAME [-p ...] [--wait]
     runs TEAM/NAME               logs RUN_ID            audit [TEAM[/NAME]]
@@ -11,6 +11,8 @@
 The service URL comes from --url or $ANALYSIS_HUB_PIPELINES_URL (default
 http://127.0.0.1:8000/services/pipelines/), the hub API token from --token or
 $JUPYTERHUB_API_TOKEN. Refusals print the service's message and exit 2.
+A `--schedule` without `--trigger` deploys the `cron` trigger: the service
+applies the trigger defaults (`triggers.py`), the client sends what was given.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import time
 from pathlib import Path
 
 import requests
+
+from .triggers import TRIGGERS
 
 DEFAULT_URL = "http://127.0.0.1:8000/services/pipelines/"
 FINISHED = {"succeeded", "failed", "timed_out", "cancelled", "skipped"}
@@ -86,7 +90,7 @@ def cmd_publish(client: Client, args) -> dict:
     if args.schedule or args.parameter or args.deploy:
         deployment = {"version": version["number"], "parameters": pairs(args.parameter, "-p")}
         if args.schedule:
-            deployment.update(trigger="cron", schedule=args.schedule, timezone=args.timezone)
+            deployment.update(schedule=args.schedule, timezone=args.timezone)
         client.call("PUT", f"pipelines/{args.team}/{name}/deployment", deployment)
         print(
             f"deployed v{version['number']}"
@@ -101,7 +105,6 @@ def cmd_deploy(client: Client, args) -> dict:
         if getattr(args, key) is not None:
             body[key] = getattr(args, key)
     if args.schedule:
-        body.setdefault("trigger", "cron")
         body["timezone"] = args.timezone
     if args.parameter:
         body["parameters"] = pairs(args.parameter, "-p")
@@ -220,7 +223,7 @@ def add_parser(commands) -> None:
     )
     deploy.add_argument("pipeline", metavar="TEAM/NAME")
     deploy.add_argument("--version", type=int)
-    deploy.add_argument("--trigger", choices=["manual", "cron", "http"])
+    deploy.add_argument("--trigger", choices=TRIGGERS, help="what starts runs (--schedule alone: cron)")
     deploy.add_argument("--concurrency", choices=["forbid", "allow"])
     deploy.add_argument("--timeout", type=int)
     deploy.add_argument("--retries", type=int)

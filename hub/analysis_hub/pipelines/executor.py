@@ -10,9 +10,10 @@ Contract:
   pages and the API serve every backend's runs alike: `output.ipynb` (saved
   after every cell, so a run that dies keeps its partial output, with the
   error cell), `output.html` and `log.txt`.
-- `prepare(spec)` is called when a version is deployed (Argo stores a
-  WorkflowTemplate then); executors that need nothing ahead of a run inherit
-  the no-op.
+- `prepare(spec)` is called when a version is deployed or rolled back to,
+  before the change is stored (so a failing prepare refuses the change); the
+  spec is the deployment's, with `run_id` 0 (Argo stores a WorkflowTemplate
+  then). Executors that need nothing ahead of a run inherit the no-op.
 - Optional, where a backend can do it (look it up with `getattr`):
   `async cancel(run_id) -> bool` stops a run that is going (Argo's stop; the
   run's `run` then returns the status `cancelled`), False when none was; and

@@ -21,6 +21,8 @@ from alembic.config import Config as AlembicConfig
 from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
 
+from .triggers import MANUAL
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 FINISHED = ("succeeded", "failed", "timed_out", "cancelled", "skipped")
@@ -44,7 +46,7 @@ class Pipeline(Base):
     created_at: Mapped[datetime] = mapped_column(default=now)
     created_by: Mapped[str] = mapped_column(String(255))
     active_version: Mapped[int | None]
-    trigger: Mapped[str] = mapped_column(String(16), default="manual")  # manual | cron | http
+    trigger: Mapped[str] = mapped_column(String(16), default=MANUAL)  # one of triggers.TRIGGERS
     schedule: Mapped[str | None] = mapped_column(String(255))
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     parameters: Mapped[dict] = mapped_column(JSON, default=dict)
@@ -110,7 +112,7 @@ class Run(Base):
     pipeline_id: Mapped[int] = mapped_column(ForeignKey("pipelines.id"))
     version: Mapped[int]
     status: Mapped[str] = mapped_column(String(16), default="queued")
-    trigger: Mapped[str] = mapped_column(String(16))  # manual | schedule | http
+    trigger: Mapped[str] = mapped_column(String(16))  # what started it: one of triggers.TRIGGERS
     started_by: Mapped[str] = mapped_column(String(255))
     parameters: Mapped[dict] = mapped_column(JSON, default=dict)
     attempts: Mapped[int] = mapped_column(default=0)

@@ -6,7 +6,7 @@ stripped) and `version.json` (profile, resources, image, parameters...).
 `commit(...)` records one version with the publishing hub user as the
 author and tags it `<pipeline>/v<N>`, so `git log`, `git diff` and `git blame`
 work with ordinary tools; `read(commit, pipeline)` returns a version's files.
-Callers serialise commits to one repository (see service.py).
+Callers serialise commits to one repository (see versions.py).
 """
 
 from __future__ import annotations

@@ -4,11 +4,16 @@ Contract:
 - `version_settings(resolved)` is what a version records of its profile: the
   resolved resources, env, node selector and tolerations, so a version runs
   with what it was published with even after the catalog changes.
+- `merge_deployment(current, request)` is the deployment a change asks for:
+  fields the request leaves out keep their values; a request naming a schedule
+  but no trigger gets the default trigger for it (`triggers.default_trigger`),
+  and a trigger other than `cron` without a schedule drops the old schedule.
 - `check_deployment(...)` validates a deployment request (trigger, cron in
   a time zone, concurrency, timeout, retries, parameters) and returns the
   fields to store, or raises `SpecError` naming each bad field.
-- `run_spec(...)` is everything a runner needs for one run: image, limits,
-  env, the merged and typed parameters, kernel and timeout.
+- `run_spec(...)` is everything an executor needs for one run: which version
+  of which pipeline, image, limits, env, the merged and typed parameters,
+  kernel and timeout.
 - `NAME_RE`: pipeline and team names are short slugs, never paths.
 """
 
@@ -22,9 +27,9 @@ from apscheduler.triggers.cron import CronTrigger
 
 from ..catalog import Profile, ResolvedProfile, Resources, Toleration
 from .notebooks import NotebookError, Parameter, coerce_parameters
+from .triggers import CRON, TRIGGERS, default_trigger
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-TRIGGERS = ("manual", "cron", "http")
 CONCURRENCY = ("forbid", "allow")
 
 
@@ -34,6 +39,10 @@ class SpecError(ValueError):
 
 @dataclass(frozen=True)
 class RunSpec:
+    """One run as an executor sees it. `team`, `pipeline` and `version` name what runs (an
+    executor that stores something per version in `prepare` names it by them); `run_id` is 0
+    in the spec `prepare` gets, when no run exists yet. `gpus` is for GPU allocation."""
+
     run_id: int
     team: str
     pipeline: str
@@ -93,6 +102,15 @@ def declared_parameters(version_parameters: dict) -> dict[str, Parameter]:
     return {name: Parameter(**p) for name, p in version_parameters.items()}
 
 
+def merge_deployment(current: dict, request: dict) -> dict:
+    request = dict(request)
+    if "schedule" in request and "trigger" not in request:
+        request["trigger"] = default_trigger(request["schedule"])
+    if request.get("trigger", CRON) != CRON:
+        request.setdefault("schedule", None)
+    return {**current, **request}
+
+
 def check_deployment(request: dict, declared: dict[str, Parameter], versions: list[int]) -> dict:
     problems = []
     allowed = {
@@ -114,7 +132,7 @@ def check_deployment(request: dict, declared: dict[str, Parameter], versions: li
     if version not in versions:
         problems.append(f"version: {version!r} is not a published version (versions: {versions or 'none'})")
     out["active_version"] = version
-    trigger = request.get("trigger", "cron" if request.get("schedule") else "manual")
+    trigger = request.get("trigger", default_trigger(request.get("schedule")))
     if trigger not in TRIGGERS:
         problems.append(f"trigger: {trigger!r} is not one of {', '.join(TRIGGERS)}")
     out["trigger"] = trigger
@@ -126,7 +144,7 @@ def check_deployment(request: dict, declared: dict[str, Parameter], versions: li
         timezone = "UTC"
     out["timezone"] = timezone
     schedule = request.get("schedule")
-    if trigger == "cron":
+    if trigger == CRON:
         try:
             CronTrigger.from_crontab(schedule or "", timezone=timezone)
         except (ValueError, TypeError) as e:
@@ -134,8 +152,8 @@ def check_deployment(request: dict, declared: dict[str, Parameter], versions: li
                 f"schedule: {schedule!r} is not a cron expression (minute hour day month weekday): {e}"
             )
     elif schedule:
-        problems.append(f"schedule: only a trigger 'cron' has a schedule (trigger is {trigger!r})")
-    out["schedule"] = schedule if trigger == "cron" else None
+        problems.append(f"schedule: only a trigger {CRON!r} has a schedule (trigger is {trigger!r})")
+    out["schedule"] = schedule if trigger == CRON else None
     concurrency = request.get("concurrency", "forbid")
     if concurrency not in CONCURRENCY:
         problems.append(f"concurrency: {concurrency!r} is not one of {', '.join(CONCURRENCY)}")

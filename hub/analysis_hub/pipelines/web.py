@@ -26,9 +26,11 @@ from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 from ..selection import ProfileRequestError
+from .access import Caller, Conflict, Forbidden, NotFound, TooLarge
 from .notebooks import NotebookError
-from .service import Caller, Conflict, Forbidden, NotFound, Pipelines, TooLarge
-from .specs import SpecError
+from .service import Pipelines
+from .specs import CONCURRENCY, SpecError
+from .triggers import TRIGGERS
 
 TEMPLATES = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=select_autoescape(["html"])
@@ -45,6 +47,7 @@ ERRORS = {
 P = r"(?P<team>[^/]+)/(?P<name>[^/]+)"
 
 # One table drives the routes' documentation: (method, path, summary, request body).
+# A body field's type is a JSON type, or a tuple of the only strings allowed.
 API = [
     ("get", "api/pipelines", "Pipelines of your teams", None),
     ("get", "api/pipelines/{team}/{name}", "A pipeline: deploy state, versions, recent runs", None),
@@ -69,11 +72,11 @@ API = [
         "Deploy: active version, trigger, schedule, parameters, concurrency, timeout, retries, pause",
         {
             "version": "integer",
-            "trigger": "string",
+            "trigger": TRIGGERS,
             "schedule": "string",
             "timezone": "string",
             "parameters": "object",
-            "concurrency": "string",
+            "concurrency": CONCURRENCY,
             "timeout": "integer",
             "retries": "integer",
             "paused": "boolean",
@@ -115,7 +118,10 @@ def openapi(prefix: str) -> dict:
         if params:
             operation["parameters"] = params
         if body:
-            properties = {k: {"type": t} for k, t in body.items()}
+            properties = {
+                k: {"type": "string", "enum": list(t)} if isinstance(t, tuple) else {"type": t}
+                for k, t in body.items()
+            }
             schema = {"type": "object", "properties": properties, "additionalProperties": False}
             operation["requestBody"] = {"content": {"application/json": {"schema": schema}}}
         paths.setdefault(prefix + path, {})[method] = operation
@@ -203,7 +209,7 @@ class PipelineItem(ApiHandler):
 
     @web.authenticated
     def delete(self, team, name):
-        self.pipelines.delete(self.caller, team, name)
+        self.pipelines.deployments.delete(self.caller, team, name)
         self.send({"deleted": f"{team}/{name}"})
 
 
@@ -217,7 +223,7 @@ class Versions(ApiHandler):
         if ("notebook" in body) == ("server_path" in body) or "profile" not in body:
             raise SpecError("profile and either notebook (an upload) or server_path are required")
         notebook = body.get("notebook") or await self.notebook_from_server(str(body["server_path"]))
-        version = await self.pipelines.publish(
+        version = await self.pipelines.versions.publish(
             self.caller,
             team,
             name,
@@ -252,7 +258,7 @@ class VersionNotebook(ApiHandler):
     @web.authenticated
     def get(self, team, name, number):
         self.set_header("Content-Type", "application/x-ipynb+json")
-        self.finish(self.pipelines.version_notebook(self.caller, team, name, int(number)))
+        self.finish(self.pipelines.versions.notebook(self.caller, team, name, int(number)))
 
 
 class Diff(ApiHandler):
@@ -260,13 +266,13 @@ class Diff(ApiHandler):
     def get(self, team, name):
         a, b = (int(self.get_argument(k)) for k in ("a", "b"))
         self.set_header("Content-Type", "text/plain; charset=utf-8")
-        self.finish(self.pipelines.diff(self.caller, team, name, a, b))
+        self.finish(self.pipelines.versions.diff(self.caller, team, name, a, b))
 
 
 class Deployment(ApiHandler):
     @web.authenticated
-    def put(self, team, name):
-        self.send(self.pipelines.deploy(self.caller, team, name, self.body()))
+    async def put(self, team, name):
+        self.send(await self.pipelines.deploy(self.caller, team, name, self.body()))
 
 
 class Argo(ApiHandler):
@@ -277,21 +283,21 @@ class Argo(ApiHandler):
 
 class Rollback(ApiHandler):
     @web.authenticated
-    def post(self, team, name):
+    async def post(self, team, name):
         to = self.body().get("to")
         if not isinstance(to, int):
             raise SpecError("to: the version number to roll back to is required")
-        self.send(self.pipelines.rollback(self.caller, team, name, to))
+        self.send(await self.pipelines.rollback(self.caller, team, name, to))
 
 
 class Runs(ApiHandler):
     @web.authenticated
     def get(self, team, name):
-        self.send(self.pipelines.runs(self.caller, team, name))
+        self.send(self.pipelines.runs.history(self.caller, team, name))
 
     @web.authenticated
     async def post(self, team, name):
-        run = await self.pipelines.run_now(self.caller, team, name, self.body().get("parameters"))
+        run = await self.pipelines.runs.run_now(self.caller, team, name, self.body().get("parameters"))
         self.send(run, 201)
 
 
@@ -299,14 +305,14 @@ class Trigger(Handler):
     # Authenticated by the pipeline's own trigger token, not by the hub.
     async def post(self, team, name):
         token = self.request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        run = await self.pipelines.run_by_http_trigger(team, name, token, self.body().get("parameters"))
+        run = await self.pipelines.runs.run_by_http_trigger(team, name, token, self.body().get("parameters"))
         self.send(run, 201)
 
 
 class RunItem(ApiHandler):
     @web.authenticated
     def get(self, run_id, what=None):
-        run, folder = self.pipelines.run(self.caller, int(run_id))
+        run, folder = self.pipelines.runs.get(self.caller, int(run_id))
         if what is None:
             return self.send(run)
         path = folder / ("output.ipynb" if what == "output" else "log.txt")
@@ -372,14 +378,14 @@ class PipelinePage(Page):
 class RunPage(Page):
     @web.authenticated
     def get(self, run_id):
-        run, folder = self.pipelines.run(self.caller, int(run_id))
+        run, folder = self.pipelines.runs.get(self.caller, int(run_id))
         self.render_page("run.html", run=run, has_output=(folder / "output.html").exists())
 
 
 class RunOutputHtml(Page):
     @web.authenticated
     def get(self, run_id):
-        _, folder = self.pipelines.run(self.caller, int(run_id))
+        _, folder = self.pipelines.runs.get(self.caller, int(run_id))
         path = folder / "output.html"
         if not path.exists():
             raise NotFound(f"run {run_id} has no output yet")

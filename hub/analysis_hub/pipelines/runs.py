@@ -1,0 +1,174 @@
+"""Runs: start one, apply the concurrency policy, execute it with retries, record it, notify.
+
+Contract:
+- `start(pipeline_id, trigger, actor, parameters)` records a run of the
+  pipeline's active version with its parameters (the version's defaults <
+  the deployment's overrides < this run's, typed) and an audit event, and
+  returns it at once. With concurrency `forbid` and a run still queued or
+  running, the new run is recorded as `skipped` with the reason and nothing
+  executes; otherwise it executes in the background.
+- Executing hands the run's `RunSpec` and notebook to the `Executor`
+  (`executor.py`), which leaves the run's files in `<runs_root>/<id>/`; a
+  run that doesn't succeed is tried again up to the deployment's `retries`,
+  and the last attempt's outcome is recorded (status, exit code, reason,
+  error cell, attempts). An executor that raises fails the run with the
+  error; a run is never left `running` by a bug.
+- When it finishes, a webhook (`notify_url`) gets a message (`notify.py`)
+  on failure, and on success too if the deployment asks.
+- `run_now` (a team member, trigger `manual`) and `run_by_http_trigger` (the
+  pipeline's token, trigger `http`) are the callers' ways in; the schedule
+  calls `start` itself (`scheduler.py`).
+- `recover()`, at start, fails the runs a previous process left unfinished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from . import notify
+from .access import Caller, find_pipeline, find_run, pipeline_for_token
+from .executor import Executor, RunOutcome
+from .models import AuditEvent, Pipeline, Run, now
+from .specs import SpecError, declared_parameters, run_parameters, run_spec
+from .triggers import HTTP, MANUAL
+from .versions import Versions, find_version
+from .views import run_view
+
+log = logging.getLogger(__name__)
+
+UNFINISHED = ("queued", "running")
+HTTP_TRIGGER = "http-trigger"  # the `started_by` of a run started with a trigger token
+
+
+def recent_runs(db, pipeline: Pipeline, limit: int) -> list[Run]:
+    query = select(Run).where(Run.pipeline_id == pipeline.id).order_by(Run.id.desc()).limit(limit)
+    return list(db.scalars(query))
+
+
+class Runs:
+    def __init__(self, *, sessions, versions: Versions, executor: Executor, runs_root: Path, public_url: str):
+        self.sessions = sessions
+        self.versions = versions
+        self.executor = executor
+        self.runs_root = runs_root
+        self.public_url = public_url.rstrip("/")
+        self._tasks: set[asyncio.Task] = set()
+
+    def recover(self) -> None:
+        with self.sessions.begin() as db:
+            for run in db.scalars(select(Run).where(Run.status.in_(UNFINISHED))):
+                run.status, run.finished_at = "failed", now()
+                run.reason = "interrupted: the pipelines service stopped during the run"
+
+    # -- reading ------------------------------------------------------------
+
+    def history(self, caller: Caller, team: str, name: str, limit: int = 500) -> list[dict]:
+        with self.sessions() as db:
+            return [run_view(r) for r in recent_runs(db, find_pipeline(db, caller, team, name), limit)]
+
+    def get(self, caller: Caller, run_id: int) -> tuple[dict, Path]:
+        """A run as the API shows it, and its folder of files."""
+        with self.sessions() as db:
+            run = find_run(db, caller, run_id)
+            view = {**run_view(run), "team": run.pipeline.team, "pipeline": run.pipeline.name}
+        return view, self.runs_root / str(run_id)
+
+    # -- starting -----------------------------------------------------------
+
+    async def run_now(self, caller: Caller, team: str, name: str, parameters: dict | None = None) -> dict:
+        with self.sessions() as db:
+            pipeline_id = find_pipeline(db, caller, team, name).id
+        return await self.start(pipeline_id, MANUAL, caller.name, parameters)
+
+    async def run_by_http_trigger(
+        self, team: str, name: str, token: str, parameters: dict | None = None
+    ) -> dict:
+        with self.sessions() as db:
+            pipeline_id = pipeline_for_token(db, team, name, token).id
+        return await self.start(pipeline_id, HTTP, HTTP_TRIGGER, parameters)
+
+    async def start(
+        self, pipeline_id: int, trigger: str, actor: str, parameters: dict | None = None, scheduled_for=None
+    ) -> dict:
+        with self.sessions.begin() as db:
+            pipeline = db.get(Pipeline, pipeline_id)
+            if not pipeline.deployed:
+                raise SpecError(f"{pipeline.team}/{pipeline.name} is not deployed; deploy a version first")
+            version = find_version(pipeline, pipeline.active_version)
+            values = run_parameters(
+                declared_parameters(version.parameters), pipeline.parameters, parameters or {}
+            )
+            run = Run(
+                pipeline_id=pipeline.id,
+                version=version.number,
+                trigger=trigger,
+                started_by=actor,
+                parameters=values,
+                scheduled_for=scheduled_for,
+            )
+            busy = db.scalar(
+                select(func.count()).where(Run.pipeline_id == pipeline.id, Run.status.in_(UNFINISHED))
+            )
+            if busy and pipeline.concurrency == "forbid":
+                run.status, run.finished_at = "skipped", now()
+                run.reason = "skipped: the previous run is still going (concurrency: forbid)"
+            db.add(run)
+            db.flush()
+            after = {"run": run.id, "version": version.number, "trigger": trigger, "status": run.status}
+            db.add(
+                AuditEvent(actor=actor, action="run", team=pipeline.team, pipeline=pipeline.name, after=after)
+            )
+            result = run_view(run)
+        if result["status"] == "queued":
+            task = asyncio.create_task(self._execute(result["id"]))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return result
+
+    async def wait_idle(self) -> None:
+        """Wait for every run this process started to be recorded (tests; a clean stop)."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # -- executing ----------------------------------------------------------
+
+    async def _execute(self, run_id: int) -> None:
+        out_dir = self.runs_root / str(run_id)
+        with self.sessions() as db:
+            run = db.get(Run, run_id)
+            pipeline = run.pipeline
+            version = find_version(pipeline, run.version)
+            spec = run_spec(
+                run.id, pipeline.team, pipeline.name, version, pipeline.timeout, dict(run.parameters)
+            )
+            retries = pipeline.retries
+        notebook = await asyncio.to_thread(self.versions.notebook_text, spec.team, spec.pipeline, version)
+        for attempt in range(1, retries + 2):
+            with self.sessions.begin() as db:
+                run = db.get(Run, run_id)
+                run.status, run.attempts = "running", attempt
+                run.started_at = run.started_at or now()
+                run.output_dir = str(out_dir)
+            try:
+                outcome = await self.executor.run(spec, notebook, out_dir)
+            except Exception as e:  # an executor bug must not leave the run "running" forever
+                log.exception("run %s failed to run", run_id)
+                outcome = RunOutcome("failed", None, f"the run could not be started: {e}")
+            if outcome.status == "succeeded":
+                break
+        with self.sessions.begin() as db:
+            run = db.get(Run, run_id)
+            run.status, run.exit_code, run.reason = outcome.status, outcome.exit_code, outcome.reason
+            run.error_cell, run.finished_at = outcome.error_cell, now()
+            result = run_view(run)
+            notify_url, on_success = run.pipeline.notify_url, run.pipeline.notify_on_success
+        log.info(
+            "run %s of %s/%s: %s %s", run_id, spec.team, spec.pipeline, result["status"], result["reason"]
+        )
+        if notify_url and (result["status"] != "succeeded" or on_success):
+            url = f"{self.public_url}/services/pipelines/runs/{run_id}"
+            await notify.send(notify_url, notify.run_message(spec.team, spec.pipeline, result, url))

@@ -1,0 +1,165 @@
+"""Published versions: a notebook and its profile, immutable, kept in git and in the database.
+
+Contract:
+- `Versions.publish(caller, team, name, notebook, profile, ...)` makes the
+  next version of `team/name` (1, 2, 3...; the pipeline is created by its
+  first publish): the notebook with outputs stripped and its metadata
+  (profile, resolved resources, image, parameters from the cell tagged
+  `parameters`, kernel, message, author) are committed to the team's git
+  repository (`repository.py`), and a `Version` row names the commit. A
+  version never changes afterwards; deploying or rolling back only points
+  at one.
+- Refused before anything is written: a caller outside the team
+  (`Forbidden`), a notebook over `max_bytes` (`TooLarge`), a notebook that
+  can't be a pipeline (`NotebookError`), a profile the team may not use
+  (`ProfileRequestError`), a version needing more GPUs than this machine has
+  when there is no cluster (`SpecError`), a publish based on an outdated
+  `parent` or under a deleted pipeline's name (`Conflict`). Publishes to one
+  team are serialised (one git repository per team), so the second of two
+  publishes on the same parent is the one refused.
+- `find_version(pipeline, number)` is the version row or `NotFound` listing
+  the versions there are; `notebook_text(team, name, version)` reads a
+  version's notebook back from git.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import nbformat
+from sqlalchemy import select
+
+from ..catalog_source import CatalogSource
+from ..selection import select_profile
+from .access import Caller, Conflict, NotFound, TooLarge, find_pipeline, require_member
+from .models import AuditEvent, Pipeline, Version
+from .notebooks import kernel_name, notebook_parameters, read_notebook, strip_outputs
+from .repository import TeamRepository
+from .specs import SpecError, check_name, version_settings
+from .views import version_view
+
+
+def find_version(pipeline: Pipeline, number) -> Version:
+    version = next((v for v in pipeline.versions if v.number == number), None)
+    if version is None:
+        numbers = [v.number for v in pipeline.versions]
+        raise NotFound(f"{pipeline.team}/{pipeline.name} has no version {number!r} (versions: {numbers})")
+    return version
+
+
+class Versions:
+    def __init__(
+        self,
+        *,
+        sessions,
+        repos_root: Path,
+        catalog: CatalogSource,
+        max_bytes: int,
+        gpus_available: int,
+        on_cluster: bool,
+    ):
+        self.sessions = sessions
+        self.repos_root = repos_root
+        self.catalog = catalog
+        self.max_bytes = max_bytes
+        self.gpus_available = gpus_available
+        # A cluster has GPU nodes; on one machine a version needing more GPUs than it has could never run.
+        self.on_cluster = on_cluster
+        self._team_locks: dict[str, asyncio.Lock] = {}
+
+    async def publish(
+        self,
+        caller: Caller,
+        team: str,
+        name: str,
+        notebook: bytes | str | dict,
+        profile: str,
+        choices: dict | None = None,
+        message: str = "",
+        parent: int | None = None,
+    ) -> dict:
+        check_name("team", team)
+        check_name("pipeline", name)
+        require_member(caller, team)
+        size = len(notebook) if isinstance(notebook, bytes | str) else 0
+        if size > self.max_bytes:
+            raise TooLarge(
+                f"the notebook is {size / 2**20:.1f} MiB; the limit is {self.max_bytes // 2**20} MiB"
+            )
+        nb = read_notebook(notebook)
+        parameters = notebook_parameters(nb)
+        # The profile must be one the team may use, as in the spawn form.
+        resolved = select_profile(self.catalog.current(), {team}, {**(choices or {}), "profile": profile})
+        if not self.on_cluster and resolved.resources.gpus > self.gpus_available:
+            raise SpecError(
+                f"profile {profile!r} with {resolved.choices} needs {resolved.resources.gpus} GPU(s) and"
+                f" this machine has {self.gpus_available}; choose a CPU option"
+            )
+        text = nbformat.writes(strip_outputs(nb))
+        metadata = {
+            "profile": resolved.slug,
+            "choices": resolved.choices,
+            "resources": version_settings(resolved),
+            "image": resolved.image,
+            "parameters": {k: p.to_json() for k, p in parameters.items()},
+            "kernel": kernel_name(nb),
+            "message": message,
+            "published_by": caller.name,
+        }
+        async with self._team_locks.setdefault(team, asyncio.Lock()):
+            with self.sessions.begin() as db:
+                pipeline = db.scalar(select(Pipeline).where(Pipeline.team == team, Pipeline.name == name))
+                if pipeline is not None and pipeline.deleted_at is not None:
+                    raise Conflict(f"{team}/{name} was deleted; publish under another name")
+                latest = max((v.number for v in pipeline.versions), default=0) if pipeline else 0
+                if parent is not None and parent != latest:
+                    raise Conflict(
+                        f"{team}/{name} is at v{latest}, not v{parent}: someone published meanwhile;"
+                        " look at the new version and publish again"
+                    )
+                if pipeline is None:
+                    pipeline = Pipeline(team=team, name=name, created_by=caller.name, parameters={})
+                    db.add(pipeline)
+                    db.flush()
+                number = latest + 1
+                commit = await asyncio.to_thread(
+                    TeamRepository(self.repos_root, team).commit,
+                    name,
+                    number,
+                    text,
+                    metadata,
+                    caller.name,
+                    message,
+                )
+                version = Version(pipeline_id=pipeline.id, number=number, commit=commit, **metadata)
+                db.add(version)
+                after = {"version": number, "commit": commit, "profile": resolved.slug, "message": message}
+                db.add(AuditEvent(actor=caller.name, action="publish", team=team, pipeline=name, after=after))
+            return version_view(version)
+
+    def notebook_text(self, team: str, name: str, version: Version) -> str:
+        return TeamRepository(self.repos_root, team).read(version.commit, name)[0]
+
+    def notebook(self, caller: Caller, team: str, name: str, number: int) -> str:
+        with self.sessions() as db:
+            version = find_version(find_pipeline(db, caller, team, name), number)
+        return self.notebook_text(team, name, version)
+
+    def diff(self, caller: Caller, team: str, name: str, a: int, b: int) -> str:
+        """Two versions' notebooks compared by nbdime, as text."""
+        import nbdime  # slow to import; only for a diff
+        from nbdime.prettyprint import PrettyPrintConfig, pretty_print_diff
+
+        left = nbformat.reads(self.notebook(caller, team, name, a), as_version=4)
+        right = nbformat.reads(self.notebook(caller, team, name, b), as_version=4)
+        lines: list[str] = []
+
+        class Collect:
+            def write(self, text):
+                lines.append(text)
+
+        pretty_print_diff(
+            left, nbdime.diff_notebooks(left, right), "notebook", PrettyPrintConfig(out=Collect())
+        )
+        return "".join(lines) or "(no differences)\n"

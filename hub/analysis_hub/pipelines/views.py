@@ -1,0 +1,78 @@
+"""What the API and the pages show of the database's rows: pure translations to JSON-ready dicts.
+
+Contract: `version_view`, `run_view`, `audit_view` and `pipeline_summary`
+take rows (and, for a summary, its last run and next scheduled time) and
+return plain dicts; times are ISO 8601 in UTC with a `Z`. The REST API,
+the pages, the audit trail and the notifications all show these.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from .models import FINISHED, AuditEvent, Pipeline, Run, Version
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat() + "Z" if value else None
+
+
+def pipeline_summary(pipeline: Pipeline, last_run: Run | None, next_run: datetime | None) -> dict:
+    return {
+        "team": pipeline.team,
+        "name": pipeline.name,
+        "created_by": pipeline.created_by,
+        "latest_version": max((v.number for v in pipeline.versions), default=None),
+        **pipeline.deployment(),
+        "next_run": next_run.isoformat() if next_run else None,
+        "last_run": run_view(last_run) if last_run else None,
+    }
+
+
+def version_view(v: Version) -> dict:
+    return {
+        "number": v.number,
+        "commit": v.commit,
+        "profile": v.profile,
+        "choices": v.choices,
+        "resources": v.resources,
+        "image": v.image,
+        "parameters": v.parameters,
+        "kernel": v.kernel,
+        "message": v.message,
+        "published_by": v.published_by,
+        "published_at": iso(v.published_at),
+    }
+
+
+def run_view(r: Run) -> dict:
+    return {
+        "id": r.id,
+        "version": r.version,
+        "status": r.status,
+        "finished": r.status in FINISHED,
+        "trigger": r.trigger,
+        "started_by": r.started_by,
+        "parameters": r.parameters,
+        "attempts": r.attempts,
+        "created_at": iso(r.created_at),
+        "scheduled_for": iso(r.scheduled_for),
+        "started_at": iso(r.started_at),
+        "finished_at": iso(r.finished_at),
+        "exit_code": r.exit_code,
+        "reason": r.reason,
+        "error_cell": r.error_cell,
+    }
+
+
+def audit_view(e: AuditEvent) -> dict:
+    return {
+        "id": e.id,
+        "at": iso(e.at),
+        "actor": e.actor,
+        "action": e.action,
+        "team": e.team,
+        "pipeline": e.pipeline,
+        "before": e.before,
+        "after": e.after,
+    }

@@ -1,0 +1,124 @@
+"""What the pipelines unit tests share: a service on SQLite in a temporary folder, callers, a
+scripted executor, and a real webhook receiver on loopback. No hub, no papermill."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pytest
+from analysis_hub.catalog_source import CatalogSource
+from analysis_hub.pipelines.access import Caller
+from analysis_hub.pipelines.executor import HTML, LOG, OUTPUT, Executor, RunOutcome
+from analysis_hub.pipelines.models import open_database
+from analysis_hub.pipelines.service import Pipelines, PipelinesConfig
+from analysis_hub.pipelines.specs import RunSpec
+from notebooks import make_notebook
+from unit_support import IMAGES, PROFILES
+
+ALICE = Caller("alice", frozenset({"data-team"}))
+CAROL = Caller("carol", frozenset({"data-team", "gpu-team"}))
+BOB = Caller("bob", frozenset({"gpu-team"}))
+ADMIN = Caller("admin", frozenset(), admin=True)
+
+REPORT = make_notebook("print(greeting * n)")
+SUCCEEDED = RunOutcome("succeeded", 0)
+FAILED = RunOutcome("failed", 1, "ZeroDivisionError: division by zero", error_cell=2)
+
+
+class ScriptedExecutor(Executor):
+    """A stand-in executor for unit tests: it writes the files every executor leaves in a run's
+    folder and returns the outcomes it is given, one per attempt (the last one repeats). While
+    `gate` is closed, runs wait at it, so a test can hold a run "running" (`entered` tells when
+    one got there). The real executors
+    (papermill in the local sandbox, in a container) are covered by the integration tests."""
+
+    def __init__(self, *outcomes: RunOutcome):
+        self.outcomes = list(outcomes or [SUCCEEDED])
+        self.runs: list[tuple[RunSpec, str]] = []
+        self.prepared: list[RunSpec] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.entered = asyncio.Event()  # set when a run reached the executor
+
+    async def run(self, spec: RunSpec, notebook: str, out_dir: Path) -> RunOutcome:
+        self.runs.append((spec, notebook))
+        self.entered.set()
+        await self.gate.wait()
+        outcome = self.outcomes.pop(0) if len(self.outcomes) > 1 else self.outcomes[0]
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / OUTPUT).write_text(notebook)
+        (out_dir / HTML).write_text(f"<p>{outcome.status}</p>")
+        (out_dir / LOG).write_text(f"attempt {len(self.runs)}: {outcome.status} {outcome.reason}\n")
+        return outcome
+
+    async def prepare(self, spec: RunSpec) -> None:
+        self.prepared.append(spec)
+
+
+def make_service(
+    tmp_path: Path, executor: Executor, catalog_dir: Path = PROFILES, gpus: int = 0
+) -> Pipelines:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    return Pipelines(
+        sessions=open_database(f"sqlite:///{tmp_path / 'pipelines.sqlite'}"),
+        config=PipelinesConfig(
+            data_dir=tmp_path,
+            public_url="http://hub.example.com/",
+            max_notebook_bytes=2**20,
+            gpus_available=gpus,
+        ),
+        catalog=CatalogSource(catalog_dir, IMAGES),
+        executor=executor,
+    )
+
+
+async def published(service: Pipelines, name: str = "report", deploy: dict | None = None, team="data-team"):
+    """A pipeline with one version (alice's, pyspark), deployed with `deploy` unless it is None."""
+    caller = ALICE if team == "data-team" else BOB
+    await service.versions.publish(caller, team, name, json.dumps(REPORT), "pyspark")
+    if deploy is not None:
+        await service.deploy(caller, team, name, deploy)
+
+
+class Webhooks:
+    """A real HTTP server on 127.0.0.1 that keeps every JSON body posted to it."""
+
+    def __init__(self):
+        received = self.received = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def executor() -> ScriptedExecutor:
+    return ScriptedExecutor()
+
+
+@pytest.fixture
+async def service(tmp_path, executor):
+    """A started service (recovered runs, running scheduler); at the end its runs are waited for."""
+    running = make_service(tmp_path, executor)
+    running.start()
+    yield running
+    executor.gate.set()
+    await running.runs.wait_idle()
+    running.schedules.stop()
