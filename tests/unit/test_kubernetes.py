@@ -189,15 +189,24 @@ async def test_the_argo_template_of_a_pytorch_pipeline_carries_the_gpu_and_toler
     non-root, no API token for the notebook); the papermill pod it describes is a valid Kubernetes
     1.32 pod, and the template reads back unchanged through hera's models of Argo's schema."""
     import nbformat
+    from analysis_hub.backends.kubernetes.argo_executor import ArgoExecutor
+    from analysis_hub.backends.kubernetes.workflows import WorkflowSettings
     from analysis_hub.catalog_source import CatalogSource
     from analysis_hub.pipelines.access import Caller
-    from analysis_hub.pipelines.executor import Executor
     from analysis_hub.pipelines.models import open_database
     from analysis_hub.pipelines.service import Pipelines, PipelinesConfig
     from hera.workflows.models import WorkflowTemplate
 
-    class NoRuns(Executor):
-        """Nothing runs here: only the manifests are built (deploying calls the no-op prepare)."""
+    class TemplatesOnly(ArgoExecutor):
+        """No cluster here: deploying stores nothing; the template is the one the executor builds."""
+
+        async def prepare(self, spec):
+            pass
+
+    settings = WorkflowSettings(output_url="s3://runs", executor_service_account="analysis-hub-pipeline-run")
+    executor = TemplatesOnly(
+        "analysis-hub", ClusterFacts(images=IMAGE_REFS), settings, lambda: None, lambda: None
+    )
 
     service = Pipelines(
         sessions=open_database(f"sqlite:///{tmp_path / 'p.sqlite'}"),
@@ -205,11 +214,10 @@ async def test_the_argo_template_of_a_pytorch_pipeline_carries_the_gpu_and_toler
             data_dir=tmp_path,
             public_url="https://hub.example.com",
             max_notebook_bytes=2**20,
-            output_url="s3://runs",
+            gpus_available=None,
         ),
         catalog=CatalogSource(PROFILES, IMAGES),
-        executor=NoRuns(),
-        cluster=ClusterFacts(images=IMAGE_REFS),
+        executor=executor,
     )
     nb = nbformat.v4.new_notebook()
     cell = nbformat.v4.new_code_cell("epochs = 1")

@@ -19,9 +19,7 @@ A backend owns:
   (the machine's, on one machine), or None where the cluster's scheduler
   decides;
 - `known_images(settings)`: the image names a profile may use, or None for
-  the images under `images_dir` (`images.discover_images`);
-- `cluster(settings)`: the cluster's facts (`ClusterFacts`) for the Argo
-  objects the pipelines export, or None off Kubernetes.
+  the images under `images_dir` (`images.discover_images`).
 
 Wiring modules import their heavy libraries (DockerSpawner, KubeSpawner,
 the Kubernetes client) inside the functions, so `analysis-hub --help`
@@ -39,7 +37,6 @@ if TYPE_CHECKING:
     from ..config import HostFacts
     from ..pipelines.executor import Executor
     from ..settings import Settings
-    from .kubernetes.profiles import ClusterFacts
 
 BACKENDS = {
     "local": "analysis_hub.backends.local.wiring",
@@ -58,8 +55,6 @@ class Backend(Protocol):
     def executor(self, settings: Settings) -> Executor: ...
 
     def machine_gpus(self, settings: Settings) -> int | None: ...
-
-    def cluster(self, settings: Settings) -> ClusterFacts | None: ...
 
     def known_images(self, settings: Settings) -> tuple[str, ...] | None: ...
 

@@ -46,12 +46,10 @@ def build(settings: Settings) -> Pipelines:
             data_dir=config.data_dir,
             public_url=config.public_url or f"http://{hub.ip}:{hub.port}{hub.base_url}".rstrip("/"),
             max_notebook_bytes=config.max_notebook_mb * 2**20,
-            gpus_available=backend.machine_gpus(settings) or 0,
-            output_url=config.output_url,
+            gpus_available=backend.machine_gpus(settings),
         ),
         catalog=CatalogSource(settings.catalog, settings.images_dir, logging.getLogger("catalog"), known),
         executor=executor,
-        cluster=backend.cluster(settings),
     )
 
 

@@ -142,12 +142,21 @@ class Runs:
             run = db.get(Run, run_id)
             pipeline = run.pipeline
             version = find_version(pipeline, run.version)
+            # An executor that retries within one run (Argo's retryStrategy) gets the retries;
+            # otherwise the service tries again itself.
+            inside = getattr(self.executor, "retries_itself", False)
             spec = run_spec(
-                run.id, pipeline.team, pipeline.name, version, pipeline.timeout, dict(run.parameters)
+                run.id,
+                pipeline.team,
+                pipeline.name,
+                version,
+                pipeline.timeout,
+                dict(run.parameters),
+                retries=pipeline.retries if inside else 0,
             )
-            retries = pipeline.retries
+            attempts = 1 if inside else pipeline.retries + 1
         notebook = await asyncio.to_thread(self.versions.notebook_text, spec.team, spec.pipeline, version)
-        for attempt in range(1, retries + 2):
+        for attempt in range(1, attempts + 1):
             with self.sessions.begin() as db:
                 run = db.get(Run, run_id)
                 run.status, run.attempts = "running", attempt

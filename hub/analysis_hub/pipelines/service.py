@@ -2,7 +2,7 @@
 
 Contract:
 - `Pipelines(sessions=..., config=PipelinesConfig(...), catalog=...,
-  executor=..., cluster=...)` builds the parts and wires them together:
+  executor=...)` builds the parts and wires them together:
 
   | part          | module           | what it does                                   |
   |---------------|------------------|------------------------------------------------|
@@ -22,8 +22,8 @@ Contract:
 - `start()` (in the running event loop) fails runs a previous process left
   unfinished and registers every schedule from the database.
 - The read side lives here: a pipeline's summary combines its deployment,
-  its last run and the schedule's next time; `argo` renders the active
-  version's Argo Workflows objects when the backend is Kubernetes.
+  its last run and the schedule's next time; `argo` gives the active
+  version's WorkflowTemplate when the executor is Argo's (Kubernetes).
 """
 
 from __future__ import annotations
@@ -33,16 +33,14 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from ..backends.kubernetes.profiles import ClusterFacts, pod_override
 from ..catalog_source import CatalogSource
 from .access import Caller, find_pipeline
-from .argo import argo_manifests
 from .deployments import Deployments
 from .executor import Executor
 from .models import AuditEvent, Pipeline
 from .runs import Runs, recent_runs
 from .scheduler import Schedules
-from .specs import SpecError, stored_profile
+from .specs import SpecError, declared_parameters, run_parameters, run_spec
 from .versions import Versions, find_version
 from .views import audit_view, pipeline_summary, run_view, version_view
 
@@ -52,8 +50,7 @@ class PipelinesConfig:
     data_dir: Path  # repos/ (git) and runs/ (run folders) live below it
     public_url: str  # the hub's public URL: links in notifications, the caller's server
     max_notebook_bytes: int
-    gpus_available: int = 0  # GPUs on this machine; a version may not need more (no cluster)
-    output_url: str = ""  # where Argo's papermill writes output notebooks (Kubernetes)
+    gpus_available: int | None = 0  # GPUs on this machine a version may ask for; None: the cluster's
 
 
 class Pipelines:
@@ -64,11 +61,10 @@ class Pipelines:
         config: PipelinesConfig,
         catalog: CatalogSource,
         executor: Executor,
-        cluster: ClusterFacts | None = None,
     ):
         self.sessions = sessions
         self.config = config
-        self.cluster = cluster
+        self.executor = executor
         self.public_url = config.public_url.rstrip("/")
         self.versions = Versions(
             sessions=sessions,
@@ -76,7 +72,6 @@ class Pipelines:
             catalog=catalog,
             max_bytes=config.max_notebook_bytes,
             gpus_available=config.gpus_available,
-            on_cluster=cluster is not None,
         )
         self.runs = Runs(
             sessions=sessions,
@@ -124,21 +119,19 @@ class Pipelines:
             return [audit_view(e) for e in db.scalars(query) if caller.member_of(e.team)]
 
     def argo(self, caller: Caller, team: str, name: str) -> list[dict]:
-        """The Argo Workflows objects that run the active version on Kubernetes."""
-        if self.cluster is None:
-            raise SpecError(
-                "Argo manifests need backend: kubernetes (with kubernetes.images) in the settings"
-            )
+        """The Argo `WorkflowTemplate` that runs the active version, exactly as the Kubernetes
+        executor stores it at deploy (no CronWorkflow: the service submits at cron time)."""
+        template_for = getattr(self.executor, "template_for", None)
+        if template_for is None:
+            raise SpecError("Argo manifests exist only with backend: kubernetes (runs on Argo Workflows)")
         with self.sessions() as db:
             pipeline = find_pipeline(db, caller, team, name)
             if not pipeline.deployed:
                 raise SpecError(f"{team}/{name} is not deployed; deploy a version first")
             version = find_version(pipeline, pipeline.active_version)
-            deployment = pipeline.deployment()
-        notebook = self.versions.notebook_text(team, name, version)
-        pod = pod_override(stored_profile(version), self.cluster)
-        version_facts = {"number": version.number, "kernel": version.kernel, "notebook": notebook}
-        return argo_manifests(team, name, version_facts, deployment, pod, self.config.output_url)
+            values = run_parameters(declared_parameters(version.parameters), pipeline.parameters, {})
+            spec = run_spec(0, team, name, version, pipeline.timeout, values, retries=pipeline.retries)
+        return [template_for(spec)]
 
     def _summary(self, db, pipeline: Pipeline) -> dict:
         last = recent_runs(db, pipeline, limit=1)

@@ -56,16 +56,15 @@ class Versions:
         repos_root: Path,
         catalog: CatalogSource,
         max_bytes: int,
-        gpus_available: int,
-        on_cluster: bool,
+        gpus_available: int | None,
     ):
         self.sessions = sessions
         self.repos_root = repos_root
         self.catalog = catalog
         self.max_bytes = max_bytes
+        # None: a cluster's GPU nodes decide; on one machine a version needing more GPUs
+        # than it has could never run.
         self.gpus_available = gpus_available
-        # A cluster has GPU nodes; on one machine a version needing more GPUs than it has could never run.
-        self.on_cluster = on_cluster
         self._team_locks: dict[str, asyncio.Lock] = {}
 
     async def publish(
@@ -91,7 +90,7 @@ class Versions:
         parameters = notebook_parameters(nb)
         # The profile must be one the team may use, as in the spawn form.
         resolved = select_profile(self.catalog.current(), {team}, {**(choices or {}), "profile": profile})
-        if not self.on_cluster and resolved.resources.gpus > self.gpus_available:
+        if self.gpus_available is not None and resolved.resources.gpus > self.gpus_available:
             raise SpecError(
                 f"profile {profile!r} with {resolved.choices} needs {resolved.resources.gpus} GPU(s) and"
                 f" this machine has {self.gpus_available}; choose a CPU option"

@@ -48,9 +48,6 @@ class DockerBackend:
 
         return docker_executor(settings)
 
-    def cluster(self, settings) -> None:
-        return None
-
     def known_images(self, settings) -> None:
         return None  # the images built from images/ (local environments or docker tags)
 

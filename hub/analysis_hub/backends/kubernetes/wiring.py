@@ -58,9 +58,6 @@ class KubernetesBackend:
         # A pod can only run an image the cluster can pull: one kubernetes.images names.
         return tuple(sorted(settings.kubernetes.images))
 
-    def cluster(self, settings) -> ClusterFacts:
-        return cluster_facts(settings)
-
     def machine_gpus(self, settings) -> None:
         return None  # GPU nodes are the cluster's to schedule
 

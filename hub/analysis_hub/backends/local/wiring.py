@@ -56,9 +56,6 @@ class LocalBackend:
 
         return local_executor(settings)
 
-    def cluster(self, settings) -> None:
-        return None
-
     def known_images(self, settings) -> None:
         return None  # the images built from images/ (local environments or docker tags)
 
