@@ -15,21 +15,18 @@ exit with status 2.
 from __future__ import annotations
 
 import argparse
-import getpass
-import json
-import os
-import shutil
 import sys
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .auth import PasswordStore, ensure_initial_passwords
-from .backends import backend_for
-from .catalog import CatalogError, Profile, load_catalog, profile_summary
-from .config import HostFacts, apply_settings
-from .pipelines import client as pipelines_client
-from .quantities import format_cpu, format_memory
-from .settings import SETTINGS_PATH_ENV, Settings, SettingsError, load_settings
-from .startup import prepare, prepare_data_dir
+from .errors import CatalogError, SettingsError
+
+if TYPE_CHECKING:
+    from .config import HostFacts
+    from .settings import Settings
+
+# Each command imports what it needs inside its function: `--help`, `profiles`
+# and `pipelines` must not pay for JupyterHub, OAuthenticator and jsonschema
+# (1.7 s of imports), which only `up` uses. tests/unit/test_cli_imports.py keeps it so.
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,6 +39,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_up(args) -> int:
+    import os
+    from pathlib import Path
+
+    from .catalog import load_catalog
+    from .config import HostFacts, apply_settings
+    from .settings import SETTINGS_PATH_ENV
+    from .startup import prepare
+
     settings = _settings(args)
     load_catalog(
         settings.catalog, settings.images_dir, _known_images(settings)
@@ -73,6 +78,10 @@ def cmd_up(args) -> int:
 
 def preflight(settings: Settings, host: HostFacts) -> list[str]:
     """What `up` must tell the admin before starting: warnings and errors."""
+    import shutil
+
+    from .backends import backend_for
+
     problems = []
     if not shutil.which(settings.hub.proxy_command[0]):
         problems.append(
@@ -83,6 +92,8 @@ def preflight(settings: Settings, host: HostFacts) -> list[str]:
 
 
 def _show_initial_passwords(settings: Settings) -> None:
+    from .auth import PasswordStore, ensure_initial_passwords
+
     created = ensure_initial_passwords(
         PasswordStore(settings.hub_state_dir / "passwords.json"), settings.auth.admins + settings.auth.users
     )
@@ -96,6 +107,11 @@ def _show_initial_passwords(settings: Settings) -> None:
 
 
 def cmd_profiles_list(args) -> int:
+    import json
+
+    from .catalog import load_catalog, profile_summary
+    from .quantities import format_cpu, format_memory
+
     settings = _settings(args)
     catalog = load_catalog(settings.catalog, settings.images_dir, _known_images(settings))
     rows = [profile_summary(p) for p in catalog.profiles]
@@ -123,6 +139,10 @@ def cmd_profiles_list(args) -> int:
 
 
 def cmd_profiles_check(args) -> int:
+    from pathlib import Path
+
+    from .catalog import load_catalog
+
     settings = _settings(args)
     path = Path(args.path) if args.path else settings.catalog
     images = Path(args.images) if args.images else settings.images_dir
@@ -132,11 +152,20 @@ def cmd_profiles_check(args) -> int:
 
 
 def cmd_profiles_schema(args) -> int:
+    import json
+
+    from .catalog import Profile
+
     print(json.dumps(Profile.model_json_schema(), indent=2))
     return 0
 
 
 def cmd_users_set_password(args) -> int:
+    import getpass
+
+    from .auth import PasswordStore
+    from .startup import prepare_data_dir
+
     settings = _settings(args)
     if settings.auth.type != "builtin":
         print(
@@ -163,6 +192,8 @@ def _known_images(settings: Settings) -> tuple[str, ...] | None:
 
 
 def _settings(args) -> Settings:
+    from .settings import load_settings
+
     return load_settings(args.config)
 
 
@@ -171,6 +202,8 @@ def _fmt(value, formatter) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from .pipelines import client as pipelines_client
+
     parser = argparse.ArgumentParser(prog="analysis-hub", description=__doc__.split("\n\n")[0])
     config = argparse.ArgumentParser(add_help=False)
     config.add_argument("--config", help="settings YAML file (default: $ANALYSIS_HUB_SETTINGS)")
