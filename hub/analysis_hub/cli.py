@@ -1,6 +1,7 @@
 """The `analysis-hub` command.
 
-    analysis-hub up [--config FILE]             run the hub (JupyterHub + proxy + culler)
+    analysis-hub up [--config FILE]             run the hub (JupyterHub + proxy + services);
+                                                SIGTERM/SIGINT stop them, users' servers keep running
     analysis-hub profiles list [--json]         the catalog as the hub sees it
     analysis-hub profiles check [PATH]          validate a catalog; non-zero exit on errors
     analysis-hub profiles schema                print the catalog's JSON Schema
@@ -39,9 +40,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_up(args) -> int:
+    import gc
     import os
+    import signal
     from pathlib import Path
 
+    from . import leftovers
     from .catalog import load_catalog
     from .config import HostFacts, apply_settings
     from .settings import SETTINGS_PATH_ENV
@@ -53,9 +57,13 @@ def cmd_up(args) -> int:
     )  # refuse to start on a broken catalog
     host = HostFacts.detect()
     problems = preflight(settings, host)
+    if not _errors(problems):
+        problems += leftovers.clear_leftovers(settings)
+    if not _errors(problems):
+        problems += leftovers.port_problems(settings)
     for problem in problems:
         print(f"analysis-hub: {problem}", file=sys.stderr)
-    if any(p.startswith("error:") for p in problems):
+    if _errors(problems):
         return 2
     settings, credentials = prepare(settings)
     if settings.auth.type == "builtin":
@@ -65,15 +73,34 @@ def cmd_up(args) -> int:
         flush=True,
     )
 
-    from jupyterhub.app import JupyterHub
     from traitlets.config import Config
+
+    from .hubapp import AnalysisHub
 
     if args.config:
         os.environ[SETTINGS_PATH_ENV] = str(Path(args.config).resolve())
+    # A shell's background job starts with SIGINT ignored, and the services and servers the
+    # hub starts would inherit that: JupyterHub stops a server with SIGINT first.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     # The singleton created with our config is the one launch_instance runs.
-    JupyterHub.instance(config=apply_settings(settings, Config(), host, credentials))
-    JupyterHub.launch_instance([])
+    hub = AnalysisHub.instance(config=apply_settings(settings, Config(), host, credentials))
+    AnalysisHub.launch_instance([])
+    # The interpreter's teardown would garbage-collect every object JupyterHub holds, about
+    # two seconds of a stop; they go with the process anyway.
+    gc.freeze()
+    servers = hub.servers_left_running
+    print(
+        "analysis-hub: stopped the hub, its services and the proxy. "
+        + (f"{servers} user server(s) keep running" if servers else "User servers keep running")
+        + " on purpose: the next `analysis-hub up` finds them again (stop a server from the"
+        " admin page to end it).",
+        flush=True,
+    )
     return 0
+
+
+def _errors(problems: list[str]) -> bool:
+    return any(p.startswith("error:") for p in problems)
 
 
 def preflight(settings: Settings, host: HostFacts) -> list[str]:
