@@ -215,6 +215,8 @@ def cmd_users_set_password(args) -> int:
 
 
 def _known_images(settings: Settings) -> tuple[str, ...] | None:
+    from .backends import backend_for
+
     return backend_for(settings).known_images(settings)
 
 
