@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 
 import psutil
 import pytest
@@ -21,6 +22,7 @@ import yaml
 from analysis_hub.config import CULLER_SERVICE, PIPELINES_SERVICE
 from conftest import start_hub
 from harness import hub_settings, make_workdir
+from notebooks import make_notebook
 
 pytestmark = pytest.mark.integration
 
@@ -58,8 +60,11 @@ def hub_processes(hub_pid: int) -> tuple[list[psutil.Process], list[psutil.Proce
 
 def part(process: psutil.Process) -> str | None:
     try:
-        if "configurable-http-proxy" in " ".join(process.cmdline()):
+        command = " ".join(process.cmdline())
+        if "configurable-http-proxy" in command:
             return "proxy"
+        if "ipykernel" in command:  # outside a user's server: a pipeline run's kernel
+            return "kernel"
         return process.environ().get("JUPYTERHUB_SERVICE_NAME")
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return None
@@ -75,16 +80,41 @@ def describe(processes: list[psutil.Process]) -> str:
     return "; ".join(f"{p.pid}: {' '.join(p.cmdline())[:150]}" for p in processes if running(p))
 
 
+def pipelines(user, method: str, path: str, **kwargs):
+    return user.api.request(method, f"{user.base_url}/services/pipelines/api/{path}", timeout=60, **kwargs)
+
+
 def pipelines_answer(user) -> bool:
-    r = user.api.get(f"{user.base_url}/services/pipelines/api/pipelines", timeout=30)
+    r = pipelines(user, "GET", "pipelines")
     return r.status_code == 200 and isinstance(r.json(), list)
 
 
+def start_a_long_run(user) -> int:
+    """A run of a notebook that sleeps for 10 minutes, once its kernel runs (papermill's child)."""
+    sleeper = make_notebook("import time; time.sleep(600)")
+    created = pipelines(
+        user, "POST", "pipelines/data-team/sleeper/versions", json={"notebook": sleeper, "profile": "pyspark"}
+    )
+    assert created.status_code == 201, created.text
+    assert pipelines(user, "PUT", "pipelines/data-team/sleeper/deployment", json={}).status_code == 200
+    run = pipelines(user, "POST", "pipelines/data-team/sleeper/runs", json={}).json()
+    return run["id"]
+
+
+def wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout} s")
+        time.sleep(0.5)
+
+
 def test_sigterm_stops_hub_services_and_proxy_and_the_next_start_finds_the_servers():
-    """SIGTERM to `up` with two running servers and both services up (the hub started as a shell's
-    background job, SIGINT ignored: the case that took 47-67 s) ends the hub within 5 s and every
-    process it started except the users' servers, which keep running; `up` says so; a new `up` on
-    the same data folder finds the servers and reaches them."""
+    """SIGTERM to `up` with two running servers, both services up and a pipeline run under way (the
+    hub started as a shell's background job, SIGINT ignored: the case that took 47-67 s) ends the
+    hub within 5 s and every process it started (the run's papermill and kernel included) except
+    the users' servers, which keep running; `up` says so; a new `up` on the same data folder finds
+    the servers and reaches them, and records the run as interrupted."""
     hub = start_hub(background_job=True)
     try:
         users = [hub.user("alice"), hub.user("bob")]
@@ -92,7 +122,8 @@ def test_sigterm_stops_hub_services_and_proxy_and_the_next_start_finds_the_serve
             assert user.start().status_code in (201, 202)
         for user in users:
             user.wait_ready()
-        assert pipelines_answer(users[0])
+        run_id = start_a_long_run(users[0])
+        wait_for(lambda: any(part(p) == "kernel" for p in hub_processes(hub.process.pid)[0]), 300, "a kernel")
         started, servers = hub_processes(hub.process.pid)
         found = parts(started)
         assert all(len(found[part]) == 1 for part in HUB_PARTS), describe(started)
@@ -114,7 +145,8 @@ def test_sigterm_stops_hub_services_and_proxy_and_the_next_start_finds_the_serve
         for user in users:
             assert user.model()["servers"][""]["ready"]
             assert user.server_api("/status").status_code == 200
-        assert pipelines_answer(users[0])
+        run = pipelines(users[0], "GET", f"runs/{run_id}").json()
+        assert run["status"] == "failed" and run["reason"].startswith("interrupted"), run
     finally:
         hub.stop()
 
