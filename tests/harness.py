@@ -49,8 +49,11 @@ class RunningHub:
         settings: dict,
         env: dict[str, str] | None = None,
         passwords: dict[str, str] | None = None,
+        background_job: bool = False,
     ):
         self.env = {**os.environ, **(env or {})}
+        # Started as a non-interactive shell starts `cmd &`: SIGINT and SIGQUIT ignored.
+        self.background_job = background_job
         self.passwords = {**USERS, **(passwords or {})}
         self.workdir = workdir
         self.settings = settings
@@ -69,6 +72,7 @@ class RunningHub:
                 cwd=self.workdir,
                 start_new_session=True,
                 env=self.env,
+                preexec_fn=_ignore_interrupts if self.background_job else None,
             )
         deadline = time.monotonic() + ready_timeout
         while time.monotonic() < deadline:
@@ -99,6 +103,11 @@ class RunningHub:
 
     def user(self, name: str) -> HubUser:
         return HubUser(self.url, name, self.passwords[name])
+
+
+def _ignore_interrupts() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGQUIT, signal.SIG_IGN)
 
 
 def server_pids(internal_port: int) -> list[int]:
@@ -158,6 +167,7 @@ def start_hub(
     env: dict[str, str] | None = None,
     passwords: dict[str, str] | None = None,
     ready_timeout: float = 60,
+    background_job: bool = False,
     **overrides,
 ) -> RunningHub:
     """Start a hub; `passwords` (name -> password) adds users beyond USERS, e.g. a crowd.
@@ -165,11 +175,12 @@ def start_hub(
     Every user in USERS and `passwords` gets that password in the hub's
     store; declare the extra ones in `auth.users` (or `auth.admins`).
     `ready_timeout`: seconds the hub may take to answer (a big database
-    restored at start takes longer).
+    restored at start takes longer). `background_job`: start it as a shell
+    script's `analysis-hub up &` does, with SIGINT and SIGQUIT ignored.
     """
     workdir = workdir or make_workdir()
     settings = hub_settings(workdir, **overrides)
     store = PasswordStore(Path(settings["data_dir"]) / "hub" / "passwords.json")
     for name, password in {**USERS, **(passwords or {})}.items():
         store.set_password(name, password)
-    return RunningHub(workdir, settings, env, passwords).start(ready_timeout)
+    return RunningHub(workdir, settings, env, passwords, background_job).start(ready_timeout)

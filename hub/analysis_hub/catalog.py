@@ -24,6 +24,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .errors import CatalogError
 from .images import IMAGE_FILE, ImageDefinitionError, discover_images
 from .quantities import parse_cpu, parse_memory
 from .validation import describe_validation_error
@@ -193,14 +194,6 @@ class Catalog:
     def allowed_for(self, groups: set[str] | frozenset[str]) -> list[Profile]:
         """The profiles a member of `groups` may see and start."""
         return [p for p in self.profiles if is_allowed(p, groups)]
-
-
-class CatalogError(ValueError):
-    """Every problem found in a catalog, one `file: key: reason` per line."""
-
-    def __init__(self, problems: list[str]):
-        self.problems = problems
-        super().__init__("invalid profile catalog:\n  " + "\n  ".join(problems))
 
 
 def is_allowed(profile: Profile, groups: set[str] | frozenset[str]) -> bool:

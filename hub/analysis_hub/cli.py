@@ -1,6 +1,7 @@
 """The `analysis-hub` command.
 
-    analysis-hub up [--config FILE]             run the hub (JupyterHub + proxy + culler)
+    analysis-hub up [--config FILE]             run the hub (JupyterHub + proxy + services);
+                                                SIGTERM/SIGINT stop them, users' servers keep running
     analysis-hub profiles list [--json]         the catalog as the hub sees it
     analysis-hub profiles check [PATH]          validate a catalog; non-zero exit on errors
     analysis-hub profiles schema                print the catalog's JSON Schema
@@ -15,21 +16,18 @@ exit with status 2.
 from __future__ import annotations
 
 import argparse
-import getpass
-import json
-import os
-import shutil
 import sys
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .auth import PasswordStore, ensure_initial_passwords
-from .backends import backend_for
-from .catalog import CatalogError, Profile, load_catalog, profile_summary
-from .config import HostFacts, apply_settings
-from .pipelines import client as pipelines_client
-from .quantities import format_cpu, format_memory
-from .settings import SETTINGS_PATH_ENV, Settings, SettingsError, load_settings
-from .startup import prepare, prepare_data_dir
+from .errors import CatalogError, SettingsError
+
+if TYPE_CHECKING:
+    from .config import HostFacts
+    from .settings import Settings
+
+# Each command imports what it needs inside its function: `--help`, `profiles`
+# and `pipelines` must not pay for JupyterHub, OAuthenticator and jsonschema
+# (1.7 s of imports), which only `up` uses. tests/unit/test_cli_imports.py keeps it so.
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,15 +40,30 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_up(args) -> int:
+    import gc
+    import os
+    import signal
+    from pathlib import Path
+
+    from . import leftovers
+    from .catalog import load_catalog
+    from .config import HostFacts, apply_settings
+    from .settings import SETTINGS_PATH_ENV
+    from .startup import prepare
+
     settings = _settings(args)
     load_catalog(
         settings.catalog, settings.images_dir, _known_images(settings)
     )  # refuse to start on a broken catalog
     host = HostFacts.detect()
     problems = preflight(settings, host)
+    if not _errors(problems):
+        problems += leftovers.clear_leftovers(settings)
+    if not _errors(problems):
+        problems += leftovers.port_problems(settings)
     for problem in problems:
         print(f"analysis-hub: {problem}", file=sys.stderr)
-    if any(p.startswith("error:") for p in problems):
+    if _errors(problems):
         return 2
     settings, credentials = prepare(settings)
     if settings.auth.type == "builtin":
@@ -60,19 +73,42 @@ def cmd_up(args) -> int:
         flush=True,
     )
 
-    from jupyterhub.app import JupyterHub
     from traitlets.config import Config
+
+    from .hubapp import AnalysisHub
 
     if args.config:
         os.environ[SETTINGS_PATH_ENV] = str(Path(args.config).resolve())
+    # A shell's background job starts with SIGINT ignored, and the services and servers the
+    # hub starts would inherit that: JupyterHub stops a server with SIGINT first.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     # The singleton created with our config is the one launch_instance runs.
-    JupyterHub.instance(config=apply_settings(settings, Config(), host, credentials))
-    JupyterHub.launch_instance([])
+    hub = AnalysisHub.instance(config=apply_settings(settings, Config(), host, credentials))
+    AnalysisHub.launch_instance([])
+    # The interpreter's teardown would garbage-collect every object JupyterHub holds, about
+    # two seconds of a stop; they go with the process anyway.
+    gc.freeze()
+    servers = hub.servers_left_running
+    print(
+        "analysis-hub: stopped the hub, its services and the proxy. "
+        + (f"{servers} user server(s) keep running" if servers else "User servers keep running")
+        + " on purpose: the next `analysis-hub up` finds them again (stop a server from the"
+        " admin page to end it).",
+        flush=True,
+    )
     return 0
+
+
+def _errors(problems: list[str]) -> bool:
+    return any(p.startswith("error:") for p in problems)
 
 
 def preflight(settings: Settings, host: HostFacts) -> list[str]:
     """What `up` must tell the admin before starting: warnings and errors."""
+    import shutil
+
+    from .backends import backend_for
+
     problems = []
     if not shutil.which(settings.hub.proxy_command[0]):
         problems.append(
@@ -83,6 +119,8 @@ def preflight(settings: Settings, host: HostFacts) -> list[str]:
 
 
 def _show_initial_passwords(settings: Settings) -> None:
+    from .auth import PasswordStore, ensure_initial_passwords
+
     created = ensure_initial_passwords(
         PasswordStore(settings.hub_state_dir / "passwords.json"), settings.auth.admins + settings.auth.users
     )
@@ -96,6 +134,11 @@ def _show_initial_passwords(settings: Settings) -> None:
 
 
 def cmd_profiles_list(args) -> int:
+    import json
+
+    from .catalog import load_catalog, profile_summary
+    from .quantities import format_cpu, format_memory
+
     settings = _settings(args)
     catalog = load_catalog(settings.catalog, settings.images_dir, _known_images(settings))
     rows = [profile_summary(p) for p in catalog.profiles]
@@ -123,6 +166,10 @@ def cmd_profiles_list(args) -> int:
 
 
 def cmd_profiles_check(args) -> int:
+    from pathlib import Path
+
+    from .catalog import load_catalog
+
     settings = _settings(args)
     path = Path(args.path) if args.path else settings.catalog
     images = Path(args.images) if args.images else settings.images_dir
@@ -132,11 +179,20 @@ def cmd_profiles_check(args) -> int:
 
 
 def cmd_profiles_schema(args) -> int:
+    import json
+
+    from .catalog import Profile
+
     print(json.dumps(Profile.model_json_schema(), indent=2))
     return 0
 
 
 def cmd_users_set_password(args) -> int:
+    import getpass
+
+    from .auth import PasswordStore
+    from .startup import prepare_data_dir
+
     settings = _settings(args)
     if settings.auth.type != "builtin":
         print(
@@ -159,10 +215,14 @@ def cmd_users_set_password(args) -> int:
 
 
 def _known_images(settings: Settings) -> tuple[str, ...] | None:
+    from .backends import backend_for
+
     return backend_for(settings).known_images(settings)
 
 
 def _settings(args) -> Settings:
+    from .settings import load_settings
+
     return load_settings(args.config)
 
 
@@ -171,6 +231,8 @@ def _fmt(value, formatter) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from .pipelines import client as pipelines_client
+
     parser = argparse.ArgumentParser(prog="analysis-hub", description=__doc__.split("\n\n")[0])
     config = argparse.ArgumentParser(add_help=False)
     config.add_argument("--config", help="settings YAML file (default: $ANALYSIS_HUB_SETTINGS)")

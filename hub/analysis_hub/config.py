@@ -20,7 +20,9 @@ from traitlets.config import Config
 
 from .backends import backend_for
 from .credentials import Credentials
+from .leftovers import HUB_PID_FILE, PROXY_PID_FILE
 from .oauth import github_team_groups
+from .processes import INSTANCE_ENV
 from .settings import Settings
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -60,7 +62,16 @@ def apply_settings(
     apply_pipelines(settings, c)
     apply_spawner(settings, c)
     backend_for(settings).apply(settings, c, host)
+    mark_managed_services(settings, c)
     return c
+
+
+def mark_managed_services(settings: Settings, c: Config) -> None:
+    """Every service the hub starts carries this hub's instance in its environment: by it the
+    next `analysis-hub up` tells the services an unclean stop left running (see `leftovers`)."""
+    for service in c.JupyterHub.services:
+        if "command" in service:
+            service["environment"] = {**service.get("environment", {}), INSTANCE_ENV: settings.instance_name}
 
 
 def apply_hub(settings: Settings, c: Config) -> None:
@@ -69,13 +80,13 @@ def apply_hub(settings: Settings, c: Config) -> None:
     c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{hub.internal_port}"
     c.JupyterHub.db_url = f"sqlite:///{state / 'jupyterhub.sqlite'}"
     c.JupyterHub.cookie_secret_file = str(state / "jupyterhub_cookie_secret")
-    c.JupyterHub.pid_file = str(state / "jupyterhub.pid")
+    c.JupyterHub.pid_file = str(state / HUB_PID_FILE)
     c.JupyterHub.log_level = hub.log_level
     # Users' servers outlive a hub restart (upgrades, config changes).
     c.JupyterHub.cleanup_servers = False
     c.ConfigurableHTTPProxy.command = list(hub.proxy_command)
     c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{hub.proxy_api_port}"
-    c.ConfigurableHTTPProxy.pid_file = str(state / "proxy.pid")
+    c.ConfigurableHTTPProxy.pid_file = str(state / PROXY_PID_FILE)
     # Proxy traffic (an open tab's polling) is not activity; see activity.py.
     c.JupyterHub.proxy_class = "analysis_hub.activity.ServerReportedActivityProxy"
     # Our pages (stop reasons) first, JupyterHub's behind them.

@@ -24,6 +24,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .errors import SettingsError
 from .validation import describe_validation_error
 
 ENV_PREFIX = "ANALYSIS_HUB_"
@@ -305,13 +306,6 @@ class Settings(_Section):
     def hub_state_dir(self) -> Path:
         """Private (0700) folder for the database, cookie secret and passwords."""
         return self.data_dir / "hub"
-
-
-class SettingsError(ValueError):
-    def __init__(self, source: str, problems: list[str]):
-        self.source = source
-        self.problems = problems
-        super().__init__(f"invalid settings in {source}:\n  " + "\n  ".join(problems))
 
 
 def load_settings(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Settings:

@@ -7,7 +7,8 @@
 1. first: time to first result per profile, warm and cold, and memory
    (first_result.py);
 2. crowd: N simulated users at once (crowd.py);
-3. culling: one idle-culler sweep over a 10,000-user database (culling.py).
+3. culling: one idle-culler sweep over a 10,000-user database (culling.py);
+4. cli: the start time of quick `analysis-hub` commands (cli_start.py, issue 16).
 
 Every benchmark starts its own hubs on loopback (hubs.py) and stops them,
 their servers, Unix users and folders again, also on failure. Prints a table
@@ -26,6 +27,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import cli_start
 import crowd
 import culling
 import first_result
@@ -35,7 +37,7 @@ import sampling
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGET_RATIO = 1.2  # warm first result and crowd phases: p95 within 1.2x vanilla
 TARGET_SWEEP_S = 5.0  # one culler sweep over 10,000 users
-BENCHMARKS = ("first", "crowd", "culling")
+BENCHMARKS = ("first", "crowd", "culling", "cli")
 
 
 def main() -> int:
@@ -70,6 +72,9 @@ def main() -> int:
         )
         print(f"culling: {plan.users} users, {plan.idle} idle and {plan.active} active servers", flush=True)
         report["results"]["culling"] = culling.run(plan)
+    if "cli" in only:
+        print(f"command start: {args.cli_runs} runs per command", flush=True)
+        report["results"]["cli"] = cli_start.run(args.cli_runs)
     report["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     report["wall_s"] = round((datetime.now(UTC) - started).total_seconds())
     report["targets"] = targets(report["results"])
@@ -85,7 +90,7 @@ def main() -> int:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--only", default=",".join(BENCHMARKS), help="comma-separated: first,crowd,culling")
+    p.add_argument("--only", default=",".join(BENCHMARKS), help="comma-separated: " + ",".join(BENCHMARKS))
     p.add_argument(
         "--profiles", default=",".join(first_result.PROFILE_OPTIONS), help="the crowd uses the first"
     )
@@ -101,6 +106,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--cull-idle", type=int, default=1_000)
     p.add_argument("--cull-active", type=int, default=100)
     p.add_argument("--cull-timeout", type=int, default=60, help="the culler's timeout (it sweeps every 10 s)")
+    p.add_argument("--cli-runs", type=int, default=10, help="runs per command for the command start times")
     return p
 
 
@@ -126,6 +132,11 @@ def targets(results: dict) -> list[dict]:
         found.append(_check("culling: active servers culled", "0", active, active == 0))
         idle, on_time = cull["idle_servers"], cull["idle_stopped_by_deadline"]
         found.append(_check("culling: idle stopped by timeout + every", str(idle), on_time, on_time == idle))
+    if cli := results.get("cli"):
+        for command, p50 in cli_start.targets(cli):
+            found.append(
+                _at_most(f"command start p50: {command}", f"{cli_start.TARGET_S} s", p50, cli_start.TARGET_S)
+            )
     return found
 
 
@@ -152,6 +163,8 @@ def format_report(report: dict) -> str:
         lines += ["", crowd.format_table(crowd_result)]
     if cull := results.get("culling"):
         lines += ["", culling.format_table(cull)]
+    if cli := results.get("cli"):
+        lines += ["", cli_start.format_table(cli)]
     lines += ["", "targets:"]
     for t in report["targets"]:
         verdict = {True: "met", False: "MISSED", None: "not measured"}[t["met"]]

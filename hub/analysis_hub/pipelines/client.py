@@ -25,7 +25,8 @@ import sys
 import time
 from pathlib import Path
 
-import requests
+# `requests` is imported where a request is made: building the parser (every
+# `analysis-hub` command, `--help` included) must stay cheap.
 
 from .triggers import TRIGGERS
 
@@ -39,6 +40,8 @@ class ClientError(Exception):
 
 class Client:
     def __init__(self, url: str, token: str):
+        import requests
+
         self.url = url.rstrip("/") + "/api/"
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"token {token}"
@@ -142,6 +145,8 @@ def show(rows: list[dict], columns: list[str]) -> None:
 
 
 def main(args) -> int:
+    import requests
+
     client = Client(args.url, args.token)
     try:
         if args.action == "publish":

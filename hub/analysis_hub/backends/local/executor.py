@@ -9,7 +9,8 @@ runs the notebook with papermill from the profile image's own environment
 - in a cgroup holding the version's CPU and memory limits;
 - with the version's GPUs taken from the machine's pool shared with the
   hub's servers (`CUDA_VISIBLE_DEVICES` names exactly them; none: empty);
-- killed at the deployment's timeout.
+- killed at the deployment's timeout, and when the run is cancelled (the
+  service stopping).
 It leaves in `out_dir` (0700, the run user's) `output.ipynb`, `output.html`
 and `log.txt`, and returns a `RunOutcome`.
 """
@@ -119,10 +120,18 @@ class LocalExecutor:
             try:
                 return await asyncio.wait_for(process.wait(), spec.timeout), False
             except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                self.sandbox.kill_all(placement)
+                self._kill(process, placement)
                 return await process.wait(), True
+            except asyncio.CancelledError:
+                # The service is stopping: the run must not outlive it (the next start marks it
+                # interrupted). The process is reaped by the event loop's child watcher.
+                self._kill(process, placement)
+                raise
+
+    def _kill(self, process, placement: Placement) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        self.sandbox.kill_all(placement)
 
 
 def _account(user: str) -> tuple[int, int]:
