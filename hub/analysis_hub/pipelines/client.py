@@ -27,7 +27,6 @@ from pathlib import Path
 
 # `requests` is imported where a request is made: building the parser (every
 # `analysis-hub` command, `--help` included) must stay cheap.
-
 from .triggers import TRIGGERS
 
 DEFAULT_URL = "http://127.0.0.1:8000/services/pipelines/"
