@@ -25,6 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import SettingsError
+from .teams import TEAM_NAME, TEAM_NAME_RULE
 from .validation import describe_validation_error
 
 ENV_PREFIX = "ANALYSIS_HUB_"
@@ -183,6 +184,12 @@ class PipelinesSettings(_Section):
         return _matching(value, *rule[info.field_name])
 
 
+class TeamSettings(_Section):
+    """A hub group with a team folder at ~/teams/<team> in its members' servers and runs."""
+
+    read_only: bool = Field(False, description="members may read but not write (admins fill it)")
+
+
 class KubernetesSettings(_Section):
     """The kubernetes backend (KubeSpawner); the Helm chart writes this section."""
 
@@ -208,6 +215,9 @@ class KubernetesSettings(_Section):
     @classmethod
     def _names(cls, value):
         return _matching(value, *_DNS_NAME)
+    team_claims: dict[str, str] = Field(
+        {}, description="team -> its ReadWriteMany PersistentVolumeClaim (the chart creates and names them)"
+    )
 
 
 class DockerSettings(_Section):
@@ -279,6 +289,31 @@ class Settings(_Section):
     local: LocalSettings = LocalSettings()
     kubernetes: KubernetesSettings = KubernetesSettings()
     docker: DockerSettings = DockerSettings()
+    teams: dict[str, TeamSettings] = Field(
+        {}, description="hub groups with a team folder: group -> {read_only: bool}"
+    )
+
+    @field_validator("teams", mode="before")
+    @classmethod
+    def _team_names(cls, value):
+        if isinstance(value, dict):
+            bad = [str(name) for name in value if not isinstance(name, str) or not TEAM_NAME.match(name)]
+            if bad:
+                raise ValueError(f"team name {', '.join(map(repr, bad))} is not valid ({TEAM_NAME_RULE})")
+            # `data-team:` with nothing under it is a team with the defaults.
+            return {name: {} if config is None else config for name, config in value.items()}
+        return value
+
+    @model_validator(mode="after")
+    def _team_claims(self):
+        if self.backend == "kubernetes":
+            missing = sorted(set(self.teams) - set(self.kubernetes.team_claims))
+            if missing:
+                raise ValueError(
+                    f"kubernetes.team_claims: no claim for team {', '.join(missing)}; the chart's"
+                    " teams.folders values create and name them"
+                )
+        return self
 
     @model_validator(mode="after")
     def _callback_reachable(self):
