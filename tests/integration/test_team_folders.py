@@ -4,17 +4,23 @@ Promises: every member of a hub group with a team folder finds it at
 `~/teams/<team>` in their server, read-write (read-only where the team is
 flagged); a non-member's processes can neither list nor read it; membership
 follows the hub's groups at each spawn (an admin adds bob to data-team
-through the REST API, bob respawns and reads the file). Everything is
-checked with code running in the users' own kernels, as their Unix users.
+through the REST API, bob respawns and reads the file); a team's pipeline
+runs see the team's folder at the same path. Everything is checked with
+code running in the users' own kernels and runs, as their Unix users.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
+import nbformat
 import pytest
-from conftest import start_hub
+from conftest import REPO, start_hub
 from kernels import run_code
+from notebooks import make_notebook
 
 pytestmark = pytest.mark.integration
 
@@ -124,3 +130,58 @@ def test_a_member_removed_from_the_group_loses_the_folder_at_next_spawn(teams_hu
     finally:
         carol.stop()
     assert outcome == {"link": False, "list_teams": "denied", "list": "denied", "read": "denied"}
+
+
+def cli(hub, user, *args: str) -> str:
+    env = {
+        **os.environ,
+        "ANALYSIS_HUB_PIPELINES_URL": f"{hub.url}/services/pipelines/",
+        "JUPYTERHUB_API_TOKEN": user.token,
+    }
+    command = [sys.executable, "-m", "analysis_hub.cli", "pipelines", *args]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def printed_by_run(hub, user, team: str, pipeline: str) -> str:
+    [run] = user.api.get(f"{hub.url}/services/pipelines/api/pipelines/{team}/{pipeline}/runs").json()
+    output = user.api.get(f"{hub.url}/services/pipelines/api/runs/{run['id']}/output").text
+    cells = nbformat.reads(output, as_version=4).cells
+    return "".join(o.get("text", "") for c in cells for o in c.get("outputs", []))
+
+
+def test_a_teams_pipeline_run_sees_the_team_folder_at_the_same_path(teams_hub, tmp_path):
+    """A notebook reading ~/teams/data-team/runs.csv in alice's server runs unchanged as a data-team
+    pipeline (its kernelspec names the image, as JupyterLab now records it); a gpu-team run has no
+    ~/teams/data-team and is denied the folder itself."""
+    alice, bob = teams_hub.user("alice"), teams_hub.user("bob")
+    started(alice)
+    try:
+        run_code(alice, "import os; open(os.path.expanduser('~/teams/data-team/runs.csv'), 'w').write('7')")
+    finally:
+        alice.stop()
+    reader = make_notebook("import os\nprint(open(os.path.expanduser('~/teams/data-team/runs.csv')).read())")
+    reader["metadata"]["kernelspec"]["display_name"] = "PyTorch (CUDA)"
+    path = tmp_path / "reader.ipynb"
+    path.write_text(json.dumps(reader))
+    publish = ["--profile", "pytorch", "--choice", "accelerator=cpu", "--deploy"]
+    cli(teams_hub, alice, "publish", str(path), "--team", "data-team", *publish)
+    assert "succeeded" in cli(teams_hub, alice, "run", "data-team/reader", "--wait")
+    assert printed_by_run(teams_hub, alice, "data-team", "reader").strip() == "7"
+
+    folder = teams_hub.workdir / "data" / "teams" / "data-team"
+    snoop = make_notebook(
+        "import os\n"
+        "home = os.path.expanduser('~')\n"
+        "print(os.path.lexists(home + '/teams/data-team'), os.listdir(home + '/teams'))\n"
+        f"try:\n    os.listdir({str(folder)!r})\nexcept PermissionError:\n    print('denied')"
+    )
+    path = tmp_path / "snoop.ipynb"
+    path.write_text(json.dumps(snoop))
+    cli(teams_hub, bob, "publish", str(path), "--team", "gpu-team", *publish)
+    assert "succeeded" in cli(teams_hub, bob, "run", "gpu-team/snoop", "--wait")
+    assert printed_by_run(teams_hub, bob, "gpu-team", "snoop").split("\n")[:2] == [
+        "False ['gpu-team']",
+        "denied",
+    ]
