@@ -10,8 +10,9 @@ Contract:
   provider's with OIDC/GitHub login, refreshed at each login), so removing a
   member from the group removes the folder at their next spawn.
 - The names derived from a team, one rule each: `unix_group_name` (local
-  backend), `docker_volume_name` (docker backend); the Kubernetes claim
-  names are the chart's (settings `kubernetes.team_claims`).
+  backend; also the volume's name in a pod spec), `docker_volume_name`
+  (docker backend); the Kubernetes claim names are the chart's (settings
+  `kubernetes.team_claims`).
 Nothing here touches files, users or engines: the local sandbox
 (`runtime.team_folders`), the docker spawner and the Kubernetes spawner do.
 """
@@ -23,9 +24,9 @@ import re
 from dataclasses import dataclass
 
 # A team name is a path component in every home, part of a Unix group, a volume
-# and a claim name: the pipelines' team-name rule (lower-case slug, at most 63).
-TEAM_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-TEAM_NAME_RULE = "lower-case letters, digits and '-', starting with a letter or digit, at most 63"
+# and a Kubernetes name: a DNS label (a pipelines team name that also ends in a letter or digit).
+TEAM_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+TEAM_NAME_RULE = "lower-case letters, digits and '-', starting and ending with a letter or digit, at most 63"
 TEAMS_DIR = "teams"  # under each home: ~/teams/<team>
 UNIX_GROUP_PREFIX = "team-"
 _UNIX_MAX = 32
@@ -58,7 +59,7 @@ def unix_group_name(team: str) -> str:
     """`team-<team>`, or `team-<start>-<hash>` where that would pass Unix's 32 characters.
 
     The prefix differs from the users' (`jupyter-`, `pipelines-`), so no user's private
-    group can ever be a team's group.
+    group can ever be a team's group. Always a DNS label too: the team volume's name in a pod.
     """
     if len(UNIX_GROUP_PREFIX) + len(team) <= _UNIX_MAX:
         return UNIX_GROUP_PREFIX + team
