@@ -203,6 +203,9 @@ class KubernetesSettings(_Section):
     start_timeout: int = Field(
         600, ge=30, description="seconds a pod may take to start, a first pull of a multi-GB image included"
     )
+    team_claims: dict[str, str] = Field(
+        {}, description="team -> its ReadWriteMany PersistentVolumeClaim (the chart creates and names them)"
+    )
     namespace: str | None = Field(
         None, description="pipelines' Argo Workflows; default: the service's own namespace"
     )
@@ -215,9 +218,6 @@ class KubernetesSettings(_Section):
     @classmethod
     def _names(cls, value):
         return _matching(value, *_DNS_NAME)
-    team_claims: dict[str, str] = Field(
-        {}, description="team -> its ReadWriteMany PersistentVolumeClaim (the chart creates and names them)"
-    )
 
 
 class DockerSettings(_Section):

@@ -81,9 +81,13 @@ def started(user):
 
 def test_members_share_the_team_folder_and_others_cannot_reach_it(teams_hub):
     """alice writes ~/teams/data-team/x.csv, carol (data-team) reads and changes it, bob (gpu-team)
-    can't list or read it; once an admin adds bob to data-team and he respawns, he reads it."""
+    can't list or read it; once an admin adds bob to data-team and he respawns, he reads it.
+    The kernel alice's server offers is named after its image."""
     alice, carol, bob = (started(teams_hub.user(name)) for name in ("alice", "carol", "bob"))
     try:
+        # The launcher's kernel is named after the profile's image (images/pytorch/image.yaml).
+        kernelspecs = alice.server_api("/kernelspecs").json()["kernelspecs"]
+        assert kernelspecs["python3"]["spec"]["display_name"] == "PyTorch (CUDA)"
         written = run_code(alice, WRITE).strip()
         folder = run_code(
             alice, "import os; print(os.path.realpath(os.path.expanduser('~/teams/data-team')))"
@@ -165,10 +169,13 @@ def test_a_teams_pipeline_run_sees_the_team_folder_at_the_same_path(teams_hub, t
     reader["metadata"]["kernelspec"]["display_name"] = "PyTorch (CUDA)"
     path = tmp_path / "reader.ipynb"
     path.write_text(json.dumps(reader))
-    publish = ["--profile", "pytorch", "--choice", "accelerator=cpu", "--deploy"]
+    publish = ["--choice", "accelerator=cpu", "--deploy"]
+    # No --profile: the notebook's kernel (PyTorch (CUDA)) names the profile it was written in.
     cli(teams_hub, alice, "publish", str(path), "--team", "data-team", *publish)
     assert "succeeded" in cli(teams_hub, alice, "run", "data-team/reader", "--wait")
     assert printed_by_run(teams_hub, alice, "data-team", "reader").strip() == "7"
+    versions = alice.api.get(f"{teams_hub.url}/services/pipelines/api/pipelines/data-team/reader").json()
+    assert versions["versions"][0]["profile"] == "pytorch"
 
     folder = teams_hub.workdir / "data" / "teams" / "data-team"
     snoop = make_notebook(
@@ -179,7 +186,7 @@ def test_a_teams_pipeline_run_sees_the_team_folder_at_the_same_path(teams_hub, t
     )
     path = tmp_path / "snoop.ipynb"
     path.write_text(json.dumps(snoop))
-    cli(teams_hub, bob, "publish", str(path), "--team", "gpu-team", *publish)
+    cli(teams_hub, bob, "publish", str(path), "--team", "gpu-team", "--profile", "pytorch", *publish)
     assert "succeeded" in cli(teams_hub, bob, "run", "gpu-team/snoop", "--wait")
     assert printed_by_run(teams_hub, bob, "gpu-team", "snoop").split("\n")[:2] == [
         "False ['gpu-team']",

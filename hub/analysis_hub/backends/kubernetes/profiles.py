@@ -18,7 +18,7 @@ Contract:
   folders, whatever the profile: each team's ReadWriteMany claim at
   /home/jovyan/teams/<team>, read-only where flagged. Membership is per user,
   so the spawner adds these to the pod itself, never through a profile's
-  override.
+  override; a team's pipeline run pod gets its team's (`workflows.version_pod`).
 - `kernel_override(resolved, images)` names the kernel after the image
   (`kernels.container_command`), in the profile's override: the image is the
   profile's.
@@ -70,6 +70,7 @@ class ClusterFacts:
     krb5_conf: bool = False  # the Hadoop ConfigMap also holds krb5.conf, for /etc/krb5.conf
     spark_service_account: str | None = None  # set: pyspark pods start Spark executors as pods
     team_claims: dict[str, str] = field(default_factory=dict)  # team -> its PVC (the chart's)
+    teams: tuple[TeamFolder, ...] = ()  # every team folder the settings declare (pipeline runs: one)
     kernel_names: dict[str, str] = field(default_factory=dict)  # image -> its kernel's display name
 
 
