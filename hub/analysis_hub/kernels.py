@@ -17,6 +17,10 @@ was written in.
   The images' entry point (tini, start hooks) still runs first.
   `container_kernel_env(display_name)` is what the translations add to the
   server's environment.
+- `profile_for_kernel(profiles, display_name, images)`: the profile a
+  notebook was written in, from its kernel's display name, so a pipeline
+  published without naming a profile defaults to it; ambiguous or unknown
+  names raise `ValueError` listing the profiles to choose from.
 """
 
 from __future__ import annotations
@@ -58,6 +62,22 @@ def kernel_display_name(image: str, images: dict[str, ImageFacts]) -> str:
     """The image's display name, or its folder name where image.yaml gives none."""
     facts = images.get(image)
     return facts.display_name if facts and facts.display_name else image
+
+
+def profile_for_kernel(profiles: list, display_name: str, images: dict[str, ImageFacts]) -> str:
+    """The one profile among `profiles` whose image's kernel is `display_name`."""
+    matching = sorted(p.slug for p in profiles if kernel_display_name(p.image, images) == display_name)
+    if len(matching) == 1:
+        return matching[0]
+    allowed = ", ".join(sorted(p.slug for p in profiles)) or "none"
+    if matching:
+        raise ValueError(
+            f"profile: the notebook's kernel {display_name!r} is the kernel of profiles"
+            f" {', '.join(matching)}; name one"
+        )
+    raise ValueError(
+        f"profile: the notebook's kernel {display_name!r} is no profile's; name a profile ({allowed})"
+    )
 
 
 def named_kernelspec(spec: dict, display_name: str) -> dict:

@@ -10,12 +10,14 @@ import subprocess
 import sys
 
 import nbformat
+import pytest
 from analysis_hub.images import discover_images
 from analysis_hub.kernels import (
     KERNEL_DISPLAY_NAME_ENV,
     container_command,
     container_kernel_env,
     kernel_display_name,
+    profile_for_kernel,
 )
 from analysis_hub.pipelines.notebooks import kernel_name, notebook_parameters
 from analysis_hub.runtime.environments import READY_MARKER, EnvironmentBuilder
@@ -109,3 +111,19 @@ def test_a_notebook_written_in_a_named_kernel_still_runs_as_python3():
     nb.cells.append(cell)
     assert kernel_name(nb) == "python3"
     assert notebook_parameters(nb)["n"].default == 3
+
+
+def test_a_notebook_defaults_to_the_profile_its_kernel_names(repo_catalog):
+    """A pipeline published without a profile gets the one whose image's kernel the notebook was
+    written in; an unknown or shared kernel name is refused listing the profiles to choose from."""
+    images = discover_images(IMAGES)
+    profiles = list(repo_catalog.profiles)
+    assert profile_for_kernel(profiles, "PySpark (Spark 4, Java 17)", images) == "pyspark"
+    assert profile_for_kernel(profiles, "PyTorch (CUDA)", images) == "pytorch"
+    with pytest.raises(
+        ValueError, match=r"'Python 3 \(ipykernel\)' is no profile's; name a profile \(pyspark"
+    ):
+        profile_for_kernel(profiles, "Python 3 (ipykernel)", images)
+    tiny = profiles[0].model_copy(update={"slug": "tiny"})
+    with pytest.raises(ValueError, match="is the kernel of profiles pyspark, tiny; name one"):
+        profile_for_kernel([*profiles, tiny], "PySpark (Spark 4, Java 17)", images)
