@@ -7,7 +7,7 @@ import os
 import re
 
 import pytest
-from analysis_hub.runtime.team_folders import link_team_folders
+from analysis_hub.runtime.team_folders import TeamFolderError, ensure_team_folders, link_team_folders
 from analysis_hub.settings import SettingsError, load_settings
 from analysis_hub.teams import TeamFolder, docker_volume_name, member_teams, unix_group_name
 
@@ -88,3 +88,12 @@ def test_links_follow_the_users_teams_and_leave_the_users_own_files(tmp_path):
     nobody.mkdir()
     link_team_folders(nobody, (), root)
     assert os.listdir(nobody) == [], "no empty ~/teams for users in no team"
+
+
+def test_a_failing_team_folder_step_is_one_clear_error_naming_the_team(tmp_path):
+    """What the spawn page or the run shows when a folder can't be made: the team and the cause."""
+    (tmp_path / "teams").write_text("a file where the teams folder should be")
+    with pytest.raises(
+        TeamFolderError, match=r"preparing the team folders \(data-team\) failed: .*Not a directory"
+    ):
+        ensure_team_folders(tmp_path / "teams", iter([TeamFolder("data-team")]), None)

@@ -10,6 +10,8 @@ Contract (the plan is `analysis_hub.teams`; this module is its only writer):
   exactly these: added to each, removed from every other `team-*` group, so
   membership follows the hub's groups at each spawn or run. One process at
   a time edits /etc/group (an `flock` shared with the pipelines service).
+- A step that fails (groupadd, gpasswd, the folder) raises
+  `TeamFolderError` naming the team and what failed.
 - Without a Unix user (the hub is not root, users are not isolated) the
   folders are plain 0700 folders of the hub's user.
 - `link_team_folders(home, folders, root)` runs as the user (in the
@@ -34,8 +36,21 @@ MEMBERS_MODE = 0o2770  # setgid: files made inside belong to the team's group
 READ_ONLY_MODE = 0o2750
 
 
+class TeamFolderError(RuntimeError):
+    pass
+
+
 def ensure_team_folders(root: Path, folders: Iterable[TeamFolder], user: str | None) -> None:
     folders = tuple(folders)
+    try:
+        _ensure(root, folders, user)
+    except (OSError, subprocess.CalledProcessError) as e:
+        detail = getattr(e, "stderr", None) or str(e)
+        names = ", ".join(f.team for f in folders) or "none"
+        raise TeamFolderError(f"preparing the team folders ({names}) failed: {detail.strip()}") from None
+
+
+def _ensure(root: Path, folders: tuple[TeamFolder, ...], user: str | None) -> None:
     if user is None:
         for folder in folders:
             (root / folder.team).mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -36,6 +36,7 @@ from ...quantities import format_memory
 from ...runtime.environments import EnvironmentBuildError
 from ...runtime.gpus import GpuUnavailable, machine_gpu_pool
 from ...runtime.sandbox import Placement, Sandbox, shared_sandbox
+from ...runtime.team_folders import TeamFolderError
 from ...runtime.unix_users import team_run_username
 from ...teams import member_teams
 
@@ -101,6 +102,9 @@ class LocalExecutor:
         except GpuUnavailable as e:
             log_path.write_text(str(e))
             return RunOutcome("failed", None, f"no GPU for the run: {e}")
+        except TeamFolderError as e:
+            log_path.write_text(str(e))
+            return RunOutcome("failed", None, str(e))
         try:
             if user:
                 account = await asyncio.to_thread(_account, user)

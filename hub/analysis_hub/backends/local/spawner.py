@@ -34,6 +34,7 @@ from ...quantities import format_memory
 from ...runtime.environments import EnvironmentBuildError
 from ...runtime.gpus import GpuUnavailable
 from ...runtime.sandbox import Placement, Sandbox, shared_sandbox
+from ...runtime.team_folders import TeamFolderError
 from ...runtime.unix_users import system_username
 from ..catalog_spawner import CatalogProfileForm
 from .translate import local_server_spec
@@ -93,6 +94,8 @@ class LocalProfileSpawner(CatalogProfileForm, LocalProcessSpawner):
             self.placement = await self.sandbox.enter(request)
         except GpuUnavailable as e:
             raise web.HTTPError(503, str(e)) from None
+        except TeamFolderError as e:
+            raise web.HTTPError(500, str(e)) from None
         except OSError as e:
             raise web.HTTPError(
                 500,
