@@ -25,7 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import SettingsError
-from .teams import TEAM_NAME, TEAM_NAME_RULE
+from .teams import check_team_claims, checked_team_names
 from .validation import describe_validation_error
 
 ENV_PREFIX = "ANALYSIS_HUB_"
@@ -293,26 +293,12 @@ class Settings(_Section):
         {}, description="hub groups with a team folder: group -> {read_only: bool}"
     )
 
-    @field_validator("teams", mode="before")
-    @classmethod
-    def _team_names(cls, value):
-        if isinstance(value, dict):
-            bad = [str(name) for name in value if not isinstance(name, str) or not TEAM_NAME.match(name)]
-            if bad:
-                raise ValueError(f"team name {', '.join(map(repr, bad))} is not valid ({TEAM_NAME_RULE})")
-            # `data-team:` with nothing under it is a team with the defaults.
-            return {name: {} if config is None else config for name, config in value.items()}
-        return value
+    _team_names = field_validator("teams", mode="before")(checked_team_names)
 
     @model_validator(mode="after")
     def _team_claims(self):
         if self.backend == "kubernetes":
-            missing = sorted(set(self.teams) - set(self.kubernetes.team_claims))
-            if missing:
-                raise ValueError(
-                    f"kubernetes.team_claims: no claim for team {', '.join(missing)}; the chart's"
-                    " teams.folders values create and name them"
-                )
+            check_team_claims(self.teams, self.kubernetes.team_claims)
         return self
 
     @model_validator(mode="after")

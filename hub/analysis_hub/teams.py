@@ -9,6 +9,8 @@ Contract:
   servers: the user's hub groups at this spawn (builtin groups, or the
   provider's with OIDC/GitHub login, refreshed at each login), so removing a
   member from the group removes the folder at their next spawn.
+- `checked_team_names` and `check_team_claims` are the settings' checks of
+  the `teams` section (each raises `ValueError` naming the key).
 - The names derived from a team, one rule each: `unix_group_name` (local
   backend; also the volume's name in a pod spec), `docker_volume_name`
   (docker backend); the Kubernetes claim names are the chart's (settings
@@ -53,6 +55,27 @@ def member_teams(teams: dict, groups: set[str] | list[str]) -> tuple[TeamFolder,
             read_only = config.get("read_only", False) if isinstance(config, dict) else config.read_only
             folders.append(TeamFolder(team, bool(read_only)))
     return tuple(sorted(folders))
+
+
+def checked_team_names(value):
+    """The settings' `teams` before validation: names checked; `team:` with nothing under it
+    is a team with the defaults."""
+    if not isinstance(value, dict):
+        return value
+    bad = [str(name) for name in value if not isinstance(name, str) or not TEAM_NAME.match(name)]
+    if bad:
+        raise ValueError(f"team name {', '.join(map(repr, bad))} is not valid ({TEAM_NAME_RULE})")
+    return {name: {} if config is None else config for name, config in value.items()}
+
+
+def check_team_claims(teams: dict, claims: dict[str, str]) -> None:
+    """On Kubernetes every team needs its claim (the chart writes them)."""
+    missing = sorted(set(teams) - set(claims))
+    if missing:
+        raise ValueError(
+            f"kubernetes.team_claims: no claim for team {', '.join(missing)}; the chart's"
+            " teams.folders values create and name them"
+        )
 
 
 def unix_group_name(team: str) -> str:
