@@ -246,5 +246,7 @@ def apply_spawner(settings: Settings, c: Config) -> None:
     # How long a start may take is the backend's to say: a first environment build
     # (local), an image start (docker), a multi-GB image pull (kubernetes).
     spawner.start_timeout = getattr(settings, settings.backend).start_timeout
+    # Members of these hub groups get ~/teams/<team> in every server (teams.py).
+    spawner.teams = {team: folder.model_dump() for team, folder in settings.teams.items()}
     # Notice a server that died (memory limit, crash) within seconds, not the default 30.
     spawner.poll_interval = 10

@@ -25,6 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import SettingsError
+from .teams import check_team_claims, checked_team_names
 from .validation import describe_validation_error
 
 ENV_PREFIX = "ANALYSIS_HUB_"
@@ -183,6 +184,12 @@ class PipelinesSettings(_Section):
         return _matching(value, *rule[info.field_name])
 
 
+class TeamSettings(_Section):
+    """A hub group with a team folder at ~/teams/<team> in its members' servers and runs."""
+
+    read_only: bool = Field(False, description="members may read but not write (admins fill it)")
+
+
 class KubernetesSettings(_Section):
     """The kubernetes backend (KubeSpawner); the Helm chart writes this section."""
 
@@ -195,6 +202,9 @@ class KubernetesSettings(_Section):
     )
     start_timeout: int = Field(
         600, ge=30, description="seconds a pod may take to start, a first pull of a multi-GB image included"
+    )
+    team_claims: dict[str, str] = Field(
+        {}, description="team -> its ReadWriteMany PersistentVolumeClaim (the chart creates and names them)"
     )
     namespace: str | None = Field(
         None, description="pipelines' Argo Workflows; default: the service's own namespace"
@@ -279,6 +289,17 @@ class Settings(_Section):
     local: LocalSettings = LocalSettings()
     kubernetes: KubernetesSettings = KubernetesSettings()
     docker: DockerSettings = DockerSettings()
+    teams: dict[str, TeamSettings] = Field(
+        {}, description="hub groups with a team folder: group -> {read_only: bool}"
+    )
+
+    _team_names = field_validator("teams", mode="before")(checked_team_names)
+
+    @model_validator(mode="after")
+    def _team_claims(self):
+        if self.backend == "kubernetes":
+            check_team_claims(self.teams, self.kubernetes.team_claims)
+        return self
 
     @model_validator(mode="after")
     def _callback_reachable(self):

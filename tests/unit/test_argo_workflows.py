@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import pytest
 from analysis_hub.backends.kubernetes.profiles import ClusterFacts, pod_override
 from analysis_hub.backends.kubernetes.workflows import (
+    WorkflowSettings,
     label_value,
     object_name,
     run_labels,
@@ -23,9 +24,11 @@ from analysis_hub.backends.kubernetes.workflows import (
     workflow,
     workflow_name,
     workflow_result,
+    workflow_template,
 )
 from analysis_hub.pipelines.specs import RunSpec, run_spec, version_settings
 from analysis_hub.settings import SettingsError, load_settings
+from analysis_hub.teams import TeamFolder
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
@@ -76,6 +79,30 @@ def test_a_runs_pod_is_the_published_versions_profile_pod(repo_catalog):
     spec_ = run_spec(7, "ml", "train", version, 600, {}, retries=2)
     assert version_pod(spec_, cluster) == pod_override(resolved, cluster)
     assert spec_.retries == 2
+
+
+def test_a_teams_run_pod_mounts_its_teams_folder_where_its_servers_have_it():
+    """A data-team run's template mounts data-team's claim at /home/jovyan/teams/data-team (the
+    path in members' servers; read-only teams stay read-only); another team's run mounts none."""
+    cluster = ClusterFacts(
+        images={"pyspark": "registry.example.com/pyspark:1"},
+        team_claims={"data-team": "analysis-hub-team-data-team", "gpu-team": "analysis-hub-team-gpu-team"},
+        teams=(TeamFolder("data-team"), TeamFolder("gpu-team", read_only=True)),
+    )
+    settings = WorkflowSettings("s3://runs", "analysis-hub-pipeline-run")
+    template = workflow_template(spec(), version_pod(spec(), cluster), settings)["spec"]
+    assert template["volumes"] == [
+        {"name": "team-data-team", "persistentVolumeClaim": {"claimName": "analysis-hub-team-data-team"}}
+    ]
+    [container] = [t["container"] for t in template["templates"] if "container" in t]
+    assert container["volumeMounts"] == [
+        {"name": "team-data-team", "mountPath": "/home/jovyan/teams/data-team"}
+    ]
+    gpu = version_pod(spec(team="gpu-team"), cluster)
+    assert gpu["volume_mounts"] == [
+        {"name": "team-gpu-team", "mountPath": "/home/jovyan/teams/gpu-team", "readOnly": True}
+    ]
+    assert version_pod(spec(team="ml"), cluster)["volumes"] == []
 
 
 def test_a_run_without_retries_has_no_retry_strategy():

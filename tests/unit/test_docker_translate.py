@@ -24,8 +24,10 @@ from analysis_hub.backends.docker.translate import (
 from analysis_hub.catalog import resolve
 from analysis_hub.config import HostFacts, apply_settings
 from analysis_hub.images import discover_images, hadoop_images
+from analysis_hub.kernels import container_command
 from analysis_hub.pipelines.specs import RunSpec
 from analysis_hub.settings import SettingsError, load_settings
+from analysis_hub.teams import TeamFolder
 from traitlets.config import Config
 from unit_support import IMAGES as IMAGES_FOLDER
 
@@ -37,7 +39,11 @@ IMAGES = {
 }
 # What images/*/image.yaml declares: pyspark is the Hadoop client.
 HADOOP_IMAGES = hadoop_images(discover_images(IMAGES_FOLDER))
-HOST = DockerHostFacts(images=IMAGES, name_prefix="analysis-hub-1a2b3c4d", hadoop_images=HADOOP_IMAGES)
+KERNEL_NAMES = {name: facts.display_name for name, facts in discover_images(IMAGES_FOLDER).items()}
+HOST = DockerHostFacts(
+    images=IMAGES, name_prefix="analysis-hub-1a2b3c4d", hadoop_images=HADOOP_IMAGES, kernel_names=KERNEL_NAMES
+)
+TEAMS = (TeamFolder("data-team"), TeamFolder("gpu-team", read_only=True))
 NETWORK = "analysis-hub-1a2b3c4d-net"
 SECURE = {"network_mode": NETWORK, "security_opt": ["no-new-privileges"], "cap_drop": ["ALL"]}
 JOVYAN = {"user": "1000:100", "working_dir": "/home/jovyan"}
@@ -61,8 +67,12 @@ def test_pyspark_default(repo_catalog):
             "NVIDIA_VISIBLE_DEVICES": "void",
             "CUDA_VISIBLE_DEVICES": "",
             "ANALYSIS_HUB_PROFILE": "pyspark",
+            # The kernel is named after the image (images/pyspark/image.yaml), with no rebuild.
+            "ANALYSIS_HUB_KERNEL_DISPLAY_NAME": "PySpark (Spark 4, Java 17)",
+            "JUPYTER_PATH": "/tmp/analysis-hub-jupyter",
         },
         "volumes": HOME,
+        "cmd": container_command(),
         "extra_host_config": {**SECURE, "cpu_shares": 1024, "mem_reservation": 2 * GiB},
         "extra_create_kwargs": JOVYAN,
     }
@@ -70,7 +80,7 @@ def test_pyspark_default(repo_catalog):
 
 def test_pytorch_gpu_gets_exactly_its_allocated_gpus(repo_catalog):
     """A GPU profile asks the engine for the GPUs the hub allocated, by id, never 'all'."""
-    host = DockerHostFacts(images=IMAGES, name_prefix="analysis-hub-1a2b3c4d", gpu_ids=("1", "3"))
+    host = replace(HOST, gpu_ids=("1", "3"))
     settings = docker_server_settings(resolve(repo_catalog.get("pytorch"), {"accelerator": "gpu2"}), host)
     assert settings.extra_host_config == {
         **SECURE,
@@ -83,8 +93,35 @@ def test_pytorch_gpu_gets_exactly_its_allocated_gpus(repo_catalog):
         "NVIDIA_DRIVER_CAPABILITIES": "compute,utility",
         "NVIDIA_VISIBLE_DEVICES": "1,3",
         "ANALYSIS_HUB_PROFILE": "pytorch",
+        "ANALYSIS_HUB_KERNEL_DISPLAY_NAME": "PyTorch (CUDA)",
+        "JUPYTER_PATH": "/tmp/analysis-hub-jupyter",
     }
     assert (settings.cpu_limit, settings.mem_limit) == (8.0, 32 * GiB)
+
+
+def test_team_volumes_are_mounted_for_the_users_teams_only(repo_catalog):
+    """Each team folder the user's groups give is the team's named volume (this hub's prefix) at
+    ~/teams/<team>, read-only where flagged; no other team's volume is mounted."""
+    settings = docker_server_settings(resolve(repo_catalog.get("tensorflow")), replace(HOST, teams=TEAMS))
+    assert settings.volumes == {
+        **HOME,
+        "analysis-hub-1a2b3c4d-team-data-team": {"bind": "/home/jovyan/teams/data-team", "mode": "rw"},
+        "analysis-hub-1a2b3c4d-team-gpu-team": {"bind": "/home/jovyan/teams/gpu-team", "mode": "ro"},
+    }
+    assert docker_server_settings(resolve(repo_catalog.get("tensorflow")), HOST).volumes == HOME
+
+
+def test_a_teams_run_mounts_its_teams_volume_only_where_servers_have_it():
+    """A data-team run gets data-team's volume at /home/jovyan/teams/data-team (HOME is jovyan's),
+    nothing of gpu-team; a run of a team without a folder gets none."""
+    host = replace(HOST, teams=TEAMS)
+    binds = docker_run_settings(run(), host, "/runs/7/work").host_config["binds"]
+    assert binds == {
+        "/runs/7/work": {"bind": "/home/jovyan/run", "mode": "rw"},
+        "analysis-hub-1a2b3c4d-team-data-team": {"bind": "/home/jovyan/teams/data-team", "mode": "rw"},
+    }
+    other = docker_run_settings(run(team="ml-team"), host, "/runs/7/work").host_config["binds"]
+    assert other == {"/runs/7/work": {"bind": "/home/jovyan/run", "mode": "rw"}}
 
 
 def test_pytorch_cpu_option_sees_no_gpu(repo_catalog):

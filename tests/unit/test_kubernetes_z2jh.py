@@ -353,6 +353,12 @@ def test_apply_settings_with_the_kubernetes_backend_sets_only_the_catalog_spawne
         hadoop_configmap="analysis-hub-hadoop",
         krb5_conf=True,
         spark_service_account="analysis-hub-spark",
+        # Each image's kernel display name (images/*/image.yaml), for the server's command.
+        kernel_names={
+            "pyspark": "PySpark (Spark 4, Java 17)",
+            "pytorch": "PyTorch (CUDA)",
+            "tensorflow": "TensorFlow",
+        },
     )
     assert (spawner.uid, spawner.allow_privilege_escalation, spawner.automount_service_account_token) == (
         1000,

@@ -47,6 +47,15 @@ decides (backend, paths, the kubernetes section). Mounted at
 {{- if .Values.spark.kubernetesExecutors }}
 {{- $_ := set $kubernetes "spark_service_account" .Values.spark.serviceAccountName }}
 {{- end }}
+{{- $teams := dict -}}
+{{- $claims := dict -}}
+{{- range $team, $folder := .Values.teams.folders }}
+{{- $_ := set $teams $team (dict "read_only" (($folder | default dict).readOnly | default false)) }}
+{{- $_ := set $claims $team (include "analysis-hub.teamClaim" $team) }}
+{{- end }}
+{{- if $teams }}
+{{- $_ := set $kubernetes "team_claims" $claims }}
+{{- end }}
 {{- $chart := dict
   "backend" "kubernetes"
   "data_dir" "/srv/jupyterhub/analysis-hub"
@@ -55,8 +64,14 @@ decides (backend, paths, the kubernetes section). Mounted at
   "pipelines" (include "analysis-hub.pipelines.settings" . | fromYaml)
   "culler" (pick .Values.jupyterhub.cull "enabled" "timeout" "every")
 -}}
+{{- if $teams }}
+{{- $_ := set $chart "teams" $teams }}
+{{- end }}
 {{- mustMergeOverwrite (deepCopy .Values.settings) $chart | toYaml }}
 {{- end }}
+
+{{/* A team folder's PersistentVolumeClaim (the settings' kubernetes.team_claims name it for the hub). */}}
+{{- define "analysis-hub.teamClaim" -}}analysis-hub-team-{{ . }}{{- end }}
 
 {{/*
 The Zero to JupyterHub resources we refer to, by z2jh 4.4.0's names (with its

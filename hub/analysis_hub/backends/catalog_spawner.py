@@ -7,7 +7,8 @@ Contract:
   running hub's catalog, the user's groups, the owner key of this server
   (user, or user-name for a named server), the profile it was started with,
   the GPUs the machine's pool handed it (one-machine backends), and the
-  activity interval reported to the culler. Configuration sets these once on
+  activity interval reported to the culler, and the team folders the
+  user's groups give this server (`team_folders`, `teams.member_teams`). Configuration sets these once on
   `c.CatalogSpawner` (`config.apply_spawner`), whatever the backend.
 - `CatalogProfileForm` adds the spawn form and `user_options` checking of
   the one-machine backends (local, docker): a request the catalog does not
@@ -20,7 +21,7 @@ Contract:
 from __future__ import annotations
 
 from tornado import web
-from traitlets import Integer, List, Unicode, default
+from traitlets import Dict, Integer, List, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from ..catalog import Catalog, ResolvedProfile
@@ -28,6 +29,7 @@ from ..catalog_source import CatalogSource
 from ..forms import gpu_shortfall, render_profile_form
 from ..runtime.gpus import GpuPool, GpuUnavailable, machine_gpu_pool
 from ..selection import ProfileRequestError, options_from_form, select_profile
+from ..teams import TeamFolder, member_teams
 
 # The variable the images' server extension reads (singleuser/analysis_hub_activity.py).
 ACTIVITY_INTERVAL_ENV = "JUPYTERHUB_ACTIVITY_INTERVAL"
@@ -44,6 +46,8 @@ class CatalogSpawner(LoggingConfigurable):
     gpu_state_file = Unicode(
         "", config=True, help="the machine's GPU allocations, shared with the pipelines service"
     )
+
+    teams = Dict(config=True, help="hub groups with a team folder: team -> {read_only: bool}")
 
     resolved: ResolvedProfile | None = None
     gpu_ids: list[str]
@@ -64,6 +68,11 @@ class CatalogSpawner(LoggingConfigurable):
     @property
     def user_groups(self) -> set[str]:
         return {group.name for group in self.user.groups}
+
+    @property
+    def team_folders(self) -> tuple[TeamFolder, ...]:
+        """The team folders this server gets: its user's groups at this spawn."""
+        return member_teams(self.teams, self.user_groups)
 
     @property
     def owner(self) -> str:

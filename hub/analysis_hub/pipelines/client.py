@@ -1,6 +1,6 @@
 """`analysis-hub pipelines ...`: the command line for the pipelines service's REST API.
 
-    publish NOTEBOOK --team T --profile P [--name N] [--choice k=v] [-m MSG] [--from-server]
+    publish NOTEBOOK --team T [--profile P] [--name N] [--choice k=v] [-m MSG] [--from-server]
             [--schedule CRON [--timezone TZ]] [-p name=value ...]
     versions TEAM/NAME           diff TEAM/NAME A B
     deploy TEAM/NAME [--version N] [--schedule CRON | --trigger manual|cron|http] [-p ...]
@@ -80,7 +80,7 @@ def cmd_publish(client: Client, args) -> dict:
     )
     body = {
         **source,
-        "profile": args.profile,
+        **({"profile": args.profile} if args.profile else {}),
         "choices": pairs(args.choice, "--choice"),
         "message": args.message or "",
         "parent": latest or 0,  # refused if someone else published meanwhile
@@ -204,7 +204,10 @@ def add_parser(commands) -> None:
     )
     publish.add_argument("notebook")
     publish.add_argument("--team", required=True, help="the owning team (a hub group)")
-    publish.add_argument("--profile", required=True, help="the profile (image and resources) it runs with")
+    publish.add_argument(
+        "--profile",
+        help="the profile (image and resources) it runs with; default: the one the notebook's kernel names",
+    )
     publish.add_argument("--name", help="pipeline name (default: from the notebook's file name)")
     publish.add_argument("--choice", action="append", metavar="NAME=OPTION", help="a profile choice")
     publish.add_argument("-m", "--message", help="what changed")

@@ -9,6 +9,8 @@ Contract:
   repository (`repository.py`), and a `Version` row names the commit. A
   version never changes afterwards; deploying or rolling back only points
   at one.
+- Without a profile, the version gets the one the notebook was written in:
+  its kernel's display name is its image's (`kernels.profile_for_kernel`).
 - Refused before anything is written: a caller outside the team
   (`Forbidden`), a notebook over `max_bytes` (`TooLarge`), a notebook that
   can't be a pipeline (`NotebookError`), a profile the team may not use
@@ -31,6 +33,8 @@ import nbformat
 from sqlalchemy import select
 
 from ..catalog_source import CatalogSource
+from ..images import discover_images
+from ..kernels import profile_for_kernel
 from ..selection import select_profile
 from .access import Caller, Conflict, NotFound, TooLarge, find_pipeline, require_member
 from .models import AuditEvent, Pipeline, Version
@@ -73,7 +77,7 @@ class Versions:
         team: str,
         name: str,
         notebook: bytes | str | dict,
-        profile: str,
+        profile: str | None,
         choices: dict | None = None,
         message: str = "",
         parent: int | None = None,
@@ -88,6 +92,8 @@ class Versions:
             )
         nb = read_notebook(notebook)
         parameters = notebook_parameters(nb)
+        if not profile:
+            profile = self._profile_of_kernel(nb, team)
         # The profile must be one the team may use, as in the spawn form.
         resolved = select_profile(self.catalog.current(), {team}, {**(choices or {}), "profile": profile})
         if self.gpus_available is not None and resolved.resources.gpus > self.gpus_available:
@@ -136,6 +142,14 @@ class Versions:
                 after = {"version": number, "commit": commit, "profile": resolved.slug, "message": message}
                 db.add(AuditEvent(actor=caller.name, action="publish", team=team, pipeline=name, after=after))
             return version_view(version)
+
+    def _profile_of_kernel(self, nb, team: str) -> str:
+        display_name = nb.metadata.get("kernelspec", {}).get("display_name", "")
+        allowed = self.catalog.current().allowed_for({team})
+        try:
+            return profile_for_kernel(allowed, display_name, discover_images(self.catalog.images_dir))
+        except ValueError as e:
+            raise SpecError(str(e)) from None
 
     def notebook_text(self, team: str, name: str, version: Version) -> str:
         return TeamRepository(self.repos_root, team).read(version.commit, name)[0]

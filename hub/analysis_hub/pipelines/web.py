@@ -220,15 +220,15 @@ class Versions(ApiHandler):
         unknown = sorted(set(body) - {"notebook", "server_path", "profile", "choices", "message", "parent"})
         if unknown:
             raise SpecError(f"{', '.join(unknown)}: unknown field")
-        if ("notebook" in body) == ("server_path" in body) or "profile" not in body:
-            raise SpecError("profile and either notebook (an upload) or server_path are required")
+        if ("notebook" in body) == ("server_path" in body):
+            raise SpecError("either notebook (an upload) or server_path is required")
         notebook = body.get("notebook") or await self.notebook_from_server(str(body["server_path"]))
         version = await self.pipelines.versions.publish(
             self.caller,
             team,
             name,
             notebook,
-            body["profile"],
+            body.get("profile"),  # none: the profile the notebook's kernel names
             body.get("choices") or {},
             str(body.get("message") or "")[:2000],
             body.get("parent"),

@@ -16,6 +16,10 @@ Contract:
 - The analysis-hub server extension (the activity policy) is copied into
   every environment, refreshed on each `ensure`, so a fix to it reaches
   existing environments without a rebuild.
+- Each environment's `python3` kernel carries the image's display name
+  (`kernels.named_kernelspec`), written after a build and refreshed on each
+  `ensure` like the extension: the key is unchanged, so environments built
+  before kernels were named are reused, and named at their next use.
 - `progress` receives human-readable lines while pip works; a failed build
   raises `EnvironmentBuildError` carrying the tail of pip's output and the
   path of the full log.
@@ -26,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -33,6 +38,9 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from ..images import discover_images
+from ..kernels import KERNEL_NAME, kernel_display_name, named_kernelspec
 
 SERVER_EXTENSION_DIR = Path(__file__).resolve().parent.parent / "singleuser"
 LOCK_FILE = "requirements.txt"
@@ -69,6 +77,22 @@ def install_server_extension(env: Path) -> None:
         if not target.is_file() or target.read_bytes() != source.read_bytes():
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, target)
+
+
+def name_kernel(env: Path, display_name: str) -> None:
+    """Give the environment's `python3` kernelspec (ipykernel's, in the environment) `display_name`."""
+    path = env / "share" / "jupyter" / "kernels" / KERNEL_NAME / "kernel.json"
+    if path.is_file():
+        spec = json.loads(path.read_text())
+    else:  # ipykernel without its data files: the spec it would have installed
+        spec = {"argv": [str(env / "bin" / "python"), "-m", "ipykernel_launcher", "-f", "{connection_file}"]}
+        spec["language"] = "python"
+    named = named_kernelspec(spec, display_name)
+    if named != spec or not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(named, indent=1))
+        os.replace(temporary, path)  # a server listing kernels never reads half a file
 
 
 def python_for_all_users(preferred: str = sys._base_executable) -> str:
@@ -128,7 +152,7 @@ class EnvironmentBuilder:
     async def ensure(self, image: str, progress: Callable[[str], None] = lambda line: None) -> Path:
         env = self.path_for(image)
         if (env / READY_MARKER).is_file():
-            install_server_extension(env)
+            self._refresh(image, env)
             return env
         lock = self._locks.setdefault(env, asyncio.Lock())
         if lock.locked():
@@ -141,10 +165,15 @@ class EnvironmentBuilder:
                 try:
                     if not (env / READY_MARKER).is_file():
                         await self._build(image, env, progress)
-                    install_server_extension(env)
+                    self._refresh(image, env)
                 finally:
                     fcntl.flock(lock_fd, fcntl.LOCK_UN)
         return env
+
+    def _refresh(self, image: str, env: Path) -> None:
+        """What a built environment gets from this hub, at every use: the extension, the kernel's name."""
+        install_server_extension(env)
+        name_kernel(env, kernel_display_name(image, discover_images(self.images_dir)))
 
     async def _build(self, image: str, env: Path, progress: Callable[[str], None]) -> None:
         lock_files = self.lock_files(image)

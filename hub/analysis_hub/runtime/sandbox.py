@@ -12,6 +12,9 @@ allocations. For a `Placement` request it:
 - takes the GPUs from the machine's pool (shared with the other process
   through a locked file), and names them in `CUDA_VISIBLE_DEVICES` (an empty
   value hides every GPU from a CPU request);
+- gives the Unix user exactly the team groups of the placement's team
+  folders, creating the folders on first use (`team_folders`), and, in the
+  child, links them at `~/teams/<team>` under the process's home;
 - creates a cgroup under the hub's own (`Settings.instance_name`) holding
   the CPU and memory limits, when the host allows cgroups;
 - gives a `preexec` that, in the child before exec, joins the cgroup, drops
@@ -31,9 +34,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ..teams import TeamFolder
 from . import cgroups
 from .environments import EnvironmentBuilder
 from .gpus import GpuPool
+from .team_folders import ensure_team_folders, link_team_folders
 from .unix_users import ensure_system_user
 
 
@@ -48,6 +53,9 @@ class Placement:
     memory_limit: int | None = None
     cpu_limit: float | None = None
     gpus: int = 0
+    teams: tuple[TeamFolder, ...] = ()  # the team folders this process sees at ~/teams/<team>
+    teams_root: Path | None = None  # where the team folders live (None: no team folders here)
+    teams_home: Path | None = None  # the process's $HOME when it isn't `home` (a pipeline run's folder)
     # Filled in by `enter`:
     gpu_ids: tuple[str, ...] = field(default_factory=tuple)
     cgroup: str = ""
@@ -69,6 +77,11 @@ class Sandbox:
             await asyncio.to_thread(ensure_system_user, placement.user, placement.home)
         else:
             placement.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if placement.teams_root:
+            # Every time, with no teams too: a user who left a team leaves its Unix group.
+            await asyncio.to_thread(
+                ensure_team_folders, placement.teams_root, placement.teams, placement.user
+            )
         gpu_ids = tuple(self.gpu_pool.allocate(placement.owner, placement.gpus))
         placement = replace(placement, gpu_ids=gpu_ids)
         if self.cgroup_parent:
@@ -95,15 +108,24 @@ class Sandbox:
         group = self.cgroup(placement)
         account = pwd.getpwnam(placement.user) if placement.user else None
         workdir = str(placement.workdir)
+        teams_home = placement.teams_home or placement.home
 
         def preexec():
             # In the child, before exec: join the cgroup (as root), then drop to the user.
             if group:
                 group.attach_self()
             if account:
+                # initgroups: the team groups `enter` just gave the user apply to this process tree.
                 os.initgroups(account.pw_name, account.pw_gid)
                 os.setgid(account.pw_gid)
                 os.setuid(account.pw_uid)
+            if placement.teams_root:
+                # As the user, so nothing is created through a link the user planted in the home.
+                link_team_folders(teams_home, placement.teams, placement.teams_root)
+                if placement.teams:
+                    # Files made in a team folder are the team's to change, not only to read; the
+                    # home stays private (0700, and each user's group is their own).
+                    os.umask(0o007)
             os.chdir(workdir)
 
         return preexec

@@ -18,6 +18,10 @@ mounted at `translate.RUN_DIR`, owned by uid 1000 (or open to all when the
 service can't chown, still unreachable behind `out_dir`); the files papermill
 writes there are moved up into `out_dir` when the container has ended.
 
+Team folders: a run of a team with a team folder mounts the team's volume at
+/home/jovyan/teams/<team> (`team_volumes.py`), where its members' servers
+have it, so a notebook reading `~/teams/<team>/...` runs unchanged.
+
 GPUs: a run takes `spec.gpus` from the machine's pool, the one users' servers
 take from (`runtime.gpus.machine_gpu_pool`, shared across processes), as
 owner `run/<id>`, and gives them back when its container is gone.
@@ -44,8 +48,10 @@ from ...pipelines.specs import RunSpec
 from ...pipelines.state import PRIVATE_DIR
 from ...quantities import format_memory
 from ...runtime.gpus import GpuPool, GpuUnavailable, machine_gpu_pool
+from ...teams import TeamFolder, member_teams
 from .network import NetworkError, ensure_container_network
 from .spawner import read_image_tags
+from .team_volumes import TeamVolumeError, ensure_team_volumes, run_folders, team_volumes
 from .translate import DockerHostFacts, ImageNotBuilt, docker_run_settings
 
 WORK = "work"
@@ -65,11 +71,13 @@ class DockerExecutor:
         hadoop_conf_dir: str | None = None,
         hadoop_images: frozenset[str] = frozenset(),
         client: docker.APIClient | None = None,
+        teams: tuple[TeamFolder, ...] = (),
     ):
         self.image_tags_file, self.image_references = image_tags_file, dict(image_references)
         self.name_prefix, self.hub_api_port, self.network_subnet = name_prefix, hub_api_port, network_subnet
         self.gpus, self.hadoop_conf_dir, self.hadoop_images = gpus, hadoop_conf_dir, hadoop_images
         self._client = client
+        self.teams = teams  # every team folder the settings declare; a run mounts its team's
 
     @property
     def client(self) -> docker.APIClient:
@@ -115,9 +123,16 @@ class DockerExecutor:
             hadoop_conf_dir=self.hadoop_conf_dir,
             hadoop_images=self.hadoop_images,
             gpu_ids=gpu_ids,
+            teams=self.teams,
         )
         try:
             settings = docker_run_settings(spec, host, str(work))
+            await asyncio.to_thread(
+                ensure_team_volumes,
+                self.client,
+                list(team_volumes(self.name_prefix, run_folders(self.teams, spec.team))),
+                settings.image,
+            )
             await asyncio.to_thread(
                 ensure_container_network,
                 self.client,
@@ -126,7 +141,7 @@ class DockerExecutor:
                 self.hub_api_port,
             )
             container = await asyncio.to_thread(self._create, settings)
-        except (ImageNotBuilt, NetworkError, docker.errors.DockerException) as e:
+        except (ImageNotBuilt, NetworkError, TeamVolumeError, docker.errors.DockerException) as e:
             return _not_run(log_path, "created", e)
         try:
             await asyncio.to_thread(self.client.start, container)
@@ -203,6 +218,7 @@ def docker_executor(settings) -> DockerExecutor:
         docker_settings.network_subnet,
         str(hadoop_conf_dir) if hadoop_conf_dir else None,
         hadoop_images(discover_images(settings.images_dir)),
+        teams=member_teams(settings.teams, set(settings.teams)),
     )
 
 

@@ -14,6 +14,9 @@ Contract, on top of DockerSpawner:
   on the host's 127.0.0.1 only; the hub and proxy reach the server there.
 - A missing image is never pulled (there may be no registry): the spawn fails
   with a message naming the command that builds it.
+- The team folders the user's groups give are named volumes
+  (`team_volumes.py`), created on first use and handed to jovyan (uid 1000)
+  by a one-off container of the server's image, without network.
 - Containers are removed when servers stop (`remove=True`); the home volume
   stays. GPU allocations are kept in the spawner state across hub restarts.
 """
@@ -30,8 +33,10 @@ from tornado import web
 from traitlets import Dict, Integer, Unicode, default
 
 from ...images import discover_images, hadoop_images
+from ...kernels import kernel_display_name
 from ..catalog_spawner import CatalogProfileForm
 from .network import NetworkError, ensure_container_network
+from .team_volumes import TeamVolumeError, ensure_team_volumes, team_volumes
 from .translate import DockerHostFacts, ImageNotBuilt, build_command, docker_server_settings
 
 
@@ -97,6 +102,7 @@ class CatalogDockerSpawner(CatalogProfileForm, DockerSpawner):
         if settings.mem_limit is not None:
             self.mem_limit = settings.mem_limit
         self.volumes = settings.volumes
+        self.cmd = settings.cmd
         self.extra_host_config = settings.extra_host_config
         self.extra_create_kwargs = settings.extra_create_kwargs
         self._profile_env = settings.environment
@@ -108,7 +114,13 @@ class CatalogDockerSpawner(CatalogProfileForm, DockerSpawner):
                 self.network_subnet or None,
                 self.hub_api_port,
             )
-        except NetworkError as e:
+            await asyncio.to_thread(
+                ensure_team_volumes,
+                self.client,
+                list(team_volumes(self.prefix, self.team_folders)),
+                self.image,
+            )
+        except (NetworkError, TeamVolumeError) as e:
             self._release()
             raise web.HTTPError(500, str(e)) from None
         self.log.info("Starting %s with profile %s from %s", self._log_name, self.resolved.slug, self.image)
@@ -148,12 +160,15 @@ class CatalogDockerSpawner(CatalogProfileForm, DockerSpawner):
 
     def _host_facts(self) -> DockerHostFacts:
         images = {**read_image_tags(self.image_tags_file), **self.image_references}
+        facts = discover_images(self.images_dir)
         return DockerHostFacts(
             images=images,
             name_prefix=self.prefix,
             hadoop_conf_dir=self.hadoop_conf_dir or None,
-            hadoop_images=hadoop_images(discover_images(self.images_dir)),
+            hadoop_images=hadoop_images(facts),
             gpu_ids=tuple(self.gpu_ids),
+            teams=self.team_folders,
+            kernel_names={name: kernel_display_name(name, facts) for name in facts},
         )
 
     def _release(self) -> None:

@@ -20,6 +20,11 @@ What a container gets, and why:
   and a /dev/shm sized by the catalog's one rule (`Resources.shared_memory`);
   without GPUs "void", so a machine whose default runtime is NVIDIA's exposes
   none;
+- the team folders it may see (`team_volumes.py`): a server its user's
+  teams', a pipeline run its team's, each a named volume at
+  /home/jovyan/teams/<team> (`ro` where the team is read-only);
+- a server's command wrapped so its kernel is named after the image
+  (`kernels.container_command`; no image is rebuilt for it);
 - uid 1000 (jovyan), no capabilities, no-new-privileges;
 - the hub's one container network (below), never the host's.
 
@@ -49,10 +54,12 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from ...catalog import ResolvedProfile, Resources
+from ...kernels import container_command, container_kernel_env
 from ...pipelines.executor import papermill_arguments
 from ...pipelines.specs import RunSpec
+from ...teams import TeamFolder
+from .team_volumes import HOME, run_folders, team_volumes
 
-HOME = "/home/jovyan"
 HADOOP_CONF_DIR = "/etc/hadoop/conf"
 RUN_DIR = f"{HOME}/run"  # where a pipeline run's folder is mounted, and its working folder
 JOVYAN = "1000:100"
@@ -72,6 +79,9 @@ class DockerHostFacts:
     hadoop_conf_dir: str | None = None  # host folder mounted read-only for Hadoop clients
     hadoop_images: frozenset[str] = frozenset()  # images that are Hadoop clients (images.py)
     gpu_ids: tuple[str, ...] = field(default_factory=tuple)  # GPUs the hub allocated to this server
+    # The team folders this container sees: a server its user's teams', a run its team's.
+    teams: tuple[TeamFolder, ...] = ()
+    kernel_names: dict[str, str] = field(default_factory=dict)  # image -> its kernel's display name
 
 
 @dataclass(frozen=True)
@@ -83,6 +93,7 @@ class DockerServerSettings:
     mem_limit: int | None
     environment: dict[str, str]
     volumes: dict[str, dict[str, str]]
+    cmd: list[str]
     extra_host_config: dict
     extra_create_kwargs: dict
 
@@ -263,12 +274,18 @@ def docker_server_settings(resolved: ResolvedProfile, host: DockerHostFacts) -> 
         raise ValueError(f"profile {resolved.slug!r} {e}") from None
     hadoop_volumes, hadoop_env = hadoop_mounts(resolved.image, host)
     env = {**hadoop_env, **resolved.env, **sandbox_env, "ANALYSIS_HUB_PROFILE": resolved.slug}
+    env.update(container_kernel_env(host.kernel_names.get(resolved.image, resolved.image)))
     return DockerServerSettings(
         image=image_reference(resolved.image, host.images),
         cpu_limit=r.cpu_limit,
         mem_limit=r.memory_limit,
         environment=env,
-        volumes={home_volume_name(host.name_prefix): {"bind": HOME, "mode": "rw"}, **hadoop_volumes},
+        volumes={
+            home_volume_name(host.name_prefix): {"bind": HOME, "mode": "rw"},
+            **hadoop_volumes,
+            **team_volumes(host.name_prefix, host.teams),
+        },
+        cmd=container_command(),
         extra_host_config=host_config,
         extra_create_kwargs={"user": JOVYAN, "working_dir": HOME},
     )
@@ -297,7 +314,12 @@ def docker_run_settings(spec: RunSpec, host: DockerHostFacts, run_folder: str) -
     if spec.cpu_limit:
         host_config["cpu_period"] = CPU_PERIOD
         host_config["cpu_quota"] = int(spec.cpu_limit * CPU_PERIOD)
-    host_config["binds"] = {run_folder: {"bind": RUN_DIR, "mode": "rw"}, **hadoop_volumes}
+    host_config["binds"] = {
+        run_folder: {"bind": RUN_DIR, "mode": "rw"},
+        **hadoop_volumes,
+        # HOME is /home/jovyan (the image's user): ~/teams/<team> is where the team's servers have it.
+        **team_volumes(host.name_prefix, run_folders(host.teams, spec.team)),
+    }
     env = {**hadoop_env, **spec.env, **sandbox_env, "PYTHONUNBUFFERED": "1"}
     return DockerRunSettings(
         name=f"{host.name_prefix}-run-{spec.run_id}",

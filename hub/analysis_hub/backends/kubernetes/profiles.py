@@ -11,8 +11,17 @@ Contract:
   choice option as a `profile_options` choice whose override turns the
   profile's defaults into that option's resolved settings.
 - `ClusterFacts` says what the cluster provides (image references, the
-  Hadoop ConfigMap, Spark on Kubernetes); it comes from settings and is passed
-  in, so all of this stays pure and unit-testable by dict equality.
+  Hadoop ConfigMap, Spark on Kubernetes, the teams' claims); it comes from
+  settings and is passed in, so all of this stays pure and unit-testable by
+  dict equality.
+- `team_volumes(folders, cluster)` is what a member's pod adds for its team
+  folders, whatever the profile: each team's ReadWriteMany claim at
+  /home/jovyan/teams/<team>, read-only where flagged. Membership is per user,
+  so the spawner adds these to the pod itself, never through a profile's
+  override; a team's pipeline run pod gets its team's (`workflows.version_pod`).
+- `kernel_override(resolved, images)` names the kernel after the image
+  (`kernels.container_command`), in the profile's override: the image is the
+  profile's.
 - Spark on Kubernetes (a service account named in settings) is the only case
   where a user pod gets an API token: the pyspark kernel is the Spark driver
   and creates its executor pods. Every other pod runs without one (set by
@@ -31,12 +40,15 @@ pipelines' Argo manifests use it).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ...catalog import Profile, ResolvedProfile, resolve
+from ...kernels import container_command, container_kernel_env
+from ...teams import TeamFolder, unix_group_name
 
 GPU_RESOURCE = "nvidia.com/gpu"
 HADOOP_CONF_DIR = "/etc/hadoop/conf"
+HOME = "/home/jovyan"
 # Fixed driver and block-manager ports (the pyspark image's start hook reads these), so the
 # chart's NetworkPolicy can open exactly them to executor pods.
 SPARK_DRIVER_PORT = 29413
@@ -57,6 +69,9 @@ class ClusterFacts:
     hadoop_images: frozenset[str] = frozenset()  # images that are Hadoop clients (images.py)
     krb5_conf: bool = False  # the Hadoop ConfigMap also holds krb5.conf, for /etc/krb5.conf
     spark_service_account: str | None = None  # set: pyspark pods start Spark executors as pods
+    team_claims: dict[str, str] = field(default_factory=dict)  # team -> its PVC (the chart's)
+    teams: tuple[TeamFolder, ...] = ()  # every team folder the settings declare (pipeline runs: one)
+    kernel_names: dict[str, str] = field(default_factory=dict)  # image -> its kernel's display name
 
 
 def image_reference(image: str, cluster: ClusterFacts) -> str:
@@ -123,12 +138,33 @@ def pod_override(resolved: ResolvedProfile, cluster: ClusterFacts) -> dict:
     }
 
 
+def team_volumes(folders: tuple[TeamFolder, ...], cluster: ClusterFacts) -> tuple[list[dict], list[dict]]:
+    """The pod's volumes and the server container's mounts for the user's team folders."""
+    volumes, mounts = [], []
+    for folder in folders:
+        claim = cluster.team_claims.get(folder.team)
+        if claim is None:
+            continue  # settings refuse a team without a claim; nothing to mount
+        name = unix_group_name(folder.team)
+        source = {"claimName": claim, **({"readOnly": True} if folder.read_only else {})}
+        volumes.append({"name": name, "persistentVolumeClaim": source})
+        mounts.append(
+            {
+                "name": name,
+                "mountPath": f"{HOME}/{folder.home_path}",
+                **({"readOnly": True} if folder.read_only else {}),
+            }
+        )
+    return volumes, mounts
+
+
 def profile_list_entries(
     profiles: list[Profile], cluster: ClusterFacts, default_slug: str | None = None
 ) -> list[dict]:
     entries = []
     for profile in profiles:
-        base = kubespawner_override(pod_override(resolve(profile), cluster))
+        kernel_name = cluster.kernel_names.get(profile.image, "")
+        base = kubespawner_override(pod_override(resolve(profile), cluster), kernel_name)
         entry = {
             "slug": profile.slug,
             "display_name": profile.display_name,
@@ -147,7 +183,8 @@ def profile_list_entries(
                             "kubespawner_override": _difference(
                                 base,
                                 kubespawner_override(
-                                    pod_override(resolve(profile, {name: option_name}), cluster)
+                                    pod_override(resolve(profile, {name: option_name}), cluster),
+                                    kernel_name,
                                 ),
                             ),
                         }
@@ -162,13 +199,18 @@ def profile_list_entries(
     return entries
 
 
-def kubespawner_override(pod: dict) -> dict:
-    """`pod_override`'s settings with volumes and mounts keyed, so they merge with the chart's."""
-    return {
+def kubespawner_override(pod: dict, kernel_name: str = "") -> dict:
+    """`pod_override`'s settings with volumes and mounts keyed, so they merge with the chart's,
+    and the server's command naming the kernel `kernel_name` (none: the image's own command)."""
+    override = {
         **pod,
         "volumes": {v["name"]: v for v in pod["volumes"]},
         "volume_mounts": {m["mountPath"]: m for m in pod["volume_mounts"]},
     }
+    if kernel_name:
+        override["environment"] = {**pod["environment"], **container_kernel_env(kernel_name)}
+        override["cmd"] = container_command()
+    return override
 
 
 def _difference(base: dict, target: dict) -> dict:

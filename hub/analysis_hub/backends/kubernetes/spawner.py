@@ -9,17 +9,23 @@ applies to the next form and spawn, and a broken one keeps the last good. Before
 KubeSpawner applies a request, `select_profile` checks it exactly as the other
 backends do, so an unknown or hidden profile, a bad choice or an extra key
 (an image, say) is refused with 400 and nothing is created.
+
+Team folders are per user, not per profile: `get_pod_manifest` adds the
+claims of the user's team folders (`profiles.team_volumes`) to every pod it
+builds, whatever the profile, and nothing of the teams the user is not in.
 """
 
 from __future__ import annotations
 
+from kubernetes_asyncio.client.models import V1Volume, V1VolumeMount
 from kubespawner import KubeSpawner
+from kubespawner.utils import get_k8s_model
 from tornado import web
 from traitlets import Instance, default
 
 from ...selection import ProfileRequestError, select_profile
 from ..catalog_spawner import CatalogSpawner
-from .profiles import ClusterFacts, profile_list_entries
+from .profiles import ClusterFacts, profile_list_entries, team_volumes
 
 
 class CatalogKubeSpawner(CatalogSpawner, KubeSpawner):
@@ -37,6 +43,18 @@ class CatalogKubeSpawner(CatalogSpawner, KubeSpawner):
         except ProfileRequestError as e:
             raise web.HTTPError(400, str(e)) from None
         await super().load_user_options()
+
+    async def get_pod_manifest(self):
+        pod = await super().get_pod_manifest()
+        volumes, mounts = team_volumes(self.team_folders, self.cluster)
+        if volumes:
+            pod.spec.volumes = [*(pod.spec.volumes or []), *(get_k8s_model(V1Volume, v) for v in volumes)]
+            server = pod.spec.containers[0]
+            server.volume_mounts = [
+                *(server.volume_mounts or []),
+                *(get_k8s_model(V1VolumeMount, m) for m in mounts),
+            ]
+        return pod
 
 
 def catalog_profile_list(spawner: CatalogKubeSpawner) -> list[dict]:

@@ -11,14 +11,20 @@ spawner and the pipelines alike.
 from __future__ import annotations
 
 from ...images import discover_images, hadoop_images
+from ...kernels import kernel_display_name
+from ...teams import member_teams
 from .profiles import ClusterFacts
 
 
 def cluster_facts(settings) -> ClusterFacts:
     k8s = settings.kubernetes
+    images = discover_images(settings.images_dir)
     return ClusterFacts(
         images=dict(k8s.images),
-        hadoop_images=hadoop_images(discover_images(settings.images_dir)),
+        hadoop_images=hadoop_images(images),
+        team_claims=dict(k8s.team_claims),
+        teams=member_teams(settings.teams, set(settings.teams)),
+        kernel_names={name: kernel_display_name(name, images) for name in images},
         hadoop_configmap=k8s.hadoop_configmap or None,
         krb5_conf=k8s.krb5_conf,
         spark_service_account=k8s.spark_service_account or None,

@@ -8,7 +8,9 @@ Contract:
   (`version_pod(spec, cluster)`, i.e. `profiles.pod_override`: resources,
   GPU limit, node selector, the chart's and the profile's tolerations, env,
   /dev/shm and Hadoop volumes, the Spark service account), non-root and
-  without an API token in the notebook's container. Its name and labels say team, pipeline and version.
+  without an API token in the notebook's container, and the team's folder
+  (its claim at /home/jovyan/teams/<team>, the path its members' servers
+  have) when the team has one. Its name and labels say team, pipeline and version.
 - `workflow(spec, name, pod)` is one run: a `Workflow` that references
   that template (`workflowTemplateRef`), with the run's parameters, its
   `activeDeadlineSeconds` (the deployment's timeout) and a `retryStrategy`
@@ -45,7 +47,7 @@ from hera.workflows import models as m
 from ...catalog import Profile, ResolvedProfile, Resources
 from ...pipelines.executor import INPUT, LOG, OUTPUT
 from ...pipelines.specs import RunSpec
-from .profiles import ClusterFacts, pod_override
+from .profiles import ClusterFacts, pod_override, team_volumes
 
 GROUP, VERSION = "argoproj.io", "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -174,7 +176,16 @@ def container_resources(pod: dict) -> m.ResourceRequirements:
 
 
 def version_pod(spec: RunSpec, cluster: ClusterFacts) -> dict:
-    return pod_override(profile_of(spec), cluster)
+    pod = pod_override(profile_of(spec), cluster)
+    # A run is its team's: that team's folder only, where a member's server has it.
+    volumes, mounts = team_volumes(tuple(f for f in cluster.teams if f.team == spec.team), cluster)
+    if volumes:
+        pod = {
+            **pod,
+            "volumes": [*pod["volumes"], *volumes],
+            "volume_mounts": [*pod["volume_mounts"], *mounts],
+        }
+    return pod
 
 
 def workflow_template(spec: RunSpec, pod: dict, settings: WorkflowSettings) -> dict:

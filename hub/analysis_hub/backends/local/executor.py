@@ -9,6 +9,10 @@ runs the notebook with papermill from the profile image's own environment
 - in a cgroup holding the version's CPU and memory limits;
 - with the version's GPUs taken from the machine's pool shared with the
   hub's servers (`CUDA_VISIBLE_DEVICES` names exactly them; none: empty);
+- with the team's folder at `~/teams/<team>` (HOME is the run folder), as
+  in the team's servers, when the team has one: the run user is in the
+  team's Unix group, so a notebook reading `~/teams/<team>/data.csv` in a
+  server runs unchanged as a pipeline;
 - killed at the deployment's timeout, and when the run is cancelled (the
   service stopping).
 It leaves in `out_dir` (0700, the run user's) `output.ipynb`, `output.html`
@@ -32,7 +36,9 @@ from ...quantities import format_memory
 from ...runtime.environments import EnvironmentBuildError
 from ...runtime.gpus import GpuUnavailable, machine_gpu_pool
 from ...runtime.sandbox import Placement, Sandbox, shared_sandbox
+from ...runtime.team_folders import TeamFolderError
 from ...runtime.unix_users import team_run_username
+from ...teams import member_teams
 
 
 @dataclass(frozen=True)
@@ -49,9 +55,17 @@ class RunUsers:
 
 
 class LocalExecutor:
-    def __init__(self, sandbox: Sandbox, run_users: RunUsers | None):
+    def __init__(
+        self,
+        sandbox: Sandbox,
+        run_users: RunUsers | None,
+        teams: dict | None = None,
+        teams_root: Path | None = None,
+    ):
         self.sandbox = sandbox
         self.run_users = run_users
+        self.teams = teams or {}
+        self.teams_root = teams_root
 
     async def prepare(self, spec: RunSpec) -> None:
         pass  # the environment is built at the first run, under the builder's lock
@@ -78,12 +92,19 @@ class LocalExecutor:
             memory_limit=spec.memory_limit,
             cpu_limit=spec.cpu_limit,
             gpus=spec.gpus,
+            # A run is its team's: that team's folder only.
+            teams=member_teams(self.teams, {spec.team}),
+            teams_root=self.teams_root,
+            teams_home=out_dir,
         )
         try:
             placement = await self.sandbox.enter(request)
         except GpuUnavailable as e:
             log_path.write_text(str(e))
             return RunOutcome("failed", None, f"no GPU for the run: {e}")
+        except TeamFolderError as e:
+            log_path.write_text(str(e))
+            return RunOutcome("failed", None, str(e))
         try:
             if user:
                 account = await asyncio.to_thread(_account, user)
@@ -153,4 +174,6 @@ def local_executor(settings) -> LocalExecutor:
     sandbox = shared_sandbox(
         settings.local.envs_dir, settings.images_dir, settings.local.python, pool, cgroup_parent
     )
-    return LocalExecutor(sandbox, run_users)
+    from .wiring import team_folders_root
+
+    return LocalExecutor(sandbox, run_users, dict(settings.teams), team_folders_root(settings))

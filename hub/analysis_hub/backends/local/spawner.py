@@ -14,7 +14,9 @@ Contract, on top of LocalProcessSpawner:
   - inside a cgroup holding the profile's CPU and memory limits, when the
     host allows it; a server whose processes the kernel kills for memory is
     stopped whole and the hub pages say why;
-  - with its own `CUDA_VISIBLE_DEVICES` from the machine's GPU pool.
+  - with its own `CUDA_VISIBLE_DEVICES` from the machine's GPU pool;
+  - with `~/teams/<team>` for each team folder the user's groups give, the
+    Unix user in exactly those teams' Unix groups (`runtime.team_folders`).
 - Everything needed after a hub restart (pid, cgroup, GPUs, the reason the
   last server stopped) is kept in the spawner state.
 """
@@ -32,6 +34,7 @@ from ...quantities import format_memory
 from ...runtime.environments import EnvironmentBuildError
 from ...runtime.gpus import GpuUnavailable
 from ...runtime.sandbox import Placement, Sandbox, shared_sandbox
+from ...runtime.team_folders import TeamFolderError
 from ...runtime.unix_users import system_username
 from ..catalog_spawner import CatalogProfileForm
 from .translate import local_server_spec
@@ -44,6 +47,7 @@ class LocalProfileSpawner(CatalogProfileForm, LocalProcessSpawner):
     isolate_users = Bool(False, config=True, help="run each hub user as Unix user jupyter-<name>")
     use_cgroups = Bool(False, config=True, help="enforce profile CPU/memory limits with cgroups")
     cgroup_parent = Unicode("analysis-hub", config=True, help="this hub's cgroup, parent of its servers'")
+    teams_dir = Unicode("", config=True, help="where the team folders live ('' = no team folders)")
 
     stop_reason = Unicode("", help="why the last server stopped, when the hub stopped it")
 
@@ -83,11 +87,15 @@ class LocalProfileSpawner(CatalogProfileForm, LocalProcessSpawner):
             memory_limit=spec.memory_limit,
             cpu_limit=spec.cpu_limit,
             gpus=spec.gpus,
+            teams=self.team_folders,
+            teams_root=Path(self.teams_dir) if self.teams_dir else None,
         )
         try:
             self.placement = await self.sandbox.enter(request)
         except GpuUnavailable as e:
             raise web.HTTPError(503, str(e)) from None
+        except TeamFolderError as e:
+            raise web.HTTPError(500, str(e)) from None
         except OSError as e:
             raise web.HTTPError(
                 500,

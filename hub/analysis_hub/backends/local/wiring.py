@@ -30,6 +30,7 @@ class LocalBackend:
             local.cgroups == "auto" and host.cgroups_writable
         )
         spawner.cgroup_parent = settings.instance_name
+        spawner.teams_dir = str(team_folders_root(settings))
 
     def preflight(self, settings, host) -> list[str]:
         problems = []
@@ -61,6 +62,11 @@ class LocalBackend:
 
     def machine_gpus(self, settings) -> int:
         return machine_gpu_pool(settings.gpu_state_file).total
+
+
+def team_folders_root(settings) -> Path:
+    """Where the team folders live on this machine, for servers and pipeline runs alike."""
+    return settings.data_dir / "teams"
 
 
 def isolates_users(settings, host) -> bool:
