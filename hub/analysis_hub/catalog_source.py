@@ -5,6 +5,7 @@ notices edits by the files' sizes and modification times (cheap enough for
 every spawn and every form). When the files become invalid it keeps serving
 the last good catalog and logs, once per broken state, every problem found.
 Only the first load may raise: a hub does not start on a broken catalog.
+Each change seen counts in `analysis_hub_catalog_reloads_total` (applied or rejected).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 from pathlib import Path
 
 from .catalog import Catalog, CatalogError, load_catalog
+from .metrics import CATALOG_RELOADS
 
 _shared: dict[tuple, CatalogSource] = {}
 
@@ -50,6 +52,7 @@ class CatalogSource:
             catalog = load_catalog(self.catalog_dir, self.images_dir, self.known_images)
         except CatalogError as e:
             self._rejected = fingerprint
+            CATALOG_RELOADS.labels("rejected").inc()
             self.log.error(
                 "Catalog %s changed but is invalid; still serving the last good catalog (%s). %s",
                 self.catalog_dir,
@@ -58,6 +61,7 @@ class CatalogSource:
             )
             return self._catalog
         self._fingerprint, self._rejected, self._catalog = fingerprint, None, catalog
+        CATALOG_RELOADS.labels("applied").inc()
         self.log.info("Catalog reloaded: %s", ", ".join(p.slug for p in catalog.profiles))
         return catalog
 

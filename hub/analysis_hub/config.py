@@ -19,6 +19,7 @@ from pathlib import Path
 from traitlets.config import Config
 
 from .backends import backend_for
+from .backends.spawn_metrics import request_log
 from .credentials import Credentials
 from .leftovers import HUB_PID_FILE, PROXY_PID_FILE
 from .oauth import github_team_groups
@@ -91,6 +92,8 @@ def apply_hub(settings: Settings, c: Config) -> None:
     c.JupyterHub.proxy_class = "analysis_hub.activity.ServerReportedActivityProxy"
     # Our pages (stop reasons) first, JupyterHub's behind them.
     c.JupyterHub.template_paths = [str(PACKAGE_DIR / "templates")]
+    # JupyterHub's request log, which also counts the culler's stops (analysis_hub_culls_total).
+    c.JupyterHub.tornado_settings = {**c.JupyterHub.get("tornado_settings", {}), "log_function": request_log}
     # Land in JupyterLab, not the classic tree.
     c.Spawner.default_url = "/lab"
     # A started server may be slow to answer when many start at once: in the

@@ -16,9 +16,16 @@ Contract:
   GPUs, is refused with HTTP 400 before anything starts. The chosen profile
   is `spawner.resolved`. Kubernetes picks profiles through KubeSpawner's own
   `profile_list` instead (kubernetes/spawner.py), checked the same way.
+- Metrics: every subclass's `start()` is timed and its failures counted
+  (`spawn_metrics.timed_start`), labelled with `profile_slug` (kept in the
+  state, so right after a hub restart too) and the class's `backend_name`;
+  the first spawner built in the hub registers the scrape-time collector of
+  running servers and GPUs.
 """
 
 from __future__ import annotations
+
+import functools
 
 from tornado import web
 from traitlets import Dict, Integer, List, Unicode, default
@@ -27,9 +34,11 @@ from traitlets.config import LoggingConfigurable
 from ..catalog import Catalog, ResolvedProfile
 from ..catalog_source import CatalogSource
 from ..forms import gpu_shortfall, render_profile_form
+from ..metrics import register_state
 from ..runtime.gpus import GpuPool, GpuUnavailable, machine_gpu_pool
 from ..selection import ProfileRequestError, options_from_form, select_profile
 from ..teams import TeamFolder, member_teams
+from .spawn_metrics import hub_state, timed_start
 
 # The variable the images' server extension reads (singleuser/analysis_hub_activity.py).
 ACTIVITY_INTERVAL_ENV = "JUPYTERHUB_ACTIVITY_INTERVAL"
@@ -51,10 +60,26 @@ class CatalogSpawner(LoggingConfigurable):
 
     resolved: ResolvedProfile | None = None
     gpu_ids: list[str]
+    backend_name = "unknown"  # each backend's spawner names itself (metrics' `backend` label)
+    failure_reason = ""  # why the last start failed, when the spawner knows better than the exception
+    _timing_start = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "start" in cls.__dict__:
+            cls.start = timed_start(cls.__dict__["start"])
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.gpu_ids = []
+        self.phase_seconds: dict[str, float] = {}
+        self._state_profile = ""
+        register_state("hub", functools.partial(_hub_metrics, self.gpu_state_file or None))
+
+    @property
+    def profile_slug(self) -> str:
+        """The profile this server runs (or last ran); `unknown` before one is chosen."""
+        return self.resolved.slug if self.resolved else self._state_profile or "unknown"
 
     @property
     def catalog(self) -> Catalog:
@@ -119,12 +144,20 @@ class CatalogSpawner(LoggingConfigurable):
     def load_state(self, state):
         super().load_state(state)
         self.gpu_ids = state.get("gpus", [])
+        self._state_profile = state.get("profile", "")
         if self.gpu_ids:
             self.gpu_pool.claim(self.owner, self.gpu_ids)
 
     def clear_state(self):
         super().clear_state()
         self.gpu_ids = []
+
+
+def _hub_metrics(gpu_state_file: str | None) -> list:
+    from jupyterhub.app import JupyterHub
+
+    app = JupyterHub.instance() if JupyterHub.initialized() else None
+    return hub_state(app, machine_gpu_pool(gpu_state_file))
 
 
 class CatalogProfileForm(CatalogSpawner):

@@ -31,6 +31,7 @@ from urllib.parse import urlparse
 from ..backends import backend_for
 from ..catalog_source import CatalogSource
 from ..settings import Settings, load_settings
+from . import run_metrics
 from .models import open_database
 from .service import Pipelines, PipelinesConfig
 from .state import SQLITE_FILES, secure_state
@@ -79,6 +80,7 @@ async def serve() -> None:
     logging.basicConfig(level=logging.INFO, format="[%(levelname).1s %(asctime)s %(name)s] %(message)s")
     settings = service_settings(dict(os.environ))
     pipelines = build(settings)
+    run_metrics.register(pipelines.sessions)  # runs by state, last successes: read at each scrape
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/pipelines/")
     app = make_app(pipelines, prefix, settings.pipelines.max_notebook_mb * 2**20)
     app.settings["cookie_secret"] = secrets.token_bytes(32)  # browser sessions re-use the hub's login

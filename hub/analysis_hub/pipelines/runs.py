@@ -19,6 +19,7 @@ Contract:
   pipeline's token, trigger `http`) are the callers' ways in; the schedule
   calls `start` itself (`scheduler.py`).
 - `recover()`, at start, fails the runs a previous process left unfinished.
+- Every run that ends or is skipped is counted (`run_metrics.record_run`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from . import notify
 from .access import Caller, find_pipeline, find_run, pipeline_for_token
 from .executor import Executor, RunOutcome
 from .models import AuditEvent, Pipeline, Run, now
+from .run_metrics import record_run
 from .specs import SpecError, declared_parameters, run_parameters, run_spec
 from .triggers import HTTP, MANUAL
 from .versions import Versions, find_version
@@ -118,6 +120,8 @@ class Runs:
                 run.reason = "skipped: the previous run is still going (concurrency: forbid)"
             db.add(run)
             db.flush()
+            if run.status == "skipped":
+                record_run(run)
             after = {"run": run.id, "version": version.number, "trigger": trigger, "status": run.status}
             db.add(
                 AuditEvent(actor=actor, action="run", team=pipeline.team, pipeline=pipeline.name, after=after)
@@ -173,6 +177,7 @@ class Runs:
             run = db.get(Run, run_id)
             run.status, run.exit_code, run.reason = outcome.status, outcome.exit_code, outcome.reason
             run.error_cell, run.finished_at = outcome.error_cell, now()
+            record_run(run)
             result = run_view(run)
             notify_url, on_success = run.pipeline.notify_url, run.pipeline.notify_on_success
         log.info(

@@ -4,7 +4,8 @@ Contract: `make_app(pipelines, prefix, max_bytes)` returns the tornado
 application mounted at the hub's service prefix (`/services/pipelines/`).
 Users authenticate with JupyterHub: the browser by the hub's OAuth, the CLI
 with a hub API token in the Authorization header. Only the HTTP trigger
-endpoint takes a pipeline's own trigger token instead, and `health` (the
+endpoint takes a pipeline's own trigger token instead, `metrics` a token
+with the `read:metrics` scope (run_metrics.py), and `health` (the
 readiness probe: 200 when the database answers, 503 when not) takes none and
 says nothing else. Errors are JSON `{"status", "message"}` with
 400/403/404/409/413.
@@ -28,6 +29,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from ..selection import ProfileRequestError
 from .access import Caller, Conflict, Forbidden, NotFound, TooLarge
 from .notebooks import NotebookError
+from .run_metrics import MetricsHandler
 from .service import Pipelines
 from .specs import CONCURRENCY, SpecError
 from .triggers import TRIGGERS
@@ -398,6 +400,7 @@ def make_app(pipelines: Pipelines, prefix: str, max_bytes: int) -> web.Applicati
     routes = [
         (r"api/openapi.json", OpenApi),
         (r"health", Health),
+        (r"metrics", MetricsHandler),
         (r"api/pipelines", PipelineList),
         (rf"api/pipelines/{P}", PipelineItem),
         (rf"api/pipelines/{P}/versions", Versions),

@@ -41,6 +41,7 @@ from pathlib import Path
 
 from ..images import discover_images
 from ..kernels import KERNEL_NAME, kernel_display_name, named_kernelspec
+from ..metrics import ENVIRONMENT_BUILD_DURATION, ENVIRONMENT_BUILDS
 
 SERVER_EXTENSION_DIR = Path(__file__).resolve().parent.parent / "singleuser"
 LOCK_FILE = "requirements.txt"
@@ -164,7 +165,7 @@ class EnvironmentBuilder:
                 await asyncio.to_thread(fcntl.flock, lock_fd, fcntl.LOCK_EX)
                 try:
                     if not (env / READY_MARKER).is_file():
-                        await self._build(image, env, progress)
+                        await self._timed_build(image, env, progress)
                     self._refresh(image, env)
                 finally:
                     fcntl.flock(lock_fd, fcntl.LOCK_UN)
@@ -174,6 +175,16 @@ class EnvironmentBuilder:
         """What a built environment gets from this hub, at every use: the extension, the kernel's name."""
         install_server_extension(env)
         name_kernel(env, kernel_display_name(image, discover_images(self.images_dir)))
+
+    async def _timed_build(self, image: str, env: Path, progress: Callable[[str], None]) -> None:
+        began = time.perf_counter()
+        result = "failed"
+        try:
+            await self._build(image, env, progress)
+            result = "succeeded"
+        finally:
+            ENVIRONMENT_BUILDS.labels(image, result).inc()
+            ENVIRONMENT_BUILD_DURATION.labels(image, result).observe(time.perf_counter() - began)
 
     async def _build(self, image: str, env: Path, progress: Callable[[str], None]) -> None:
         lock_files = self.lock_files(image)

@@ -63,6 +63,7 @@ def missing_images(settings) -> list[str]:
 
 
 class CatalogDockerSpawner(CatalogProfileForm, DockerSpawner):
+    backend_name = "docker"
     image_tags_file = Unicode(config=True, help="JSON written by scripts/build_images.py: image -> tag")
     image_references = Dict(config=True, help="catalog image name -> reference; overrides the tags file")
     hadoop_conf_dir = Unicode("", config=True, help="host folder mounted read-only at /etc/hadoop/conf")
@@ -95,6 +96,7 @@ class CatalogDockerSpawner(CatalogProfileForm, DockerSpawner):
             settings = docker_server_settings(self.resolved, self._host_facts())
         except ImageNotBuilt as e:
             self._release()
+            self.failure_reason = "image_missing"
             raise web.HTTPError(500, str(e)) from None
         self.image = settings.image
         if settings.cpu_limit is not None:
@@ -135,6 +137,7 @@ class CatalogDockerSpawner(CatalogProfileForm, DockerSpawner):
         try:
             await self.docker("inspect_image", image)
         except docker.errors.NotFound:
+            self.failure_reason = "image_missing"
             name = self.resolved.image if self.resolved else image
             raise web.HTTPError(
                 500,

@@ -24,12 +24,14 @@ Contract, on top of LocalProcessSpawner:
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 from jupyterhub.spawner import LocalProcessSpawner
 from tornado import web
 from traitlets import Bool, Unicode, default
 
+from ...metrics import count_cull
 from ...quantities import format_memory
 from ...runtime.environments import EnvironmentBuildError
 from ...runtime.gpus import GpuUnavailable
@@ -41,6 +43,7 @@ from .translate import local_server_spec
 
 
 class LocalProfileSpawner(CatalogProfileForm, LocalProcessSpawner):
+    backend_name = "local"
     envs_dir = Unicode(config=True, help="where the per-image Python environments are built")
     homes_dir = Unicode(config=True, help="parent folder of users' home directories")
     python = Unicode("", config=True, help="interpreter for environments ('' = one all users can run)")
@@ -116,6 +119,7 @@ class LocalProfileSpawner(CatalogProfileForm, LocalProcessSpawner):
                 " pick a larger size or use less memory."
             )
             self.log.warning("Server %s exceeded its memory limit; stopping it", self._log_name)
+            count_cull("memory_limit")
             self.sandbox.kill_all(placement)
             for _ in range(20):
                 status = await super().poll()
@@ -218,11 +222,15 @@ class LocalProfileSpawner(CatalogProfileForm, LocalProcessSpawner):
         def report(line: str) -> None:
             self._progress(next(step, 85), line)
 
+        began = time.perf_counter()
         try:
             return await self.sandbox.environment(image, report)
         except EnvironmentBuildError as e:
             self._progress(100, f"Building the {image} environment failed")
+            self.failure_reason = "environment_build"
             raise web.HTTPError(500, f"Could not build the {image} environment: {e}") from None
+        finally:
+            self.phase_seconds["environment"] = time.perf_counter() - began
 
     def _memory_limit_text(self) -> str:
         return format_memory(self.mem_limit) if self.mem_limit else "(none)"
