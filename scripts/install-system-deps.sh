@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages the test suite needs when they are missing:
 # Chromium and its driver (browser tests), a Java 17+ runtime (pyspark),
-# Docker and debootstrap (images, docker backend).
+# Docker and debootstrap (images, docker backend), Prometheus and promtool (metrics).
 # Idempotent; needs root (or sudo) only when something is missing.
 set -euo pipefail
 
@@ -14,6 +14,8 @@ command -v useradd >/dev/null || missing+=(passwd)
 # and the docker backend; debootstrap builds the base image where no registry is.
 [ -x /usr/bin/docker ] && command -v dockerd >/dev/null || missing+=(docker.io)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
+# A real Prometheus for the metrics round trip; promtool checks the chart's rules and queries.
+command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
