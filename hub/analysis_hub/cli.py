@@ -7,6 +7,8 @@
     analysis-hub profiles schema                print the catalog's JSON Schema
     analysis-hub users set-password NAME        set a built-in login password (from stdin)
     analysis-hub pipelines ACTION ...           publish, deploy, run notebooks (see --help)
+    analysis-hub usage [--since 30d] [--by team|user|profile] [--csv]
+                                                server and pipeline hours, CPU, memory, GPUs
 
 Every subcommand takes `--config FILE` (default: $ANALYSIS_HUB_SETTINGS, else
 built-in defaults). Errors go to stderr as `file: key: reason` lines and
@@ -220,6 +222,40 @@ def _known_images(settings: Settings) -> tuple[str, ...] | None:
     return backend_for(settings).known_images(settings)
 
 
+def cmd_usage(args) -> int:
+    import csv
+    import time
+    from datetime import UTC, datetime
+
+    from .pipelines.state import SQLITE_FILES
+    from .usage import COLUMNS, USAGE_FILE, UsageLog, parse_since, pipeline_sessions, report
+
+    settings = _settings(args)
+    until = time.time()
+    try:
+        since = parse_since(args.since, datetime.now(UTC)).timestamp()
+    except ValueError as e:
+        print(f"analysis-hub: {e}", file=sys.stderr)
+        return 2
+    sessions = UsageLog(settings.hub_state_dir / USAGE_FILE).sessions(since)
+    pipelines = settings.pipelines
+    database = pipelines.database_url or f"sqlite:///{pipelines.data_dir / SQLITE_FILES[0]}"
+    if pipelines.database_url or (pipelines.data_dir / SQLITE_FILES[0]).exists():
+        sessions += pipeline_sessions(database, since)
+    rows = report(sessions, since, until, args.by)
+    header = [args.by, "kind", *COLUMNS]
+    if args.csv:
+        writer = csv.writer(sys.stdout)
+        writer.writerow(header)
+        writer.writerows([row[args.by], row["kind"], *(f"{row[c]:.4f}" for c in COLUMNS)] for row in rows)
+        return 0
+    table = [header] + [[row[args.by], row["kind"], *(f"{row[c]:.2f}" for c in COLUMNS)] for row in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+    for line in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
+    return 0
+
+
 def _settings(args) -> Settings:
     from .settings import load_settings
 
@@ -260,6 +296,12 @@ def _parser() -> argparse.ArgumentParser:
     set_password = users.add_parser("set-password", parents=[config], help="password from stdin")
     set_password.add_argument("name")
     set_password.set_defaults(func=cmd_users_set_password)
+
+    usage = commands.add_parser("usage", parents=[config], help="usage for chargeback")
+    usage.add_argument("--since", default="30d", help="30d, 12h, 90m, 45s or an ISO date (default 30d)")
+    usage.add_argument("--by", choices=("team", "user", "profile"), default="team")
+    usage.add_argument("--csv", action="store_true", help="CSV with 4 decimals")
+    usage.set_defaults(func=cmd_usage)
 
     pipelines_client.add_parser(commands)
     return parser

@@ -25,6 +25,7 @@ from .leftovers import HUB_PID_FILE, PROXY_PID_FILE
 from .oauth import github_team_groups
 from .processes import INSTANCE_ENV
 from .settings import Settings
+from .usage import USAGE_FILE
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 CULLER_SERVICE = "idle-culler"
@@ -246,6 +247,8 @@ def apply_spawner(settings: Settings, c: Config) -> None:
     spawner.activity_interval = settings.culler.every
     # One pool of the machine's GPUs for the hub's servers and the pipelines' runs.
     spawner.gpu_state_file = str(settings.gpu_state_file)
+    # Server sessions for `analysis-hub usage` (chargeback), beside the hub's database.
+    spawner.usage_db = str(settings.hub_state_dir / USAGE_FILE)
     # How long a start may take is the backend's to say: a first environment build
     # (local), an image start (docker), a multi-GB image pull (kubernetes).
     spawner.start_timeout = getattr(settings, settings.backend).start_timeout

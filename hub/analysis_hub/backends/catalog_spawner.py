@@ -21,11 +21,17 @@ Contract:
   state, so right after a hub restart too) and the class's `backend_name`;
   the first spawner built in the hub registers the scrape-time collector of
   running servers and GPUs.
+- Usage: a started server opens a session in the hub's usage log
+  (`usage.UsageLog` at `usage_db`) with its profile's reserved resources; the
+  stop (JupyterHub's post-stop step, whatever stopped it) closes it. The
+  session id is kept in the state, so it survives a hub restart.
 """
 
 from __future__ import annotations
 
 import functools
+import sqlite3
+import time
 
 from tornado import web
 from traitlets import Dict, Integer, List, Unicode, default
@@ -34,10 +40,11 @@ from traitlets.config import LoggingConfigurable
 from ..catalog import Catalog, ResolvedProfile
 from ..catalog_source import CatalogSource
 from ..forms import gpu_shortfall, render_profile_form
-from ..metrics import register_state
+from ..metrics import register_state, team_of
 from ..runtime.gpus import GpuPool, GpuUnavailable, machine_gpu_pool
 from ..selection import ProfileRequestError, options_from_form, select_profile
 from ..teams import TeamFolder, member_teams
+from ..usage import UsageLog, reserved
 from .spawn_metrics import hub_state, timed_start
 
 # The variable the images' server extension reads (singleuser/analysis_hub_activity.py).
@@ -55,6 +62,7 @@ class CatalogSpawner(LoggingConfigurable):
     gpu_state_file = Unicode(
         "", config=True, help="the machine's GPU allocations, shared with the pipelines service"
     )
+    usage_db = Unicode("", config=True, help="the hub's usage log (SQLite); '' records none")
 
     teams = Dict(config=True, help="hub groups with a team folder: team -> {read_only: bool}")
 
@@ -74,6 +82,7 @@ class CatalogSpawner(LoggingConfigurable):
         self.gpu_ids = []
         self.phase_seconds: dict[str, float] = {}
         self._state_profile = ""
+        self.usage_id: int | None = None
         register_state("hub", functools.partial(_hub_metrics, self.gpu_state_file or None))
 
     @property
@@ -133,8 +142,44 @@ class CatalogSpawner(LoggingConfigurable):
             env[PROFILE_ENV] = self.resolved.slug
         return env
 
+    # ---- usage for chargeback ------------------------------------------------
+
+    def record_started(self) -> None:
+        """The server started (called once per successful start by `timed_start`)."""
+        if not self.usage_db or not self.resolved:
+            return
+        r = self.resolved.resources
+        try:
+            self.usage_id = self._usage_log().open_session(
+                user=self.user.name,
+                server=self.name,
+                profile=self.resolved.slug,
+                team=team_of(self.user_groups),
+                cpu=reserved(r.cpu_guarantee, r.cpu_limit),
+                memory_bytes=reserved(r.memory_guarantee, r.memory_limit),
+                gpus=r.gpus,
+                at=time.time(),
+            )
+        except sqlite3.Error as e:  # a usage record never fails a spawn
+            self.log.error("Could not record usage of %s in %s: %s", self._log_name, self.usage_db, e)
+
+    def _usage_log(self) -> UsageLog:
+        return UsageLog(self.usage_db)
+
+    def run_post_stop_hook(self):
+        # JupyterHub calls this after every stop: the user's, the culler's, a server found dead.
+        if self.usage_db and self.usage_id is not None:
+            try:
+                self._usage_log().close_session(self.usage_id, time.time())
+            except sqlite3.Error as e:
+                self.log.error("Could not record the stop of %s in %s: %s", self._log_name, self.usage_db, e)
+            self.usage_id = None
+        return super().run_post_stop_hook()
+
     def get_state(self):
         state = super().get_state()
+        if self.usage_id is not None:
+            state["usage_id"] = self.usage_id
         if self.gpu_ids:
             state["gpus"] = self.gpu_ids
         if self.resolved:
@@ -145,10 +190,13 @@ class CatalogSpawner(LoggingConfigurable):
         super().load_state(state)
         self.gpu_ids = state.get("gpus", [])
         self._state_profile = state.get("profile", "")
+        self.usage_id = state.get("usage_id", self.usage_id)
         if self.gpu_ids:
             self.gpu_pool.claim(self.owner, self.gpu_ids)
 
     def clear_state(self):
+        # usage_id stays: LocalProcessSpawner clears the state inside stop(), before the
+        # post-stop step that closes the session.
         super().clear_state()
         self.gpu_ids = []
 

@@ -72,6 +72,7 @@ def timed_start(start):
         finally:
             self._timing_start = False
         marks["started"] = time.perf_counter()
+        self.record_started()
         other = sum(self.phase_seconds.values())
         labels = (self.profile_slug, self.backend_name)
         for phase, seconds in self.phase_seconds.items():
