@@ -104,6 +104,7 @@ def test_every_manifest_our_templates_render_is_valid_kubernetes(layers):
     expected = {
         ("ConfigMap", "analysis-hub-settings"),
         ("ConfigMap", "analysis-hub-catalog"),
+        ("ConfigMap", "analysis-hub-dashboards"),  # the Grafana dashboard (test_monitoring.py)
         *(("DaemonSet", f"analysis-hub-puller-{image}") for image in ("pyspark", "pytorch", "tensorflow")),
         *PIPELINES,
     }
