@@ -115,3 +115,107 @@ def test_the_dashboard_answers_the_operators_questions():
         "analysis_hub_pipeline_run_duration_seconds_bucket",
     ):
         assert metric in exprs, metric
+
+
+# The Prometheus operator's monitoring.coreos.com/v1 fields our resources use, with their types
+# (written from the operator's API reference; every other field of the real CRDs is left out, so
+# a misspelled or misplaced field fails here as the API server's schema would prune or refuse it).
+DURATION = {
+    "type": "string",
+    "pattern": "^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$",
+}
+STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
+METADATA = {"type": "object", "required": ["name"]}
+
+
+def closed(properties: dict, required: tuple = ()) -> dict:
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": properties,
+        "required": list(required),
+    }
+
+
+SERVICE_MONITOR = closed(
+    {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"},
+        "kind": {"const": "ServiceMonitor"},
+        "metadata": METADATA,
+        "spec": closed(
+            {
+                "selector": closed({"matchLabels": STRING_MAP}),
+                "endpoints": {
+                    "type": "array",
+                    "items": closed(
+                        {
+                            "port": {"type": "string"},
+                            "path": {"type": "string"},
+                            "interval": DURATION,
+                            "authorization": closed(
+                                {
+                                    "type": {"type": "string"},
+                                    "credentials": closed(
+                                        {"name": {"type": "string"}, "key": {"type": "string"}}, ("key",)
+                                    ),
+                                }
+                            ),
+                        }
+                    ),
+                },
+            },
+            ("selector",),
+        ),
+    },
+    ("apiVersion", "kind", "metadata", "spec"),
+)
+RULE = closed(
+    {
+        "alert": {"type": "string"},
+        "record": {"type": "string"},
+        "expr": {"type": ["string", "integer"]},
+        "for": DURATION,
+        "labels": STRING_MAP,
+        "annotations": STRING_MAP,
+    },
+    ("expr",),
+)
+PROMETHEUS_RULE = closed(
+    {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"},
+        "kind": {"const": "PrometheusRule"},
+        "metadata": METADATA,
+        "spec": closed(
+            {
+                "groups": {
+                    "type": "array",
+                    "items": closed(
+                        {
+                            "name": {"type": "string"},
+                            "interval": DURATION,
+                            "rules": {"type": "array", "items": RULE},
+                        },
+                        ("name", "rules"),
+                    ),
+                }
+            }
+        ),
+    },
+    ("apiVersion", "kind", "metadata", "spec"),
+)
+
+
+def test_the_custom_resources_use_only_fields_and_types_of_the_operator_v1_api():
+    """ServiceMonitors and the PrometheusRule, as rendered, fit monitoring.coreos.com/v1's fields."""
+    import jsonschema
+
+    manifests = render_chart(ALL_ON)
+    custom = [m for m in manifests if m["apiVersion"].startswith("monitoring.coreos.com")]
+    assert sorted(m["kind"] for m in custom) == ["PrometheusRule", "ServiceMonitor", "ServiceMonitor"]
+    for manifest in custom:
+        schema = SERVICE_MONITOR if manifest["kind"] == "ServiceMonitor" else PROMETHEUS_RULE
+        jsonschema.validate(manifest, schema)
+    wrong = find(manifests, "ServiceMonitor", "analysis-hub-hub")
+    wrong["spec"]["endpoints"][0]["interval"] = "30 seconds"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(wrong, SERVICE_MONITOR)
