@@ -8,7 +8,8 @@
    (first_result.py);
 2. crowd: N simulated users at once (crowd.py);
 3. culling: one idle-culler sweep over a 10,000-user database (culling.py);
-4. cli: the start time of quick `analysis-hub` commands (cli_start.py, issue 16).
+4. cli: the start time of quick `analysis-hub` commands (cli_start.py, issue 16);
+5. metrics: what metrics and usage records add to a warm spawn (metrics_cost.py, issue 16).
 
 Every benchmark starts its own hubs on loopback (hubs.py) and stops them,
 their servers, Unix users and folders again, also on failure. Prints a table
@@ -32,12 +33,13 @@ import crowd
 import culling
 import first_result
 import hubs
+import metrics_cost
 import sampling
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGET_RATIO = 1.2  # warm first result and crowd phases: p95 within 1.2x vanilla
 TARGET_SWEEP_S = 5.0  # one culler sweep over 10,000 users
-BENCHMARKS = ("first", "crowd", "culling", "cli")
+BENCHMARKS = ("first", "crowd", "culling", "cli", "metrics")
 
 
 def main() -> int:
@@ -75,6 +77,9 @@ def main() -> int:
     if "cli" in only:
         print(f"command start: {args.cli_runs} runs per command", flush=True)
         report["results"]["cli"] = cli_start.run(args.cli_runs)
+    if "metrics" in only:
+        print(f"metrics' cost: {args.metrics_runs} runs per part", flush=True)
+        report["results"]["metrics"] = metrics_cost.run(args.metrics_runs, args.metrics_warm_spawn_s)
     report["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     report["wall_s"] = round((datetime.now(UTC) - started).total_seconds())
     report["targets"] = targets(report["results"])
@@ -107,6 +112,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--cull-active", type=int, default=100)
     p.add_argument("--cull-timeout", type=int, default=60, help="the culler's timeout (it sweeps every 10 s)")
     p.add_argument("--cli-runs", type=int, default=10, help="runs per command for the command start times")
+    p.add_argument("--metrics-runs", type=int, default=2000, help="runs per part of the metrics' cost")
+    p.add_argument(
+        "--metrics-warm-spawn-s",
+        type=float,
+        default=3.0,
+        help="warm first-result median to set the cost against",
+    )
     return p
 
 
@@ -137,6 +149,9 @@ def targets(results: dict) -> list[dict]:
             found.append(
                 _at_most(f"command start p50: {command}", f"{cli_start.TARGET_S} s", p50, cli_start.TARGET_S)
             )
+    if cost := results.get("metrics"):
+        found.append(_at_most("metrics' cost on a warm spawn", f"{metrics_cost.TARGET}x off", cost["ratio"],
+                              metrics_cost.TARGET))  # fmt: skip
     return found
 
 
@@ -165,6 +180,8 @@ def format_report(report: dict) -> str:
         lines += ["", culling.format_table(cull)]
     if cli := results.get("cli"):
         lines += ["", cli_start.format_table(cli)]
+    if cost := results.get("metrics"):
+        lines += ["", metrics_cost.format_table(cost)]
     lines += ["", "targets:"]
     for t in report["targets"]:
         verdict = {True: "met", False: "MISSED", None: "not measured"}[t["met"]]
