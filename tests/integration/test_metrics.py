@@ -111,7 +111,8 @@ def scenario(hub, prometheus, servers):
 
 
 def test_metrics_endpoints_need_the_read_metrics_scope(hub, metrics_token):
-    """Both endpoints answer a token with read:metrics, and refuse none or a user's ordinary token."""
+    """Both endpoints answer a token with read:metrics, and refuse none or a user's ordinary token;
+    the hub's state metrics are there before any server started."""
     alice = hub.user("alice")
     for path in ("/hub/metrics", "/services/pipelines/metrics"):
         assert requests.get(hub.url + path, timeout=10).status_code == 403, path
@@ -119,7 +120,9 @@ def test_metrics_endpoints_need_the_read_metrics_scope(hub, metrics_token):
         token = {"Authorization": f"token {metrics_token}"}
         scraped = requests.get(hub.url + path, headers=token, timeout=10)
         assert scraped.status_code == 200, path
-    assert "analysis_hub_pipeline_unfinished_runs" in scraped.text
+        # before any spawn: the hub's state metrics exist from its start
+        state = "analysis_hub_gpus{" if path == "/hub/metrics" else "analysis_hub_pipeline_unfinished_runs{"
+        assert state in scraped.text, path
 
 
 def test_running_servers_by_profile_team_and_backend(servers):

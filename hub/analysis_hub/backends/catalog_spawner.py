@@ -19,8 +19,8 @@ Contract:
 - Metrics: every subclass's `start()` is timed and its failures counted
   (`spawn_metrics.timed_start`), labelled with `profile_slug` (kept in the
   state, so right after a hub restart too) and the class's `backend_name`;
-  the first spawner built in the hub registers the scrape-time collector of
-  running servers and GPUs.
+  importing this module (JupyterHub loading the spawner class) registers the
+  scrape-time collector of running servers and GPUs.
 - Usage: a started server opens a session in the hub's usage log
   (`usage.UsageLog` at `usage_db`) with its profile's reserved resources; the
   stop (JupyterHub's post-stop step, whatever stopped it) closes it. The
@@ -29,7 +29,6 @@ Contract:
 
 from __future__ import annotations
 
-import functools
 import sqlite3
 import time
 
@@ -83,7 +82,6 @@ class CatalogSpawner(LoggingConfigurable):
         self.phase_seconds: dict[str, float] = {}
         self._state_profile = ""
         self.usage_id: int | None = None
-        register_state("hub", functools.partial(_hub_metrics, self.gpu_state_file or None))
 
     @property
     def profile_slug(self) -> str:
@@ -201,11 +199,19 @@ class CatalogSpawner(LoggingConfigurable):
         self.gpu_ids = []
 
 
-def _hub_metrics(gpu_state_file: str | None) -> list:
+def _hub_metrics() -> list:
+    """Running servers and GPUs, read from the running hub at each scrape (none outside a hub)."""
     from jupyterhub.app import JupyterHub
 
-    app = JupyterHub.instance() if JupyterHub.initialized() else None
+    if not JupyterHub.initialized():
+        return []
+    app = JupyterHub.instance()
+    gpu_state_file = app.config.CatalogSpawner.get("gpu_state_file") or None
     return hub_state(app, machine_gpu_pool(gpu_state_file))
+
+
+# Registered when JupyterHub loads the spawner class: the hub's /hub/metrics has them from the start.
+register_state("hub", _hub_metrics)
 
 
 class CatalogProfileForm(CatalogSpawner):
