@@ -96,7 +96,7 @@ async def serve() -> None:
     await stop.wait()
     log.info("stopping: no new requests or scheduled runs; runs under way are cancelled")
     server.stop()
-    pipelines.scheduler.shutdown(wait=False)
+    pipelines.schedules.stop()
     # Returning ends asyncio.run, which cancels every remaining task: the runs under way.
 
 
