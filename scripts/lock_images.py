@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 IMAGES = Path(__file__).resolve().parent.parent / "images"
@@ -23,26 +24,19 @@ CUDA_RUNTIME = re.compile(r"^(nvidia-|cuda-|triton==)")
 
 def lock(image: Path) -> None:
     source = image / "requirements.in"
-    compiled = subprocess.run(
-        [
-            "uv",
-            "pip",
-            "compile",
-            "--quiet",
-            "--no-header",
-            "--annotation-style",
-            "line",
-            "--python-version",
-            "3.11",
-            "--python-platform",
-            "x86_64-unknown-linux-gnu",
-            str(source),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.replace(str(source), f"images/{image.name}/requirements.in")
-    lines = compiled.splitlines()
+    with tempfile.TemporaryDirectory() as tmp:
+        # The current pins are uv's preferences: a re-lock changes only what the change needs.
+        previous = Path(tmp) / "requirements.txt"
+        previous.write_text(
+            "".join(
+                f.read_text()
+                for f in (image / "requirements.txt", image / "requirements-cuda.txt")
+                if f.exists()
+            )
+        )
+        compiled = _compile(source, previous)
+    compiled = compiled.replace(str(source), f"images/{image.name}/requirements.in")
+    lines = [line for line in compiled.splitlines() if not line.startswith("#")]
     cuda = [line for line in lines if CUDA_RUNTIME.match(line)]
     rest = [line for line in lines if not CUDA_RUNTIME.match(line)]
     header = (
@@ -58,6 +52,29 @@ def lock(image: Path) -> None:
     elif cuda_file.exists():
         cuda_file.unlink()
     print(f"{image.name}: {len(rest)} packages locked, {len(cuda)} CUDA runtime packages apart")
+
+
+def _compile(source: Path, output: Path) -> str:
+    subprocess.run(
+        [
+            "uv",
+            "pip",
+            "compile",
+            "--quiet",
+            "--no-header",
+            "--annotation-style",
+            "line",
+            "--python-version",
+            "3.11",
+            "--python-platform",
+            "x86_64-unknown-linux-gnu",
+            "--output-file",
+            str(output),
+            str(source),
+        ],
+        check=True,
+    )
+    return output.read_text()
 
 
 if __name__ == "__main__":
