@@ -68,26 +68,30 @@ def test_downgrades_step_back_to_nothing_and_up_again(empty_url):
     engine.dispose()
 
 
+AT = datetime(2026, 1, 1)
+PIPELINE = {
+    **{"id": 1, "team": "data-team", "name": "daily", "created_at": AT, "created_by": "alice"},
+    **{"trigger": "cron", "timezone": "UTC", "parameters": "{}", "concurrency": "forbid", "timeout": 3600},
+    **{"retries": 0, "paused": False, "notify_on_success": False},
+}
+RUN = {
+    **{"pipeline_id": 1, "version": 1, "status": "succeeded", "trigger": "manual", "started_by": "alice"},
+    **{"parameters": '{"n": 4}', "attempts": 1, "created_at": AT, "reason": ""},
+}
+
+
+def insert(db, table: str, row: dict) -> None:
+    """A row as the revision at hand has it (lightweight table: no model involved)."""
+    db.execute(sa.table(table, *map(sa.column, row)).insert().values(row))
+
+
 def test_a_first_release_database_keeps_its_runs_through_the_upgrade(empty_url):
-    """A database at 0001 with a pipeline and a run upgrades to head: the rows stay, the run has no replica."""
+    """A database at 0001 with a pipeline and a run upgrades to head: rows stay, the run has no replica."""
     engine = sa.create_engine(empty_url)
     alembic(engine, "upgrade", "0001")
     with engine.begin() as db:
-        db.execute(
-            sa.text(
-                "INSERT INTO pipelines (id, team, name, created_at, created_by, trigger, timezone, parameters,"
-                " concurrency, timeout, retries, paused, notify_on_success) VALUES (1, 'data-team', 'daily',"
-                " :at, 'alice', 'cron', 'UTC', '{}', 'forbid', 3600, 0, false, false)"
-            ),
-            {"at": datetime(2026, 1, 1)},
-        )
-        db.execute(
-            sa.text(
-                "INSERT INTO runs (id, pipeline_id, version, status, trigger, started_by, parameters, attempts,"
-                " created_at, reason) VALUES (7, 1, 1, 'succeeded', 'manual', 'alice', '{\"n\": 4}', 1, :at, '')"
-            ),
-            {"at": datetime(2026, 1, 1)},
-        )
+        insert(db, "pipelines", PIPELINE)
+        insert(db, "runs", {**RUN, "id": 7})
     engine.dispose()
     engine = open_database(empty_url).kw["bind"]
     with engine.connect() as db:
@@ -100,24 +104,13 @@ def test_a_fire_time_has_one_run_at_most_and_manual_runs_any_number(empty_url):
     """The constraint the replicas' claim rests on: a second run for the same (pipeline, scheduled time)
     is refused by the database; runs without a scheduled time (manual, HTTP) are not limited."""
     engine = open_database(empty_url).kw["bind"]
-    insert = sa.text(
-        "INSERT INTO runs (pipeline_id, version, status, trigger, started_by, parameters, attempts, created_at,"
-        " reason, scheduled_for) VALUES (1, 1, 'queued', 'schedule', 'schedule', '{}', 0, :at, '', :fire)"
-    )
+    fire = datetime(2026, 1, 1, 6, 0)
     with engine.begin() as db:
-        db.execute(
-            sa.text(
-                "INSERT INTO pipelines (id, team, name, created_at, created_by, trigger, timezone, parameters,"
-                " concurrency, timeout, retries, paused, notify_on_success) VALUES (1, 't', 'p', :at, 'a',"
-                " 'cron', 'UTC', '{}', 'forbid', 3600, 0, false, false)"
-            ),
-            {"at": datetime(2026, 1, 1)},
-        )
-        for _ in range(2):
-            db.execute(insert, {"at": datetime(2026, 1, 1), "fire": None})
-        db.execute(insert, {"at": datetime(2026, 1, 1), "fire": datetime(2026, 1, 1, 6, 0)})
+        insert(db, "pipelines", PIPELINE)
+        for scheduled_for in (None, None, fire):
+            insert(db, "runs", {**RUN, "scheduled_for": scheduled_for})
     with pytest.raises(sa.exc.IntegrityError), engine.begin() as db:
-        db.execute(insert, {"at": datetime(2026, 1, 1), "fire": datetime(2026, 1, 1, 6, 0)})
+        insert(db, "runs", {**RUN, "scheduled_for": fire})
     with engine.connect() as db:
         assert db.scalar(sa.text("SELECT count(*) FROM runs")) == 3
     engine.dispose()
