@@ -29,6 +29,7 @@ from .triggers import MANUAL
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 FINISHED = ("succeeded", "failed", "timed_out", "cancelled", "skipped")
+UNFINISHED = ("queued", "running")
 ONE_RUN_PER_FIRE = "uq_runs_pipeline_id_scheduled_for"
 
 
