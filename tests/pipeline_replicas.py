@@ -67,7 +67,8 @@ class ServiceReplica:
         self.log_path = workdir / f"{self.name}.log"
         self.process: subprocess.Popen | None = None
 
-    def start(self, ready_timeout: float = 60) -> ServiceReplica:
+    def start(self) -> ServiceReplica:
+        """Start the process; `ready()` waits for it to serve."""
         port = self.settings.pipelines.port
         env = {
             **os.environ,
@@ -84,7 +85,10 @@ class ServiceReplica:
                 cwd=REPO,
                 start_new_session=True,  # its own process group: a kill ends its runs too
             )
-        wait_for(lambda: self.alive() and f"(replica {self.name}) at" in self.log(), ready_timeout, self.name)
+        return self
+
+    def ready(self, timeout: float = 60) -> ServiceReplica:
+        wait_for(lambda: self.alive() and f"(replica {self.name}) at" in self.log(), timeout, self.name)
         return self
 
     def alive(self) -> bool:

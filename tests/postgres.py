@@ -6,7 +6,8 @@ in a fresh temporary folder, on a free loopback port, with trust
 authentication for loopback only. As root (as in CI) the server runs as the
 `postgres` user, because PostgreSQL refuses to run as root. `database(name)`
 creates an empty database and returns its SQLAlchemy URL (psycopg 3);
-`stop()` stops the server and removes the folder.
+`stop()` stops the server and removes the folder. A server whose test process
+was killed before its teardown is stopped and removed by the next start.
 """
 
 from __future__ import annotations
@@ -38,11 +39,17 @@ def server_binaries() -> Path:
     return versions[-1]
 
 
+PREFIX = "analysis-hub-pg-"
+OWNER = "owner.pid"  # the test process that started the server
+
+
 class PostgresCluster:
     def __init__(self):
         self.bin = server_binaries()
         self.port = free_port()
-        self.root = Path(tempfile.mkdtemp(prefix="analysis-hub-pg-"))
+        remove_abandoned(self.bin)
+        self.root = Path(tempfile.mkdtemp(prefix=PREFIX))
+        (self.root / OWNER).write_text(str(os.getpid()))
         self.data = self.root / "data"
         self.log = self.root / "server.log"
         # PostgreSQL won't run as root; as root, hand the folder to its own user.
@@ -84,3 +91,19 @@ class PostgresCluster:
         if (self.data / "postmaster.pid").exists():
             self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def remove_abandoned(bin_dir: Path) -> None:
+    """Stop and remove the servers of test processes that were killed before their teardown."""
+    for root in Path(tempfile.gettempdir()).glob(f"{PREFIX}*"):
+        try:
+            owner = int((root / OWNER).read_text())
+            os.kill(owner, 0)
+            continue  # its test process still runs
+        except (OSError, ValueError):
+            pass
+        if (root / "data" / "postmaster.pid").exists():
+            user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+            command = [*user, str(bin_dir / "pg_ctl"), "-D", str(root / "data"), "-m", "immediate", "stop"]
+            subprocess.run(command, capture_output=True, timeout=60)
+        shutil.rmtree(root, ignore_errors=True)

@@ -7,6 +7,9 @@ exactly the schema the code uses.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 import uuid
 from datetime import datetime
 
@@ -113,4 +116,22 @@ def test_a_fire_time_has_one_run_at_most_and_manual_runs_any_number(empty_url):
         insert(db, "runs", {**RUN, "scheduled_for": fire})
     with engine.connect() as db:
         assert db.scalar(sa.text("SELECT count(*) FROM runs")) == 3
+    engine.dispose()
+
+
+def test_replicas_starting_together_migrate_once(postgres):
+    """Four service processes opening one empty PostgreSQL database at the same moment all start: one
+    migrates, the others wait for it (an advisory lock) instead of failing on tables created under them."""
+    url = postgres.database(f"together_{uuid.uuid4().hex[:12]}")
+    at = time.time() + 5  # every process imported by then: they open the database together
+    code = (
+        "import time; from analysis_hub.pipelines.models import open_database;"
+        f" time.sleep(max(0, {at} - time.time())); open_database({url!r})"
+    )
+    starting = [subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE) for _ in range(4)]
+    errors = [p.communicate(timeout=120)[1].decode()[-2000:] for p in starting]
+    assert [p.returncode for p in starting] == [0, 0, 0, 0], errors
+    engine = sa.create_engine(url)
+    with engine.connect() as db:
+        assert db.scalar(sa.text("SELECT version_num FROM alembic_version")) == "0002"
     engine.dispose()

@@ -21,12 +21,13 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint, create_engine, event, make_url
+from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint, create_engine, event, make_url, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
 
 from .triggers import MANUAL
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+MIGRATIONS_LOCK = 0x616E616C79736973  # a PostgreSQL advisory lock key of our own ("analysis")
 
 FINISHED = ("succeeded", "failed", "timed_out", "cancelled", "skipped")
 UNFINISHED = ("queued", "running")
@@ -178,5 +179,9 @@ def migrate(engine) -> None:
     config = AlembicConfig()
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Replicas starting together: one migrates, the others wait for its commit and
+            # then find nothing to do (PostgreSQL's DDL is transactional; the lock ends with it).
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATIONS_LOCK})
         config.attributes["connection"] = connection
         command.upgrade(config, "head")

@@ -61,7 +61,7 @@ def fire_time(schedule: str, timezone: str, at: datetime) -> datetime | None:
 async def fire_once(sessions, pipeline_id: int, start: Callable[[datetime], Awaitable]) -> None:
     """A schedule's job fired on this replica: start the run for this fire time unless another replica did.
 
-    `start(scheduled_for)` creates the run (the service's start_run)."""
+    `start(scheduled_for)` creates the run and returns it as a dict (the service's start_run)."""
     with sessions() as db:
         p = db.get(Pipeline, pipeline_id)
         scheduled = p and not p.deleted_at and not p.paused and p.trigger == CRON and p.deployed
@@ -70,7 +70,8 @@ async def fire_once(sessions, pipeline_id: int, start: Callable[[datetime], Awai
         log.info("pipeline %s: this replica's job is out of date; the next sync removes it", pipeline_id)
         return
     try:
-        await start(at)
+        run = await start(at)
+        log.info("pipeline %s at %s: run %s started by this replica", pipeline_id, at, run["id"])
         return
     except IntegrityError:
         with sessions() as db:
