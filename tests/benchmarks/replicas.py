@@ -30,7 +30,6 @@ import re
 import shutil
 import statistics
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
