@@ -45,6 +45,11 @@ RESULTS = Path(__file__).parent / "results"
 SLEEPY = make_notebook("import time\ntime.sleep(seconds)", parameters="seconds = 20")
 
 
+async def publish_on_every_minute(admin) -> None:
+    await admin.versions.publish(ALICE, "data-team", "tick", json.dumps(SLEEPY), "pyspark")
+    await admin.deploy(ALICE, "data-team", "tick", {"schedule": "* * * * *", "concurrency": "allow"})
+
+
 def run_rows(url: str) -> list:
     engine = sa.create_engine(url)
     with engine.connect() as db:
@@ -84,8 +89,7 @@ def main() -> int:
         for replica in replicas:
             replica.ready()
         admin = in_process(service_settings(workdir, url, "bench-admin"))
-        asyncio.run(admin.publish(ALICE, "data-team", "tick", json.dumps(SLEEPY), "pyspark"))
-        admin.deploy(ALICE, "data-team", "tick", {"schedule": "* * * * *", "concurrency": "allow"})
+        asyncio.run(publish_on_every_minute(admin))
         synced = "pipeline data-team/tick: schedule synced"
         wait_for(lambda: all(synced in r.log() for r in replicas), 30, "the replicas taking the schedule")
         minute = datetime.now(UTC).replace(tzinfo=None, second=0, microsecond=0) + timedelta(minutes=1)

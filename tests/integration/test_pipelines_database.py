@@ -19,6 +19,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from analysis_hub.pipelines.models import MIGRATIONS, Base, open_database
 
 pytestmark = pytest.mark.postgres
@@ -41,6 +42,12 @@ def alembic(engine, action: str, revision: str) -> None:
         getattr(command, action)(config, revision)
 
 
+def head() -> str:
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return ScriptDirectory.from_config(config).get_current_head()
+
+
 def tables(engine) -> set[str]:
     return set(sa.inspect(engine).get_table_names())
 
@@ -53,15 +60,15 @@ def test_an_empty_database_is_migrated_to_exactly_the_models_schema(empty_url):
     with engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
         assert differences == []
-        assert connection.scalar(sa.text("SELECT version_num FROM alembic_version")) == "0002"
+        assert connection.scalar(sa.text("SELECT version_num FROM alembic_version")) == head()
     engine.dispose()
 
 
 def test_downgrades_step_back_to_nothing_and_up_again(empty_url):
-    """Every migration has a working downgrade: head -> 0001 removes the replicas' additions, -> base
-    removes everything, and the database upgrades to head again."""
+    """Every migration has a working downgrade: head -> 0002 removes the replicas' additions (0003),
+    -> base removes everything, and the database upgrades to head again."""
     engine = open_database(empty_url).kw["bind"]
-    alembic(engine, "downgrade", "0001")
+    alembic(engine, "downgrade", "0002")
     assert tables(engine) == TABLES - {"replicas"}
     assert "replica" not in {c["name"] for c in sa.inspect(engine).get_columns("runs")}
     alembic(engine, "downgrade", "base")
@@ -89,7 +96,8 @@ def insert(db, table: str, row: dict) -> None:
 
 
 def test_a_first_release_database_keeps_its_runs_through_the_upgrade(empty_url):
-    """A database at 0001 with a pipeline and a run upgrades to head: rows stay, the run has no replica."""
+    """A database at 0001 with a pipeline and a run upgrades to head: rows stay, the run has no replica.
+    (0002 renames the schedule's trigger; 0003 adds the replicas' columns and table.)"""
     engine = sa.create_engine(empty_url)
     alembic(engine, "upgrade", "0001")
     with engine.begin() as db:
@@ -133,5 +141,5 @@ def test_replicas_starting_together_migrate_once(postgres):
     assert [p.returncode for p in starting] == [0, 0, 0, 0], errors
     engine = sa.create_engine(url)
     with engine.connect() as db:
-        assert db.scalar(sa.text("SELECT version_num FROM alembic_version")) == "0002"
+        assert db.scalar(sa.text("SELECT version_num FROM alembic_version")) == head()
     engine.dispose()

@@ -36,22 +36,22 @@ async def service(postgres_url):
     pipelines = in_process(service_settings(workdir, postgres_url, "replica-a"))
     pipelines.start()
     yield pipelines
-    pipelines.scheduler.shutdown(wait=False)
+    pipelines.schedules.stop()
     shutil.rmtree(workdir, ignore_errors=True)
 
 
 async def run_to_the_end(pipelines, timeout: float = 600) -> dict:
-    run = await pipelines.run_now(ALICE, TEAM, NAME)
+    run = await pipelines.runs.run_now(ALICE, TEAM, NAME)
     deadline = time.monotonic() + timeout
     while not run["finished"]:
         assert time.monotonic() < deadline, f"run {run['id']} did not finish in {timeout} s"
         await asyncio.sleep(0.3)
-        run, _ = pipelines.run(ALICE, run["id"])
+        run, _ = pipelines.runs.get(ALICE, run["id"])
     return run
 
 
 def output_of(pipelines, run: dict) -> nbformat.NotebookNode:
-    _, folder = pipelines.run(ALICE, run["id"])
+    _, folder = pipelines.runs.get(ALICE, run["id"])
     return nbformat.read(folder / "output.ipynb", as_version=4)
 
 
@@ -59,8 +59,8 @@ async def test_publish_deploy_run_roll_back_and_audit_on_postgresql(service, pos
     """A team's week on PostgreSQL: v1 runs with the deployed parameter, v2 fails at its error cell, a
     rollback to v1 runs v1 again; the audit trail holds every step with its before and after, only for
     the team; every row is in PostgreSQL, each run recording the replica that ran it."""
-    await service.publish(ALICE, TEAM, NAME, json.dumps(V1), "pyspark", message="first")
-    service.deploy(ALICE, TEAM, NAME, {"version": 1, "parameters": {"n": 4}})
+    await service.versions.publish(ALICE, TEAM, NAME, json.dumps(V1), "pyspark", message="first")
+    await service.deploy(ALICE, TEAM, NAME, {"version": 1, "parameters": {"n": 4}})
     first = await run_to_the_end(service)
     assert (first["status"], first["version"], first["parameters"]) == (
         "succeeded",
@@ -72,14 +72,14 @@ async def test_publish_deploy_run_roll_back_and_audit_on_postgresql(service, pos
     )
     assert "hihihihi" in printed
 
-    await service.publish(ALICE, TEAM, NAME, json.dumps(V2), "pyspark", message="divide", parent=1)
-    service.deploy(ALICE, TEAM, NAME, {"version": 2})
+    await service.versions.publish(ALICE, TEAM, NAME, json.dumps(V2), "pyspark", message="divide", parent=1)
+    await service.deploy(ALICE, TEAM, NAME, {"version": 2})
     second = await run_to_the_end(service)
     assert (second["status"], second["version"]) == ("failed", 2)
     assert "ZeroDivisionError" in second["reason"]
     assert output_of(service, second).cells[second["error_cell"]].source == "1/0"
 
-    assert service.rollback(ALICE, TEAM, NAME, 1)["active_version"] == 1
+    assert (await service.rollback(ALICE, TEAM, NAME, 1))["active_version"] == 1
     third = await run_to_the_end(service)
     assert (third["status"], third["version"]) == ("succeeded", 1)
 

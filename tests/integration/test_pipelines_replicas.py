@@ -40,6 +40,11 @@ def runs(url: str) -> list:
     return rows
 
 
+async def publish_on_every_minute(admin) -> None:
+    await admin.versions.publish(ALICE, TEAM, NAME, json.dumps(SLEEPY), "pyspark")
+    await admin.deploy(ALICE, TEAM, NAME, {"schedule": "* * * * *", "concurrency": "allow"})
+
+
 def minute_after(moment: datetime) -> datetime:
     """The next whole minute after `moment`, as naive UTC (as the database keeps times)."""
     return moment.astimezone(UTC).replace(tzinfo=None, second=0, microsecond=0) + timedelta(minutes=1)
@@ -79,8 +84,7 @@ def test_two_replicas_run_each_minute_once_and_keep_it_when_one_dies(replicas, p
     while its owner was alive."""
     workdir, (a, b) = replicas
     admin = in_process(service_settings(workdir, postgres_url, "test-admin"))
-    asyncio.run(admin.publish(ALICE, TEAM, NAME, json.dumps(SLEEPY), "pyspark"))
-    admin.deploy(ALICE, TEAM, NAME, {"schedule": "* * * * *", "concurrency": "allow"})
+    asyncio.run(publish_on_every_minute(admin))
     synced = f"pipeline {TEAM}/{NAME}: schedule synced"
     wait_for(lambda: synced in a.log() and synced in b.log(), 30, "both replicas taking the schedule")
 

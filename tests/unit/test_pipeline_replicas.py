@@ -6,12 +6,15 @@ The runs' table is a real SQLite database migrated by the real migrations
 
 from __future__ import annotations
 
+import logging
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from analysis_hub.pipelines import replicas
 from analysis_hub.pipelines.models import Pipeline, Replica, Run, now, open_database
 from analysis_hub.pipelines.replicas import fire_time
+from pipelines_support import ScriptedExecutor, make_service, published
 
 
 def utc(*args) -> datetime:
@@ -97,3 +100,29 @@ def test_a_heartbeat_ends_the_runs_of_silent_replicas_only(sessions):
         reason = db.query(Run).filter(Run.replica == "b").one().reason
         assert reason == "interrupted: the pipelines service replica b stopped during the run"
         assert db.get(Replica, "a") is not None
+
+
+async def test_of_two_replicas_firing_one_minute_the_second_does_nothing(tmp_path, caplog):
+    """Two service objects on one database, each with the schedule's job, fire the same minute: one run
+    is recorded, by the first; the second finds it claimed, logs whose it is and raises nothing."""
+    executor = ScriptedExecutor()
+    caplog.set_level(logging.INFO, logger="analysis_hub.pipelines.replicas")
+    a, b = (make_service(tmp_path, executor, replica=name) for name in ("a", "b"))
+    await published(a, name="daily", deploy={"schedule": "* * * * *"})
+    a.start()
+    b.start()
+    try:
+        while datetime.now(UTC).second >= 58:  # both fires within one minute
+            time.sleep(0.2)
+        for replica in (a, b):
+            [job] = replica.schedules.scheduler.get_jobs()
+            await job.func(*job.args)
+        await a.runs.wait_idle()
+        with a.sessions() as db:
+            [run] = db.query(Run).all()
+        assert (run.replica, run.status, run.trigger) == ("a", "succeeded", "cron")
+        assert f"run {run.id} was started by replica a" in caplog.text
+        assert "could not start" not in caplog.text
+    finally:
+        a.schedules.stop()
+        b.schedules.stop()
