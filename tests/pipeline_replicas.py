@@ -23,7 +23,8 @@ from typing import TypeVar
 
 import psutil
 from analysis_hub.pipelines.__main__ import SETTINGS_ENV, build
-from analysis_hub.pipelines.service import Caller, Pipelines
+from analysis_hub.pipelines.access import Caller
+from analysis_hub.pipelines.service import Pipelines
 from analysis_hub.settings import Settings, resolve_paths
 from harness import ENVS_DIR, REPO, free_port
 

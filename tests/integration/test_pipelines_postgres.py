@@ -18,7 +18,7 @@ import time
 import nbformat
 import pytest
 import sqlalchemy as sa
-from analysis_hub.pipelines.service import Forbidden
+from analysis_hub.pipelines.access import Forbidden
 from harness import make_workdir
 from notebooks import make_notebook
 from pipeline_replicas import ALICE, BOB, in_process, service_settings
