@@ -61,7 +61,7 @@ def fire_time(schedule: str, timezone: str, at: datetime) -> datetime | None:
 async def fire_once(sessions, pipeline_id: int, start: Callable[[datetime], Awaitable]) -> None:
     """A schedule's job fired on this replica: start the run for this fire time unless another replica did.
 
-    `start(scheduled_for)` creates the run and returns it as a dict (the service's start_run)."""
+    `start(scheduled_for)` creates the run and returns it as a dict (runs.Runs.start)."""
     with sessions() as db:
         p = db.get(Pipeline, pipeline_id)
         scheduled = p and not p.deleted_at and not p.paused and p.trigger == CRON and p.deployed

@@ -8,11 +8,13 @@ Contract:
   schedules survive restarts of the hub and of this service and keep running
   while their authors' servers are culled. `sync(pipeline)` makes one
   pipeline's job match its row after any change (deploy, pause, resume,
-  delete); callers call it after the change is committed.
+  delete); callers call it after the change is committed. A job whose
+  trigger is unchanged is kept as it is.
 - When a job fires, `fire(pipeline_id)` starts a run with trigger `cron`
-  through the `start_run` it was given; the run's own concurrency policy
-  decides whether it runs or is recorded as skipped. A run that can't start
-  is logged and never stops the scheduler.
+  through the `start_run` it was given, for the schedule's fire time, unless
+  another replica sharing the database already did (replicas.py); the run's
+  own concurrency policy decides whether it runs or is recorded as skipped.
+  A run that can't start is logged and never stops the scheduler.
 - `next_run(pipeline_id)` is the job's next fire time (None when there is no
   job or the scheduler isn't running).
 """
