@@ -71,10 +71,12 @@ def replicas(postgres_url):
     started = [
         ServiceReplica(workdir, service_settings(workdir, postgres_url, name)).start() for name in "ab"
     ]
-    yield workdir, [replica.ready() for replica in started]
-    for replica in started:
-        replica.stop()
-    shutil.rmtree(workdir, ignore_errors=True)
+    try:
+        yield workdir, [replica.ready() for replica in started]
+    finally:  # a replica that never got ready must not outlive the test either
+        for replica in started:
+            replica.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def test_two_replicas_run_each_minute_once_and_keep_it_when_one_dies(replicas, postgres_url):
