@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Install the Debian packages the test suite needs when they are missing:
 # Chromium and its driver (browser tests), a Java 17+ runtime (pyspark),
-# Docker and debootstrap (images, docker backend), Prometheus and promtool (metrics).
+# Docker and debootstrap (images, docker backend), Prometheus and promtool (metrics),
+# PostgreSQL (the pipelines service's tests start a throwaway server with its
+# initdb and pg_ctl).
 # Idempotent; needs root (or sudo) only when something is missing.
 set -euo pipefail
 
@@ -16,6 +18,7 @@ command -v useradd >/dev/null || missing+=(passwd)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
 # A real Prometheus for the metrics round trip; promtool checks the chart's rules and queries.
 command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

@@ -38,3 +38,19 @@ def pytest_addoption(parser):
 def pytest_collection_modifyitems(config, items):
     if config.getoption("--reverse"):
         items.reverse()
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server (Debian's), started once for the session and removed at its end."""
+    from postgres import PostgresCluster
+
+    cluster = PostgresCluster().start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def postgres_url(postgres, request) -> str:
+    """A fresh, empty database for this test module, named after it."""
+    return postgres.database(request.module.__name__.rsplit(".", 1)[-1].lower())

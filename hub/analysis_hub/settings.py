@@ -151,6 +151,11 @@ class PipelinesSettings(_Section):
     database_url: str | None = Field(
         None, description="default: SQLite in data_dir; PostgreSQL on Kubernetes"
     )
+    replica: str | None = Field(
+        None,
+        description="this service replica's name, recorded on the runs it starts; unique among replicas"
+        " sharing one database_url; default: the host name (on Kubernetes, the pod's name)",
+    )
     max_notebook_mb: int = Field(20, ge=1, le=1024, description="largest notebook that may be published")
     run_as: str | None = Field(
         None,

@@ -60,7 +60,7 @@ class ScriptedExecutor(Executor):
 
 
 def make_service(
-    tmp_path: Path, executor: Executor, catalog_dir: Path = PROFILES, gpus: int = 0
+    tmp_path: Path, executor: Executor, catalog_dir: Path = PROFILES, gpus: int = 0, replica: str = "local"
 ) -> Pipelines:
     tmp_path.mkdir(parents=True, exist_ok=True)
     return Pipelines(
@@ -70,6 +70,7 @@ def make_service(
             public_url="http://hub.example.com/",
             max_notebook_bytes=2**20,
             gpus_available=gpus,
+            replica=replica,
         ),
         catalog=CatalogSource(catalog_dir, IMAGES),
         executor=executor,

@@ -197,4 +197,5 @@ def test_the_migrations_build_exactly_the_models_schema(tmp_path):
     with sessions.kw["bind"].connect() as connection:
         diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     assert diff == []
-    assert json.dumps(sorted(Base.metadata.tables)) == '["audit", "pipelines", "runs", "versions"]'
+    tables = '["audit", "pipelines", "replicas", "runs", "versions"]'
+    assert json.dumps(sorted(Base.metadata.tables)) == tables

@@ -68,8 +68,9 @@ async def test_a_restarted_service_registers_the_schedules_again(service, tmp_pa
 
 async def test_a_fire_starts_a_cron_run_of_the_active_version(service, executor):  # noqa: F811
     """When the job fires, a run of the active version starts with trigger `cron`, started by the
-    schedule, with the deployment's parameters, and is audited; the job is the fire path itself."""
-    await published(service, name="daily", deploy={"schedule": "0 6 * * *", "parameters": {"n": 2}})
+    schedule, with the deployment's parameters, and is audited; the job is the fire path itself.
+    (Every minute: a fire is only taken for one at a time the schedule names, see replicas.py.)"""
+    await published(service, name="daily", deploy={"schedule": "* * * * *", "parameters": {"n": 2}})
     job = service.schedules.scheduler.get_job(job_of(service, "daily"))
     await job.func(*job.args)
     await service.runs.wait_idle()
@@ -82,13 +83,13 @@ async def test_a_fire_starts_a_cron_run_of_the_active_version(service, executor)
 
 
 async def test_a_fire_that_cannot_start_a_run_is_logged_and_the_job_stays(service, caplog):  # noqa: F811
-    """A fire for a pipeline that can't run (here: no longer deployed in the database) logs the
-    reason and raises nothing into the scheduler; the job stays registered."""
-    await published(service, name="daily", deploy={"schedule": "0 6 * * *"})
+    """A fire for a pipeline that can't run (here: its active version is missing from the database)
+    logs the reason and raises nothing into the scheduler; the job stays registered."""
+    await published(service, name="daily", deploy={"schedule": "* * * * *"})
     job_id = job_of(service, "daily")
     with service.sessions.begin() as db:
-        db.get(Pipeline, int(job_id.removeprefix("pipeline-"))).active_version = None
+        db.get(Pipeline, int(job_id.removeprefix("pipeline-"))).active_version = 99
     job = service.schedules.scheduler.get_job(job_id)
     await job.func(*job.args)
-    assert "could not start" in caplog.text and "not deployed" in caplog.text
+    assert "could not start" in caplog.text and "has no version 99" in caplog.text
     assert jobs(service) == [job_id]

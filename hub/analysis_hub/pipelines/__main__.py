@@ -16,6 +16,9 @@ the Deployment's pod) stop it promptly: no new requests or scheduled runs;
 runs under way are cancelled, which kills their processes (the next start
 marks them interrupted); then it exits. It handles both signals itself, so a
 SIGINT ignored by whoever started the hub can't keep it running.
+
+Several such processes may share one PostgreSQL (`pipelines.replica` names
+each; on Kubernetes the pod's name): see replicas.py.
 """
 
 from __future__ import annotations
@@ -26,12 +29,13 @@ import logging
 import os
 import secrets
 import signal
+import socket
 from urllib.parse import urlparse
 
 from ..backends import backend_for
 from ..catalog_source import CatalogSource
 from ..settings import Settings, load_settings
-from . import run_metrics
+from . import replicas, run_metrics
 from .models import open_database
 from .service import Pipelines, PipelinesConfig
 from .state import SQLITE_FILES, secure_state
@@ -56,6 +60,7 @@ def build(settings: Settings) -> Pipelines:
             public_url=config.public_url or f"http://{hub.ip}:{hub.port}{hub.base_url}".rstrip("/"),
             max_notebook_bytes=config.max_notebook_mb * 2**20,
             gpus_available=backend.machine_gpus(settings),
+            replica=config.replica or socket.gethostname(),
         ),
         catalog=CatalogSource(settings.catalog, settings.images_dir, logging.getLogger("catalog"), known),
         executor=executor,
@@ -92,10 +97,14 @@ async def serve() -> None:
     server = app.listen(port, address=address, max_body_size=4 * settings.pipelines.max_notebook_mb * 2**20)
     pipelines.start()
     log = logging.getLogger(__name__)
-    log.info("pipelines service at http://%s:%s%s", address, port, prefix)
+    log.info(
+        "pipelines service (replica %s) at http://%s:%s%s", pipelines.config.replica, address, port, prefix
+    )
+    in_step = asyncio.create_task(replicas.keep_in_step(pipelines))  # heartbeats, other replicas' changes
     await stop.wait()
     log.info("stopping: no new requests or scheduled runs; runs under way are cancelled")
     server.stop()
+    in_step.cancel()
     pipelines.schedules.stop()
     # Returning ends asyncio.run, which cancels every remaining task: the runs under way.
 

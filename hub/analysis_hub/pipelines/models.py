@@ -3,10 +3,13 @@
 Contract:
 - SQLAlchemy 2 models; `open_database(url)` brings the schema up to date
   with Alembic migrations (`migrations/`) and returns a session factory.
-  SQLite by default, PostgreSQL on Kubernetes: nothing here is specific to
-  either.
+  SQLite by default, PostgreSQL on Kubernetes (`postgresql://` URLs use
+  psycopg 3): nothing else here is specific to either.
 - Versions are immutable rows (the notebook itself lives in the team's git
   repository, named by `commit`). A pipeline points at one active version.
+- Several service replicas may share one PostgreSQL: a run records the
+  replica that follows it, each replica's heartbeat is a `Replica` row, and a
+  scheduled fire time has at most one run (see replicas.py).
 - `AuditEvent` rows are only ever added: who did what, when, with the state
   before and after.
 """
@@ -18,14 +21,17 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint, create_engine, event
+from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint, create_engine, event, make_url, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
 
 from .triggers import MANUAL
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+MIGRATIONS_LOCK = 0x616E616C79736973  # a PostgreSQL advisory lock key of our own ("analysis")
 
 FINISHED = ("succeeded", "failed", "timed_out", "cancelled", "skipped")
+UNFINISHED = ("queued", "running")
+ONE_RUN_PER_FIRE = "uq_runs_pipeline_id_scheduled_for"
 
 
 def now() -> datetime:
@@ -107,6 +113,9 @@ class Version(Base):
 
 class Run(Base):
     __tablename__ = "runs"
+    # One run per scheduled fire time: with several service replicas, the one whose
+    # insert wins runs it; the others hit this constraint and do nothing (replicas.py).
+    __table_args__ = (UniqueConstraint("pipeline_id", "scheduled_for", name=ONE_RUN_PER_FIRE),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     pipeline_id: Mapped[int] = mapped_column(ForeignKey("pipelines.id"))
@@ -124,8 +133,20 @@ class Run(Base):
     reason: Mapped[str] = mapped_column(Text, default="")
     error_cell: Mapped[int | None]
     output_dir: Mapped[str | None] = mapped_column(Text)
+    # The service replica that started the run and follows it (settings: pipelines.replica).
+    replica: Mapped[str | None] = mapped_column(String(255))
 
     pipeline: Mapped[Pipeline] = relationship()
+
+
+class Replica(Base):
+    """A service replica's heartbeat: a replica silent for long has died, and its runs with it."""
+
+    __tablename__ = "replicas"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(default=now)
+    seen_at: Mapped[datetime] = mapped_column(default=now)
 
 
 class AuditEvent(Base):
@@ -142,7 +163,11 @@ class AuditEvent(Base):
 
 
 def open_database(url: str) -> sessionmaker:
-    engine = create_engine(url)
+    parsed = make_url(url)
+    if parsed.drivername == "postgresql":
+        # The driver the package depends on (psycopg 3), not SQLAlchemy's default psycopg2.
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    engine = create_engine(parsed, pool_pre_ping=True)
     if engine.dialect.name == "sqlite":
         # Runs finish while the API reads: let writers wait instead of failing.
         event.listen(engine, "connect", lambda conn, _: conn.execute("PRAGMA busy_timeout = 10000"))
@@ -154,5 +179,9 @@ def migrate(engine) -> None:
     config = AlembicConfig()
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Replicas starting together: one migrates, the others wait for its commit and
+            # then find nothing to do (PostgreSQL's DDL is transactional; the lock ends with it).
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATIONS_LOCK})
         config.attributes["connection"] = connection
         command.upgrade(config, "head")

@@ -18,7 +18,9 @@ Contract:
 - `run_now` (a team member, trigger `manual`) and `run_by_http_trigger` (the
   pipeline's token, trigger `http`) are the callers' ways in; the schedule
   calls `start` itself (`scheduler.py`).
-- `recover()`, at start, fails the runs a previous process left unfinished.
+- `recover()`, at start, fails the runs this replica's previous process left
+  unfinished (never another live replica's: replicas.py). Each run records
+  the replica that started it.
 - Every run that ends or is skipped is counted (`run_metrics.record_run`).
 """
 
@@ -30,10 +32,10 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from . import notify
+from . import notify, replicas
 from .access import Caller, find_pipeline, find_run, pipeline_for_token
 from .executor import Executor, RunOutcome
-from .models import AuditEvent, Pipeline, Run, now
+from .models import UNFINISHED, AuditEvent, Pipeline, Run, now
 from .run_metrics import record_run
 from .specs import SpecError, declared_parameters, run_parameters, run_spec
 from .triggers import HTTP, MANUAL
@@ -42,7 +44,6 @@ from .views import run_view
 
 log = logging.getLogger(__name__)
 
-UNFINISHED = ("queued", "running")
 HTTP_TRIGGER = "http-trigger"  # the `started_by` of a run started with a trigger token
 
 
@@ -52,19 +53,27 @@ def recent_runs(db, pipeline: Pipeline, limit: int) -> list[Run]:
 
 
 class Runs:
-    def __init__(self, *, sessions, versions: Versions, executor: Executor, runs_root: Path, public_url: str):
+    def __init__(
+        self,
+        *,
+        sessions,
+        versions: Versions,
+        executor: Executor,
+        runs_root: Path,
+        public_url: str,
+        replica: str = "local",
+    ):
         self.sessions = sessions
         self.versions = versions
         self.executor = executor
         self.runs_root = runs_root
         self.public_url = public_url.rstrip("/")
+        self.replica = replica  # this process's name among replicas sharing the database
         self._tasks: set[asyncio.Task] = set()
 
     def recover(self) -> None:
         with self.sessions.begin() as db:
-            for run in db.scalars(select(Run).where(Run.status.in_(UNFINISHED))):
-                run.status, run.finished_at = "failed", now()
-                run.reason = "interrupted: the pipelines service stopped during the run"
+            replicas.recover(db, self.replica)  # never another live replica's runs
 
     # -- reading ------------------------------------------------------------
 
@@ -111,6 +120,7 @@ class Runs:
                 started_by=actor,
                 parameters=values,
                 scheduled_for=scheduled_for,
+                replica=self.replica,
             )
             busy = db.scalar(
                 select(func.count()).where(Run.pipeline_id == pipeline.id, Run.status.in_(UNFINISHED))

@@ -51,6 +51,7 @@ class PipelinesConfig:
     public_url: str  # the hub's public URL: links in notifications, the caller's server
     max_notebook_bytes: int
     gpus_available: int | None = 0  # GPUs on this machine a version may ask for; None: the cluster's
+    replica: str = "local"  # this process's name among replicas sharing the database (replicas.py)
 
 
 class Pipelines:
@@ -79,6 +80,7 @@ class Pipelines:
             executor=executor,
             runs_root=config.data_dir / "runs",
             public_url=self.public_url,
+            replica=config.replica,
         )
         self.schedules = Schedules(start_run=self.runs.start)
         self.deployments = Deployments(sessions=sessions, executor=executor, schedules=self.schedules)
