@@ -8,7 +8,9 @@ Contract:
   their own hash; unlike JupyterHub's shared-password login, knowing one
   password never opens another account.
 - `ensure_initial_passwords` gives every declared user without a password a
-  random one, once, and returns them so `analysis-hub up` can show them.
+  random one (or the initial one given: on Kubernetes, the admins' from the
+  chart's generated Secret), once, and returns them so `analysis-hub up`
+  can show them.
 """
 
 from __future__ import annotations
@@ -75,13 +77,16 @@ class PasswordStore:
         os.replace(tmp, self.path)
 
 
-def ensure_initial_passwords(store: PasswordStore, users: list[str]) -> dict[str, str]:
-    """Give each user without a password a random one; return the new ones."""
+def ensure_initial_passwords(
+    store: PasswordStore, users: list[str], initial: str | None = None
+) -> dict[str, str]:
+    """Give each user without a password one (`initial` where given: the chart's generated
+    Secret; else a random one); return the new ones. A password already set is never replaced."""
     existing = store.hashes()
     created = {}
     for user in users:
         if user not in existing:
-            created[user] = secrets.token_urlsafe(12)
+            created[user] = initial or secrets.token_urlsafe(12)
             store.set_password(user, created[user])
     return created
 

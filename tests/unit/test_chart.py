@@ -10,6 +10,7 @@ for the promises we make through them; the z2jh schema checks them at install.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import sys
@@ -110,6 +111,8 @@ def test_every_manifest_our_templates_render_is_valid_kubernetes(layers):
     }
     if layers == WITH_ARGO:
         expected.add(("ConfigMap", "artifact-repositories"))
+    if not layers:  # the built-in login: the admins' generated first password
+        expected.add(("Secret", "analysis-hub-initial-admin"))
     if layers:
         expected |= {
             ("ConfigMap", "analysis-hub-hadoop"),
@@ -291,7 +294,11 @@ def test_without_hadoop_spark_or_pipelines_nothing_of_theirs_is_created_and_no_p
     """Without a Hadoop cluster, Spark on Kubernetes or pipelines, the chart creates no Hadoop
     ConfigMap, no extra network access, no service account or Role, and the settings name none."""
     manifests = render_chart(PIPELINES_OFF)
-    assert {m["kind"] for m in manifests} == {"ConfigMap", "DaemonSet"}
+    # The one Secret is the built-in login's first admin password (test_first_login_...).
+    assert {m["kind"] for m in manifests} == {"ConfigMap", "DaemonSet", "Secret"}
+    assert [m["metadata"]["name"] for m in manifests if m["kind"] == "Secret"] == [
+        "analysis-hub-initial-admin"
+    ]
     settings = yaml.safe_load(find(manifests, "ConfigMap", "analysis-hub-settings")["data"]["settings.yaml"])
     assert set(settings["kubernetes"]) == {"images"}
 
@@ -337,3 +344,20 @@ def test_zero_to_jupyterhub_values_wire_the_hub_to_our_files_and_keep_our_promis
     pre_puller = jupyterhub["prePuller"]
     assert not pre_puller["hook"]["enabled"] and not pre_puller["continuous"]["enabled"]
     assert hub["config"]["JupyterHub"]["admin_access"] is False
+
+
+def test_first_login_with_the_built_in_login_uses_a_generated_secret_the_hub_reads():
+    """The chart's defaults (built-in login): a Secret with a generated password, kept across
+    upgrades and uninstall, which the hub reads (optional, so a company login needs none); a
+    company login gets no such Secret."""
+    manifests = render_chart()
+    secret = find(manifests, "Secret", "analysis-hub-initial-admin")
+    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert len(base64.b64decode(secret["data"]["password"])) == 24
+    env = yaml.safe_load((CHART / "values.yaml").read_text())["jupyterhub"]["hub"]["extraEnv"]
+    reference = env["INITIAL_ADMIN_PASSWORD"]["valueFrom"]["secretKeyRef"]
+    assert reference == {"name": "analysis-hub-initial-admin", "key": "password", "optional": True}
+    company = render_chart(example_values("common.yaml", "production.yaml", "secrets.example.yaml"))
+    assert not [
+        m for m in company if m["kind"] == "Secret" and m["metadata"]["name"].endswith("initial-admin")
+    ]

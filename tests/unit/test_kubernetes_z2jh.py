@@ -367,3 +367,20 @@ def test_apply_settings_with_the_kubernetes_backend_sets_only_the_catalog_spawne
     )
     assert spawner.container_security_context == {"capabilities": {"drop": ["ALL"]}, "runAsNonRoot": True}
     assert "LocalProfileSpawner" not in c or "catalog_dir" not in c.LocalProfileSpawner
+
+
+def test_a_first_login_on_kubernetes_uses_the_charts_generated_password(tmp_path):
+    """With the built-in login, every admin without a password gets the one from the chart's
+    Secret at the hub's start, and it logs in; a password changed afterwards is never reset."""
+    from analysis_hub.auth import PasswordStore
+    from analysis_hub.backends.kubernetes.z2jh import set_initial_admin_passwords
+
+    settings = Settings.model_validate({"data_dir": str(tmp_path), "auth": {"admins": ["admin", "ops"]}})
+    environ = {"INITIAL_ADMIN_PASSWORD": "from-the-chart-secret-123"}
+    assert set_initial_admin_passwords(settings, environ) == ["admin", "ops"]
+    store = PasswordStore(settings.hub_state_dir / "passwords.json")
+    assert store.verify("admin", "from-the-chart-secret-123")
+    store.set_password("admin", "changed-by-the-admin")
+    assert set_initial_admin_passwords(settings, environ) == []
+    assert store.verify("admin", "changed-by-the-admin")
+    assert set_initial_admin_passwords(settings, {}) == []

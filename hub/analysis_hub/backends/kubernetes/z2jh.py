@@ -18,7 +18,9 @@ Contract:
 - `configure(c)` is the I/O: the settings file the chart mounts
   (`$ANALYSIS_HUB_SETTINGS`), the OpenID Connect provider's discovery
   document, the client secret (a Kubernetes Secret, as a file or
-  `$OAUTH_CLIENT_SECRET`). Profiles may name the images `kubernetes.images`
+  `$OAUTH_CLIENT_SECRET`), and with the built-in login the admins' initial
+  password from the chart's generated Secret (`set_initial_admin_passwords`,
+  so a first login works). Profiles may name the images `kubernetes.images`
   gives a reference (`KubernetesBackend.known_images`).
   No Python lives in the chart's values.
 """
@@ -29,6 +31,7 @@ import os
 
 from traitlets.config import Config
 
+from ...auth import PasswordStore, ensure_initial_passwords
 from ...config import (
     PACKAGE_DIR,
     PIPELINES_SERVICE,
@@ -42,6 +45,10 @@ from ...credentials import CRYPT_KEY_ENV, Credentials, load_credentials
 from ...oauth import discover_oidc_endpoints
 from ...settings import Settings, SettingsError, load_settings
 from .. import backend_for
+
+# Set from the chart's Secret `analysis-hub-initial-admin` (templates/initial-admin.yaml). Not
+# ANALYSIS_HUB_*: that prefix is read as settings overrides.
+INITIAL_ADMIN_PASSWORD_ENV = "INITIAL_ADMIN_PASSWORD"
 
 
 def apply_under_z2jh(settings: Settings, c: Config, credentials: Credentials) -> Config:
@@ -107,10 +114,21 @@ def load_z2jh_credentials(settings: Settings, environ: dict[str, str]) -> Creden
     return Credentials(client_secret=found.client_secret)
 
 
+def set_initial_admin_passwords(settings: Settings, environ: dict[str, str]) -> list[str]:
+    """A first login on Kubernetes: admins without a password get the one the chart generated
+    into a Secret (helm's NOTES say how to read it). Set once; a changed password stays."""
+    initial = environ.get(INITIAL_ADMIN_PASSWORD_ENV)
+    if not initial:
+        return []
+    store = PasswordStore(settings.hub_state_dir / "passwords.json")
+    return sorted(ensure_initial_passwords(store, list(settings.auth.admins), initial))
+
+
 def configure(c: Config, environ: dict[str, str] | None = None) -> Config:
     environ = dict(os.environ if environ is None else environ)
     settings = discover_oidc_endpoints(load_settings(environ=environ))
     if settings.auth.type == "builtin":
         # The password hashes live on the hub's volume (z2jh's sqlite PVC).
         settings.hub_state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        set_initial_admin_passwords(settings, environ)
     return apply_under_z2jh(settings, c, load_z2jh_credentials(settings, environ))
