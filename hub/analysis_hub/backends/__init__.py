@@ -59,5 +59,18 @@ class Backend(Protocol):
     def known_images(self, settings: Settings) -> tuple[str, ...] | None: ...
 
 
+class OneMachine:
+    """What the one-machine backends (local, docker) answer alike: the images built from
+    images/ (environments or tags), and the GPUs of this machine's pool."""
+
+    def known_images(self, settings: Settings) -> None:
+        return None
+
+    def machine_gpus(self, settings: Settings) -> int:
+        from ..runtime.gpus import machine_gpu_pool
+
+        return machine_gpu_pool(settings.gpu_state_file).total
+
+
 def backend_for(settings: Settings) -> Backend:
     return importlib.import_module(BACKENDS[settings.backend]).BACKEND

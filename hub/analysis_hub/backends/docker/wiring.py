@@ -10,10 +10,10 @@ image, never on the host.
 
 from __future__ import annotations
 
-from ...runtime.gpus import machine_gpu_pool
+from .. import OneMachine
 
 
-class DockerBackend:
+class DockerBackend(OneMachine):
     name = "docker"
 
     def apply(self, settings, c, host) -> None:
@@ -47,12 +47,6 @@ class DockerBackend:
         from .executor import docker_executor
 
         return docker_executor(settings)
-
-    def known_images(self, settings) -> None:
-        return None  # the images built from images/ (local environments or docker tags)
-
-    def machine_gpus(self, settings) -> int:
-        return machine_gpu_pool(settings.gpu_state_file).total
 
 
 def apply_networking(settings, c) -> None:

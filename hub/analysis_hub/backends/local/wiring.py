@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ...runtime.gpus import machine_gpu_pool
+from .. import OneMachine
 
 
-class LocalBackend:
+class LocalBackend(OneMachine):
     name = "local"
 
     def apply(self, settings, c, host) -> None:
@@ -56,12 +56,6 @@ class LocalBackend:
         from .executor import local_executor
 
         return local_executor(settings)
-
-    def known_images(self, settings) -> None:
-        return None  # the images built from images/ (local environments or docker tags)
-
-    def machine_gpus(self, settings) -> int:
-        return machine_gpu_pool(settings.gpu_state_file).total
 
 
 def team_folders_root(settings) -> Path:
