@@ -3,6 +3,7 @@
 Pure: profiles in, HTML out (Jinja2 with autoescaping, the template beside
 this module). Options that need more GPUs than the machine has are shown
 disabled with the reason, so the form never offers what the hub would refuse.
+A profile with an `idle_timeout` range offers its timeouts (default selected).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from .catalog import Profile, resolve
-from .quantities import format_cpu, format_memory
+from .idle_timeouts import timeout_choices
+from .quantities import format_cpu, format_duration, format_memory
 
 _TEMPLATES = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
@@ -76,8 +78,21 @@ def _profile_view(profile: Profile, gpus_available: int | None) -> dict:
         "resources_by_choice": json.dumps(by_choice) if choices else "",
         "allowed_groups": profile.allowed_groups,
         "choices": choices,
+        "idle_timeout": _idle_timeout_view(profile),
         "unavailable": gpu_shortfall(resources.gpus, gpus_available),
     }
+
+
+def _idle_timeout_view(profile: Profile) -> dict | None:
+    """The timeouts offered; without a profile default, the site's (value "") is selected."""
+    bounds = profile.idle_timeout
+    if bounds is None:
+        return None
+    default = bounds.seconds[2]
+    options = [{"value": str(s), "text": format_duration(s)} for s in timeout_choices(bounds)]
+    if default is None:
+        options.insert(0, {"value": "", "text": "the site's default"})
+    return {"default": "" if default is None else str(default), "options": options}
 
 
 def _resources_text(r) -> str:

@@ -122,7 +122,7 @@ def test_culler_service_and_role(tmp_path):
     """The idle culler runs as a service with timeout and sweep interval, holding only the scopes it needs."""
     c, _ = configure(tmp_path)
     service = by_name(c.JupyterHub.services, "idle-culler")
-    assert service["command"][:3] == [sys.executable, "-m", "jupyterhub_idle_culler"]
+    assert service["command"][:3] == [sys.executable, "-m", "analysis_hub.culling"]
     assert "--timeout=600" in service["command"]
     assert "--cull-every=60" in service["command"]
     role = by_name(c.JupyterHub.load_roles, "idle-culler")
