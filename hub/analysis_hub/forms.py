@@ -66,7 +66,7 @@ def _profile_view(profile: Profile, gpus_available: int | None) -> dict:
     # follow the drop-downs (a few lines of script in the template).
     combinations = itertools.product(*([o["name"] for o in c["options"]] for c in choices))
     by_choice = {
-        "|".join(combo): _resources_text(resolve(profile, dict(zip(selected, combo, strict=True))).resources)
+        "|".join(combo): resources_text(resolve(profile, dict(zip(selected, combo, strict=True))).resources)
         for combo in itertools.islice(combinations, 256)
     }
     return {
@@ -74,7 +74,7 @@ def _profile_view(profile: Profile, gpus_available: int | None) -> dict:
         "display_name": profile.display_name,
         "description": profile.description,
         "image": profile.image,
-        "resources": _resources_text(resources),
+        "resources": resources_text(resources),
         "resources_by_choice": json.dumps(by_choice) if choices else "",
         "allowed_groups": profile.allowed_groups,
         "choices": choices,
@@ -95,7 +95,8 @@ def _idle_timeout_view(profile: Profile) -> dict | None:
     return {"default": "" if default is None else str(default), "options": options}
 
 
-def _resources_text(r) -> str:
+def resources_text(r) -> str:
+    """A server's resources as the form and the home page show them."""
     text = (
         f"CPU {_bounds(r.cpu_guarantee, r.cpu_limit, format_cpu)}"
         f" · memory {_bounds(r.memory_guarantee, r.memory_limit, format_memory)}"

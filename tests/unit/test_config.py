@@ -256,3 +256,13 @@ def test_every_trait_set_exists(tmp_path):
         configurable = set(cls.class_trait_names(config=True))
         unknown = set(c[section]) - configurable
         assert not unknown, f"{section} has no configurable traits {sorted(unknown)}"
+
+
+def test_named_servers_and_their_limits(tmp_path):
+    """Named servers are on; servers.max_per_user is JupyterHub's named-server limit and, with
+    servers.max_gpu_per_user, the running-server limits every backend's spawner checks."""
+    c, _ = configure(tmp_path, "servers: {max_per_user: 4, max_gpu_per_user: 2}\n")
+    assert c.JupyterHub.allow_named_servers is True
+    assert c.JupyterHub.named_server_limit_per_user == 4
+    assert c.CatalogSpawner.max_servers_per_user == 4
+    assert c.CatalogSpawner.max_gpu_servers_per_user == 2

@@ -44,9 +44,10 @@ from traitlets.config import LoggingConfigurable
 
 from ..catalog import Catalog, ResolvedProfile
 from ..catalog_source import CatalogSource
-from ..forms import gpu_shortfall, render_profile_form
+from ..forms import gpu_shortfall, render_profile_form, resources_text
 from ..idle_timeouts import IDLE_TIMEOUT_KEY
 from ..metrics import register_state, team_of
+from ..quantities import format_duration
 from ..runtime.gpus import GpuPool, GpuUnavailable, machine_gpu_pool
 from ..selection import ProfileRequestError, options_from_form, select_profile
 from ..server_limits import RunningServer, ServerLimitError, ServerLimits, check_server_limits
@@ -131,19 +132,35 @@ class CatalogSpawner(LoggingConfigurable):
             self.resolved = select_profile(self.catalog, self.user_groups, {})
         return self.resolved
 
-    # ---- the user's other servers (limits) -------------------------------------
+    # ---- the user's servers: limits and the home page -------------------------
+
+    def requested_profile(self) -> ResolvedProfile | None:
+        """The profile this server runs (or last ran); after a hub restart, from its recorded request."""
+        if self.resolved is not None:
+            return self.resolved
+        try:
+            return select_profile(self.catalog, self.user_groups, dict(self.user_options or {}))
+        except ProfileRequestError:
+            return None
 
     @property
     def server_gpus(self) -> int:
-        """GPUs this server holds or asks for; after a hub restart, from its recorded request."""
-        if self.resolved is not None:
-            return self.resolved.resources.gpus
-        try:
-            return select_profile(
-                self.catalog, self.user_groups, dict(self.user_options or {})
-            ).resources.gpus
-        except ProfileRequestError:
-            return len(self.gpu_ids)
+        """GPUs this server holds or asks for."""
+        resolved = self.requested_profile()
+        return resolved.resources.gpus if resolved else len(self.gpu_ids)
+
+    @property
+    def server_summary(self) -> dict:
+        """What the hub's home page shows of this server (templates/home.html)."""
+        resolved = self.requested_profile()
+        if resolved is None:
+            return {"profile": "", "resources": "", "idle_timeout": ""}
+        timeout = resolved.idle_timeout
+        return {
+            "profile": resolved.profile.display_name,
+            "resources": resources_text(resolved.resources),
+            "idle_timeout": format_duration(timeout) if timeout else "the site's default",
+        }
 
     def running_siblings(self) -> list[RunningServer]:
         """The user's other servers that are running or starting."""
