@@ -92,7 +92,7 @@ def crowded_hub():
             env={"PYTHONPATH": pythonpath},
             ready_timeout=300,
             hub={"log_level": "INFO"},
-            auth={"admins": ["admin"], "users": USERS},
+            auth={"admins": ["admin"], "users": USERS, "groups": {}},
             culler={"enabled": True, "timeout": TIMEOUT, "every": EVERY},
         )
         yield hub

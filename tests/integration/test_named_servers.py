@@ -85,6 +85,10 @@ def test_two_named_servers_each_culled_on_its_own_activity_and_limits_refused(na
     Both have 1-minute idle timeouts: the pyspark server, idle, is culled within one sweep after
     it, while the tensorflow server, whose kernel is busy past its timeout, is kept."""
     alice = named_hub.user("alice")
+    # "Add New Server" leads to the profile form, which offers each profile's idle timeouts.
+    page = alice.session.get(f"{alice.base_url}/hub/spawn/alice/spark")
+    assert page.status_code == 200 and 'name="idle_timeout.pyspark"' in page.text
+    assert '<option value="" selected>' in page.text  # the test catalog's ranges have no default: the site's
     form = alice.spawn_from_form("spark", {"profile": "pyspark", "idle_timeout.pyspark": "60"})
     assert form.status_code == 302, form.text[:500]
     too_long = alice.start({"profile": "tensorflow", "idle_timeout": "2h"}, server="tf")
@@ -97,6 +101,15 @@ def test_two_named_servers_each_culled_on_its_own_activity_and_limits_refused(na
     # Each server keeps its own profile and the timeout chosen for it, where the culler reads it.
     assert spark["user_options"] == {"profile": "pyspark", "idle_timeout": 60}
     assert tf["user_options"] == {"profile": "tensorflow", "idle_timeout": 60}
+
+    # The home page lists both with profile, resources, idle timeout, state and last activity.
+    home = alice.session.get(f"{alice.base_url}/hub/home").text
+    assert "new-server-btn" in home
+    rows = dict(re.findall(r'<tr data-server-name="(\w*)">(.*?)</tr>', home, re.S))
+    spark_row = " ".join(rows["spark"].split())
+    assert ">PySpark<" in spark_row and "up to 2 CPUs" in spark_row and ">1m<" in spark_row
+    assert ">running<" in spark_row and re.search(r"\d{4}-\d\d-\d\dT", spark_row)
+    assert ">TensorFlow<" in rows["tf"] and ">running<" in rows["tf"]
 
     assert run_code(alice, SPARK_CODE, server="spark", timeout=600).strip().endswith("500")
     shared = "open('from-tf.txt', 'w').write('one home'); import tensorflow as tf; print(tf.constant(2) * 21)"
