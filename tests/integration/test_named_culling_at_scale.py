@@ -21,8 +21,7 @@ import time
 from datetime import UTC, datetime
 
 import pytest
-from conftest import REPO, make_workdir, start_hub
-from harness import free_port
+from harness import REPO, free_port, make_workdir, start_hub
 
 pytestmark = pytest.mark.integration
 

@@ -18,7 +18,7 @@ import time
 
 import pytest
 import yaml
-from conftest import REPO, make_workdir, start_hub
+from harness import REPO, make_workdir, start_hub
 from kernels import run_code, start_kernel
 
 pytestmark = pytest.mark.integration
