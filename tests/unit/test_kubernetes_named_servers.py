@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import helm_python as helm
 import kubernetes_validate
 import pytest
+import yaml
 from analysis_hub.backends.kubernetes.spawner import CatalogKubeSpawner
 from analysis_hub.backends.kubernetes.z2jh import configure
-from kube_support import HUB, K8S_VERSION, hub_user, pod_as_dict
+from kube_support import HUB, K8S_VERSION, find, hub_user, pod_as_dict, render_chart
 from test_kubernetes_z2jh import chart_defaults, z2jh_config
 from test_kubernetes_z2jh import hub_files as hub_files  # the fixture
 from tornado import web
@@ -118,3 +120,20 @@ async def test_a_second_gpu_server_is_refused_as_on_the_other_backends(hub_files
     assert "servers.max_gpu_per_user = 1" in refused.value.log_message
     assert "'train' (pytorch, 1 GPU)" in refused.value.log_message
     await pod(spawner(c, "prep", {"profile": "pytorch", "accelerator": "cpu"}, running))
+
+
+def test_the_charts_servers_values_reach_the_hubs_settings_and_bad_ones_are_refused():
+    """`settings.servers` in the chart's values lands in the settings file the hub mounts; a
+    value out of range or a misspelt key is refused by Helm, naming where it is."""
+    manifests = render_chart({"settings": {"servers": {"max_per_user": 5, "max_gpu_per_user": 0}}})
+    settings = yaml.safe_load(find(manifests, "ConfigMap", "analysis-hub-settings")["data"]["settings.yaml"])
+    assert settings["servers"] == {"max_per_user": 5, "max_gpu_per_user": 0}
+    defaults = render_chart()
+    settings = yaml.safe_load(find(defaults, "ConfigMap", "analysis-hub-settings")["data"]["settings.yaml"])
+    assert settings["servers"] == {"max_per_user": 3, "max_gpu_per_user": 1}
+    with pytest.raises(
+        helm.HelmValuesError, match="at '/settings/servers/max_per_user': minimum: got 0, want 1"
+    ):
+        render_chart({"settings": {"servers": {"max_per_user": 0}}})
+    with pytest.raises(helm.HelmValuesError, match="additional properties 'max_servers' not allowed"):
+        render_chart({"settings": {"servers": {"max_servers": 2}}})
