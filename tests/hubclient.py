@@ -54,8 +54,21 @@ class HubUser:
         r.raise_for_status()
         return r.json()
 
-    def start(self, user_options: dict | None = None) -> requests.Response:
-        return self.api.post(self.url(f"/users/{self.name}/server"), json=user_options or {})
+    def server_path(self, server: str = "") -> str:
+        """The REST path of a server: the default one, or a named one."""
+        return f"/users/{self.name}/servers/{server}" if server else f"/users/{self.name}/server"
+
+    def start(self, user_options: dict | None = None, server: str = "") -> requests.Response:
+        return self.api.post(self.url(self.server_path(server)), json=user_options or {})
+
+    def spawn_from_form(self, server: str, fields: dict[str, str]) -> requests.Response:
+        """Submit the spawn form (as the browser does: login cookie and XSRF token)."""
+        xsrf = self.session.cookies.get("_xsrf", "")
+        return self.session.post(
+            f"{self.base_url}/hub/spawn/{self.name}/{server}",
+            data={**fields, "_xsrf": xsrf},
+            allow_redirects=False,
+        )
 
     def stop(self) -> None:
         r = self.api.delete(self.url(f"/users/{self.name}/server"))
@@ -75,16 +88,16 @@ class HubUser:
                         break
         return events
 
-    def wait_ready(self, timeout: float = 1800) -> dict:
+    def wait_ready(self, timeout: float = 1800, server: str = "") -> dict:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            server = self.model()["servers"].get("")
-            if server and server["ready"]:
-                return server
-            if not server:
-                raise AssertionError(f"server of {self.name} stopped before becoming ready")
+            model = self.model()["servers"].get(server)
+            if model and model["ready"]:
+                return model
+            if not model:
+                raise AssertionError(f"server {server!r} of {self.name} stopped before becoming ready")
             time.sleep(0.5)
-        raise AssertionError(f"server of {self.name} not ready after {timeout} s")
+        raise AssertionError(f"server {server!r} of {self.name} not ready after {timeout} s")
 
     def wait_stopped(self, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
@@ -94,6 +107,10 @@ class HubUser:
             time.sleep(0.5)
         raise AssertionError(f"server of {self.name} still running after {timeout} s")
 
-    def server_api(self, path: str, method: str = "GET", **kwargs) -> requests.Response:
+    def server_prefix(self, server: str = "") -> str:
+        """The proxy path of one of the user's servers (the default one, or a named one)."""
+        return f"/user/{self.name}/" + (f"{server}/" if server else "")
+
+    def server_api(self, path: str, method: str = "GET", server: str = "", **kwargs) -> requests.Response:
         """Call the user's own Jupyter server through the proxy with the user's token."""
-        return self.api.request(method, f"{self.base_url}/user/{self.name}/api{path}", **kwargs)
+        return self.api.request(method, f"{self.base_url}{self.server_prefix(server)}api{path}", **kwargs)

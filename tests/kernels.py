@@ -20,19 +20,21 @@ class KernelError(AssertionError):
     pass
 
 
-def start_kernel(user) -> str:
-    r = user.server_api("/kernels", method="POST", json={"name": "python3"})
+def start_kernel(user, server: str = "") -> str:
+    r = user.server_api("/kernels", method="POST", json={"name": "python3"}, server=server)
     r.raise_for_status()
     return r.json()["id"]
 
 
-def run_code(user, code: str, kernel_id: str | None = None, timeout: float = 300) -> str:
-    kernel_id = kernel_id or start_kernel(user)
-    return asyncio.run(_execute(user, kernel_id, code, timeout))
+def run_code(user, code: str, kernel_id: str | None = None, timeout: float = 300, server: str = "") -> str:
+    """Run `code` in a kernel of the user's default server, or of their server named `server`."""
+    kernel_id = kernel_id or start_kernel(user, server)
+    return asyncio.run(_execute(user, kernel_id, code, timeout, server))
 
 
-async def _execute(user, kernel_id: str, code: str, timeout: float) -> str:
-    ws_url = user.base_url.replace("http", "ws", 1) + f"/user/{user.name}/api/kernels/{kernel_id}/channels"
+async def _execute(user, kernel_id: str, code: str, timeout: float, server: str = "") -> str:
+    prefix = f"/user/{user.name}/" + (f"{server}/" if server else "")
+    ws_url = user.base_url.replace("http", "ws", 1) + f"{prefix}api/kernels/{kernel_id}/channels"
     request = HTTPRequest(ws_url, headers={"Authorization": f"token {user.token}"})
     conn = await asyncio.wait_for(websocket_connect(request), timeout=60)
     msg_id = uuid.uuid4().hex

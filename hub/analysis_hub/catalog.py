@@ -11,6 +11,8 @@ Contract:
 - `resolve(profile, choices)` is pure: it applies the chosen options'
   overrides and returns the effective `Resources`, env, selectors and
   tolerations that every backend translates from.
+- A profile's `idle_timeout` range is `idle_timeouts.IdleTimeout`; a resolved
+  profile carries its default (seconds), which a request may change within it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import CatalogError
+from .idle_timeouts import IdleTimeout
 from .images import IMAGE_FILE, ImageDefinitionError, discover_images
 from .quantities import parse_cpu, parse_memory
 from .validation import describe_validation_error
@@ -127,6 +130,9 @@ class Profile(_Strict):
     tolerations: list[Toleration] = []
     allowed_groups: list[str] = Field([], description="hub groups that may use it; empty = everyone")
     choices: dict[Slug, Choice] = {}
+    idle_timeout: IdleTimeout | None = Field(
+        None, description="the idle timeouts analysts may choose; none: the site's culler.timeout"
+    )
 
 
 # /dev/shm for a GPU server whose profile sets no memory limit (see Resources.shared_memory).
@@ -168,6 +174,8 @@ class ResolvedProfile:
     env: dict[str, str]
     node_selector: dict[str, str]
     tolerations: list[Toleration]
+    # Seconds without activity before the culler stops the server; None: the site's culler.timeout.
+    idle_timeout: int | None = None
 
     @property
     def slug(self) -> str:
@@ -229,6 +237,7 @@ def resolve(profile: Profile, choices: dict[str, str] | None = None) -> Resolved
         env=dict(merged.env or {}),
         node_selector=dict(merged.node_selector or {}),
         tolerations=list(merged.tolerations or []),
+        idle_timeout=profile.idle_timeout.seconds[2] if profile.idle_timeout else None,
     )
 
 

@@ -29,6 +29,8 @@ from .usage import USAGE_FILE
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 CULLER_SERVICE = "idle-culler"
+# jupyterhub-idle-culler's sweep with each server's own idle timeout (culling.py).
+CULLER_MODULE = "analysis_hub.culling"
 # Seconds a launched server may take to answer its first request (JupyterHub: 30).
 SERVER_ANSWER_TIMEOUT = 120
 # The least the culler needs: find users and servers, read activity, stop servers.
@@ -171,7 +173,7 @@ def apply_culler(settings: Settings, c: Config) -> None:
             "command": [
                 sys.executable,
                 "-m",
-                "jupyterhub_idle_culler",
+                CULLER_MODULE,
                 f"--timeout={culler.timeout}",
                 f"--cull-every={culler.every}",
             ],
@@ -256,3 +258,15 @@ def apply_spawner(settings: Settings, c: Config) -> None:
     spawner.teams = {team: folder.model_dump() for team, folder in settings.teams.items()}
     # Notice a server that died (memory limit, crash) within seconds, not the default 30.
     spawner.poll_interval = 10
+    apply_servers(settings, c)
+
+
+def apply_servers(settings: Settings, c: Config) -> None:
+    """Several servers per user, each from its own profile (one home, culled one by one)."""
+    servers = settings.servers
+    c.JupyterHub.allow_named_servers = True
+    # JupyterHub's count: named servers a user may keep, stopped ones included.
+    c.JupyterHub.named_server_limit_per_user = servers.max_per_user
+    # Ours, where a profile is applied: servers running at once, and those holding GPUs.
+    c.CatalogSpawner.max_servers_per_user = servers.max_per_user
+    c.CatalogSpawner.max_gpu_servers_per_user = servers.max_gpu_per_user

@@ -3,6 +3,7 @@
 Pure: profiles in, HTML out (Jinja2 with autoescaping, the template beside
 this module). Options that need more GPUs than the machine has are shown
 disabled with the reason, so the form never offers what the hub would refuse.
+A profile with an `idle_timeout` range offers its timeouts (default selected).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from .catalog import Profile, resolve
-from .quantities import format_cpu, format_memory
+from .idle_timeouts import timeout_choices
+from .quantities import format_cpu, format_duration, format_memory
 
 _TEMPLATES = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
@@ -64,7 +66,7 @@ def _profile_view(profile: Profile, gpus_available: int | None) -> dict:
     # follow the drop-downs (a few lines of script in the template).
     combinations = itertools.product(*([o["name"] for o in c["options"]] for c in choices))
     by_choice = {
-        "|".join(combo): _resources_text(resolve(profile, dict(zip(selected, combo, strict=True))).resources)
+        "|".join(combo): resources_text(resolve(profile, dict(zip(selected, combo, strict=True))).resources)
         for combo in itertools.islice(combinations, 256)
     }
     return {
@@ -72,15 +74,29 @@ def _profile_view(profile: Profile, gpus_available: int | None) -> dict:
         "display_name": profile.display_name,
         "description": profile.description,
         "image": profile.image,
-        "resources": _resources_text(resources),
+        "resources": resources_text(resources),
         "resources_by_choice": json.dumps(by_choice) if choices else "",
         "allowed_groups": profile.allowed_groups,
         "choices": choices,
+        "idle_timeout": _idle_timeout_view(profile),
         "unavailable": gpu_shortfall(resources.gpus, gpus_available),
     }
 
 
-def _resources_text(r) -> str:
+def _idle_timeout_view(profile: Profile) -> dict | None:
+    """The timeouts offered; without a profile default, the site's (value "") is selected."""
+    bounds = profile.idle_timeout
+    if bounds is None:
+        return None
+    default = bounds.seconds[2]
+    options = [{"value": str(s), "text": format_duration(s)} for s in timeout_choices(bounds)]
+    if default is None:
+        options.insert(0, {"value": "", "text": "the site's default"})
+    return {"default": "" if default is None else str(default), "options": options}
+
+
+def resources_text(r) -> str:
+    """A server's resources as the form and the home page show them."""
     text = (
         f"CPU {_bounds(r.cpu_guarantee, r.cpu_limit, format_cpu)}"
         f" · memory {_bounds(r.memory_guarantee, r.memory_limit, format_memory)}"

@@ -1,8 +1,9 @@
-"""Parse CPU and memory quantities the way Kubernetes writes them.
+"""Parse CPU and memory quantities the way Kubernetes writes them, and durations.
 
 Pure functions. The catalog accepts the same spellings as a pod spec so that
 one catalog serves every backend: memory as `4Gi`, `512Mi`, `2G` or plain
-bytes; CPU as `2`, `0.5` or `500m`. Anything else raises `ValueError` with a
+bytes; CPU as `2`, `0.5` or `500m`. Durations (idle timeouts) are `90s`,
+`30m`, `4h` or whole seconds. Anything else raises `ValueError` with a
 message that says what is allowed.
 """
 
@@ -23,9 +24,12 @@ _MEMORY_SUFFIXES = {
 }
 _MEMORY_RE = re.compile(r"^(\d+(?:\.\d+)?)(k|M|G|T|Ki|Mi|Gi|Ti)?$")
 _CPU_RE = re.compile(r"^(\d+(?:\.\d+)?)(m)?$")
+_DURATION_RE = re.compile(r"^(\d+)(s|m|h)?$")
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600}
 
 MEMORY_HELP = "a memory quantity such as 512Mi, 4Gi, 2G or a number of bytes (no spaces)"
 CPU_HELP = "a CPU quantity such as 2, 0.5 or 500m"
+DURATION_HELP = "a duration such as 90s, 30m, 4h or a whole number of seconds"
 
 
 def parse_memory(value: str | int) -> int:
@@ -71,3 +75,28 @@ def format_memory(num_bytes: int) -> str:
 def format_cpu(cores: float) -> str:
     """Render a core count for people."""
     return f"{cores:g} CPU" if cores == 1 else f"{cores:g} CPUs"
+
+
+def parse_duration(value: str | int) -> int:
+    """Return the number of seconds in a duration (`90s`, `30m`, `4h`, or seconds)."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(f"{value!r} is not {DURATION_HELP}")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"{value!r} is negative; expected {DURATION_HELP}")
+        return value
+    match = _DURATION_RE.match(value.strip())
+    if not match:
+        raise ValueError(f"{value!r} is not {DURATION_HELP}")
+    number, unit = match.groups()
+    return int(number) * _DURATION_UNITS[unit or ""]
+
+
+def format_duration(seconds: int) -> str:
+    """Render seconds for people and for the form: `1h 30m`, `45m`, `90s`."""
+    if seconds % 60:
+        return f"{seconds}s"
+    hours, minutes = divmod(seconds // 60, 60)
+    if not hours:
+        return f"{minutes}m"
+    return f"{hours}h" + (f" {minutes}m" if minutes else "")

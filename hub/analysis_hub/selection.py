@@ -3,8 +3,10 @@
 Pure functions shared by every backend. A request is `user_options`, from
 the REST API or the spawn form:
 
-    {"profile": "<slug>", "<choice name>": "<option>", ...}
+    {"profile": "<slug>", "<choice name>": "<option>", ..., "idle_timeout": "45m"}
 
+`idle_timeout` (a duration or whole seconds) must lie in the profile's
+`idle_timeout` range; the resolved profile carries the chosen seconds.
 `select_profile` returns the `ResolvedProfile` or raises
 `ProfileRequestError`, whose message the hub returns as HTTP 400 before
 anything starts. Keys other than `profile` must be choices of that profile,
@@ -13,10 +15,14 @@ so a request cannot smuggle in an image or resources.
 
 from __future__ import annotations
 
+import dataclasses
+
 from .catalog import SLUG_RE, Catalog, ResolvedProfile, is_allowed, resolve
+from .idle_timeouts import IDLE_TIMEOUT_KEY, choose_idle_timeout
 
 FORM_PROFILE = "profile"
 FORM_CHOICE_PREFIX = "choice."
+FORM_IDLE_TIMEOUT_PREFIX = "idle_timeout."
 MAX_NAME = 64
 
 
@@ -27,6 +33,8 @@ class ProfileRequestError(ValueError):
 def select_profile(catalog: Catalog, groups: set[str], user_options: dict | None) -> ResolvedProfile:
     options = dict(user_options or {})
     slug = options.pop("profile", None)
+    # "" is the forms' "the site's default".
+    requested_timeout = options.pop(IDLE_TIMEOUT_KEY, None) or None
     if slug is None:
         allowed = catalog.allowed_for(groups)
         if not allowed:
@@ -48,10 +56,19 @@ def select_profile(catalog: Catalog, groups: set[str], user_options: dict | None
             raise ProfileRequestError(
                 f"Choice {_shown(key)} = {_shown(value)} is too long to be a catalog name."
             )
+    if requested_timeout is not None and not isinstance(requested_timeout, str | int):
+        raise ProfileRequestError(
+            f"{IDLE_TIMEOUT_KEY} must be a duration such as '30m' or whole seconds,"
+            f" got {type(requested_timeout).__name__}."
+        )
+    if isinstance(requested_timeout, str) and len(requested_timeout) > MAX_NAME:
+        raise ProfileRequestError(f"{IDLE_TIMEOUT_KEY} = {_shown(requested_timeout)} is too long.")
     try:
-        return resolve(profile, options)
+        resolved = resolve(profile, options)
+        timeout = choose_idle_timeout(profile.slug, profile.idle_timeout, requested_timeout)
     except ValueError as e:
         raise ProfileRequestError(str(e)[:1].upper() + str(e)[1:] + ".") from None
+    return dataclasses.replace(resolved, idle_timeout=timeout)
 
 
 def _shown(value, limit: int = 40) -> str:
@@ -61,9 +78,12 @@ def _shown(value, limit: int = 40) -> str:
 
 
 def options_from_form(formdata: dict[str, list[str]]) -> dict[str, str]:
-    """Spawn-form fields -> user_options: the picked profile and *its* choices."""
+    """Spawn-form fields -> user_options: the picked profile, *its* choices and idle timeout."""
     slug = (formdata.get(FORM_PROFILE) or [""])[0]
     options = {"profile": slug}
+    timeout = formdata.get(f"{FORM_IDLE_TIMEOUT_PREFIX}{slug}")
+    if timeout and timeout[0]:
+        options[IDLE_TIMEOUT_KEY] = timeout[0]
     prefix = f"{FORM_CHOICE_PREFIX}{slug}."
     for key, values in formdata.items():
         if key.startswith(prefix) and values:

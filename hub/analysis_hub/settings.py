@@ -142,6 +142,17 @@ class CullerSettings(_Section):
     every: int = Field(60, ge=1, description="seconds between culler sweeps (and activity reports)")
 
 
+class ServersSettings(_Section):
+    """Several servers per user (JupyterHub's named servers), each from its own profile."""
+
+    max_per_user: int = Field(
+        3, ge=1, le=100, description="servers one user may run at once (and named servers they may keep)"
+    )
+    max_gpu_per_user: int = Field(
+        1, ge=0, le=100, description="servers holding GPUs one user may run at once"
+    )
+
+
 class PipelinesSettings(_Section):
     """The pipelines service: published notebooks run on schedules (see analysis_hub.pipelines)."""
 
@@ -290,6 +301,7 @@ class Settings(_Section):
     hub: HubSettings = HubSettings()
     auth: AuthSettings = AuthSettings()
     culler: CullerSettings = CullerSettings()
+    servers: ServersSettings = ServersSettings()
     pipelines: PipelinesSettings = PipelinesSettings()
     local: LocalSettings = LocalSettings()
     kubernetes: KubernetesSettings = KubernetesSettings()

@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 import pytest
 import requests
-from analysis_hub.config import CULLER_SCOPES
+from analysis_hub.config import CULLER_MODULE, CULLER_SCOPES
 from conftest import start_hub
 from harness import server_pids
 
@@ -108,7 +108,7 @@ def service_token(hub, module: bytes) -> str:
 def test_promise_3_the_culler_token_has_exactly_the_scopes_it_needs(secure_hub):
     """3. The idle culler's token carries exactly list:users, read:users:activity, read:servers
     and delete:servers; starting a server, reading tokens or deleting a user gets 403."""
-    token = service_token(secure_hub, b"jupyterhub_idle_culler")
+    token = service_token(secure_hub, CULLER_MODULE.encode())
     culler = requests.Session()
     culler.headers["Authorization"] = f"token {token}"
     api = f"{secure_hub.url}/hub/api"

@@ -122,7 +122,7 @@ def test_culler_service_and_role(tmp_path):
     """The idle culler runs as a service with timeout and sweep interval, holding only the scopes it needs."""
     c, _ = configure(tmp_path)
     service = by_name(c.JupyterHub.services, "idle-culler")
-    assert service["command"][:3] == [sys.executable, "-m", "jupyterhub_idle_culler"]
+    assert service["command"][:3] == [sys.executable, "-m", "analysis_hub.culling"]
     assert "--timeout=600" in service["command"]
     assert "--cull-every=60" in service["command"]
     role = by_name(c.JupyterHub.load_roles, "idle-culler")
@@ -256,3 +256,13 @@ def test_every_trait_set_exists(tmp_path):
         configurable = set(cls.class_trait_names(config=True))
         unknown = set(c[section]) - configurable
         assert not unknown, f"{section} has no configurable traits {sorted(unknown)}"
+
+
+def test_named_servers_and_their_limits(tmp_path):
+    """Named servers are on; servers.max_per_user is JupyterHub's named-server limit and, with
+    servers.max_gpu_per_user, the running-server limits every backend's spawner checks."""
+    c, _ = configure(tmp_path, "servers: {max_per_user: 4, max_gpu_per_user: 2}\n")
+    assert c.JupyterHub.allow_named_servers is True
+    assert c.JupyterHub.named_server_limit_per_user == 4
+    assert c.CatalogSpawner.max_servers_per_user == 4
+    assert c.CatalogSpawner.max_gpu_servers_per_user == 2

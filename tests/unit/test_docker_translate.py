@@ -435,3 +435,25 @@ def test_a_gpu_run_gets_exactly_its_gpus_and_the_catalogs_dev_shm():
     assert settings.environment == {"NVIDIA_VISIBLE_DEVICES": "2", "PYTHONUNBUFFERED": "1"}
     with pytest.raises(ValueError, match="run 7 of data-team/daily needs 1 GPUs; 0 allocated"):
         docker_run_settings(spec, replace(host, gpu_ids=()), "/runs/7/work")
+
+
+def test_a_users_named_servers_share_the_home_volume_in_containers_of_their_own(repo_catalog):
+    """alice's default server and her named server 'spark' get containers of their own (names
+    from DockerSpawner's templates) and the same home volume."""
+    from types import SimpleNamespace
+
+    def rendered(server: str) -> tuple[str, list[str]]:
+        spawner = CatalogDockerSpawner(
+            user=SimpleNamespace(name="alice", id=1, url="/user/alice/"),
+            orm_spawner=SimpleNamespace(name=server, server=None),
+        )
+        spawner.prefix = HOST.name_prefix
+        settings = docker_server_settings(resolve(repo_catalog.get("tensorflow")), HOST)
+        return spawner._render_templates(spawner.name_template), [
+            spawner._render_templates(volume) for volume in settings.volumes
+        ]
+
+    default_container, default_volumes = rendered("")
+    named_container, named_volumes = rendered("spark")
+    assert default_container != named_container
+    assert default_volumes == named_volumes == [f"{HOST.name_prefix}-home-alice"]

@@ -64,7 +64,7 @@ def test_form_radios_and_selects_match_options_from_form(repo_catalog):
     assert set(form.radios) == {"pyspark", "pytorch", "tensorflow"}
     assert all(r["name"] == "profile" for r in form.radios.values())
     assert [slug for slug, r in form.radios.items() if "checked" in r] == ["pyspark"]
-    assert set(form.options) == {
+    assert {key for key in form.options if key[0].startswith("choice.")} == {
         ("choice.pyspark.size", "medium"),
         ("choice.pyspark.size", "large"),
         ("choice.pytorch.accelerator", "gpu"),
@@ -173,3 +173,33 @@ def test_card_resources_follow_every_combination_of_choices(repo_catalog):
         == "CPU 4 CPUs guaranteed, up to 8 CPUs · memory 16 GiB guaranteed, up to 32 GiB · 2 GPUs"
     )
     assert tables["pytorch"]["cpu"].endswith("up to 4 GiB"), "no GPU on the CPU-only option"
+
+
+def test_form_offers_each_profiles_idle_timeouts_and_they_become_user_options():
+    """A profile's idle-timeout range is a drop-down named idle_timeout.<slug> (its default selected,
+    or "the site's default" when it has none); the submitted value travels as user_options."""
+    from analysis_hub.selection import options_from_form
+
+    ranged = Profile(
+        slug="spark",
+        display_name="Spark",
+        image="pyspark",
+        idle_timeout={"min": "10m", "max": "1h", "default": "30m"},
+    )
+    site = Profile(
+        slug="tf", display_name="TF", image="tensorflow", idle_timeout={"min": "10m", "max": "20m"}
+    )
+    plain = Profile(slug="plain", display_name="Plain", image="tensorflow")
+    form = parse(render_profile_form([ranged, site, plain]))
+    spark = {value: attrs for (name, value), attrs in form.options.items() if name == "idle_timeout.spark"}
+    assert list(spark) == ["600", "900", "1200", "1800", "2700", "3600"]
+    assert [v for v, attrs in spark.items() if "selected" in attrs] == ["1800"]
+    assert spark["2700"]["text"].strip() == "45m" and spark["3600"]["text"].strip() == "1h"
+    tf = {value: attrs for (name, value), attrs in form.options.items() if name == "idle_timeout.tf"}
+    assert list(tf) == ["", "600", "900", "1200"] and "selected" in tf[""]
+    assert not any(name == "idle_timeout.plain" for name, _ in form.options)
+    chosen = options_from_form(
+        {"profile": ["spark"], "idle_timeout.spark": ["2700"], "idle_timeout.tf": ["600"]}
+    )
+    assert chosen == {"profile": "spark", "idle_timeout": "2700"}
+    assert options_from_form({"profile": ["tf"], "idle_timeout.tf": [""]}) == {"profile": "tf"}

@@ -229,3 +229,18 @@ def test_cgroups_off_as_written_in_yaml(tmp_path, source):
     else:
         settings = load_settings(write(tmp_path, ""), environ={"ANALYSIS_HUB_LOCAL__CGROUPS": "off"})
     assert settings.local.cgroups == "off"
+
+
+def test_servers_per_user_defaults_and_errors(tmp_path):
+    """servers.max_per_user (3) and servers.max_gpu_per_user (1) by default; a bad value or an
+    unknown key is reported with its key and what is allowed."""
+    settings = load_settings(write(tmp_path, ""), environ={})
+    assert (settings.servers.max_per_user, settings.servers.max_gpu_per_user) == (3, 1)
+    settings = load_settings(write(tmp_path, "servers: {max_per_user: 5, max_gpu_per_user: 0}\n"), environ={})
+    assert (settings.servers.max_per_user, settings.servers.max_gpu_per_user) == (5, 0)
+    [problem] = error_of(write(tmp_path, "servers: {max_per_user: 0}\n")).problems
+    assert problem.startswith("servers.max_per_user: Input should be greater than or equal to 1")
+    [problem] = error_of(write(tmp_path, "servers: {max_gpu_per_user: many}\n")).problems
+    assert problem.startswith("servers.max_gpu_per_user: Input should be a valid integer")
+    [problem] = error_of(write(tmp_path, "servers: {max_servers: 2}\n")).problems
+    assert problem.startswith("servers.max_servers:")

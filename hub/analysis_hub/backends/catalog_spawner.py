@@ -25,6 +25,12 @@ Contract:
   (`usage.UsageLog` at `usage_db`) with its profile's reserved resources; the
   stop (JupyterHub's post-stop step, whatever stopped it) closes it. The
   session id is kept in the state, so it survives a hub restart.
+- `apply_profile_request(spawner, user_options)` is that check, shared by
+  every backend (default and named servers alike): the catalog's selection,
+  the user's server and GPU-server limits (`server_limits.py`), then it
+  records the chosen profile and writes the server's effective idle timeout
+  into its `user_options`, where the REST API shows it to the culler
+  (`culling.py`) and where it outlives a hub restart.
 """
 
 from __future__ import annotations
@@ -38,10 +44,13 @@ from traitlets.config import LoggingConfigurable
 
 from ..catalog import Catalog, ResolvedProfile
 from ..catalog_source import CatalogSource
-from ..forms import gpu_shortfall, render_profile_form
+from ..forms import gpu_shortfall, render_profile_form, resources_text
+from ..idle_timeouts import IDLE_TIMEOUT_KEY
 from ..metrics import register_state, team_of
+from ..quantities import format_duration
 from ..runtime.gpus import GpuPool, GpuUnavailable, machine_gpu_pool
 from ..selection import ProfileRequestError, options_from_form, select_profile
+from ..server_limits import RunningServer, ServerLimitError, ServerLimits, check_server_limits
 from ..teams import TeamFolder, member_teams
 from ..usage import UsageLog, reserved
 from .spawn_metrics import hub_state, timed_start
@@ -62,6 +71,12 @@ class CatalogSpawner(LoggingConfigurable):
         "", config=True, help="the machine's GPU allocations, shared with the pipelines service"
     )
     usage_db = Unicode("", config=True, help="the hub's usage log (SQLite); '' records none")
+    max_servers_per_user = Integer(
+        None, allow_none=True, config=True, help="servers one user may run at once (None: no limit)"
+    )
+    max_gpu_servers_per_user = Integer(
+        None, allow_none=True, config=True, help="servers holding GPUs one user may run at once"
+    )
 
     teams = Dict(config=True, help="hub groups with a team folder: team -> {read_only: bool}")
 
@@ -116,6 +131,47 @@ class CatalogSpawner(LoggingConfigurable):
         if self.resolved is None:
             self.resolved = select_profile(self.catalog, self.user_groups, {})
         return self.resolved
+
+    # ---- the user's servers: limits and the home page -------------------------
+
+    def requested_profile(self) -> ResolvedProfile | None:
+        """The profile this server runs (or last ran); after a hub restart, from its recorded request."""
+        if self.resolved is not None:
+            return self.resolved
+        try:
+            return select_profile(self.catalog, self.user_groups, dict(self.user_options or {}))
+        except ProfileRequestError:
+            return None
+
+    @property
+    def server_gpus(self) -> int:
+        """GPUs this server holds or asks for."""
+        resolved = self.requested_profile()
+        return resolved.resources.gpus if resolved else len(self.gpu_ids)
+
+    @property
+    def server_summary(self) -> dict:
+        """What the hub's home page shows of this server (templates/home.html)."""
+        resolved = self.requested_profile()
+        if resolved is None:
+            return {"profile": "", "resources": "", "idle_timeout": ""}
+        timeout = resolved.idle_timeout
+        return {
+            "profile": resolved.profile.display_name,
+            "resources": resources_text(resolved.resources),
+            "idle_timeout": format_duration(timeout) if timeout else "the site's default",
+        }
+
+    def running_siblings(self) -> list[RunningServer]:
+        """The user's other servers that are running or starting."""
+        siblings = []
+        # A spawner built outside a running hub (a manifest preview) has no siblings.
+        for name, spawner in getattr(self.user, "spawners", {}).items():
+            if spawner is self or not spawner.active:
+                continue
+            profile = (spawner.user_options or {}).get("profile", "")
+            siblings.append(RunningServer(name, profile, getattr(spawner, "server_gpus", 0)))
+        return siblings
 
     # ---- GPUs from the machine's pool (local and docker) ----------------------
 
@@ -229,15 +285,40 @@ class CatalogProfileForm(CatalogSpawner):
     @default("apply_user_options")
     def _default_apply_user_options(self):
         def apply(spawner, user_options):
-            try:
-                resolved = select_profile(spawner.catalog, spawner.user_groups, user_options)
-            except ProfileRequestError as e:
-                raise web.HTTPError(400, str(e)) from None
-            shortfall = gpu_shortfall(resolved.resources.gpus, spawner.gpu_pool.total)
-            if shortfall:
-                raise web.HTTPError(
-                    400, f"Profile {resolved.slug!r} {shortfall}. Pick a CPU option or another profile."
-                )
-            spawner.resolved = resolved
+            def machine_check(resolved):
+                shortfall = gpu_shortfall(resolved.resources.gpus, spawner.gpu_pool.total)
+                if shortfall:
+                    raise web.HTTPError(
+                        400, f"Profile {resolved.slug!r} {shortfall}. Pick a CPU option or another profile."
+                    )
+
+            apply_profile_request(spawner, user_options, machine_check)
 
         return apply
+
+
+def apply_profile_request(spawner: CatalogSpawner, user_options: dict | None, machine_check=None):
+    """Select the requested profile, check the user's limits, record both; 400 when refused.
+
+    `machine_check(resolved)` may refuse what this machine can't run (GPUs)
+    before the limits are counted. Nothing has started yet when this runs.
+    """
+    limits = ServerLimits(spawner.max_servers_per_user, spawner.max_gpu_servers_per_user)
+    try:
+        resolved = select_profile(spawner.catalog, spawner.user_groups, dict(user_options or {}))
+        if machine_check:
+            machine_check(resolved)
+        check_server_limits(
+            limits, spawner.user.name, spawner.name, resolved.resources.gpus, spawner.running_siblings()
+        )
+    except (ProfileRequestError, ServerLimitError) as e:
+        raise web.HTTPError(400, str(e)) from None
+    spawner.resolved = resolved
+    if resolved.idle_timeout is not None:
+        recorded = {**(user_options or {}), IDLE_TIMEOUT_KEY: resolved.idle_timeout}
+        spawner.user_options = recorded
+        orm_spawner = getattr(spawner, "orm_spawner", None)
+        if orm_spawner is not None:
+            # The hub saved the request before this hook ran; the culler reads the effective value.
+            orm_spawner.user_options = recorded
+    return resolved

@@ -9,7 +9,9 @@ Contract:
 - `profile_list_entries(profiles, cluster)` builds KubeSpawner's
   `profile_list`: each profile with its default choices applied, and each
   choice option as a `profile_options` choice whose override turns the
-  profile's defaults into that option's resolved settings.
+  profile's defaults into that option's resolved settings; a profile with an
+  idle timeout range also offers its timeouts as the `idle_timeout` option
+  (no override: the culler alone reads it, see `culling.py`).
 - `ClusterFacts` says what the cluster provides (image references, the
   Hadoop ConfigMap, Spark on Kubernetes, the teams' claims); it comes from
   settings and is passed in, so all of this stays pure and unit-testable by
@@ -43,7 +45,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ...catalog import Profile, ResolvedProfile, resolve
+from ...idle_timeouts import IDLE_TIMEOUT_KEY, timeout_choices
 from ...kernels import container_command, container_kernel_env
+from ...quantities import format_duration
 from ...teams import TeamFolder, unix_group_name
 
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -193,10 +197,31 @@ def profile_list_entries(
                 }
                 for name, choice in profile.choices.items()
             }
+        if profile.idle_timeout:
+            entry.setdefault("profile_options", {})[IDLE_TIMEOUT_KEY] = idle_timeout_option(profile)
         entries.append(entry)
     if entries and not any(e["default"] for e in entries):
         entries[0]["default"] = True
     return entries
+
+
+def idle_timeout_option(profile: Profile) -> dict:
+    """The profile's idle timeouts as a KubeSpawner profile option (seconds; "" is the site's)."""
+    default = profile.idle_timeout.seconds[2]
+    choices = {
+        str(seconds): {
+            "display_name": format_duration(seconds),
+            "default": seconds == default,
+            "kubespawner_override": {},
+        }
+        for seconds in timeout_choices(profile.idle_timeout)
+    }
+    if default is None:
+        choices = {
+            "": {"display_name": "the site's default", "default": True, "kubespawner_override": {}},
+            **choices,
+        }
+    return {"display_name": "Stop after idle for", "choices": choices}
 
 
 def kubespawner_override(pod: dict, kernel_name: str = "") -> dict:

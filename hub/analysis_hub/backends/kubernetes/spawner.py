@@ -8,7 +8,9 @@ a catalog changed on disk (a `helm upgrade` updating the mounted ConfigMap)
 applies to the next form and spawn, and a broken one keeps the last good. Before
 KubeSpawner applies a request, `select_profile` checks it exactly as the other
 backends do, so an unknown or hidden profile, a bad choice or an extra key
-(an image, say) is refused with 400 and nothing is created.
+(an image, say) is refused with 400 and nothing is created; so is a server
+over the user's limits (`catalog_spawner.apply_profile_request`, shared with
+the other backends).
 
 Team folders are per user, not per profile: `get_pod_manifest` adds the
 claims of the user's team folders (`profiles.team_volumes`) to every pod it
@@ -20,11 +22,10 @@ from __future__ import annotations
 from kubernetes_asyncio.client.models import V1Volume, V1VolumeMount
 from kubespawner import KubeSpawner
 from kubespawner.utils import get_k8s_model
-from tornado import web
 from traitlets import Instance, default
 
-from ...selection import ProfileRequestError, select_profile
-from ..catalog_spawner import CatalogSpawner
+from ...idle_timeouts import IDLE_TIMEOUT_KEY
+from ..catalog_spawner import CatalogSpawner, apply_profile_request
 from .profiles import ClusterFacts, profile_list_entries, team_volumes
 
 
@@ -43,11 +44,15 @@ class CatalogKubeSpawner(CatalogSpawner, KubeSpawner):
         return await super().start()
 
     async def load_user_options(self):
+        apply_profile_request(self, self.user_options)
+        # KubeSpawner applies the profile and its choices; the idle timeout is the culler's
+        # alone (its form entry carries no override), so KubeSpawner doesn't see it.
+        recorded = self.user_options
+        self.user_options = {k: v for k, v in recorded.items() if k != IDLE_TIMEOUT_KEY}
         try:
-            self.resolved = select_profile(self.catalog, self.user_groups, dict(self.user_options or {}))
-        except ProfileRequestError as e:
-            raise web.HTTPError(400, str(e)) from None
-        await super().load_user_options()
+            await super().load_user_options()
+        finally:
+            self.user_options = recorded
 
     async def get_pod_manifest(self):
         pod = await super().get_pod_manifest()

@@ -10,9 +10,12 @@ Contract:
   our chart mounts a two-line file there that calls `configure(c)`.
 - `apply_under_z2jh(settings, c, credentials)` is pure: it sets only what
   z2jh does not (login, the catalog-driven `CatalogKubeSpawner`, our pages,
-  JupyterLab, the activity policy, the pipelines service's OAuth client and
-  roles), and never the hub's URLs, database, the proxy's address, the
-  culler or the keys, so the chart's values keep their meaning. The
+  JupyterLab, the activity policy, named servers and their limits, the
+  pipelines service's OAuth client and roles), and never the hub's URLs,
+  database, the proxy's address or the keys, so the chart's values keep their
+  meaning. The culler z2jh configures from `cull.*` keeps its options; only
+  its module becomes ours (`analysis_hub.culling`: each server's own idle
+  timeout, the same sweep). The
   pipelines service is never started in the hub pod: it is the chart's own
   Deployment, registered by z2jh from `hub.services.pipelines`.
 - `configure(c)` is the I/O: the settings file the chart mounts
@@ -33,6 +36,7 @@ from traitlets.config import Config
 
 from ...auth import PasswordStore, ensure_initial_passwords
 from ...config import (
+    CULLER_MODULE,
     PACKAGE_DIR,
     PIPELINES_SERVICE,
     HostFacts,
@@ -74,7 +78,31 @@ def apply_under_z2jh(settings: Settings, c: Config, credentials: Credentials) ->
     backend_for(settings).apply(settings, c, HostFacts(is_root=False, cgroups_writable=False))
     if settings.pipelines.enabled:
         apply_external_pipelines(c)
+    use_per_server_culler(c)
     return c
+
+
+UPSTREAM_CULLER_MODULE = "jupyterhub_idle_culler"
+
+
+def use_per_server_culler(c: Config) -> None:
+    """z2jh's culler service (`python3 -m jupyterhub_idle_culler ...` from `cull.*`) runs our module.
+
+    Same options, same sweep, same role (its `read:servers` shows each server's
+    `user_options`, where the chosen idle timeout is); only the decision honours
+    each server's timeout. The hub image carries the package.
+    """
+    if "services" not in c.JupyterHub:
+        return
+    services = []
+    for service in c.JupyterHub.services:
+        command = list(service.get("command") or [])
+        for i in range(len(command) - 1):
+            if command[i] == "-m" and command[i + 1] == UPSTREAM_CULLER_MODULE:
+                command[i + 1] = CULLER_MODULE
+                service = {**service, "command": command}
+        services.append(service)
+    c.JupyterHub.services = services
 
 
 def apply_external_pipelines(c: Config) -> None:
