@@ -18,6 +18,12 @@ Contract:
 - `run_now` (a team member, trigger `manual`) and `run_by_http_trigger` (the
   pipeline's token, trigger `http`) are the callers' ways in; the schedule
   calls `start` itself (`scheduler.py`).
+- `cancel(caller, run_id)` (a team member) stops a queued or running run:
+  the executor's own `cancel(run_id)` when it has one (Argo), and the run's
+  task here (the local executor kills papermill's processes on
+  cancellation, the docker one removes its container); the run is recorded
+  `cancelled` with who cancelled it, and audited (`cancel`). A finished run
+  is a Conflict. A cancelled run is never overwritten by its late outcome.
 - `recover()`, at start, fails the runs this replica's previous process left
   unfinished (never another live replica's: replicas.py). Each run records
   the replica that started it.
@@ -33,7 +39,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from . import notify, replicas
-from .access import Caller, find_pipeline, find_run, pipeline_for_token
+from .access import Caller, Conflict, find_pipeline, find_run, pipeline_for_token
 from .executor import Executor, RunOutcome
 from .models import UNFINISHED, AuditEvent, Pipeline, Run, now
 from .run_metrics import record_run
@@ -70,6 +76,7 @@ class Runs:
         self.public_url = public_url.rstrip("/")
         self.replica = replica  # this process's name among replicas sharing the database
         self._tasks: set[asyncio.Task] = set()
+        self._by_run: dict[int, asyncio.Task] = {}
 
     def recover(self) -> None:
         with self.sessions.begin() as db:
@@ -140,7 +147,40 @@ class Runs:
         if result["status"] == "queued":
             task = asyncio.create_task(self._execute(result["id"]))
             self._tasks.add(task)
+            self._by_run[result["id"]] = task
             task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(lambda _, run_id=result["id"]: self._by_run.pop(run_id, None))
+        return result
+
+    async def cancel(self, caller: Caller, run_id: int) -> dict:
+        with self.sessions.begin() as db:
+            run = find_run(db, caller, run_id)
+            if run.status not in UNFINISHED:
+                raise Conflict(f"run {run_id} has already finished ({run.status})")
+            before = {"run": run_id, "status": run.status}
+            run.status, run.finished_at = "cancelled", now()
+            run.reason = f"cancelled by {caller.name}"
+            db.add(
+                AuditEvent(
+                    actor=caller.name,
+                    action="cancel",
+                    team=run.pipeline.team,
+                    pipeline=run.pipeline.name,
+                    before=before,
+                    after={"run": run_id, "status": "cancelled"},
+                )
+            )
+            record_run(run)
+            result = run_view(run)
+        stop = getattr(self.executor, "cancel", None)
+        if stop is not None:
+            try:
+                await stop(run_id)
+            except Exception:  # the run is recorded cancelled; the task below is cancelled anyway
+                log.exception("run %s: the executor could not cancel it", run_id)
+        task = self._by_run.get(run_id)
+        if task is not None:
+            task.cancel()
         return result
 
     async def wait_idle(self) -> None:
@@ -149,6 +189,10 @@ class Runs:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     # -- executing ----------------------------------------------------------
+
+    def _cancelled(self, run_id: int) -> bool:
+        with self.sessions() as db:
+            return db.get(Run, run_id).status == "cancelled"
 
     async def _execute(self, run_id: int) -> None:
         out_dir = self.runs_root / str(run_id)
@@ -173,18 +217,26 @@ class Runs:
         for attempt in range(1, attempts + 1):
             with self.sessions.begin() as db:
                 run = db.get(Run, run_id)
+                if run.status == "cancelled":
+                    return
                 run.status, run.attempts = "running", attempt
                 run.started_at = run.started_at or now()
                 run.output_dir = str(out_dir)
             try:
                 outcome = await self.executor.run(spec, notebook, out_dir)
+            except asyncio.CancelledError:
+                if self._cancelled(run_id):
+                    return  # cancel() recorded it; the executor stopped its processes
+                raise
             except Exception as e:  # an executor bug must not leave the run "running" forever
                 log.exception("run %s failed to run", run_id)
                 outcome = RunOutcome("failed", None, f"the run could not be started: {e}")
-            if outcome.status == "succeeded":
+            if outcome.status == "succeeded" or self._cancelled(run_id):
                 break
         with self.sessions.begin() as db:
             run = db.get(Run, run_id)
+            if run.status == "cancelled":
+                return  # cancelled while the executor was ending (Argo's stop); keep who cancelled it
             run.status, run.exit_code, run.reason = outcome.status, outcome.exit_code, outcome.reason
             run.error_cell, run.finished_at = outcome.error_cell, now()
             record_run(run)
