@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from analysis_hub.pipelines.access import Conflict, Forbidden
-from pipelines_support import ALICE, BOB, ScriptedExecutor, make_service, published  # noqa: F401
+from pipelines_support import ALICE, BOB, ScriptedExecutor, make_service, published
 
 
 class CancellableExecutor(ScriptedExecutor):
@@ -41,7 +41,7 @@ async def test_a_member_cancels_a_running_run_and_it_stays_cancelled(held):
     called, the run's task ends without overwriting the record, and the audit has the event."""
     pipelines, executor, run = held
     answer = await pipelines.runs.cancel(ALICE, run["id"])
-    assert (answer["status"], answer["reason"], answer["finished"]) == ("cancelled", "cancelled by alice", True)
+    assert (answer["status"], answer["reason"]) == ("cancelled", "cancelled by alice") and answer["finished"]
     await pipelines.runs.wait_idle()
     recorded = pipelines.runs.get(ALICE, run["id"])[0]
     assert (recorded["status"], recorded["reason"]) == ("cancelled", "cancelled by alice")
