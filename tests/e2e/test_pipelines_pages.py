@@ -199,3 +199,58 @@ def test_the_hub_home_shows_the_teams_pipelines_with_their_last_run(hub_with_run
         "href", "/services/pipelines/p/data-team/report"
     )
     screenshot(page, "hub-home-pipelines")
+
+
+def test_edit_settings_then_pause_and_resume_from_the_page(hub_with_runs, page):  # noqa: F811
+    """alice saves a schedule, timeout, retries and a parameter override with the settings form;
+    the deployment shows them; Pause asks first and pauses, Resume resumes; the audit has each."""
+    hub = hub_with_runs
+    make_active(hub, 1)
+    log_in(page, hub.url, "alice", USERS["alice"])
+    page.goto(f"{hub.url}/services/pipelines/p/data-team/report")
+    page.fill("#schedule", "0 6 * * 1-5")
+    page.fill("#timezone", "Europe/Paris")
+    page.fill("#timeout", "120")
+    page.fill("#retries", "1")
+    page.fill("#parameters", '{"n": 7}')
+    page.locator("#save-settings").click()
+    deployment = page.locator("#deployment")
+    expect(deployment).to_contain_text("0 6 * * 1-5")
+    expect(deployment).to_contain_text("timeout 120 s, retries 1")
+    expect(page.locator("#param-n")).to_have_value("7")
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.locator("#pause").click()
+    expect(deployment).to_contain_text("paused")
+    page.locator("#resume").click()
+    expect(page.locator("#pause")).to_be_visible()
+    state = pipeline_state(hub)
+    assert (state["schedule"], state["timezone"], state["paused"]) == ("0 6 * * 1-5", "Europe/Paris", False)
+    actions = [
+        e["action"]
+        for e in hub.user("alice")
+        .api.get(f"{hub.url}/services/pipelines/api/audit?team=data-team&pipeline=report")
+        .json()
+    ]
+    assert actions[-3:] == ["deploy", "pause", "resume"]
+
+
+def test_cancel_a_running_run_from_its_page(hub_with_runs, page):  # noqa: F811
+    """A run that sleeps is cancelled with the run page's button (after the question): the page it
+    returns to shows it cancelled by alice, without the Cancel button, and the API says so."""
+    hub = hub_with_runs
+    api = f"{hub.url}/services/pipelines/api/pipelines/data-team/slow"
+    alice = hub.user("alice")
+    notebook = make_notebook("import time", "time.sleep(600)", parameters="n = 2")
+    assert alice.api.post(f"{api}/versions", json={"notebook": notebook, "profile": "pyspark"}).ok
+    alice.api.put(f"{api}/deployment", json={"version": 1}).raise_for_status()
+    run_id = alice.api.post(f"{api}/runs", json={}).json()["id"]
+    log_in(page, hub.url, "alice", USERS["alice"])
+    page.goto(f"{hub.url}/services/pipelines/runs/{run_id}")
+    expect(page.locator("#run-status")).to_have_text("running", timeout=120_000)
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.locator("#cancel").click()
+    expect(page.locator("#run-status")).to_have_text("cancelled")
+    expect(page.locator("#run-reason")).to_have_text("cancelled by alice")
+    expect(page.locator("#cancel")).to_have_count(0)
+    run = alice.api.get(f"{hub.url}/services/pipelines/api/runs/{run_id}").json()
+    assert (run["status"], run["finished"]) == ("cancelled", True)
