@@ -203,7 +203,8 @@ def test_the_hub_home_shows_the_teams_pipelines_with_their_last_run(hub_with_run
 
 def test_edit_settings_then_pause_and_resume_from_the_page(hub_with_runs, page):  # noqa: F811
     """alice saves a schedule, timeout, retries and a parameter override with the settings form;
-    the deployment shows them; Pause asks first and pauses, Resume resumes; the audit has each."""
+    the deployment shows them; a bad schedule is refused with a page naming it, changing nothing;
+    Pause asks first and pauses, Resume resumes; the audit has each."""
     hub = hub_with_runs
     make_active(hub, 1)
     log_in(page, hub.url, "alice", USERS["alice"])
@@ -218,6 +219,12 @@ def test_edit_settings_then_pause_and_resume_from_the_page(hub_with_runs, page):
     expect(deployment).to_contain_text("0 6 * * 1-5")
     expect(deployment).to_contain_text("timeout 120 s, retries 1")
     expect(page.locator("#param-n")).to_have_value("7")
+    page.fill("#schedule", "every morning")
+    page.locator("#save-settings").click()
+    expect(page.locator("#error-message")).to_contain_text("every morning")
+    page.go_back()
+    page.reload()
+    expect(deployment).to_contain_text("0 6 * * 1-5")
     page.on("dialog", lambda dialog: dialog.accept())
     page.locator("#pause").click()
     expect(deployment).to_contain_text("paused")

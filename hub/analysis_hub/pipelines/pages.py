@@ -27,7 +27,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from tornado import web
 
 from . import humane
-from .access import NotFound
+from .access import NotFound, require_member
 from .handlers import Handler, P
 from .specs import SpecError
 
@@ -49,6 +49,19 @@ class Page(Handler):
                 exact=humane.exact,
                 duration=lambda run: humane.say_duration(humane.run_seconds(run, now)),
                 **values,
+            )
+        )
+
+    def write_error(self, status_code, **kwargs):
+        """A refusal as a page a person reads (the API's handlers answer JSON)."""
+        exc = kwargs.get("exc_info", (None, None))[1]
+        message = str(exc) if exc and not isinstance(exc, web.HTTPError) else self._reason
+        if isinstance(exc, web.HTTPError) and exc.log_message:
+            message = exc.log_message
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.finish(
+            TEMPLATES.get_template("error.html").render(
+                prefix=self.settings["prefix"], status=status_code, message=message
             )
         )
 
@@ -109,15 +122,15 @@ class RunOutputHtml(Page):
 class AuditPage(Page):
     @web.authenticated
     def get(self, team):
+        require_member(self.caller, team)
         chosen = {k: self.get_argument(k, "") for k in ("action", "pipeline", "actor")}
-        events = self.pipelines.audit(self.caller, team, chosen["pipeline"] or None)
-        if not self.caller.member_of(team):
-            raise web.HTTPError(403, f"only members of {team} (and admins) may see its audit trail")
+        events = self.pipelines.audit(self.caller, team)
         shown = [
             e
             for e in reversed(events)
             if (not chosen["action"] or e["action"] == chosen["action"])
             and (not chosen["actor"] or e["actor"] == chosen["actor"])
+            and (not chosen["pipeline"] or e["pipeline"] == chosen["pipeline"])
         ]
         self.render_page(
             "audit.html",
@@ -136,11 +149,9 @@ class AuditPage(Page):
 class RunNow(Page):
     @web.authenticated
     async def post(self, team, name):
-        active = self.pipelines.summary(self.caller, team, name)
-        declared = {}
-        if active["active_version"]:
-            versions = self.pipelines.describe(self.caller, team, name)["versions"]
-            declared = next(v["parameters"] for v in versions if v["number"] == active["active_version"])
+        p = self.pipelines.describe(self.caller, team, name)
+        active = [v["parameters"] for v in p["versions"] if v["number"] == p["active_version"]]
+        declared = active[0] if active else {}  # not deployed: run_now says so
         given = humane.form_parameters(declared, self.request.body_arguments)
         run = await self.pipelines.runs.run_now(self.caller, team, name, given)
         self.redirect(f"{self.settings['prefix']}runs/{run['id']}", status=303)
