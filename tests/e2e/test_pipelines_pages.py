@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 
 import pytest
 from browser import browser, log_in, page, screenshot  # noqa: F401
@@ -244,17 +245,21 @@ def test_edit_settings_then_pause_and_resume_from_the_page(acting, page):  # noq
 
 def test_cancel_a_running_run_from_its_page(acting, page):  # noqa: F811
     """A run that sleeps is cancelled with the run page's button (after the question): the page it
-    returns to shows it cancelled by alice, without the Cancel button, and the API says so."""
+    returns to shows it cancelled by alice, without the Cancel button, the API says so, and the
+    notebook's kernel (its PID printed by the first cell) is gone."""
     hub = acting
     api = f"{hub.url}/services/pipelines/api/pipelines/data-team/slow"
     alice = hub.user("alice")
-    notebook = make_notebook("import time", "time.sleep(600)", parameters="n = 2")
+    first_cell = "import os, time; print('pid', os.getpid())"
+    notebook = make_notebook(first_cell, "time.sleep(600)", parameters="n = 2")
     assert alice.api.post(f"{api}/versions", json={"notebook": notebook, "profile": "pyspark"}).ok
     alice.api.put(f"{api}/deployment", json={"version": 1}).raise_for_status()
     run_id = alice.api.post(f"{api}/runs", json={}).json()["id"]
     log_in(page, hub.url, "alice", USERS["alice"])
     page.goto(f"{hub.url}/services/pipelines/runs/{run_id}")
     expect(page.locator("#run-status")).to_have_text("running", timeout=120_000)
+    kernel = kernel_pid(alice, f"{hub.url}/services/pipelines/api/runs/{run_id}/output")
+    assert alive(kernel)
     page.on("dialog", lambda dialog: dialog.accept())
     page.locator("#cancel").click()
     expect(page.locator("#run-status")).to_have_text("cancelled")
@@ -262,6 +267,28 @@ def test_cancel_a_running_run_from_its_page(acting, page):  # noqa: F811
     expect(page.locator("#cancel")).to_have_count(0)
     run = alice.api.get(f"{hub.url}/services/pipelines/api/runs/{run_id}").json()
     assert (run["status"], run["finished"]) == ("cancelled", True)
+    assert not alive(kernel), "cancelling killed the run's processes"
+
+
+def kernel_pid(user, output_url: str) -> int:
+    """The PID the first cell printed, from the output notebook papermill saves after each cell."""
+    deadline = time.monotonic() + 120
+    while True:
+        response = user.api.get(output_url)
+        found = re.search(r"pid (\d+)", response.text) if response.ok else None
+        if found:
+            return int(found.group(1))
+        assert time.monotonic() < deadline, "the first cell's output never appeared"
+        time.sleep(0.5)
+
+
+def alive(pid: int) -> bool:
+    """Running, not a zombie waiting for a parent (the kernel is reparented when papermill dies)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
 
 
 def test_the_hub_home_shows_the_teams_pipelines_with_their_last_run(hub_with_runs, page):  # noqa: F811

@@ -22,7 +22,8 @@ Contract:
   the executor's own `cancel(run_id)` when it has one (Argo), and the run's
   task here (the local executor kills papermill's processes on
   cancellation, the docker one removes its container); the run is recorded
-  `cancelled` with who cancelled it, and audited (`cancel`). A finished run
+  `cancelled` with who cancelled it, and audited (`cancel`); it answers once
+  the run's task has ended. A finished run
   is a Conflict. A cancelled run is never overwritten by its late outcome.
 - `recover()`, at start, fails the runs this replica's previous process left
   unfinished (never another live replica's: replicas.py). Each run records
@@ -181,6 +182,8 @@ class Runs:
         task = self._by_run.get(run_id)
         if task is not None:
             task.cancel()
+            # Answer once the executor has stopped what it started (processes, a container).
+            await asyncio.wait({task})
         return result
 
     async def wait_idle(self) -> None:
