@@ -304,3 +304,20 @@ def test_the_hub_home_shows_the_teams_pipelines_with_their_last_run(hub_with_run
         "href", "/services/pipelines/p/data-team/report"
     )
     screenshot(page, "hub-home-pipelines")
+
+
+def test_two_versions_side_by_side_in_nbdimes_web_diff(hub_with_runs, page):  # noqa: F811
+    """From the pipeline page's Compare form, v1 and v2 open side by side in nbdime's own web
+    diff: v2's added cell (1/0) is shown as added; bob (another team) gets 403 for the page."""
+    hub = hub_with_runs
+    log_in(page, hub.url, "alice", USERS["alice"])
+    page.goto(f"{hub.url}/services/pipelines/p/data-team/report")
+    page.locator("#compare button").click()
+    expect(page).to_have_url(re.compile(r"/p/data-team/report/diff\?a=1&b=2"))
+    added = page.locator("#nbdime-root .jp-Diff-added")
+    expect(added.first).to_be_visible(timeout=20_000)
+    expect(page.locator("#nbdime-root")).to_contain_text("1/0")
+    screenshot(page, "pipeline-diff")
+    page.context.clear_cookies()
+    log_in(page, hub.url, "bob", USERS["bob"])
+    assert page.goto(f"{hub.url}/services/pipelines/p/data-team/report/diff?a=1&b=2").status == 403

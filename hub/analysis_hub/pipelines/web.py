@@ -31,6 +31,7 @@ from .run_metrics import MetricsHandler
 from .service import Pipelines
 from .specs import CONCURRENCY, SpecError
 from .triggers import TRIGGERS
+from .version_diff import DIFF_ROUTES
 
 # One table drives the routes' documentation: (method, path, summary, request body).
 # A body field's type is a JSON type, or a tuple of the only strings allowed.
@@ -317,9 +318,10 @@ def make_app(pipelines: Pipelines, prefix: str, max_bytes: int) -> web.Applicati
         (r"api/audit", Audit),
         (r"oauth_callback", HubOAuthCallbackHandler),
         *PAGES,
+        *DIFF_ROUTES,
     ]
     return web.Application(
-        [(prefix + pattern, handler) for pattern, handler in routes],
+        [(prefix + pattern, *rest) for pattern, *rest in routes],
         pipelines=pipelines,
         prefix=prefix,
         max_bytes=max_bytes,
