@@ -3,6 +3,8 @@ and that the executor is told (with the scripted executor holding the run "runni
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from analysis_hub.pipelines.access import Conflict, Forbidden
 from pipelines_support import ALICE, BOB, ScriptedExecutor, make_service, published
@@ -64,3 +66,38 @@ async def test_another_team_cannot_cancel_and_a_finished_run_is_a_conflict(held)
     await pipelines.runs.cancel(ALICE, run["id"])
     with pytest.raises(Conflict, match="already finished \\(cancelled\\)"):
         await pipelines.runs.cancel(ALICE, run["id"])
+
+
+class StoppableExecutor(ScriptedExecutor):
+    """The scripted executor, recording the runs whose attempt was cancelled (stopped) inside it."""
+
+    def __init__(self):
+        super().__init__()
+        self.stopped: list[int] = []
+
+    async def run(self, spec, notebook, out_dir):
+        try:
+            return await super().run(spec, notebook, out_dir)
+        except asyncio.CancelledError:
+            self.stopped.append(spec.run_id)
+            raise
+
+
+async def test_a_cancel_through_another_replica_stops_the_run_where_it_runs(tmp_path):
+    """Two services on one database (replicas): alice cancels through the one that doesn't follow
+    the run; the one that does stops its executor's attempt and keeps the record cancelled."""
+    here, there = StoppableExecutor(), StoppableExecutor()
+    here.gate.clear()
+    following = make_service(tmp_path, here)
+    following.start()
+    other = make_service(tmp_path, there)
+    await published(following, deploy={})
+    run = await following.runs.run_now(ALICE, "data-team", "report")
+    await here.entered.wait()
+    await other.runs.cancel(ALICE, run["id"])
+    # It ends only once the attempt is stopped (the gate stays shut); a minute means it never will.
+    await asyncio.wait_for(following.runs.wait_idle(), 60)
+    assert here.stopped == [run["id"]] and there.stopped == []
+    recorded = following.runs.get(ALICE, run["id"])[0]
+    assert (recorded["status"], recorded["reason"]) == ("cancelled", "cancelled by alice")
+    following.schedules.stop()

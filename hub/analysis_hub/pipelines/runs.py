@@ -25,6 +25,8 @@ Contract:
   `cancelled` with who cancelled it, and audited (`cancel`); it answers once
   the run's task has ended. A finished run
   is a Conflict. A cancelled run is never overwritten by its late outcome.
+  The replica that follows the run notices a cancel made through another
+  one within `CANCEL_POLL_S` and stops its executor the same way.
 - `recover()`, at start, fails the runs this replica's previous process left
   unfinished (never another live replica's: replicas.py). Each run records
   the replica that started it.
@@ -51,6 +53,7 @@ from .views import run_view
 
 log = logging.getLogger(__name__)
 
+CANCEL_POLL_S = 2.0  # how soon a run cancelled through another replica stops on this one
 HTTP_TRIGGER = "http-trigger"  # the `started_by` of a run started with a trigger token
 
 
@@ -193,6 +196,24 @@ class Runs:
 
     # -- executing ----------------------------------------------------------
 
+    async def _run_until_cancelled(self, run_id: int, spec, notebook: str, out_dir: Path):
+        """The executor's outcome, or None once the run is recorded cancelled by another replica
+        (checked every CANCEL_POLL_S; a cancel through this one cancels the task at once)."""
+        attempt = asyncio.ensure_future(self.executor.run(spec, notebook, out_dir))
+        try:
+            while True:
+                done, _ = await asyncio.wait({attempt}, timeout=CANCEL_POLL_S)
+                if done:
+                    return attempt.result()
+                if self._cancelled(run_id):
+                    attempt.cancel()
+                    await asyncio.wait({attempt})
+                    return None
+        finally:
+            if not attempt.done():  # this task was cancelled: the executor stops what it started
+                attempt.cancel()
+                await asyncio.wait({attempt})
+
     def _cancelled(self, run_id: int) -> bool:
         with self.sessions() as db:
             return db.get(Run, run_id).status == "cancelled"
@@ -226,7 +247,7 @@ class Runs:
                 run.started_at = run.started_at or now()
                 run.output_dir = str(out_dir)
             try:
-                outcome = await self.executor.run(spec, notebook, out_dir)
+                outcome = await self._run_until_cancelled(run_id, spec, notebook, out_dir)
             except asyncio.CancelledError:
                 if self._cancelled(run_id):
                     return  # cancel() recorded it; the executor stopped its processes
@@ -234,6 +255,8 @@ class Runs:
             except Exception as e:  # an executor bug must not leave the run "running" forever
                 log.exception("run %s failed to run", run_id)
                 outcome = RunOutcome("failed", None, f"the run could not be started: {e}")
+            if outcome is None:
+                return  # cancelled through another replica; the executor stopped its processes
             if outcome.status == "succeeded" or self._cancelled(run_id):
                 break
         with self.sessions.begin() as db:
