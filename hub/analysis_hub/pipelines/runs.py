@@ -18,6 +18,15 @@ Contract:
 - `run_now` (a team member, trigger `manual`) and `run_by_http_trigger` (the
   pipeline's token, trigger `http`) are the callers' ways in; the schedule
   calls `start` itself (`scheduler.py`).
+- `cancel(caller, run_id)` (a team member) stops a queued or running run:
+  the executor's own `cancel(run_id)` when it has one (Argo), and the run's
+  task here (the local executor kills papermill's processes on
+  cancellation, the docker one removes its container); the run is recorded
+  `cancelled` with who cancelled it, and audited (`cancel`); it answers once
+  the run's task has ended. A finished run
+  is a Conflict. A cancelled run is never overwritten by its late outcome.
+  The replica that follows the run notices a cancel made through another
+  one within `CANCEL_POLL_S` and stops its executor the same way.
 - `recover()`, at start, fails the runs this replica's previous process left
   unfinished (never another live replica's: replicas.py). Each run records
   the replica that started it.
@@ -33,7 +42,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from . import notify, replicas
-from .access import Caller, find_pipeline, find_run, pipeline_for_token
+from .access import Caller, Conflict, find_pipeline, find_run, pipeline_for_token
 from .executor import Executor, RunOutcome
 from .models import UNFINISHED, AuditEvent, Pipeline, Run, now
 from .run_metrics import record_run
@@ -44,6 +53,7 @@ from .views import run_view
 
 log = logging.getLogger(__name__)
 
+CANCEL_POLL_S = 2.0  # how soon a run cancelled through another replica stops on this one
 HTTP_TRIGGER = "http-trigger"  # the `started_by` of a run started with a trigger token
 
 
@@ -70,6 +80,7 @@ class Runs:
         self.public_url = public_url.rstrip("/")
         self.replica = replica  # this process's name among replicas sharing the database
         self._tasks: set[asyncio.Task] = set()
+        self._by_run: dict[int, asyncio.Task] = {}
 
     def recover(self) -> None:
         with self.sessions.begin() as db:
@@ -140,7 +151,42 @@ class Runs:
         if result["status"] == "queued":
             task = asyncio.create_task(self._execute(result["id"]))
             self._tasks.add(task)
+            self._by_run[result["id"]] = task
             task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(lambda _, run_id=result["id"]: self._by_run.pop(run_id, None))
+        return result
+
+    async def cancel(self, caller: Caller, run_id: int) -> dict:
+        with self.sessions.begin() as db:
+            run = find_run(db, caller, run_id)
+            if run.status not in UNFINISHED:
+                raise Conflict(f"run {run_id} has already finished ({run.status})")
+            before = {"run": run_id, "status": run.status}
+            run.status, run.finished_at = "cancelled", now()
+            run.reason = f"cancelled by {caller.name}"
+            db.add(
+                AuditEvent(
+                    actor=caller.name,
+                    action="cancel",
+                    team=run.pipeline.team,
+                    pipeline=run.pipeline.name,
+                    before=before,
+                    after={"run": run_id, "status": "cancelled"},
+                )
+            )
+            record_run(run)
+            result = run_view(run)
+        stop = getattr(self.executor, "cancel", None)
+        if stop is not None:
+            try:
+                await stop(run_id)
+            except Exception:  # the run is recorded cancelled; the task below is cancelled anyway
+                log.exception("run %s: the executor could not cancel it", run_id)
+        task = self._by_run.get(run_id)
+        if task is not None:
+            task.cancel()
+            # Answer once the executor has stopped what it started (processes, a container).
+            await asyncio.wait({task})
         return result
 
     async def wait_idle(self) -> None:
@@ -149,6 +195,28 @@ class Runs:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     # -- executing ----------------------------------------------------------
+
+    async def _run_until_cancelled(self, run_id: int, spec, notebook: str, out_dir: Path):
+        """The executor's outcome, or None once the run is recorded cancelled by another replica
+        (checked every CANCEL_POLL_S; a cancel through this one cancels the task at once)."""
+        attempt = asyncio.ensure_future(self.executor.run(spec, notebook, out_dir))
+        try:
+            while True:
+                done, _ = await asyncio.wait({attempt}, timeout=CANCEL_POLL_S)
+                if done:
+                    return attempt.result()
+                if self._cancelled(run_id):
+                    attempt.cancel()
+                    await asyncio.wait({attempt})
+                    return None
+        finally:
+            if not attempt.done():  # this task was cancelled: the executor stops what it started
+                attempt.cancel()
+                await asyncio.wait({attempt})
+
+    def _cancelled(self, run_id: int) -> bool:
+        with self.sessions() as db:
+            return db.get(Run, run_id).status == "cancelled"
 
     async def _execute(self, run_id: int) -> None:
         out_dir = self.runs_root / str(run_id)
@@ -173,18 +241,28 @@ class Runs:
         for attempt in range(1, attempts + 1):
             with self.sessions.begin() as db:
                 run = db.get(Run, run_id)
+                if run.status == "cancelled":
+                    return
                 run.status, run.attempts = "running", attempt
                 run.started_at = run.started_at or now()
                 run.output_dir = str(out_dir)
             try:
-                outcome = await self.executor.run(spec, notebook, out_dir)
+                outcome = await self._run_until_cancelled(run_id, spec, notebook, out_dir)
+            except asyncio.CancelledError:
+                if self._cancelled(run_id):
+                    return  # cancel() recorded it; the executor stopped its processes
+                raise
             except Exception as e:  # an executor bug must not leave the run "running" forever
                 log.exception("run %s failed to run", run_id)
                 outcome = RunOutcome("failed", None, f"the run could not be started: {e}")
-            if outcome.status == "succeeded":
+            if outcome is None:
+                return  # cancelled through another replica; the executor stopped its processes
+            if outcome.status == "succeeded" or self._cancelled(run_id):
                 break
         with self.sessions.begin() as db:
             run = db.get(Run, run_id)
+            if run.status == "cancelled":
+                return  # cancelled while the executor was ending (Argo's stop); keep who cancelled it
             run.status, run.exit_code, run.reason = outcome.status, outcome.exit_code, outcome.reason
             run.error_cell, run.finished_at = outcome.error_cell, now()
             record_run(run)

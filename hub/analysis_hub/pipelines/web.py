@@ -16,37 +16,22 @@ from __future__ import annotations
 import json
 import logging
 import re
-from pathlib import Path
 from urllib.parse import quote
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
-from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
+from jupyterhub.services.auth import HubOAuthCallbackHandler
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
-from ..selection import ProfileRequestError
-from .access import Caller, Conflict, Forbidden, NotFound, TooLarge
-from .notebooks import NotebookError
+from .access import NotFound
+from .handlers import Handler, P
+from .pages import PAGES
 from .run_metrics import MetricsHandler
 from .service import Pipelines
 from .specs import CONCURRENCY, SpecError
 from .triggers import TRIGGERS
-
-TEMPLATES = Environment(
-    loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=select_autoescape(["html"])
-)
-ERRORS = {
-    SpecError: 400,
-    NotebookError: 400,
-    ProfileRequestError: 400,
-    Forbidden: 403,
-    NotFound: 404,
-    Conflict: 409,
-    TooLarge: 413,
-}
-P = r"(?P<team>[^/]+)/(?P<name>[^/]+)"
+from .version_diff import DIFF_ROUTES
 
 # One table drives the routes' documentation: (method, path, summary, request body).
 # A body field's type is a JSON type, or a tuple of the only strings allowed.
@@ -104,6 +89,7 @@ API = [
     ("get", "api/runs/{id}", "A run", None),
     ("get", "api/runs/{id}/output", "A run's output notebook", None),
     ("get", "api/runs/{id}/log", "A run's log", None),
+    ("post", "api/runs/{id}/cancel", "Cancel a queued or running run (409 once finished)", None),
     ("get", "api/audit?team={team}&pipeline={name}", "The audit trail", None),
 ]
 
@@ -140,57 +126,6 @@ def openapi(prefix: str) -> dict:
 
 def _names(template: str) -> list[str]:
     return re.findall(r"\{(\w+)\}", template)
-
-
-class Handler(HubOAuthenticated, web.RequestHandler):
-    @property
-    def pipelines(self) -> Pipelines:
-        return self.settings["pipelines"]
-
-    @property
-    def caller(self) -> Caller:
-        user = self.current_user
-        return Caller(user["name"], frozenset(user.get("groups") or []), bool(user.get("admin")))
-
-    def body(self) -> dict:
-        if len(self.request.body) > self.settings["max_bytes"]:
-            raise TooLarge(
-                f"the request is {len(self.request.body) / 2**20:.1f} MiB;"
-                f" the limit is {self.settings['max_bytes'] // 2**20} MiB"
-            )
-        try:
-            data = json.loads(self.request.body or b"{}")
-        except ValueError:
-            raise SpecError("the request body is not JSON") from None
-        if not isinstance(data, dict):
-            raise SpecError("the request body must be a JSON object")
-        return data
-
-    def send(self, data, status: int = 200) -> None:
-        self.set_status(status)
-        self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps(data, default=str))
-
-    def write_error(self, status_code, **kwargs):
-        exc = kwargs.get("exc_info", (None, None))[1]
-        message = str(exc) if exc and not isinstance(exc, web.HTTPError) else self._reason
-        if isinstance(exc, web.HTTPError) and exc.log_message:
-            message = exc.log_message
-        self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps({"status": status_code, "message": message}))
-
-    def log_exception(self, typ, value, tb):
-        if typ in ERRORS:
-            return  # an expected refusal, already answered with its message
-        super().log_exception(typ, value, tb)
-
-    def _handle_request_exception(self, e):
-        status = next((code for kind, code in ERRORS.items() if isinstance(e, kind)), None)
-        if status and not self._finished:
-            self.set_status(status)
-            self.write_error(status, exc_info=(type(e), e, None))
-            return
-        super()._handle_request_exception(e)
 
 
 class ApiHandler(Handler):
@@ -324,6 +259,12 @@ class RunItem(ApiHandler):
         self.finish(path.read_bytes())
 
 
+class RunCancel(ApiHandler):
+    @web.authenticated
+    async def post(self, run_id):
+        self.send(await self.pipelines.runs.cancel(self.caller, int(run_id)))
+
+
 class Audit(ApiHandler):
     @web.authenticated
     def get(self):
@@ -356,46 +297,6 @@ class Health(web.RequestHandler):
         self.finish({"status": "ok"})
 
 
-class Page(Handler):
-    def render_page(self, template: str, **values) -> None:
-        self.finish(
-            TEMPLATES.get_template(template).render(
-                prefix=self.settings["prefix"], user=self.caller, **values
-            )
-        )
-
-
-class IndexPage(Page):
-    @web.authenticated
-    def get(self):
-        self.render_page("index.html", pipelines=self.pipelines.list_pipelines(self.caller))
-
-
-class PipelinePage(Page):
-    @web.authenticated
-    def get(self, team, name):
-        self.render_page("pipeline.html", p=self.pipelines.describe(self.caller, team, name))
-
-
-class RunPage(Page):
-    @web.authenticated
-    def get(self, run_id):
-        run, folder = self.pipelines.runs.get(self.caller, int(run_id))
-        self.render_page("run.html", run=run, has_output=(folder / "output.html").exists())
-
-
-class RunOutputHtml(Page):
-    @web.authenticated
-    def get(self, run_id):
-        _, folder = self.pipelines.runs.get(self.caller, int(run_id))
-        path = folder / "output.html"
-        if not path.exists():
-            raise NotFound(f"run {run_id} has no output yet")
-        # The notebook's own HTML, sandboxed by the run page's iframe; no scripts of ours run in it.
-        self.set_header("Content-Security-Policy", "sandbox allow-same-origin")
-        self.finish(path.read_bytes())
-
-
 def make_app(pipelines: Pipelines, prefix: str, max_bytes: int) -> web.Application:
     routes = [
         (r"api/openapi.json", OpenApi),
@@ -413,15 +314,14 @@ def make_app(pipelines: Pipelines, prefix: str, max_bytes: int) -> web.Applicati
         (rf"api/pipelines/{P}/trigger", Trigger),
         (r"api/runs/(?P<run_id>\d+)", RunItem),
         (r"api/runs/(?P<run_id>\d+)/(?P<what>output|log)", RunItem),
+        (r"api/runs/(?P<run_id>\d+)/cancel", RunCancel),
         (r"api/audit", Audit),
         (r"oauth_callback", HubOAuthCallbackHandler),
-        (r"", IndexPage),
-        (rf"p/{P}", PipelinePage),
-        (r"runs/(?P<run_id>\d+)", RunPage),
-        (r"runs/(?P<run_id>\d+)/output.html", RunOutputHtml),
+        *PAGES,
+        *DIFF_ROUTES,
     ]
     return web.Application(
-        [(prefix + pattern, handler) for pattern, handler in routes],
+        [(prefix + pattern, *rest) for pattern, *rest in routes],
         pipelines=pipelines,
         prefix=prefix,
         max_bytes=max_bytes,

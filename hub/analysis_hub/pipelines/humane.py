@@ -1,0 +1,99 @@
+"""How the pages say times and durations: pure helpers, no I/O.
+
+Contract: `ago(iso, now)` says how long ago (or how soon) an ISO 8601 UTC
+time is ("just now", "3 min ago", "in 2 h"); `exact(iso)` is the exact
+time for a hover title; `run_seconds(run)` is a run view's duration (to
+`now` while it runs, None before it starts); `say_duration(seconds)` is a
+duration in words ("45 s", "3 min 12 s", "1 h 5 min"); `duration_chart`
+turns the last runs into the bars of a small SVG chart (oldest on the
+left, heights relative to the longest); `form_parameters` reads the run
+form's `param.<name>` fields as strings for `coerce_parameters` to type.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+CHART_RUNS = 30
+
+
+def parse(iso: str) -> datetime:
+    """An ISO 8601 time; one without an offset is UTC (the database's times)."""
+    value = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def exact(iso: str | None) -> str:
+    return parse(iso).strftime("%Y-%m-%d %H:%M:%S UTC") if iso else ""
+
+
+def ago(iso: str | None, now: datetime) -> str:
+    if not iso:
+        return ""
+    seconds = (now - parse(iso)).total_seconds()
+    future, seconds = seconds < 0, abs(seconds)
+    if seconds < 45:
+        return "just now" if not future else "in a moment"
+    for unit, size in (("day", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            count = round(seconds / size) if unit != "day" else int(seconds // size)
+            words = f"{count} {unit}" + ("s" if unit == "day" and count != 1 else "")
+            return f"in {words}" if future else f"{words} ago"
+    return f"in {round(seconds / 60)} min" if future else f"{round(seconds / 60)} min ago"
+
+
+def run_seconds(run: dict, now: datetime) -> float | None:
+    if not run.get("started_at"):
+        return None
+    end = parse(run["finished_at"]) if run.get("finished_at") else now
+    return max(0.0, (end - parse(run["started_at"])).total_seconds())
+
+
+def say_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, s = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {s} s" if s else f"{minutes} min"
+    hours, m = divmod(minutes, 60)
+    return f"{hours} h {m} min" if m else f"{hours} h"
+
+
+def duration_chart(runs: list[dict], now: datetime, width: int = 300, height: int = 60) -> list[dict]:
+    """Bars for the last CHART_RUNS runs (`runs` newest first, as the API lists them): x, y, w, h in
+    the SVG's pixels, the run's id and status (its colour), and a title; a run with no duration
+    (skipped, never started) gets a stub so it still shows where it happened."""
+    last = list(reversed(runs[:CHART_RUNS]))
+    if not last:
+        return []
+    durations = [run_seconds(r, now) for r in last]
+    longest = max((d for d in durations if d), default=0) or 1
+    slot = width / CHART_RUNS
+    bars = []
+    for index, (run, seconds) in enumerate(zip(last, durations, strict=True)):
+        h = max(2.0, (seconds or 0) / longest * (height - 2))
+        bars.append(
+            {
+                "id": run["id"],
+                "status": run["status"],
+                "x": round(index * slot + 1, 1),
+                "y": round(height - h, 1),
+                "w": round(slot - 2, 1),
+                "h": round(h, 1),
+                "title": f"#{run['id']} {run['status']}" + (f", {say_duration(seconds)}" if seconds else ""),
+            }
+        )
+    return bars
+
+
+def form_parameters(declared: dict, form: dict[str, list[bytes]]) -> dict[str, str]:
+    """The run form's values of the declared parameters (others are ignored), as strings."""
+    prefix = "param."
+    return {
+        key[len(prefix) :]: values[-1].decode()
+        for key, values in form.items()
+        if key.startswith(prefix) and key[len(prefix) :] in declared
+    }
