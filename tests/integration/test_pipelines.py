@@ -213,8 +213,11 @@ print(json.dumps(denied))
 
 def test_another_teams_user_cannot_read_pipeline_state_underneath_the_api(hub, data_team_run):
     """bob (gpu-team), as his own Unix user in a kernel of his own server, can open none of: the
-    pipelines database, data-team's repository (files and .git), or data-team's run folder."""
+    pipelines database, data-team's repository (files and .git), data-team's run folder, or the
+    hub's own state (its database, password hashes, cookie secret). Another user's home is
+    test_limits_and_isolation's test_users_cannot_read_each_others_homes."""
     bob = hub.user("bob")
+    hub_state = Path(hub.settings["data_dir"]) / "hub"
     state = Path(hub.settings["data_dir"]) / "pipelines"
     repo, run_dir = state / "repos" / "data-team", state / "runs" / str(data_team_run["id"])
     targets = [
@@ -224,6 +227,9 @@ def test_another_teams_user_cannot_read_pipeline_state_underneath_the_api(hub, d
         run_dir / "log.txt",
         run_dir / "output.ipynb",
         run_dir / "parameters.json",
+        hub_state / "jupyterhub.sqlite",
+        hub_state / "passwords.json",
+        hub_state / "jupyterhub_cookie_secret",
     ]
     assert all(path.is_file() for path in targets), "the files exist: only bob is kept out"
     assert bob.start({"profile": "pytorch", "accelerator": "cpu"}).status_code in (201, 202)
