@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import os
-import re
 from pathlib import Path
 from typing import Literal
 
@@ -26,24 +25,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import SettingsError
 from .teams import check_team_claims, checked_team_names
-from .validation import describe_validation_error
+from .validation import DNS_NAME, HTTP_URL, S3_URL, describe_validation_error, matching
 
 ENV_PREFIX = "ANALYSIS_HUB_"
-# (pattern, what it means) for the validators below.
-_S3_URL = (
-    r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/\S*)?$",
-    "an s3:// URL: s3://bucket or s3://bucket/prefix",
-)
-_HTTP_URL = (r"^https?://[^/\s]+(/\S*)?$", "an http(s):// URL such as http://minio.storage:9000")
-_DNS_NAME = (r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", "a Kubernetes name: lower-case letters, digits and '-'")
-
-
-def _matching(value: str | None, pattern: str, meaning: str) -> str | None:
-    if value is not None and not re.match(pattern, value):
-        raise ValueError(f"must be {meaning} (got {value!r})")
-    return value
-
-
 SETTINGS_PATH_ENV = "ANALYSIS_HUB_SETTINGS"
 
 
@@ -196,8 +180,8 @@ class PipelinesSettings(_Section):
     @field_validator("output_url", "s3_endpoint_url", "s3_credentials_secret")
     @classmethod
     def _store(cls, value, info):
-        rule = {"output_url": _S3_URL, "s3_endpoint_url": _HTTP_URL, "s3_credentials_secret": _DNS_NAME}
-        return _matching(value, *rule[info.field_name])
+        rule = {"output_url": S3_URL, "s3_endpoint_url": HTTP_URL, "s3_credentials_secret": DNS_NAME}
+        return matching(value, *rule[info.field_name])
 
 
 class TeamSettings(_Section):
@@ -233,7 +217,7 @@ class KubernetesSettings(_Section):
     @field_validator("namespace", "workflow_service_account")
     @classmethod
     def _names(cls, value):
-        return _matching(value, *_DNS_NAME)
+        return matching(value, *DNS_NAME)
 
 
 class DockerSettings(_Section):
@@ -375,11 +359,14 @@ def resolve_paths(settings: Settings, base: Path) -> Settings:
     def absolute(p: Path) -> Path:
         return p if p.is_absolute() else (base / p).resolve()
 
+    def optional(p: Path | None) -> Path | None:
+        return absolute(p) if p else None
+
     data_dir = absolute(settings.data_dir)
     local = settings.local.model_copy(
         update={
-            "envs_dir": absolute(settings.local.envs_dir) if settings.local.envs_dir else data_dir / "envs",
-            "homes_dir": absolute(settings.local.homes_dir) if settings.local.homes_dir else None,
+            "envs_dir": optional(settings.local.envs_dir) or data_dir / "envs",
+            "homes_dir": optional(settings.local.homes_dir),
         }
     )
     auth = settings.auth
@@ -390,29 +377,21 @@ def resolve_paths(settings: Settings, base: Path) -> Settings:
     proxy = list(settings.hub.proxy_command)
     if "/" in proxy[0]:  # a path rather than a command on PATH
         proxy[0] = str(absolute(Path(proxy[0])))
+    pipelines_dir = optional(settings.pipelines.data_dir) or data_dir / "pipelines"
+    docker = {
+        "image_tags_file": absolute(settings.docker.image_tags_file),
+        "hadoop_conf_dir": optional(settings.docker.hadoop_conf_dir),
+    }
     return settings.model_copy(
         update={
             "hub": settings.hub.model_copy(update={"proxy_command": proxy}),
             "data_dir": data_dir,
             "auth": auth,
-            "pipelines": settings.pipelines.model_copy(
-                update={
-                    "data_dir": absolute(settings.pipelines.data_dir)
-                    if settings.pipelines.data_dir
-                    else data_dir / "pipelines"
-                }
-            ),
+            "pipelines": settings.pipelines.model_copy(update={"data_dir": pipelines_dir}),
             "catalog": absolute(settings.catalog),
             "images_dir": absolute(settings.images_dir),
             "local": local,
-            "docker": settings.docker.model_copy(
-                update={
-                    "image_tags_file": absolute(settings.docker.image_tags_file),
-                    "hadoop_conf_dir": absolute(settings.docker.hadoop_conf_dir)
-                    if settings.docker.hadoop_conf_dir
-                    else None,
-                }
-            ),
+            "docker": settings.docker.model_copy(update=docker),
         }
     )
 

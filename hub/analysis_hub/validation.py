@@ -1,4 +1,4 @@
-"""Turn pydantic validation errors into lines a person can act on.
+"""Turn pydantic validation errors into lines a person can act on; shared field patterns.
 
 Pure. Each line reads `dotted.key: reason`, where an unknown key also lists
 the keys that are allowed there, so an admin sees which file, which key and
@@ -6,6 +6,8 @@ what is allowed without reading the code.
 """
 
 from __future__ import annotations
+
+import re
 
 from pydantic import BaseModel, ValidationError
 
@@ -66,3 +68,18 @@ def _model_in(annotation):
         if found is not None:
             return found
     return None
+
+
+# (pattern, what it means) for settings' field validators.
+S3_URL = (
+    r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/\S*)?$",
+    "an s3:// URL: s3://bucket or s3://bucket/prefix",
+)
+HTTP_URL = (r"^https?://[^/\s]+(/\S*)?$", "an http(s):// URL such as http://minio.storage:9000")
+DNS_NAME = (r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", "a Kubernetes name: lower-case letters, digits and '-'")
+
+
+def matching(value: str | None, pattern: str, meaning: str) -> str | None:
+    if value is not None and not re.match(pattern, value):
+        raise ValueError(f"must be {meaning} (got {value!r})")
+    return value
