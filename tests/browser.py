@@ -61,18 +61,21 @@ def log_in(page, hub_url: str, name: str, password: str) -> None:
     page.wait_for_url(lambda url: "/hub/login" not in url, timeout=30_000)
 
 
-def open_python_notebook(page):
-    """Create a notebook from JupyterLab's launcher; return its panel once its kernel is idle."""
+def open_python_notebook(page, image: str):
+    """Create a notebook from JupyterLab's launcher with the kernel named after `image` (its
+    image.yaml display_name, not "Python 3 (ipykernel)"); return its panel once the kernel is idle."""
+    from analysis_hub.images import discover_images
     from playwright.sync_api import expect
 
-    card = page.locator('.jp-LauncherCard[data-category="Notebook"]', has_text="Python 3")
+    kernel = discover_images(Path(__file__).resolve().parent.parent / "images")[image].display_name
+    card = page.locator('.jp-LauncherCard[data-category="Notebook"]', has_text=kernel)
     expect(card).to_be_visible(timeout=120_000)
     card.click()
     panel = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
     expect(panel).to_be_visible(timeout=60_000)
     # The status bar names the kernel and its state once the session has a kernel
     # (before that, Shift+Enter clears the cell's execution instead of running it).
-    status = page.locator(".jp-StatusBar-TextItem", has_text="Python 3 (ipykernel) | Idle")
+    status = page.locator(".jp-StatusBar-TextItem", has_text=f"{kernel} | Idle")
     expect(status).to_be_visible(timeout=120_000)
     return panel
 

@@ -123,8 +123,9 @@ def test_log_in_pick_profile_and_run_tensorflow(spawn_hub, page):  # noqa: F811
     assert any(m.startswith("Starting profile TensorFlow") for m in progress), progress
     assert any("Starting the Jupyter server" in m for m in progress), progress
 
-    # JupyterLab is up: a new notebook from the launcher gets a Python kernel.
-    panel = open_python_notebook(page)
+    # JupyterLab is up: the launcher names the kernel after the profile's image, and a new
+    # notebook from it gets that kernel.
+    panel = open_python_notebook(page, "tensorflow")
     cell = panel.locator(".jp-CodeCell").first
     type_and_run(page, cell, CODE)
 

@@ -76,7 +76,7 @@ def test_open_untouched_lab_tab_does_not_keep_server_alive(culling_hub, page):  
 def test_kernel_working_in_lab_tab_keeps_server_alive(culling_hub, page):  # noqa: F811
     """A JupyterLab tab whose notebook kernel is busy running a cell keeps its server: work is activity."""
     bob = open_lab(culling_hub, page, "bob")
-    cell = open_python_notebook(page).locator(".jp-CodeCell").first
+    cell = open_python_notebook(page, "tensorflow").locator(".jp-CodeCell").first
     type_and_run(page, cell, f"import time; time.sleep({BUSY_FOR}); print('done')")
     expect(cell.locator(".jp-InputArea-prompt")).to_have_text("[*]:", timeout=30_000)
     expect(page.locator(".jp-StatusBar-TextItem", has_text="Python 3 (ipykernel) | Busy")).to_be_visible()
