@@ -50,7 +50,6 @@ from ...pipelines.specs import RunSpec
 from .profiles import ClusterFacts, pod_override, team_volumes
 
 GROUP, VERSION = "argoproj.io", "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
 STEP = "notebook"
 PARAMETERS = "parameters"
 PARAMETERS_VALUE = "{{workflow.parameters." + PARAMETERS + "}}"  # Argo substitutes it in the pod
