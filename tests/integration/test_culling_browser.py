@@ -79,7 +79,8 @@ def test_kernel_working_in_lab_tab_keeps_server_alive(culling_hub, page):  # noq
     cell = open_python_notebook(page, "tensorflow").locator(".jp-CodeCell").first
     type_and_run(page, cell, f"import time; time.sleep({BUSY_FOR}); print('done')")
     expect(cell.locator(".jp-InputArea-prompt")).to_have_text("[*]:", timeout=30_000)
-    expect(page.locator(".jp-StatusBar-TextItem", has_text="Python 3 (ipykernel) | Busy")).to_be_visible()
+    # The kernel is named after the image (images/tensorflow/image.yaml), not "Python 3 (ipykernel)".
+    expect(page.locator(".jp-StatusBar-TextItem", has_text="TensorFlow | Busy")).to_be_visible()
 
     busy_since = time.monotonic()
     while time.monotonic() - busy_since < KEPT_FOR:

@@ -39,6 +39,8 @@ def build_hub():
     (images / "broken").mkdir()
     (images / "broken/requirements.txt").write_text("analysis-hub-no-such-package==0.0.1\n")
     for slug in ("plain", "broken"):
+        # A notebook image is a folder with an image.yaml (analysis_hub.images); these need no capability.
+        (images / slug / "image.yaml").write_text(f"display_name: {slug.title()}\n")
         (catalog / f"{slug}.yaml").write_text(
             yaml.safe_dump({"slug": slug, "display_name": slug.title(), "image": slug})
         )
