@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import CatalogError
 from .idle_timeouts import IdleTimeout
-from .images import IMAGE_FILE, ImageDefinitionError, discover_images
+from .images import IMAGE_FILE, ImageDefinitionError, ImageFacts, discover_images
 from .quantities import parse_cpu, parse_memory
 from .validation import describe_validation_error
 
@@ -191,6 +191,9 @@ class Catalog:
     profiles: tuple[Profile, ...]
     source: str = ""
     files: dict[str, str] = field(default_factory=dict)  # slug -> file it came from
+    # The images' capabilities read with the profiles: a running hub's last good catalog keeps
+    # the last good image.yaml facts too, so a broken one never reaches a spawn.
+    images: dict[str, ImageFacts] = field(default_factory=dict)
 
     def get(self, slug: str) -> Profile | None:
         return next((p for p in self.profiles if p.slug == slug), None)
@@ -252,9 +255,10 @@ def load_catalog(
     profiles: list[Profile] = []
     files: dict[str, str] = {}
     try:
-        known = sorted(known_images if known_images is not None else discover_images(images_dir))
+        images = discover_images(images_dir)
     except ImageDefinitionError as e:
         raise CatalogError([str(e)]) from None
+    known = sorted(known_images if known_images is not None else images)
     paths = sorted(catalog_dir.glob("*.yaml")) if catalog_dir.is_dir() else []
     if not paths:
         raise CatalogError([f"{catalog_dir}: no profile files (*.yaml) found"])
@@ -285,7 +289,7 @@ def load_catalog(
         )
     if problems:
         raise CatalogError(problems)
-    return Catalog(profiles=tuple(profiles), source=str(catalog_dir), files=files)
+    return Catalog(profiles=tuple(profiles), source=str(catalog_dir), files=files, images=images)
 
 
 def profile_summary(profile: Profile) -> dict[str, Any]:

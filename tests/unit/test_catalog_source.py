@@ -61,3 +61,19 @@ def test_invalid_edit_keeps_last_good_and_logs_once(catalog_dirs, caplog):
     touch_later(path, 20)
     assert source.current() is not good
     assert source.current().get("tensorflow") is not None
+
+
+def test_a_broken_image_definition_keeps_the_last_good_image_facts(catalog_dirs, caplog):
+    """The catalog carries the images' capabilities read with it: an image.yaml broken on a
+    running hub is reported at the next reload, and spawns keep the last good facts
+    (pyspark stays a Hadoop client) instead of failing on the file."""
+    catalog_dir, images_dir = catalog_dirs
+    source = CatalogSource(catalog_dir, images_dir)
+    assert source.current().images["pyspark"].hadoop_client
+    (images_dir / "pyspark" / "image.yaml").write_text("hadoop_client: yes please\n")
+    path = catalog_dir / "tensorflow.yaml"  # any catalog edit makes the source reload
+    touch_later(path)
+    with caplog.at_level(logging.ERROR):
+        catalog = source.current()
+    assert catalog.images["pyspark"].hadoop_client
+    assert "pyspark/image.yaml: hadoop_client: must be a bool" in caplog.text

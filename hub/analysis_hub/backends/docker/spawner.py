@@ -32,7 +32,7 @@ from dockerspawner import DockerSpawner
 from tornado import web
 from traitlets import Dict, Integer, Unicode, default
 
-from ...images import discover_images, hadoop_images
+from ...images import hadoop_images
 from ...kernels import kernel_display_name
 from ..catalog_spawner import CatalogProfileForm
 from .network import NetworkError, ensure_container_network
@@ -163,7 +163,7 @@ class CatalogDockerSpawner(CatalogProfileForm, DockerSpawner):
 
     def _host_facts(self) -> DockerHostFacts:
         images = {**read_image_tags(self.image_tags_file), **self.image_references}
-        facts = discover_images(self.images_dir)
+        facts = self.catalog.images
         return DockerHostFacts(
             images=images,
             name_prefix=self.prefix,
