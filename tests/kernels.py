@@ -82,3 +82,19 @@ async def _execute(user, kernel_id: str, code: str, timeout: float, server: str 
                     return "".join(output)
     finally:
         conn.close()
+
+
+# Python run inside a server's kernel or a pipeline's notebook: what its container enforces
+# (cgroup v1 or v2) and its process status; defines `memory`, `quota`, `period` and `status`.
+CONTAINER_LIMITS = """
+import json, os
+from pathlib import Path
+def first(*paths):
+    return next((Path(p).read_text().split() for p in paths if Path(p).exists()), None)
+memory = first("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory.max")
+quota = first("/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
+period = first("/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us", "/sys/fs/cgroup/cpu/cpu.cfs_period_us")
+if not quota:  # cgroup v2
+    quota, period = [first("/sys/fs/cgroup/cpu.max")[0]], [first("/sys/fs/cgroup/cpu.max")[1]]
+status = dict(line.split(":\\t", 1) for line in Path("/proc/self/status").read_text().splitlines())
+"""

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import start_hub
-from kernels import run_code
+from kernels import CONTAINER_LIMITS, run_code
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -29,22 +29,15 @@ CULLED_WITHIN = TIMEOUT + 3 * EVERY + 20
 GiB = 2**30
 
 # Runs in the kernel: what the container enforces and who runs it (cgroup v1 and v2).
-INSPECT = """
-import json, os
-from pathlib import Path
-def first(*paths):
-    return next((Path(p).read_text().split() for p in paths if Path(p).exists()), None)
-memory = first("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory.max")
-quota = first("/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
-period = first("/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us", "/sys/fs/cgroup/cpu/cpu.cfs_period_us")
-if not quota:  # cgroup v2
-    quota, period = [first("/sys/fs/cgroup/cpu.max")[0]], [first("/sys/fs/cgroup/cpu.max")[1]]
+INSPECT = (
+    CONTAINER_LIMITS
+    + """
 cpu = int(quota[0]) / int(period[0])
-status = dict(line.split(":\\t", 1) for line in Path("/proc/self/status").read_text().splitlines())
 print(json.dumps({"memory": int(memory[0]), "cpus": cpu, "uid": os.getuid(), "home": os.environ["HOME"],
     "no_new_privs": status["NoNewPrivs"].strip(), "cap_eff": status["CapEff"].strip(),
     "profile": os.environ.get("ANALYSIS_HUB_PROFILE")}))
 """
+)
 WORK = {
     "pyspark": "from pyspark.sql import SparkSession\n"
     "print(SparkSession.builder.getOrCreate().range(1000).count())",

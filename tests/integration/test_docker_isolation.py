@@ -26,7 +26,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from harness import REPO, start_hub
-from kernels import run_code
+from kernels import CONTAINER_LIMITS, run_code
 from notebooks import make_notebook
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -62,17 +62,10 @@ time.sleep(2)
 print(socket.gethostbyname(socket.gethostname()))
 """
 # A pipeline notebook: its container (hostname), limits (cgroup v1 or v2), user and folder.
-INSIDE_THE_RUN = """
-import json, os, socket
-from pathlib import Path
-def first(*paths):
-    return next((Path(p).read_text().split() for p in paths if Path(p).exists()), None)
-memory = first("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory.max")
-quota = first("/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
-period = first("/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us", "/sys/fs/cgroup/cpu/cpu.cfs_period_us")
-if not quota:  # cgroup v2
-    quota, period = [first("/sys/fs/cgroup/cpu.max")[0]], [first("/sys/fs/cgroup/cpu.max")[1]]
-status = dict(line.split(":\\t", 1) for line in Path("/proc/self/status").read_text().splitlines())
+INSIDE_THE_RUN = (
+    CONTAINER_LIMITS
+    + """
+import socket
 def probe(host, port):
     s = socket.socket()
     s.settimeout(3)
@@ -88,6 +81,7 @@ print("FACTS " + json.dumps({"hostname": socket.gethostname(), "memory": int(mem
     "no_new_privs": status["NoNewPrivs"].strip(), "cap_eff": status["CapEff"].strip(),
     "reach": {f"{h}:{p}": probe(h, p) for h, p in json.loads(targets)}}))
 """
+)
 
 
 class Quiet(SimpleHTTPRequestHandler):
