@@ -53,7 +53,12 @@ PUBLIC_BASE = "debian:bookworm-slim"
 DEBOOTSTRAP = "debootstrap"
 DEFAULT_PREFIX = "analysis-hub/"
 DEFAULT_TAGS_FILE = REPO / "build" / "image-tags.json"
-SINGLEUSER_FILES = ("analysis_hub_activity.py", "analysis_hub_activity.json", "overrides.json")
+SINGLEUSER_FILES = (
+    "analysis_hub_activity.py",
+    "analysis_hub_activity.json",
+    "analysis_hub_outputs.py",
+    "overrides.json",
+)
 # Not in a build context: tests run against the image, and image.yaml is read by the
 # hub, the build and the chart, not by anything inside the image (so it never changes a tag).
 SKIPPED = {"tests", "__pycache__", ".pytest_cache", "image.yaml"}

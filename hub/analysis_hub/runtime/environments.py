@@ -65,11 +65,13 @@ def environment_key(lock_files: list[Path], python_version: str) -> str:
 
 
 def install_server_extension(env: Path) -> None:
-    """Copy the activity-policy extension, the config enabling it, and our JupyterLab
-    defaults (no news or update checks: servers may have no internet) into `env`."""
+    """Copy the activity-policy extension, the config enabling it, the step-outputs module
+    (`analysis_hub_outputs`), and our JupyterLab defaults (no news or update checks: servers
+    may have no internet) into `env`."""
     site_packages = next((env / "lib").glob("python3*/site-packages"))
     targets = {
         SERVER_EXTENSION_DIR / "analysis_hub_activity.py": site_packages / "analysis_hub_activity.py",
+        SERVER_EXTENSION_DIR / "analysis_hub_outputs.py": site_packages / "analysis_hub_outputs.py",
         SERVER_EXTENSION_DIR / "analysis_hub_activity.json": env
         / "etc/jupyter/jupyter_server_config.d/analysis_hub_activity.json",
         SERVER_EXTENSION_DIR / "overrides.json": env / "share/jupyter/lab/settings/overrides.json",
