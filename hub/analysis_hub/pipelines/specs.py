@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
@@ -29,6 +30,7 @@ from ..catalog import Profile, ResolvedProfile, Resources, Toleration
 from .notebooks import NotebookError, Parameter, coerce_parameters
 from .triggers import CRON, TRIGGERS, default_trigger
 
+RUN_FOLDER_ENV = "ANALYSIS_HUB_RUN_FOLDER"  # a workflow step's shared run folder, in the step
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 CONCURRENCY = ("forbid", "allow")
 
@@ -59,6 +61,11 @@ class RunSpec:
     # pod from its resolved profile (the Kubernetes translation); the others ignore both.
     retries: int = 0
     profile: ResolvedProfile | None = None
+    # A workflow's step: its name (None for a single-notebook version), and the run's folder
+    # that all its steps share (`RUN_FOLDER_ENV` names it inside the step), where the
+    # backend has one on this machine (local, docker; Argo mounts its own per-run volume).
+    step: str | None = None
+    run_folder: Path | None = None
 
 
 def check_name(kind: str, name: str) -> str:
