@@ -179,8 +179,8 @@ def test_webhook_message_links_to_the_failed_cell():
 
 def test_versions_are_commits_by_their_publisher_tagged_per_version(tmp_path):
     repo = TeamRepository(tmp_path, "data-team")
-    first = repo.commit("report", 1, notebook_text(), {"profile": "pyspark"}, "alice", "first")
-    repo.commit("report", 2, notebook_text(), {"profile": "pyspark"}, "bob", "")
+    first = repo.commit("report", 1, {"notebook.ipynb": notebook_text()}, {"profile": "pyspark"}, "alice", "first")
+    repo.commit("report", 2, {"notebook.ipynb": notebook_text()}, {"profile": "pyspark"}, "bob", "")
     notebook, metadata = repo.read(first, "report")
     assert read_notebook(notebook).cells[0].source.startswith("n = 3") and metadata == {"profile": "pyspark"}
     assert [(e["author"], e["subject"]) for e in repo.log("report")] == [
@@ -197,5 +197,5 @@ def test_the_migrations_build_exactly_the_models_schema(tmp_path):
     with sessions.kw["bind"].connect() as connection:
         diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     assert diff == []
-    tables = '["audit", "pipelines", "replicas", "runs", "versions"]'
+    tables = '["audit", "pipelines", "replicas", "runs", "step_runs", "versions"]'
     assert json.dumps(sorted(Base.metadata.tables)) == tables

@@ -18,9 +18,9 @@ CURRENT = {"version": 1, "trigger": CRON, "schedule": "0 6 * * *", "timezone": "
 
 
 def test_one_trigger_vocabulary_with_one_default():
-    """Deployments and runs say manual, cron or http; a request naming no trigger is cron exactly
+    """Deployments and runs say manual, cron, http or after; a request naming no trigger is cron exactly
     when it has a schedule."""
-    assert TRIGGERS == ("manual", "cron", "http")
+    assert TRIGGERS == ("manual", "cron", "http", "after")
     assert (default_trigger("0 6 * * *"), default_trigger(None), default_trigger("")) == (
         CRON,
         MANUAL,
@@ -198,7 +198,7 @@ def test_the_api_document_and_the_cli_offer_exactly_the_vocabulary(capsys):
     document = openapi("/services/pipelines/")
     deployment = document["paths"]["/services/pipelines/api/pipelines/{team}/{name}/deployment"]["put"]
     schema = deployment["requestBody"]["content"]["application/json"]["schema"]
-    assert schema["properties"]["trigger"] == {"type": "string", "enum": ["manual", "cron", "http"]}
+    assert schema["properties"]["trigger"] == {"type": "string", "enum": ["manual", "cron", "http", "after"]}
     parser = argparse.ArgumentParser()
     client.add_parser(parser.add_subparsers())
     for trigger in TRIGGERS:

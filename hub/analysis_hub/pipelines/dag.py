@@ -110,6 +110,7 @@ class Moves:
     finished: bool = False
     status: str | None = None  # the run's, once finished; `waiting` while a gate waits
     reason: str = ""
+    culprit: str | None = None  # the step the run failed or was rejected at
 
 
 def next_moves(steps: list[Step], states: dict[str, StepState]) -> Moves:
@@ -133,8 +134,9 @@ def next_moves(steps: list[Step], states: dict[str, StepState]) -> Moves:
         return Moves(start, skip)
     if any(s.status == "waiting" for s in settled.values()):
         return Moves(start, skip, status="waiting")
-    status, reason = run_status(steps, settled)
-    return Moves(start, skip, finished=True, status=status, reason=reason)
+    status, culprit = run_status(steps, settled)
+    reason = f"step {culprit} {settled[culprit].status}" if culprit else ""
+    return Moves(start, skip, finished=True, status=status, reason=reason, culprit=culprit)
 
 
 def _why_not(step: Step, states: dict[str, StepState]) -> str:
@@ -149,14 +151,15 @@ def _why_not(step: Step, states: dict[str, StepState]) -> str:
     return ""
 
 
-def run_status(steps: list[Step], states: dict[str, StepState]) -> tuple[str, str]:
+def run_status(steps: list[Step], states: dict[str, StepState]) -> tuple[str, str | None]:
+    """The finished run's status, and the step it failed or was rejected at."""
     for wanted, status in ((("failed", "timed_out"), "failed"), (("rejected",), "rejected")):
         for step in steps:
             if states[step.name].status in wanted:
-                return status, f"step {step.name} {states[step.name].status}"
+                return status, step.name
     if any(states[s.name].status == "cancelled" for s in steps):
-        return "cancelled", ""
-    return "succeeded", ""
+        return "cancelled", None
+    return "succeeded", None
 
 
 def ancestors(steps: list[Step], name: str) -> set[str]:

@@ -7,7 +7,8 @@ Contract:
   deployment is validated as a whole (`specs.check_deployment`) and a bad one
   is refused with every bad field named, changing nothing. A change of only
   `paused` is audited as `pause`/`resume`, anything else as `deploy`, with
-  the deployment before and after. An `http` trigger gets a token (returned
+  the deployment before and after. A chained trigger (`after`) is checked
+  for the upstream team's consent and for loops (`chains.py`). An `http` trigger gets a token (returned
   once, stored hashed) when it has none or the request asks for a new one.
 - `rollback(caller, team, name, to)` points a deployed pipeline at an
   earlier version; nothing is rebuilt.
@@ -22,6 +23,7 @@ Contract:
 from __future__ import annotations
 
 from .access import Caller, find_pipeline, new_trigger_token
+from .chains import check_chain
 from .executor import Executor
 from .models import AuditEvent, Pipeline, Version, now
 from .scheduler import Schedules
@@ -56,6 +58,7 @@ class Deployments:
                 find_version(pipeline, chosen).parameters if chosen in numbers else {}
             )
             fields = check_deployment(merged, declared, numbers)
+            check_chain(db, pipeline, fields)
             before = pipeline.deployment()
             # Pausing or resuming alone changes no version: nothing for the executor to prepare.
             pausing = {key for key, value in fields.items() if before.get(key) != value} == {"paused"}

@@ -29,9 +29,12 @@ from .triggers import MANUAL
 MIGRATIONS = Path(__file__).parent / "migrations"
 MIGRATIONS_LOCK = 0x616E616C79736973  # a PostgreSQL advisory lock key of our own ("analysis")
 
-FINISHED = ("succeeded", "failed", "timed_out", "cancelled", "skipped")
-UNFINISHED = ("queued", "running")
+FINISHED = ("succeeded", "failed", "timed_out", "cancelled", "skipped", "rejected")
+# A `waiting` run stopped at an approval gate: nothing of it runs until someone decides.
+UNFINISHED = ("queued", "running", "waiting")
+ACTIVE = ("queued", "running")  # what a stopped service interrupts (a waiting run holds nothing)
 ONE_RUN_PER_FIRE = "uq_runs_pipeline_id_scheduled_for"
+ONE_RUN_PER_UPSTREAM = "uq_runs_pipeline_id_upstream_run"
 
 
 def now() -> datetime:
@@ -63,6 +66,11 @@ class Pipeline(Base):
     trigger_token_hash: Mapped[str | None] = mapped_column(String(128))
     notify_url: Mapped[str | None] = mapped_column(Text)
     notify_on_success: Mapped[bool] = mapped_column(default=False)
+    # Trigger `after`: run when a run of `after_pipeline` ("team/name") ends as `after_on` says.
+    after_pipeline: Mapped[str | None] = mapped_column(String(320))
+    after_on: Mapped[str | None] = mapped_column(String(16))  # success | failure | any
+    # Other teams whose pipelines may chain after this one (its own team always may).
+    subscribers: Mapped[list | None] = mapped_column(JSON, default=list)
     # Deleting keeps the row (runs and the git history refer to it) but hides
     # it, stops its schedule and frees nothing: the name can't be reused.
     deleted_at: Mapped[datetime | None]
@@ -87,6 +95,9 @@ class Pipeline(Base):
             "paused": self.paused,
             "notify_url": self.notify_url,
             "notify_on_success": self.notify_on_success,
+            "after_pipeline": self.after_pipeline,
+            "after_on": self.after_on,
+            "subscribers": list(self.subscribers or []),
         }
 
 
@@ -105,6 +116,9 @@ class Version(Base):
     parameters: Mapped[dict] = mapped_column(JSON, default=dict)  # name -> {type, default}
     kernel: Mapped[str] = mapped_column(String(64))
     message: Mapped[str] = mapped_column(Text, default="")
+    # A workflow's steps (workflow.stored_steps); None for a single-notebook version, whose
+    # one step is the columns above. The columns above are then the first step's.
+    steps: Mapped[list | None] = mapped_column(JSON)
     published_by: Mapped[str] = mapped_column(String(255))
     published_at: Mapped[datetime] = mapped_column(default=now)
 
@@ -115,7 +129,11 @@ class Run(Base):
     __tablename__ = "runs"
     # One run per scheduled fire time: with several service replicas, the one whose
     # insert wins runs it; the others hit this constraint and do nothing (replicas.py).
-    __table_args__ = (UniqueConstraint("pipeline_id", "scheduled_for", name=ONE_RUN_PER_FIRE),)
+    # Likewise one run per upstream run for a chained trigger, whichever replica saw it end.
+    __table_args__ = (
+        UniqueConstraint("pipeline_id", "scheduled_for", name=ONE_RUN_PER_FIRE),
+        UniqueConstraint("pipeline_id", "upstream_run", name=ONE_RUN_PER_UPSTREAM),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     pipeline_id: Mapped[int] = mapped_column(ForeignKey("pipelines.id"))
@@ -135,8 +153,42 @@ class Run(Base):
     output_dir: Mapped[str | None] = mapped_column(Text)
     # The service replica that started the run and follows it (settings: pipelines.replica).
     replica: Mapped[str | None] = mapped_column(String(255))
+    repair_of: Mapped[int | None]  # the run this one repairs (re-runs from its failed steps)
+    upstream_run: Mapped[int | None]  # the run whose end started this one (trigger `after`)
 
     pipeline: Mapped[Pipeline] = relationship()
+    steps: Mapped[list[StepRun]] = relationship(order_by="StepRun.id", back_populates="run")
+
+
+class StepRun(Base):
+    """One step of a run: a notebook's execution or an approval gate's decision."""
+
+    __tablename__ = "step_runs"
+    __table_args__ = (UniqueConstraint("run_id", "step"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
+    step: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))  # notebook | approval
+    # pending | running | waiting (a gate) | succeeded | approved | failed | timed_out |
+    # cancelled | skipped | rejected
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(default=0)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    exit_code: Mapped[int | None]
+    reason: Mapped[str] = mapped_column(Text, default="")
+    error_cell: Mapped[int | None]
+    outputs: Mapped[dict] = mapped_column(JSON, default=dict)  # analysis_hub_outputs.record
+    # A repair keeps the steps that succeeded: their outputs and files are the earlier run's.
+    reused_from: Mapped[int | None]
+    # An approval gate: who may decide, until when; who decided, and why.
+    approvers: Mapped[str | None] = mapped_column(String(255))
+    deadline: Mapped[datetime | None]
+    decided_by: Mapped[str | None] = mapped_column(String(255))
+    comment: Mapped[str | None] = mapped_column(Text)
+
+    run: Mapped[Run] = relationship(back_populates="steps")
 
 
 class Replica(Base):
@@ -155,7 +207,8 @@ class AuditEvent(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[datetime] = mapped_column(default=now)
     actor: Mapped[str] = mapped_column(String(255))
-    action: Mapped[str] = mapped_column(String(32))  # publish | deploy | rollback | pause | run | delete
+    # publish | deploy | rollback | pause | run | cancel | delete | approve | reject | repair...
+    action: Mapped[str] = mapped_column(String(32))
     team: Mapped[str] = mapped_column(String(255))
     pipeline: Mapped[str] = mapped_column(String(64))
     before: Mapped[dict | None] = mapped_column(JSON)

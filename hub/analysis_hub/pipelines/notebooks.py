@@ -12,6 +12,8 @@ Contract:
   parameters (unknown names, wrong types) and returns typed values; strings
   from a command line (`-p n=3`) are converted to the declared type.
 - `error_cell(nb)` is the index of the cell papermill marked as failed.
+- `recorded_outputs(nb)` are a workflow step's outputs, as
+  `analysis_hub_outputs.record(name, value)` left them in its output notebook.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import nbformat
 from papermill.translators import papermill_translators
 
 PARAMETERS_TAG = "parameters"
+# What analysis_hub_outputs.record displays (singleuser/analysis_hub_outputs.py, in every image).
+OUTPUT_MEDIA_TYPE = "application/vnd.analysis-hub.output+json"
 _TYPES = {"int": int, "float": float, "bool": bool, "str": str}
 
 
@@ -145,3 +149,14 @@ def _literal(source: str) -> object:
         return ast.literal_eval(source)
     except (ValueError, SyntaxError):
         return source
+
+
+def recorded_outputs(nb: nbformat.NotebookNode) -> dict[str, object]:
+    """The outputs a run's notebook recorded with `analysis_hub_outputs.record`; the last wins."""
+    found: dict[str, object] = {}
+    for cell in nb.cells:
+        for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            record = output.get("data", {}).get(OUTPUT_MEDIA_TYPE)
+            if isinstance(record, dict) and isinstance(record.get("name"), str):
+                found[record["name"]] = record.get("value")
+    return found

@@ -1,6 +1,7 @@
 """Webhook notifications for finished runs, in a Slack-compatible payload.
 
-Contract: `run_message(...)` is pure and returns the JSON body (Slack's
+Contract: `run_message(...)` (a run ended) and `approval_message(...)` (a gate
+waits for its approvers) are pure and return the JSON body (Slack's
 `text` plus `blocks`; Mattermost, Teams workflows and most chat tools accept
 it). It links to the run's output notebook, at papermill's error anchor
 when a cell failed. `send(url, payload)` posts it and never raises: a dead
@@ -63,3 +64,16 @@ async def send(url: str, payload: dict) -> bool:
     except (HTTPClientError, OSError) as e:
         log.warning("webhook %s failed: %s", url, e)
         return False
+
+
+def approval_message(team: str, pipeline: str, run_id: int, step: str, approvers: str, url: str) -> dict:
+    """A gate waits: the approvers are asked to decide on the run's page."""
+    text = (
+        f":raised_hand: {team}/{pipeline} run {run_id} waits for approval at {step}:"
+        f" a member of {approvers} approves or rejects it <{url}|on its page>"
+    )
+    return {
+        "text": text,
+        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}],
+        "analysis_hub": {"team": team, "pipeline": pipeline, "run": run_id, "step": step, "url": url},
+    }

@@ -22,8 +22,9 @@ Contract:
   The local executor's runs are child processes of their replica and end
   with it, so interrupted is their true state.
 - `keep_in_step(pipelines)` runs in each service process: every `STEP_S`
-  seconds, a heartbeat and the scheduler's jobs made to match the database
-  (deploys, pauses and deletions made through another replica).
+  seconds, a heartbeat, the scheduler's jobs made to match the database
+  (deploys, pauses and deletions made through another replica), and the
+  approval gates past their deadline rejected (`gates.Gates.expire`).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 
-from .models import UNFINISHED, Pipeline, Replica, Run, now
+from .models import ACTIVE, Pipeline, Replica, Run, now
 from .triggers import CRON
 
 log = logging.getLogger(__name__)
@@ -94,9 +95,8 @@ async def fire_once(sessions, pipeline_id: int, start: Callable[[datetime], Awai
 def recover(db, name: str) -> None:
     """At start: this replica's earlier incarnation's unfinished runs (and unowned ones) were interrupted."""
     mine = or_(Run.replica == name, Run.replica.is_(None))
-    for run in db.scalars(select(Run).where(Run.status.in_(UNFINISHED), mine)):
-        run.status, run.finished_at = "failed", now()
-        run.reason = "interrupted: the pipelines service stopped during the run"
+    for run in db.scalars(select(Run).where(Run.status.in_(ACTIVE), mine)):
+        _interrupt(run, "interrupted: the pipelines service stopped during the run")
     _seen(db, name, started=True)
 
 
@@ -106,16 +106,26 @@ def beat(sessions, name: str) -> list[int]:
         _seen(db, name)
         alive = select(Replica.name).where(Replica.seen_at >= now() - STALE)
         orphaned = select(Run).where(
-            Run.status.in_(UNFINISHED), Run.replica.is_not(None), Run.replica.not_in(alive)
+            Run.status.in_(ACTIVE), Run.replica.is_not(None), Run.replica.not_in(alive)
         )
         interrupted = []
         for run in db.scalars(orphaned):
-            run.status, run.finished_at = "failed", now()
-            run.reason = f"interrupted: the pipelines service replica {run.replica} stopped during the run"
+            _interrupt(
+                run, f"interrupted: the pipelines service replica {run.replica} stopped during the run"
+            )
             interrupted.append(run.id)
     if interrupted:
         log.warning("runs %s: their replicas stopped; marked interrupted", interrupted)
     return interrupted
+
+
+def _interrupt(run: Run, reason: str) -> None:
+    """A run and the steps it was running failed (a repair re-runs them); a waiting run is
+    not interrupted: it holds nothing, and a decision resumes it on any replica."""
+    run.status, run.finished_at, run.reason = "failed", now(), reason
+    for step in run.steps:
+        if step.status == "running":
+            step.status, step.finished_at, step.reason = "failed", now(), reason
 
 
 def _seen(db, name: str, started: bool = False) -> None:
@@ -141,6 +151,7 @@ async def keep_in_step(pipelines) -> None:
         await asyncio.sleep(STEP_S)
         try:
             await asyncio.to_thread(beat, pipelines.sessions, pipelines.config.replica)
+            pipelines.runs.gates.expire()
             with pipelines.sessions() as db:
                 for p in db.scalars(select(Pipeline)):
                     facts = _schedule_facts(p)

@@ -2,7 +2,8 @@
 
 Contract: `TeamRepository(root, team)` keeps `<root>/<team>/`, a plain git
 repository with one folder per pipeline holding `notebook.ipynb` (outputs
-stripped) and `version.json` (profile, resources, image, parameters...).
+stripped), or a workflow's `pipeline.yaml` and the notebooks it names, and
+`version.json` (profile, resources, image, parameters, steps...).
 `commit(...)` records one version with the publishing hub user as the
 author and tags it `<pipeline>/v<N>`, so `git log`, `git diff` and `git blame`
 work with ordinary tools; `read(commit, pipeline)` returns a version's files.
@@ -39,12 +40,16 @@ class TeamRepository:
             self._git("init", "--quiet", "--initial-branch=main")
 
     def commit(
-        self, pipeline: str, number: int, notebook: str, metadata: dict, author: str, message: str
+        self, pipeline: str, number: int, files: dict[str, str], metadata: dict, author: str, message: str
     ) -> str:
+        """`files`: name -> text, the version's whole content besides `version.json`."""
         self.ensure()
         folder = self.path / pipeline
         folder.mkdir(exist_ok=True)
-        (folder / "notebook.ipynb").write_text(notebook)
+        for old in folder.iterdir():  # a version is exactly its files: none left from the last
+            old.unlink()
+        for file, text in files.items():
+            (folder / file).write_text(text)
         (folder / "version.json").write_text(json.dumps(metadata, indent=1, sort_keys=True) + "\n")
         self._git("add", "--", pipeline)
         author_env = {"GIT_AUTHOR_NAME": author, "GIT_AUTHOR_EMAIL": f"{author}@analysis-hub", **COMMITTER}
@@ -54,6 +59,9 @@ class TeamRepository:
         sha = self._git("rev-parse", "HEAD").strip()
         self._git("tag", f"{pipeline}/v{number}", sha)
         return sha
+
+    def read_file(self, commit: str, pipeline: str, file: str) -> str:
+        return self._git("show", f"{commit}:{pipeline}/{file}")
 
     def read(self, commit: str, pipeline: str) -> tuple[str, dict]:
         notebook = self._git("show", f"{commit}:{pipeline}/notebook.ipynb")

@@ -37,23 +37,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 from pathlib import Path
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
-from . import notify, replicas
+from . import replicas
 from .access import Caller, Conflict, find_pipeline, find_run, pipeline_for_token
-from .executor import Executor, RunOutcome
-from .models import UNFINISHED, AuditEvent, Pipeline, Run, now
+from .chains import chained_after
+from .execution import Execution, cancel_steps
+from .executor import Executor
+from .gates import Gates
+from .models import UNFINISHED, AuditEvent, Pipeline, Run, StepRun, now
 from .run_metrics import record_run
-from .specs import SpecError, declared_parameters, run_parameters, run_spec
-from .triggers import HTTP, MANUAL
+from .specs import SpecError, declared_parameters, run_parameters
+from .steps import version_steps
+from .triggers import AFTER, HTTP, MANUAL, REPAIR
 from .versions import Versions, find_version
 from .views import run_view
 
 log = logging.getLogger(__name__)
 
-CANCEL_POLL_S = 2.0  # how soon a run cancelled through another replica stops on this one
 HTTP_TRIGGER = "http-trigger"  # the `started_by` of a run started with a trigger token
 
 
@@ -81,6 +86,16 @@ class Runs:
         self.replica = replica  # this process's name among replicas sharing the database
         self._tasks: set[asyncio.Task] = set()
         self._by_run: dict[int, asyncio.Task] = {}
+        self.execution = Execution(
+            sessions=sessions,
+            versions=versions,
+            executor=executor,
+            runs_root=runs_root,
+            public_url=self.public_url,
+            on_finished=self._start_chained,
+        )
+        self.gates = Gates(sessions=sessions, public_url=self.public_url, follow=self.follow)
+        self.execution.gates = self.gates
 
     def recover(self) -> None:
         with self.sessions.begin() as db:
@@ -114,8 +129,15 @@ class Runs:
         return await self.start(pipeline_id, HTTP, HTTP_TRIGGER, parameters)
 
     async def start(
-        self, pipeline_id: int, trigger: str, actor: str, parameters: dict | None = None, scheduled_for=None
+        self,
+        pipeline_id: int,
+        trigger: str,
+        actor: str,
+        parameters: dict | None = None,
+        scheduled_for=None,
+        upstream_run: int | None = None,
     ) -> dict:
+        after: dict = {}
         with self.sessions.begin() as db:
             pipeline = db.get(Pipeline, pipeline_id)
             if not pipeline.deployed:
@@ -124,6 +146,8 @@ class Runs:
             values = run_parameters(
                 declared_parameters(version.parameters), pipeline.parameters, parameters or {}
             )
+            if upstream_run is not None:
+                after["upstream_run"] = upstream_run
             run = Run(
                 pipeline_id=pipeline.id,
                 version=version.number,
@@ -131,6 +155,7 @@ class Runs:
                 started_by=actor,
                 parameters=values,
                 scheduled_for=scheduled_for,
+                upstream_run=upstream_run,
                 replica=self.replica,
             )
             busy = db.scalar(
@@ -143,17 +168,89 @@ class Runs:
             db.flush()
             if run.status == "skipped":
                 record_run(run)
-            after = {"run": run.id, "version": version.number, "trigger": trigger, "status": run.status}
+            after |= {"run": run.id, "version": version.number, "trigger": trigger, "status": run.status}
             db.add(
                 AuditEvent(actor=actor, action="run", team=pipeline.team, pipeline=pipeline.name, after=after)
             )
             result = run_view(run)
         if result["status"] == "queued":
-            task = asyncio.create_task(self._execute(result["id"]))
-            self._tasks.add(task)
-            self._by_run[result["id"]] = task
-            task.add_done_callback(self._tasks.discard)
-            task.add_done_callback(lambda _, run_id=result["id"]: self._by_run.pop(run_id, None))
+            self.follow(result["id"])
+        return result
+
+    def follow(self, run_id: int) -> None:
+        """Drive a run from here (a new run, a repair, a decided gate), unless this process already is."""
+        if run_id in self._by_run:
+            self.execution.wake(run_id)
+            return
+        task = asyncio.create_task(self.execution.advance(run_id))
+        self._tasks.add(task)
+        self._by_run[run_id] = task
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda _, run_id=run_id: self._by_run.pop(run_id, None))
+
+    async def repair(self, caller: Caller, run_id: int) -> dict:
+        """A new run of a run that didn't succeed, from where it failed: the steps that succeeded
+        (with everything upstream of them) keep their outputs and files; the others run again."""
+        with self.sessions.begin() as db:
+            old = find_run(db, caller, run_id)
+            if old.status not in ("failed", "timed_out", "cancelled", "rejected"):
+                raise Conflict(
+                    f"run {run_id} is {old.status}; only a run that failed, timed out,"
+                    " was cancelled or rejected can be repaired"
+                )
+            steps = version_steps(find_version(old.pipeline, old.version))
+            kept = _kept_steps(steps, {r.step: r for r in old.steps})
+            run = Run(
+                pipeline_id=old.pipeline_id,
+                version=old.version,
+                trigger=REPAIR,
+                started_by=caller.name,
+                parameters=dict(old.parameters),
+                repair_of=old.id,
+                replica=self.replica,
+            )
+            db.add(run)
+            db.flush()
+            for row in kept:
+                db.add(
+                    StepRun(
+                        run_id=run.id,
+                        step=row.step,
+                        kind=row.kind,
+                        status=row.status,
+                        attempts=row.attempts,
+                        started_at=row.started_at,
+                        finished_at=row.finished_at,
+                        exit_code=row.exit_code,
+                        outputs=dict(row.outputs or {}),
+                        reused_from=row.reused_from or old.id,
+                        decided_by=row.decided_by,
+                        comment=row.comment,
+                        reason=f"kept from run {row.reused_from or old.id}",
+                    )
+                )
+            after = {
+                "run": run.id,
+                "repair_of": old.id,
+                "version": old.version,
+                "kept": [r.step for r in kept],
+            }
+            db.add(
+                AuditEvent(
+                    actor=caller.name,
+                    action="repair",
+                    team=old.pipeline.team,
+                    pipeline=old.pipeline.name,
+                    after=after,
+                )
+            )
+            result = run_view(run)
+        shared = self.runs_root / str(run_id) / "shared"
+        if shared.is_dir():  # the kept steps' data, for the steps that run again
+            await asyncio.to_thread(
+                shutil.copytree, shared, self.runs_root / str(result["id"]) / "shared", symlinks=True
+            )
+        self.follow(result["id"])
         return result
 
     async def cancel(self, caller: Caller, run_id: int) -> dict:
@@ -176,6 +273,7 @@ class Runs:
             )
             record_run(run)
             result = run_view(run)
+        cancel_steps(self.sessions, run_id)
         stop = getattr(self.executor, "cancel", None)
         if stop is not None:
             try:
@@ -189,88 +287,33 @@ class Runs:
             await asyncio.wait({task})
         return result
 
+    async def _start_chained(self, run_id: int) -> None:
+        """Start the pipelines chained after this ended run (chains.py), each once."""
+        with self.sessions() as db:
+            run = db.get(Run, run_id)
+            downstream = chained_after(db, run)
+            actor = f"{run.pipeline.team}/{run.pipeline.name} run {run_id}"
+        for pipeline_id in downstream:
+            try:
+                await self.start(pipeline_id, AFTER, actor, upstream_run=run_id)
+            except IntegrityError:
+                pass  # another replica started it for this upstream run already
+            except Exception:
+                log.exception("pipeline %s chained after run %s could not start", pipeline_id, run_id)
+
     async def wait_idle(self) -> None:
         """Wait for every run this process started to be recorded (tests; a clean stop)."""
         while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    # -- executing ----------------------------------------------------------
 
-    async def _run_until_cancelled(self, run_id: int, spec, notebook: str, out_dir: Path):
-        """The executor's outcome, or None once the run is recorded cancelled by another replica
-        (checked every CANCEL_POLL_S; a cancel through this one cancels the task at once)."""
-        attempt = asyncio.ensure_future(self.executor.run(spec, notebook, out_dir))
-        try:
-            while True:
-                done, _ = await asyncio.wait({attempt}, timeout=CANCEL_POLL_S)
-                if done:
-                    return attempt.result()
-                if self._cancelled(run_id):
-                    attempt.cancel()
-                    await asyncio.wait({attempt})
-                    return None
-        finally:
-            if not attempt.done():  # this task was cancelled: the executor stops what it started
-                attempt.cancel()
-                await asyncio.wait({attempt})
-
-    def _cancelled(self, run_id: int) -> bool:
-        with self.sessions() as db:
-            return db.get(Run, run_id).status == "cancelled"
-
-    async def _execute(self, run_id: int) -> None:
-        out_dir = self.runs_root / str(run_id)
-        with self.sessions() as db:
-            run = db.get(Run, run_id)
-            pipeline = run.pipeline
-            version = find_version(pipeline, run.version)
-            # An executor that retries within one run (Argo's retryStrategy) gets the retries;
-            # otherwise the service tries again itself.
-            inside = getattr(self.executor, "retries_itself", False)
-            spec = run_spec(
-                run.id,
-                pipeline.team,
-                pipeline.name,
-                version,
-                pipeline.timeout,
-                dict(run.parameters),
-                retries=pipeline.retries if inside else 0,
-            )
-            attempts = 1 if inside else pipeline.retries + 1
-        notebook = await asyncio.to_thread(self.versions.notebook_text, spec.team, spec.pipeline, version)
-        for attempt in range(1, attempts + 1):
-            with self.sessions.begin() as db:
-                run = db.get(Run, run_id)
-                if run.status == "cancelled":
-                    return
-                run.status, run.attempts = "running", attempt
-                run.started_at = run.started_at or now()
-                run.output_dir = str(out_dir)
-            try:
-                outcome = await self._run_until_cancelled(run_id, spec, notebook, out_dir)
-            except asyncio.CancelledError:
-                if self._cancelled(run_id):
-                    return  # cancel() recorded it; the executor stopped its processes
-                raise
-            except Exception as e:  # an executor bug must not leave the run "running" forever
-                log.exception("run %s failed to run", run_id)
-                outcome = RunOutcome("failed", None, f"the run could not be started: {e}")
-            if outcome is None:
-                return  # cancelled through another replica; the executor stopped its processes
-            if outcome.status == "succeeded" or self._cancelled(run_id):
-                break
-        with self.sessions.begin() as db:
-            run = db.get(Run, run_id)
-            if run.status == "cancelled":
-                return  # cancelled while the executor was ending (Argo's stop); keep who cancelled it
-            run.status, run.exit_code, run.reason = outcome.status, outcome.exit_code, outcome.reason
-            run.error_cell, run.finished_at = outcome.error_cell, now()
-            record_run(run)
-            result = run_view(run)
-            notify_url, on_success = run.pipeline.notify_url, run.pipeline.notify_on_success
-        log.info(
-            "run %s of %s/%s: %s %s", run_id, spec.team, spec.pipeline, result["status"], result["reason"]
-        )
-        if notify_url and (result["status"] != "succeeded" or on_success):
-            url = f"{self.public_url}/services/pipelines/runs/{run_id}"
-            await notify.send(notify_url, notify.run_message(spec.team, spec.pipeline, result, url))
+def _kept_steps(steps, rows: dict) -> list:
+    """The steps a repair keeps: those that succeeded (or were approved) with all of their
+    upstream kept too, so nothing kept depends on a step that runs again."""
+    kept: dict[str, object] = {}
+    for step in steps:  # in topological order
+        row = rows.get(step.name)
+        succeeded = row is not None and row.status in ("succeeded", "approved")
+        if succeeded and all(dep in kept for dep in step.depends_on):
+            kept[step.name] = row
+    return list(kept.values())

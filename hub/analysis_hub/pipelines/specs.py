@@ -28,7 +28,7 @@ from apscheduler.triggers.cron import CronTrigger
 
 from ..catalog import Profile, ResolvedProfile, Resources, Toleration
 from .notebooks import NotebookError, Parameter, coerce_parameters
-from .triggers import CRON, TRIGGERS, default_trigger
+from .triggers import AFTER, AFTER_ON, CRON, TRIGGERS, default_trigger
 
 RUN_FOLDER_ENV = "ANALYSIS_HUB_RUN_FOLDER"  # a workflow step's shared run folder, in the step
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -113,6 +113,8 @@ def merge_deployment(current: dict, request: dict) -> dict:
     request = dict(request)
     if "schedule" in request and "trigger" not in request:
         request["trigger"] = default_trigger(request["schedule"])
+    if "after_pipeline" in request and "trigger" not in request:
+        request["trigger"] = AFTER
     if request.get("trigger", CRON) != CRON:
         request.setdefault("schedule", None)
     return {**current, **request}
@@ -131,6 +133,7 @@ def check_deployment(request: dict, declared: dict[str, Parameter], versions: li
         "retries",
     }
     allowed |= {"paused", "notify_url", "notify_on_success", "new_trigger_token"}
+    allowed |= {"after_pipeline", "after_on", "subscribers"}
     unknown = sorted(set(request) - allowed)
     if unknown:
         problems.append(f"{', '.join(unknown)}: unknown field (allowed: {', '.join(sorted(allowed))})")
@@ -161,6 +164,26 @@ def check_deployment(request: dict, declared: dict[str, Parameter], versions: li
     elif schedule:
         problems.append(f"schedule: only a trigger {CRON!r} has a schedule (trigger is {trigger!r})")
     out["schedule"] = schedule if trigger == CRON else None
+    after_pipeline, after_on = request.get("after_pipeline"), request.get("after_on") or "success"
+    if trigger == AFTER:
+        team, _, name = str(after_pipeline or "").partition("/")
+        if not (NAME_RE.match(team) and NAME_RE.match(name)):
+            problems.append(
+                f"after_pipeline: {after_pipeline!r}: trigger {AFTER!r} needs the upstream pipeline"
+                " as team/name"
+            )
+        if after_on not in AFTER_ON:
+            problems.append(f"after_on: {after_on!r} is not one of {', '.join(AFTER_ON)}")
+    out["after_pipeline"] = after_pipeline if trigger == AFTER else None
+    out["after_on"] = after_on if trigger == AFTER else None
+    subscribers = request.get("subscribers") or []
+    if not isinstance(subscribers, list) or not all(
+        isinstance(t, str) and NAME_RE.match(t) for t in subscribers
+    ):
+        problems.append(
+            f"subscribers: {subscribers!r} must be a list of team names that may chain after this one"
+        )
+    out["subscribers"] = sorted(set(subscribers)) if isinstance(subscribers, list) else []
     concurrency = request.get("concurrency", "forbid")
     if concurrency not in CONCURRENCY:
         problems.append(f"concurrency: {concurrency!r} is not one of {', '.join(CONCURRENCY)}")

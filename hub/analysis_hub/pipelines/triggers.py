@@ -8,11 +8,12 @@ started it, in the same words:
 | `manual` | someone asks (the API, the CLI); every pipeline allows it |
 | `cron`   | the deployment's schedule (cron, in a time zone) fires    |
 | `http`   | a POST carries the pipeline's own trigger token           |
+| `after`  | a run of another pipeline ends (on success, failure, any) |
 
-A run started by hand is `manual` whatever the deployment's trigger. There is
-room for more words (`pipeline`: when another pipeline's run finishes) without
-renaming these. `default_trigger(schedule)` is the trigger of a deployment
-request that names none: `cron` when it has a schedule, else `manual`.
+A run started by hand is `manual` whatever the deployment's trigger; a run
+that repairs an earlier one (re-runs it from its failed steps) is `repair`.
+`default_trigger(schedule)` is the trigger of a deployment request that
+names none: `cron` when it has a schedule, else `manual`.
 Nothing is imported, so the CLI reads this without loading the service.
 """
 
@@ -21,7 +22,10 @@ from __future__ import annotations
 MANUAL = "manual"
 CRON = "cron"
 HTTP = "http"
-TRIGGERS = (MANUAL, CRON, HTTP)
+AFTER = "after"
+TRIGGERS = (MANUAL, CRON, HTTP, AFTER)
+REPAIR = "repair"  # a run's trigger only, never a deployment's
+AFTER_ON = ("success", "failure", "any")
 
 
 def default_trigger(schedule: str | None) -> str:

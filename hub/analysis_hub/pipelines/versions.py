@@ -9,7 +9,11 @@ Contract:
   repository (`repository.py`), and a `Version` row names the commit. A
   version never changes afterwards; deploying or rolling back only points
   at one.
-- Without a profile, the version gets the one the notebook was written in:
+- `publish_workflow(caller, team, name, spec, notebooks, ...)` does the same
+  for a workflow: `pipeline.yaml` and the notebooks it names, checked
+  together (`workflow.check_workflow`: every step's profile, parameters,
+  dependencies and conditions) and committed as one version.
+- Without a profile, the version (or step) gets the one the notebook was written in:
   its kernel's display name is its image's (`kernels.profile_for_kernel`).
 - Refused before anything is written: a caller outside the team
   (`Forbidden`), a notebook over `max_bytes` (`TooLarge`), a notebook that
@@ -27,21 +31,37 @@ Contract:
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 from pathlib import Path
 
 import nbformat
 from sqlalchemy import select
 
+from ..catalog import ResolvedProfile
 from ..catalog_source import CatalogSource
 from ..images import discover_images
 from ..kernels import profile_for_kernel
-from ..selection import select_profile
+from ..selection import ProfileRequestError, select_profile
 from .access import Caller, Conflict, NotFound, TooLarge, find_pipeline, require_member
 from .models import AuditEvent, Pipeline, Version
-from .notebooks import kernel_name, notebook_parameters, read_notebook, strip_outputs
+from .notebooks import NotebookError, kernel_name, notebook_parameters, read_notebook, strip_outputs
 from .repository import TeamRepository
 from .specs import SpecError, check_name, version_settings
 from .views import version_view
+from .workflow import SPEC_FILE, check_workflow, declared_run_parameters, stored_steps
+
+NOTEBOOK_FILE = "notebook.ipynb"  # a single-notebook version's one file
+NOTEBOOK_FILE_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,100}\.ipynb$"
+
+
+def _profile_columns(resolved: ResolvedProfile) -> dict:
+    return {
+        "profile": resolved.slug,
+        "choices": resolved.choices,
+        "resources": version_settings(resolved),
+        "image": resolved.image,
+    }
 
 
 def find_version(pipeline: Pipeline, number) -> Version:
@@ -82,36 +102,100 @@ class Versions:
         message: str = "",
         parent: int | None = None,
     ) -> dict:
-        check_name("team", team)
-        check_name("pipeline", name)
-        require_member(caller, team)
-        size = len(notebook) if isinstance(notebook, bytes | str) else 0
-        if size > self.max_bytes:
-            raise TooLarge(
-                f"the notebook is {size / 2**20:.1f} MiB; the limit is {self.max_bytes // 2**20} MiB"
-            )
+        """A single-notebook version: the notebook and its profile."""
+        self._check_caller(caller, team, name)
+        self._check_size(notebook)
         nb = read_notebook(notebook)
         parameters = notebook_parameters(nb)
         if not profile:
             profile = self._profile_of_kernel(nb, team)
         # The profile must be one the team may use, as in the spawn form.
-        resolved = select_profile(self.catalog.current(), {team}, {**(choices or {}), "profile": profile})
+        resolved = self._resolve(team, profile, choices or {})
+        metadata = {
+            **_profile_columns(resolved),
+            "parameters": {k: p.to_json() for k, p in parameters.items()},
+            "kernel": kernel_name(nb),
+        }
+        files = {NOTEBOOK_FILE: nbformat.writes(strip_outputs(nb))}
+        return await self._commit(caller, team, name, files, metadata, message, parent)
+
+    async def publish_workflow(
+        self,
+        caller: Caller,
+        team: str,
+        name: str,
+        spec: str,
+        notebooks: dict,
+        message: str = "",
+        parent: int | None = None,
+    ) -> dict:
+        """A workflow version: `pipeline.yaml` (`spec`) and the notebooks it names (file -> notebook),
+        checked as a whole (workflow.check_workflow) before anything is written."""
+        self._check_caller(caller, team, name)
+        if not isinstance(spec, str) or not isinstance(notebooks, dict):
+            raise SpecError(
+                "spec (the text of pipeline.yaml) and notebooks (file name -> notebook) are required"
+            )
+        self._check_size(spec, *(json.dumps(n) if isinstance(n, dict) else n for n in notebooks.values()))
+        parsed = {}
+        for file, notebook in notebooks.items():
+            if not re.match(NOTEBOOK_FILE_RE, str(file)):
+                raise SpecError(f"notebooks: {str(file)[:60]!r} is not a notebook file name like train.ipynb")
+            try:
+                parsed[file] = read_notebook(notebook)
+            except NotebookError as e:
+                raise NotebookError(f"{file}: {e}") from None
+
+        def resolve(profile, choices, nb):
+            try:
+                return self._resolve(team, profile or self._profile_of_kernel(nb, team), choices)
+            except (ProfileRequestError, SpecError) as e:
+                raise ValueError(str(e)) from None
+
+        steps = check_workflow(spec, parsed, resolve)
+        notebook_steps = [s for s in steps if s.kind == "notebook"]
+        if not notebook_steps:
+            raise SpecError(f"{SPEC_FILE}: steps: a workflow needs at least one notebook step")
+        first = notebook_steps[0]
+        metadata = {
+            # The version's own columns are its first notebook step's; `steps` holds them all.
+            "profile": first.profile,
+            "choices": first.choices,
+            "resources": first.resources,
+            "image": first.image,
+            "kernel": first.kernel,
+            "parameters": {k: p.to_json() for k, p in declared_run_parameters(steps).items()},
+            "steps": stored_steps(steps),
+        }
+        used = {s.notebook for s in notebook_steps}
+        files = {SPEC_FILE: spec} | {
+            f: nbformat.writes(strip_outputs(nb)) for f, nb in parsed.items() if f in used
+        }
+        return await self._commit(caller, team, name, files, metadata, message, parent)
+
+    def _check_caller(self, caller: Caller, team: str, name: str) -> None:
+        check_name("team", team)
+        check_name("pipeline", name)
+        require_member(caller, team)
+
+    def _check_size(self, *texts) -> None:
+        size = sum(len(t) if isinstance(t, bytes | str) else 0 for t in texts)
+        if size > self.max_bytes:
+            raise TooLarge(
+                f"the upload is {size / 2**20:.1f} MiB; the limit is {self.max_bytes // 2**20} MiB"
+            )
+
+    def _resolve(self, team: str, profile: str, choices: dict) -> ResolvedProfile:
+        resolved = select_profile(self.catalog.current(), {team}, {**choices, "profile": profile})
         if self.gpus_available is not None and resolved.resources.gpus > self.gpus_available:
             raise SpecError(
                 f"profile {profile!r} with {resolved.choices} needs {resolved.resources.gpus} GPU(s) and"
                 f" this machine has {self.gpus_available}; choose a CPU option"
             )
-        text = nbformat.writes(strip_outputs(nb))
-        metadata = {
-            "profile": resolved.slug,
-            "choices": resolved.choices,
-            "resources": version_settings(resolved),
-            "image": resolved.image,
-            "parameters": {k: p.to_json() for k, p in parameters.items()},
-            "kernel": kernel_name(nb),
-            "message": message,
-            "published_by": caller.name,
-        }
+        return resolved
+
+    async def _commit(self, caller, team, name, files: dict, metadata: dict, message: str, parent) -> dict:
+        metadata = {**metadata, "message": message, "published_by": caller.name}
         async with self._team_locks.setdefault(team, asyncio.Lock()):
             with self.sessions.begin() as db:
                 pipeline = db.scalar(select(Pipeline).where(Pipeline.team == team, Pipeline.name == name))
@@ -132,14 +216,21 @@ class Versions:
                     TeamRepository(self.repos_root, team).commit,
                     name,
                     number,
-                    text,
+                    files,
                     metadata,
                     caller.name,
                     message,
                 )
                 version = Version(pipeline_id=pipeline.id, number=number, commit=commit, **metadata)
                 db.add(version)
-                after = {"version": number, "commit": commit, "profile": resolved.slug, "message": message}
+                after = {
+                    "version": number,
+                    "commit": commit,
+                    "profile": metadata["profile"],
+                    "message": message,
+                }
+                if metadata.get("steps"):
+                    after["steps"] = [step["name"] for step in metadata["steps"]]
                 db.add(AuditEvent(actor=caller.name, action="publish", team=team, pipeline=name, after=after))
             return version_view(version)
 
@@ -151,8 +242,9 @@ class Versions:
         except ValueError as e:
             raise SpecError(str(e)) from None
 
-    def notebook_text(self, team: str, name: str, version: Version) -> str:
-        return TeamRepository(self.repos_root, team).read(version.commit, name)[0]
+    def notebook_text(self, team: str, name: str, version: Version, file: str | None = None) -> str:
+        """A version's notebook (a workflow's: the step's `file`) as published."""
+        return TeamRepository(self.repos_root, team).read_file(version.commit, name, file or NOTEBOOK_FILE)
 
     def notebook(self, caller: Caller, team: str, name: str, number: int) -> str:
         with self.sessions() as db:

@@ -28,7 +28,7 @@ Contract:
   file, the step and the key for everything wrong at once: YAML, unknown
   keys, a missing notebook, an unknown step in `depends_on` or `when`, a
   cycle, a condition on a step that isn't upstream, a parameter the notebook
-  doesn't have, and the profile errors `resolve(profile, choices)` raises
+  doesn't have, and the profile errors `resolve(profile, choices, nb)` raises
   (an unknown or forbidden profile, bad choices).
 - A step's outputs (`analysis_hub_outputs.record`) reach later steps as the
   papermill parameter `<step>_<output>` where a notebook declares one.
@@ -45,7 +45,8 @@ import yaml
 
 from ..quantities import parse_duration
 from .dag import APPROVAL, NOTEBOOK, Step, ancestors, parse_condition
-from .notebooks import NotebookError, Parameter, coerce_parameters
+from .notebooks import NotebookError, Parameter, coerce_parameters, kernel_name, notebook_parameters
+from .specs import SpecError, version_settings
 
 SPEC_FILE = "pipeline.yaml"
 STEP_NAME = r"^[a-z][a-z0-9_]{0,39}$"
@@ -78,11 +79,9 @@ class WorkflowStep:
 
 
 def check_workflow(text: str, notebooks: dict, resolve) -> list[WorkflowStep]:
-    """`notebooks`: file name -> parsed notebook; `resolve(profile, choices)` -> (slug, choices,
-    version_settings, image) or raises ValueError with the catalog's message."""
-    from .notebooks import kernel_name, notebook_parameters
-    from .specs import SpecError
-
+    """`notebooks`: file name -> parsed notebook; `resolve(profile, choices, notebook)` -> the
+    `ResolvedProfile` (the notebook's kernel's profile when `profile` is None) or raises
+    ValueError with the catalog's message."""
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -165,12 +164,13 @@ def check_workflow(text: str, notebooks: dict, resolve) -> list[WorkflowStep]:
             problems.append(f"{where}: {file}: parameters: {e}")
             continue
         try:
-            slug, choices, resources, image = resolve(raw.get("profile"), dict(raw.get("choices") or {}))
+            resolved = resolve(raw.get("profile"), dict(raw.get("choices") or {}), nb)
         except ValueError as e:
             problems.append(f"{where}: profile: {e}")
             continue
-        step |= {"notebook": file, "profile": slug, "choices": choices, "resources": resources}
-        step |= {"image": image, "kernel": kernel_name(nb), "parameters": values}
+        step |= {"notebook": file, "profile": resolved.slug, "choices": resolved.choices}
+        step |= {"resources": version_settings(resolved), "image": resolved.image}
+        step |= {"kernel": kernel_name(nb), "parameters": values}
         step["declared"] = {k: p.to_json() for k, p in declared.items()}
         steps.append(WorkflowStep(**step))
     if problems:
@@ -181,8 +181,6 @@ def check_workflow(text: str, notebooks: dict, resolve) -> list[WorkflowStep]:
 
 
 def _topological(steps: list[WorkflowStep]) -> list[WorkflowStep]:
-    from .specs import SpecError
-
     by_name = {s.name: s for s in steps}
     ordered: list[WorkflowStep] = []
     state: dict[str, str] = {}
@@ -205,8 +203,6 @@ def _topological(steps: list[WorkflowStep]) -> list[WorkflowStep]:
 
 
 def _check_conditions_upstream(steps: list[WorkflowStep]) -> None:
-    from .specs import SpecError
-
     shapes = dag_steps(steps)
     problems = []
     for shape in shapes:

@@ -1,0 +1,285 @@
+"""Executing a run: its steps in dependency order, each through the `Executor`, recorded step by step.
+
+Contract:
+- `advance(run_id)` drives a run until it ends or waits at an approval gate:
+  it asks `dag.next_moves` what to do, records skipped steps with the
+  reason, starts ready notebook steps (independent ones at once) and opens
+  ready gates, and records each step as it ends: status, attempts, exit
+  code, reason, error cell and its recorded outputs. A run whose only
+  unfinished steps are gates is `waiting`: no task, no process, nothing held;
+  a decision (`gates.py`) calls `advance` again.
+- A notebook step is tried up to its retries (the step's, else the
+  deployment's) + 1 times, each within its timeout (the step's, else the
+  deployment's) and the time the run has left of the deployment's timeout,
+  which counts everything but the waits at gates. An executor that raises
+  fails the step with the error; nothing is left `running` by a bug.
+- A cancel (this replica: the task is cancelled; another: noticed within
+  `CANCEL_POLL_S`) stops the executor and records the unfinished steps
+  `cancelled`; a cancelled run is never overwritten by a late outcome.
+- When the run ends: its status and reason (the first failed step's),
+  the single-notebook run's exit code and error cell, the run metrics; the
+  webhook on failure (on success too if asked); and `on_finished(run_id)`,
+  which starts the pipelines chained after this one (`chains.py`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+
+import nbformat
+
+from . import notify
+from .dag import APPROVAL, FINAL, StepState, next_moves
+from .executor import OUTPUT, RunOutcome
+from .models import FINISHED, Run, StepRun, now
+from .notebooks import recorded_outputs
+from .run_metrics import record_run
+from .steps import is_workflow, run_folder, step_folder, step_parameters, step_spec, version_steps
+from .versions import Versions, find_version
+from .views import run_view
+from .workflow import dag_steps
+
+log = logging.getLogger(__name__)
+
+CANCEL_POLL_S = 2.0  # how soon a run cancelled through another replica stops on this one
+
+
+class Execution:
+    def __init__(
+        self,
+        *,
+        sessions,
+        versions: Versions,
+        executor,
+        runs_root: Path,
+        public_url: str,
+        on_finished: Callable[[int], Awaitable[None]] | None = None,
+    ):
+        self.sessions = sessions
+        self.versions = versions
+        self.executor = executor
+        self.runs_root = runs_root
+        self.public_url = public_url
+        self.on_finished = on_finished
+        self.gates = None  # set by the service: gates.Gates opens a gate (notify, audit)
+        self._wake: dict[int, asyncio.Event] = {}  # a decision on a run that is still going
+
+    def wake(self, run_id: int) -> None:
+        """A gate of a run this process is driving was decided: look again at once."""
+        if run_id in self._wake:
+            self._wake[run_id].set()
+
+    # -- the run ------------------------------------------------------------
+
+    async def advance(self, run_id: int) -> None:
+        running: dict[str, asyncio.Task] = {}
+        try:
+            while True:
+                opened: list[str] = []
+                with self.sessions.begin() as db:
+                    run = db.get(Run, run_id)
+                    if run.status in FINISHED:
+                        return
+                    version = find_version(run.pipeline, run.version)
+                    steps = version_steps(version)
+                    rows = _step_rows(db, run, steps)
+                    states = {name: StepState(r.status, dict(r.outputs or {})) for name, r in rows.items()}
+                    moves = next_moves(dag_steps(steps), states)
+                    for name, why in moves.skip.items():
+                        rows[name].status, rows[name].reason, rows[name].finished_at = "skipped", why, now()
+                    if moves.finished:
+                        self._finish_run(run, rows, moves, is_workflow(version))
+                        result = run_view(run)
+                        notify_url, on_success = run.pipeline.notify_url, run.pipeline.notify_on_success
+                        team, name = run.pipeline.team, run.pipeline.name
+                        break
+                    if not running and moves.status == "waiting" and not moves.start:
+                        run.status = "waiting"
+                        return  # a decision resumes it (gates.py)
+                    run.status = "running"
+                    run.started_at = run.started_at or now()
+                    by_name = {s.name: s for s in steps}
+                    for name in moves.start:
+                        row, step = rows[name], by_name[name]
+                        row.started_at = now()
+                        if step.kind == APPROVAL:
+                            row.status, row.approvers = "waiting", step.approvers
+                            row.deadline = row.started_at + timedelta(seconds=step.timeout)
+                            opened.append(name)
+                        else:
+                            row.status = "running"
+                    started = [n for n in moves.start if by_name[n].kind != APPROVAL]
+                for name in opened:
+                    if self.gates is not None:
+                        await self.gates.opened(run_id, name)
+                for name in started:
+                    running[name] = asyncio.ensure_future(self._run_step(run_id, name))
+                if not running:
+                    if moves.skip or opened:
+                        continue  # look again: what they unblock
+                    log.warning("run %s: nothing to start and nothing running; left as it is", run_id)
+                    return
+                wake = asyncio.ensure_future(self._wake.setdefault(run_id, asyncio.Event()).wait())
+                done, _ = await asyncio.wait([*running.values(), wake], return_when=asyncio.FIRST_COMPLETED)
+                wake.cancel()
+                self._wake[run_id].clear()
+                for name in [n for n, t in running.items() if t in done]:
+                    running.pop(name).result()
+        except asyncio.CancelledError:
+            for task in running.values():
+                task.cancel()
+            await asyncio.gather(*running.values(), return_exceptions=True)
+            raise
+        finally:
+            self._wake.pop(run_id, None)
+        log.info("run %s of %s/%s: %s %s", run_id, team, name, result["status"], result["reason"])
+        if notify_url and (result["status"] != "succeeded" or on_success):
+            url = f"{self.public_url}/services/pipelines/runs/{run_id}"
+            await notify.send(notify_url, notify.run_message(team, name, result, url))
+        if self.on_finished is not None:
+            await self.on_finished(run_id)
+
+    def _finish_run(self, run: Run, rows: dict, moves, workflow: bool) -> None:
+        run.status, run.reason = moves.status, moves.reason
+        if moves.culprit is not None:
+            culprit = rows[moves.culprit]
+            if workflow:
+                run.reason = f"{moves.reason}: {culprit.reason}" if culprit.reason else moves.reason
+            else:  # failed or timed_out, with the step's own reason, as before workflows
+                run.status, run.reason = culprit.status, culprit.reason
+        if not workflow:  # one step: the run is that step, as single-notebook runs always were
+            only = next(iter(rows.values()))
+            run.exit_code, run.error_cell, run.attempts = only.exit_code, only.error_cell, only.attempts
+        run.finished_at = now()
+        record_run(run)
+
+    # -- one notebook step ----------------------------------------------------
+
+    async def _run_step(self, run_id: int, name: str) -> None:
+        with self.sessions() as db:
+            run = db.get(Run, run_id)
+            pipeline, version = run.pipeline, find_version(run.pipeline, run.version)
+            workflow = is_workflow(version)
+            steps = {s.name: s for s in version_steps(version)}
+            step = steps[name]
+            upstream = {r.step: dict(r.outputs or {}) for r in run.steps if r.outputs}
+            inside = getattr(self.executor, "retries_itself", False)
+            retries = pipeline.retries if step.retries is None else step.retries
+            timeout = min(step.timeout or pipeline.timeout, self._time_left(run, pipeline.timeout))
+            out_dir = step_folder(self.runs_root, run_id, name, workflow)
+            spec = step_spec(
+                run_id,
+                pipeline.team,
+                pipeline.name,
+                version.number,
+                step,
+                step_parameters(step, dict(run.parameters), upstream, workflow),
+                max(timeout, 1),
+                retries if inside else 0,
+                run_folder(self.runs_root, run_id, workflow),
+            )
+            attempts = 1 if inside else retries + 1
+        notebook = await asyncio.to_thread(
+            self.versions.notebook_text, pipeline.team, pipeline.name, version, step.notebook
+        )
+        outcome = RunOutcome("timed_out", None, f"the run's timeout of {pipeline.timeout} s was reached")
+        for attempt in range(1, attempts + 1):
+            if timeout <= 0:
+                break
+            with self.sessions.begin() as db:
+                row = _row(db, run_id, name)
+                if row.status == "cancelled":
+                    return
+                row.attempts = attempt
+                db.get(Run, run_id).attempts = attempt
+                db.get(Run, run_id).output_dir = str(out_dir)
+            try:
+                outcome = await self._until_cancelled(run_id, spec, notebook, out_dir)
+            except asyncio.CancelledError:
+                self._record_cancelled(run_id)
+                raise
+            except Exception as e:  # an executor bug must not leave the step "running" forever
+                log.exception("run %s step %s failed to run", run_id, name)
+                outcome = RunOutcome("failed", None, f"the run could not be started: {e}")
+            if outcome is None:
+                self._record_cancelled(run_id)
+                return  # cancelled through another replica; the executor stopped its processes
+            if outcome.status == "succeeded" or self._cancelled(run_id):
+                break
+        outputs = await asyncio.to_thread(_read_outputs, out_dir / OUTPUT)
+        with self.sessions.begin() as db:
+            row = _row(db, run_id, name)
+            if row.status == "cancelled":
+                return
+            row.status, row.exit_code, row.reason = outcome.status, outcome.exit_code, outcome.reason
+            row.error_cell, row.finished_at, row.outputs = outcome.error_cell, now(), outputs
+
+    def _time_left(self, run: Run, timeout: int) -> float:
+        """The deployment's timeout less the time the run has executed (waits at gates excluded)."""
+        if run.started_at is None:
+            return timeout
+        waited = sum(
+            ((r.finished_at or now()) - r.started_at).total_seconds()
+            for r in run.steps
+            if r.kind == APPROVAL and r.started_at
+        )
+        return timeout - ((now() - run.started_at).total_seconds() - waited)
+
+    async def _until_cancelled(self, run_id: int, spec, notebook: str, out_dir: Path):
+        """The executor's outcome, or None once the run is recorded cancelled by another replica
+        (checked every CANCEL_POLL_S; a cancel through this one cancels the task at once)."""
+        attempt = asyncio.ensure_future(self.executor.run(spec, notebook, out_dir))
+        try:
+            while True:
+                done, _ = await asyncio.wait({attempt}, timeout=CANCEL_POLL_S)
+                if done:
+                    return attempt.result()
+                if self._cancelled(run_id):
+                    attempt.cancel()
+                    await asyncio.wait({attempt})
+                    return None
+        finally:
+            if not attempt.done():  # this task was cancelled: the executor stops what it started
+                attempt.cancel()
+                await asyncio.wait({attempt})
+
+    def _cancelled(self, run_id: int) -> bool:
+        with self.sessions() as db:
+            return db.get(Run, run_id).status == "cancelled"
+
+    def _record_cancelled(self, run_id: int) -> None:
+        if self._cancelled(run_id):
+            cancel_steps(self.sessions, run_id)
+
+
+def cancel_steps(sessions, run_id: int) -> None:
+    """Every unfinished step of a cancelled run is cancelled too."""
+    with sessions.begin() as db:
+        for row in db.get(Run, run_id).steps:
+            if row.status not in FINAL:
+                row.status, row.finished_at = "cancelled", row.finished_at or now()
+
+
+def _step_rows(db, run: Run, steps) -> dict[str, StepRun]:
+    rows = {r.step: r for r in run.steps}
+    for step in steps:
+        if step.name not in rows:
+            rows[step.name] = StepRun(run_id=run.id, step=step.name, kind=step.kind, outputs={})
+            db.add(rows[step.name])
+    db.flush()
+    return rows
+
+
+def _row(db, run_id: int, name: str) -> StepRun:
+    return next(r for r in db.get(Run, run_id).steps if r.step == name)
+
+
+def _read_outputs(path: Path) -> dict:
+    try:
+        return recorded_outputs(nbformat.read(path, as_version=4))
+    except (OSError, ValueError, nbformat.ValidationError):
+        return {}

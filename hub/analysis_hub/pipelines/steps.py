@@ -1,0 +1,123 @@
+"""A run's steps: what each gets (pure), and where each step's files live.
+
+Contract:
+- `version_steps(version)` is a version's steps: a workflow's from its
+  `pipeline.yaml` (`workflow.py`), a single-notebook version's one step
+  `main` from its own columns; every run executes through the same steps.
+- `step_folder(runs_root, run, step)` is where a step's files are: a
+  single-notebook run keeps them in the run's folder as before; a workflow's
+  step in `<run>/steps/<step>/`, the step of a repaired run that reused an
+  earlier run's step in that run's folder. `run_folder` is the folder a
+  workflow's steps share (None for a single notebook).
+- `step_parameters(...)` is what papermill gets for a step: the run's values
+  named `<step>.<name>` (plain names for a single notebook), and each upstream
+  step's recorded outputs as `<upstream>_<output>` where the notebook declares
+  such a parameter; an upstream output wins over a run's value.
+- `step_spec(...)` is the executor's `RunSpec` for one step.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .dag import NOTEBOOK
+from .specs import RUN_FOLDER_ENV, RunSpec, stored_profile
+from .workflow import WorkflowStep, steps_from_stored
+
+SINGLE = "main"  # the one step of a single-notebook version
+SHARED = "shared"  # a workflow run's shared folder, inside its run folder
+
+
+def version_steps(version) -> list[WorkflowStep]:
+    if version.steps:
+        return steps_from_stored(version.steps)
+    return [
+        WorkflowStep(
+            name=SINGLE,
+            notebook=None,  # the version's own notebook.ipynb
+            profile=version.profile,
+            choices=dict(version.choices),
+            resources=dict(version.resources),
+            image=version.image,
+            kernel=version.kernel,
+            declared=dict(version.parameters),
+        )
+    ]
+
+
+def is_workflow(version) -> bool:
+    return bool(version.steps)
+
+
+def step_folder(
+    runs_root: Path, run_id: int, step: str, workflow: bool, reused_from: int | None = None
+) -> Path:
+    run_dir = runs_root / str(reused_from or run_id)
+    return run_dir / "steps" / step if workflow else run_dir
+
+
+def run_folder(runs_root: Path, run_id: int, workflow: bool) -> Path | None:
+    return runs_root / str(run_id) / SHARED if workflow else None
+
+
+def step_parameters(step: WorkflowStep, run_values: dict, upstream: dict[str, dict], workflow: bool) -> dict:
+    """`upstream`: step name -> its recorded outputs, for the steps upstream of `step`."""
+    if not workflow:
+        values = dict(run_values)
+    else:
+        prefix = f"{step.name}."
+        values = {k[len(prefix) :]: v for k, v in run_values.items() if k.startswith(prefix)}
+    for source, outputs in upstream.items():
+        for output, value in outputs.items():
+            if f"{source}_{output}" in step.declared:
+                values[f"{source}_{output}"] = value
+    return values
+
+
+def step_spec(
+    run_id: int,
+    team: str,
+    pipeline: str,
+    version_number: int,
+    step: WorkflowStep,
+    parameters: dict,
+    timeout: int,
+    retries: int,
+    shared: Path | None,
+) -> RunSpec:
+    assert step.kind == NOTEBOOK
+    settings = step.resources
+    profile = stored_profile(_ProfileRow(step))
+    env = dict(settings.get("env") or {})
+    if shared is not None:
+        env[RUN_FOLDER_ENV] = str(shared)  # executors that mount it elsewhere rewrite this
+    return RunSpec(
+        run_id=run_id,
+        team=team,
+        pipeline=pipeline,
+        version=version_number,
+        image=step.image,
+        kernel=step.kernel,
+        parameters=parameters,
+        env=env,
+        cpu_limit=settings.get("cpu_limit"),
+        memory_limit=settings.get("memory_limit"),
+        gpus=settings.get("gpus") or 0,
+        timeout=timeout,
+        retries=retries,
+        profile=profile,
+        step=step.name if shared is not None else None,
+        run_folder=shared,
+    )
+
+
+class _ProfileRow:
+    """A step seen as the version columns `specs.stored_profile` reads."""
+
+    def __init__(self, step: WorkflowStep):
+        self.profile, self.image, self.choices, self.resources = (
+            step.profile,
+            step.image,
+            step.choices,
+            step.resources,
+        )
