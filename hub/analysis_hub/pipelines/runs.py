@@ -44,7 +44,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from . import replicas
-from .access import Caller, Conflict, find_pipeline, find_run, pipeline_for_token
+from .access import Caller, Conflict, NotFound, find_pipeline, find_run, pipeline_for_token
 from .chains import chained_after
 from .execution import Execution, cancel_steps
 from .executor import Executor
@@ -52,7 +52,7 @@ from .gates import Gates
 from .models import UNFINISHED, AuditEvent, Pipeline, Run, StepRun, now
 from .run_metrics import record_run
 from .specs import SpecError, declared_parameters, run_parameters
-from .steps import version_steps
+from .steps import is_workflow, step_folder, version_steps
 from .triggers import AFTER, HTTP, MANUAL, REPAIR
 from .versions import Versions, find_version
 from .views import run_view
@@ -107,12 +107,18 @@ class Runs:
         with self.sessions() as db:
             return [run_view(r) for r in recent_runs(db, find_pipeline(db, caller, team, name), limit)]
 
-    def get(self, caller: Caller, run_id: int) -> tuple[dict, Path]:
-        """A run as the API shows it, and its folder of files."""
+    def get(self, caller: Caller, run_id: int, step: str | None = None) -> tuple[dict, Path]:
+        """A run as the API shows it, and its folder of files (a workflow step's, given `step`)."""
         with self.sessions() as db:
             run = find_run(db, caller, run_id)
             view = {**run_view(run), "team": run.pipeline.team, "pipeline": run.pipeline.name}
-        return view, self.runs_root / str(run_id)
+            if step is None:
+                return view, self.runs_root / str(run_id)
+            row = next((r for r in run.steps if r.step == step), None)
+            if row is None:
+                raise NotFound(f"run {run_id} has no step {step!r}")
+            workflow = is_workflow(find_version(run.pipeline, run.version))
+        return view, step_folder(self.runs_root, run_id, step, workflow, row.reused_from)
 
     # -- starting -----------------------------------------------------------
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from .models import FINISHED, AuditEvent, Pipeline, Run, Version
+from .models import FINISHED, AuditEvent, Pipeline, Run, StepRun, Version
 
 
 def iso(value: datetime | None) -> str | None:
@@ -42,6 +42,7 @@ def version_view(v: Version) -> dict:
         "message": v.message,
         "published_by": v.published_by,
         "published_at": iso(v.published_at),
+        "steps": v.steps,  # a workflow's (workflow.stored_steps); None for a single notebook
     }
 
 
@@ -62,6 +63,31 @@ def run_view(r: Run) -> dict:
         "exit_code": r.exit_code,
         "reason": r.reason,
         "error_cell": r.error_cell,
+        "repair_of": r.repair_of,
+        "upstream_run": r.upstream_run,
+        "steps": [step_view(s) for s in r.steps],
+    }
+
+
+def step_view(s: StepRun) -> dict:
+    seconds = (s.finished_at - s.started_at).total_seconds() if s.started_at and s.finished_at else None
+    return {
+        "step": s.step,
+        "kind": s.kind,
+        "status": s.status,
+        "attempts": s.attempts,
+        "started_at": iso(s.started_at),
+        "finished_at": iso(s.finished_at),
+        "duration_s": seconds,
+        "exit_code": s.exit_code,
+        "reason": s.reason,
+        "error_cell": s.error_cell,
+        "outputs": s.outputs or {},
+        "reused_from": s.reused_from,
+        "approvers": s.approvers,
+        "deadline": iso(s.deadline),
+        "decided_by": s.decided_by,
+        "comment": s.comment,
     }
 
 

@@ -30,7 +30,7 @@ from .pages import PAGES
 from .run_metrics import MetricsHandler
 from .service import Pipelines
 from .specs import CONCURRENCY, SpecError
-from .triggers import TRIGGERS
+from .triggers import AFTER_ON, TRIGGERS
 from .version_diff import DIFF_ROUTES
 
 # One table drives the routes' documentation: (method, path, summary, request body).
@@ -42,9 +42,11 @@ API = [
     (
         "post",
         "api/pipelines/{team}/{name}/versions",
-        "Publish a notebook as the next version",
+        "Publish the next version: a notebook, or a workflow (spec: pipeline.yaml, notebooks)",
         {
             "notebook": "object",
+            "spec": "string",
+            "notebooks": "object",
             "profile": "string",
             "choices": "object",
             "message": "string",
@@ -70,6 +72,9 @@ API = [
             "notify_url": "string",
             "notify_on_success": "boolean",
             "new_trigger_token": "boolean",
+            "after_pipeline": "string",
+            "after_on": AFTER_ON,
+            "subscribers": "array",
         },
     ),
     (
@@ -90,6 +95,21 @@ API = [
     ("get", "api/runs/{id}/output", "A run's output notebook", None),
     ("get", "api/runs/{id}/log", "A run's log", None),
     ("post", "api/runs/{id}/cancel", "Cancel a queued or running run (409 once finished)", None),
+    ("post", "api/runs/{id}/repair", "Re-run a failed run from its failed steps (a new run)", None),
+    ("get", "api/runs/{id}/steps/{step}/output", "A workflow step's output notebook", None),
+    ("get", "api/runs/{id}/steps/{step}/log", "A workflow step's log", None),
+    (
+        "post",
+        "api/runs/{id}/steps/{step}/approve",
+        "Approve a waiting gate (its approvers only)",
+        {"comment": "string"},
+    ),
+    (
+        "post",
+        "api/runs/{id}/steps/{step}/reject",
+        "Reject a waiting gate (its approvers only)",
+        {"comment": "string"},
+    ),
     ("get", "api/audit?team={team}&pipeline={name}", "The audit trail", None),
 ]
 
@@ -154,6 +174,22 @@ class Versions(ApiHandler):
     @web.authenticated
     async def post(self, team, name):
         body = self.body()
+        if "spec" in body:  # a workflow: pipeline.yaml and its notebooks
+            unknown = sorted(set(body) - {"spec", "notebooks", "message", "parent"})
+            if unknown:
+                raise SpecError(
+                    f"{', '.join(unknown)}: unknown field (a workflow: spec, notebooks, message, parent)"
+                )
+            version = await self.pipelines.versions.publish_workflow(
+                self.caller,
+                team,
+                name,
+                body["spec"],
+                body.get("notebooks") or {},
+                str(body.get("message") or "")[:2000],
+                body.get("parent"),
+            )
+            return self.send(version, 201)
         unknown = sorted(set(body) - {"notebook", "server_path", "profile", "choices", "message", "parent"})
         if unknown:
             raise SpecError(f"{', '.join(unknown)}: unknown field")
@@ -248,13 +284,13 @@ class Trigger(Handler):
 
 class RunItem(ApiHandler):
     @web.authenticated
-    def get(self, run_id, what=None):
-        run, folder = self.pipelines.runs.get(self.caller, int(run_id))
+    def get(self, run_id, what=None, step=None):
+        run, folder = self.pipelines.runs.get(self.caller, int(run_id), step)
         if what is None:
             return self.send(run)
         path = folder / ("output.ipynb" if what == "output" else "log.txt")
         if not path.exists():
-            raise NotFound(f"run {run_id} has no {what} (yet)")
+            raise NotFound(f"run {run_id} has no {what} (yet)" + (f" for step {step}" if step else ""))
         self.set_header("Content-Type", "application/x-ipynb+json" if what == "output" else "text/plain")
         self.finish(path.read_bytes())
 
@@ -263,6 +299,21 @@ class RunCancel(ApiHandler):
     @web.authenticated
     async def post(self, run_id):
         self.send(await self.pipelines.runs.cancel(self.caller, int(run_id)))
+
+
+class RunRepair(ApiHandler):
+    @web.authenticated
+    async def post(self, run_id):
+        self.send(await self.pipelines.runs.repair(self.caller, int(run_id)), 201)
+
+
+class StepDecision(ApiHandler):
+    @web.authenticated
+    def post(self, run_id, step, decision):
+        comment = str(self.body().get("comment") or "")
+        self.send(
+            self.pipelines.runs.gates.decide(self.caller, int(run_id), step, decision == "approve", comment)
+        )
 
 
 class Audit(ApiHandler):
@@ -315,6 +366,12 @@ def make_app(pipelines: Pipelines, prefix: str, max_bytes: int) -> web.Applicati
         (r"api/runs/(?P<run_id>\d+)", RunItem),
         (r"api/runs/(?P<run_id>\d+)/(?P<what>output|log)", RunItem),
         (r"api/runs/(?P<run_id>\d+)/cancel", RunCancel),
+        (r"api/runs/(?P<run_id>\d+)/repair", RunRepair),
+        (r"api/runs/(?P<run_id>\d+)/steps/(?P<step>[a-z][a-z0-9_]*)/(?P<what>output|log)", RunItem),
+        (
+            r"api/runs/(?P<run_id>\d+)/steps/(?P<step>[a-z][a-z0-9_]*)/(?P<decision>approve|reject)",
+            StepDecision,
+        ),
         (r"api/audit", Audit),
         (r"oauth_callback", HubOAuthCallbackHandler),
         *PAGES,
