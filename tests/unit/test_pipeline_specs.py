@@ -162,6 +162,8 @@ def test_every_documented_api_path_is_served():
     app = make_app(pipelines=None, prefix="/services/pipelines/", max_bytes=1)
     patterns = [rule.matcher.regex for rule in app.default_router.rules[0].target.rules]
     for _, path, _, _ in API:
+        # A placeholder stands for a number, a step's name for a name.
+        path = path.replace("{step}", "train")
         concrete = "/services/pipelines/" + re.sub(r"\{\w+\}", "7", path.partition("?")[0])
         assert any(p.match(concrete) for p in patterns), concrete
 

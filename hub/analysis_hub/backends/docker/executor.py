@@ -93,6 +93,9 @@ class DockerExecutor:
         out_dir.chmod(PRIVATE_DIR)  # the service's only (see state.py); the container sees work/
         log_path = out_dir / LOG
         work = container_folder(out_dir)
+        if spec.run_folder is not None:  # a workflow's shared folder: the container user's
+            out_dir.parent.chmod(PRIVATE_DIR)
+            shared_folder(spec.run_folder)
         (work / INPUT).write_text(notebook)
         (work / PARAMETERS).write_text(json.dumps(spec.parameters))
         for path in (work / INPUT, work / PARAMETERS):
@@ -237,6 +240,17 @@ def container_folder(out_dir: Path) -> Path:
         # Not root: open to all, yet out of reach of other host users behind out_dir's 0700.
         work.chmod(0o777)
     return work
+
+
+def shared_folder(folder: Path) -> None:
+    """A workflow run's folder, which every step's container mounts: kept 0700 behind the run's
+    own folder, and the container user's, with what a repair copied into it."""
+    folder.parent.chmod(PRIVATE_DIR)
+    folder.mkdir(exist_ok=True)
+    for path in [folder, *folder.rglob("*")]:
+        if not path.is_symlink() and not _give_to_jovyan(path, PRIVATE_DIR if path.is_dir() else 0o600):
+            # Not root: open to all, yet out of reach of other host users behind the run's 0700.
+            path.chmod(0o777 if path.is_dir() else 0o666)
 
 
 def _give_to_jovyan(path: Path, mode: int) -> bool:

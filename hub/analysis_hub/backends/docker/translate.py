@@ -56,12 +56,13 @@ from dataclasses import dataclass, field
 from ...catalog import ResolvedProfile, Resources
 from ...kernels import container_command, container_kernel_env
 from ...pipelines.executor import papermill_arguments
-from ...pipelines.specs import RunSpec
+from ...pipelines.specs import RUN_FOLDER_ENV, RunSpec
 from ...teams import TeamFolder
 from .team_volumes import HOME, run_folders, team_volumes
 
 HADOOP_CONF_DIR = "/etc/hadoop/conf"
 RUN_DIR = f"{HOME}/run"  # where a pipeline run's folder is mounted, and its working folder
+SHARED_RUN_DIR = f"{HOME}/run-folder"  # a workflow run's folder that all its steps share
 JOVYAN = "1000:100"
 CPU_SHARES_PER_CORE = 1024  # Docker's weight for one core's worth of CPU time
 CPU_PERIOD = 100_000  # microseconds; DockerSpawner's default period, so runs and servers match
@@ -321,8 +322,12 @@ def docker_run_settings(spec: RunSpec, host: DockerHostFacts, run_folder: str) -
         **team_volumes(host.name_prefix, run_folders(host.teams, spec.team)),
     }
     env = {**hadoop_env, **spec.env, **sandbox_env, "PYTHONUNBUFFERED": "1"}
+    if spec.run_folder is not None:  # a workflow's step: the run's shared folder, same path in each
+        host_config["binds"][str(spec.run_folder)] = {"bind": SHARED_RUN_DIR, "mode": "rw"}
+        env[RUN_FOLDER_ENV] = SHARED_RUN_DIR
+    step = f"-{spec.step.replace('_', '-')}" if spec.step else ""
     return DockerRunSettings(
-        name=f"{host.name_prefix}-run-{spec.run_id}",
+        name=f"{host.name_prefix}-run-{spec.run_id}{step}",
         image=image_reference(spec.image, host.images),
         command=["python", *papermill_arguments(spec.kernel)],
         environment=env,
@@ -335,6 +340,7 @@ def docker_run_settings(spec: RunSpec, host: DockerHostFacts, run_folder: str) -
                 "analysis-hub.run": str(spec.run_id),
                 "analysis-hub.team": spec.team,
                 "analysis-hub.pipeline": spec.pipeline,
+                **({"analysis-hub.step": spec.step} if spec.step else {}),
             },
         },
     )

@@ -9,6 +9,8 @@ runs the notebook with papermill from the profile image's own environment
 - in a cgroup holding the version's CPU and memory limits;
 - with the version's GPUs taken from the machine's pool shared with the
   hub's servers (`CUDA_VISIBLE_DEVICES` names exactly them; none: empty);
+- a workflow's steps share the run's folder (`spec.run_folder`, named by
+  `ANALYSIS_HUB_RUN_FOLDER`), the team's run user's like the step's own;
 - with the team's folder at `~/teams/<team>` (HOME is the run folder), as
   in the team's servers, when the team has one: the run user is in the
   team's Unix group, so a notebook reading `~/teams/<team>/data.csv` in a
@@ -73,6 +75,10 @@ class LocalExecutor:
     async def run(self, spec: RunSpec, notebook: str, out_dir: Path) -> RunOutcome:
         out_dir.mkdir(parents=True, exist_ok=True)
         out_dir.chmod(PRIVATE_DIR)  # the run user's and the service's only (see state.py)
+        if spec.run_folder is not None:
+            spec.run_folder.mkdir(exist_ok=True)
+            for path in _workflow_folders(spec, out_dir)[:3]:
+                path.chmod(PRIVATE_DIR)
         log_path = out_dir / LOG
         try:
             env_dir = await self.sandbox.environment(spec.image)
@@ -108,7 +114,7 @@ class LocalExecutor:
         try:
             if user:
                 account = await asyncio.to_thread(_account, user)
-                for path in [out_dir, *out_dir.iterdir()]:
+                for path in [out_dir, *out_dir.iterdir(), *_workflow_folders(spec, out_dir)]:
                     os.chown(path, account[0], account[1])
             code, timed_out = await self._papermill(spec, placement, env_dir, out_dir, log_path)
             oom = ""
@@ -153,6 +159,15 @@ class LocalExecutor:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         self.sandbox.kill_all(placement)
+
+
+def _workflow_folders(spec: RunSpec, out_dir: Path) -> list[Path]:
+    """A workflow step's folders besides its own: the run's, the steps', the shared run folder,
+    then everything in it (a repaired run's copy of the earlier run's data): the run user's."""
+    if spec.run_folder is None:
+        return []
+    shared = spec.run_folder
+    return [shared.parent, out_dir.parent, shared, *shared.rglob("*")]
 
 
 def _account(user: str) -> tuple[int, int]:
