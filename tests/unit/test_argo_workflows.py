@@ -26,7 +26,8 @@ from analysis_hub.backends.kubernetes.workflows import (
     workflow_result,
     workflow_template,
 )
-from analysis_hub.pipelines.specs import RunSpec, run_spec, version_settings
+from analysis_hub.pipelines.specs import RunSpec, version_settings
+from analysis_hub.pipelines.steps import run_spec
 from analysis_hub.settings import SettingsError, load_settings
 from analysis_hub.teams import TeamFolder
 
@@ -74,6 +75,8 @@ def test_a_runs_pod_is_the_published_versions_profile_pod(repo_catalog):
         profile=resolved.slug,
         choices=resolved.choices,
         resources=version_settings(resolved),
+        parameters={},
+        steps=None,
     )
     cluster = ClusterFacts(images={"pytorch": "registry.example.com/pytorch:1"})
     spec_ = run_spec(7, "ml", "train", version, 600, {}, retries=2)

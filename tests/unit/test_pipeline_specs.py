@@ -181,7 +181,9 @@ def test_webhook_message_links_to_the_failed_cell():
 
 def test_versions_are_commits_by_their_publisher_tagged_per_version(tmp_path):
     repo = TeamRepository(tmp_path, "data-team")
-    first = repo.commit("report", 1, {"notebook.ipynb": notebook_text()}, {"profile": "pyspark"}, "alice", "first")
+    first = repo.commit(
+        "report", 1, {"notebook.ipynb": notebook_text()}, {"profile": "pyspark"}, "alice", "first"
+    )
     repo.commit("report", 2, {"notebook.ipynb": notebook_text()}, {"profile": "pyspark"}, "bob", "")
     notebook, metadata = repo.read(first, "report")
     assert read_notebook(notebook).cells[0].source.startswith("n = 3") and metadata == {"profile": "pyspark"}

@@ -33,8 +33,8 @@ from .specs import (
     declared_parameters,
     merge_deployment,
     run_parameters,
-    run_spec,
 )
+from .steps import deployment_specs
 from .triggers import HTTP
 from .versions import find_version
 
@@ -109,5 +109,5 @@ class Deployments:
     async def _prepare(self, pipeline: Pipeline, version: Version, timeout: int, parameters: dict) -> None:
         # Run id 0: no run exists yet; the spec is what every run of this deployment starts from.
         values = run_parameters(declared_parameters(version.parameters), parameters, {})
-        spec = run_spec(0, pipeline.team, pipeline.name, version, timeout, values)
-        await self.executor.prepare(spec)
+        for spec in deployment_specs(pipeline, version, timeout, values, pipeline.retries):
+            await self.executor.prepare(spec)

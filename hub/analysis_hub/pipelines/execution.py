@@ -181,6 +181,7 @@ class Execution:
                 max(timeout, 1),
                 retries if inside else 0,
                 run_folder(self.runs_root, run_id, workflow),
+                workflow,
             )
             attempts = 1 if inside else retries + 1
         notebook = await asyncio.to_thread(

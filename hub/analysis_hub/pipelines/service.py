@@ -40,7 +40,8 @@ from .executor import Executor
 from .models import AuditEvent, Pipeline
 from .runs import Runs, recent_runs
 from .scheduler import Schedules
-from .specs import SpecError, declared_parameters, run_parameters, run_spec
+from .specs import SpecError, declared_parameters, run_parameters
+from .steps import run_spec
 from .versions import Versions, find_version
 from .views import audit_view, pipeline_summary, run_view, version_view
 
@@ -122,7 +123,9 @@ class Pipelines:
 
     def argo(self, caller: Caller, team: str, name: str) -> list[dict]:
         """The Argo `WorkflowTemplate` that runs the active version, exactly as the Kubernetes
-        executor stores it at deploy (no CronWorkflow: the service submits at cron time)."""
+        executor stores it at deploy (no CronWorkflow: the service submits at cron time); for a
+        workflow, one WorkflowTemplate with its DAG, and for a chained trigger the Argo Events
+        Sensor that would start it."""
         template_for = getattr(self.executor, "template_for", None)
         if template_for is None:
             raise SpecError("Argo manifests exist only with backend: kubernetes (runs on Argo Workflows)")

@@ -11,9 +11,9 @@ Contract:
 - `check_deployment(...)` validates a deployment request (trigger, cron in
   a time zone, concurrency, timeout, retries, parameters) and returns the
   fields to store, or raises `SpecError` naming each bad field.
-- `run_spec(...)` is everything an executor needs for one run: which version
-  of which pipeline, image, limits, env, the merged and typed parameters,
-  kernel and timeout.
+- `RunSpec` is everything an executor needs for one run (of a workflow: one
+  step; `steps.step_spec` builds it): which version of which pipeline,
+  image, limits, env, the merged and typed parameters, kernel and timeout.
 - `NAME_RE`: pipeline and team names are short slugs, never paths.
 """
 
@@ -217,25 +217,3 @@ def run_parameters(declared: dict[str, Parameter], deployed: dict, given: dict) 
     except NotebookError as e:
         raise SpecError(f"parameters: {e}") from None
     return merged
-
-
-def run_spec(
-    run_id: int, team: str, pipeline: str, version, timeout: int, parameters: dict, retries: int = 0
-) -> RunSpec:
-    settings = version.resources
-    return RunSpec(
-        run_id=run_id,
-        team=team,
-        pipeline=pipeline,
-        version=version.number,
-        image=version.image,
-        kernel=version.kernel,
-        parameters=parameters,
-        env=dict(settings.get("env") or {}),
-        cpu_limit=settings.get("cpu_limit"),
-        memory_limit=settings.get("memory_limit"),
-        gpus=settings.get("gpus") or 0,
-        timeout=timeout,
-        retries=retries,
-        profile=stored_profile(version),
-    )

@@ -13,7 +13,9 @@ Contract:
   named `<step>.<name>` (plain names for a single notebook), and each upstream
   step's recorded outputs as `<upstream>_<output>` where the notebook declares
   such a parameter; an upstream output wins over a run's value.
-- `step_spec(...)` is the executor's `RunSpec` for one step.
+- `step_spec(...)` is the executor's `RunSpec` for one step; `deployment_specs`
+  those a deployment's runs start from (run id 0: what `Executor.prepare`
+  stores), and `run_spec` a single-notebook version's one.
 """
 
 from __future__ import annotations
@@ -84,6 +86,7 @@ def step_spec(
     timeout: int,
     retries: int,
     shared: Path | None,
+    workflow: bool,
 ) -> RunSpec:
     assert step.kind == NOTEBOOK
     settings = step.resources
@@ -106,7 +109,7 @@ def step_spec(
         timeout=timeout,
         retries=retries,
         profile=profile,
-        step=step.name if shared is not None else None,
+        step=step.name if workflow else None,
         run_folder=shared,
     )
 
@@ -121,3 +124,32 @@ class _ProfileRow:
             step.choices,
             step.resources,
         )
+
+
+def run_spec(
+    run_id: int, team: str, pipeline: str, version, timeout: int, parameters: dict, retries: int = 0
+):
+    """A single-notebook version's run (its one step)."""
+    step = version_steps(version)[0]
+    return step_spec(run_id, team, pipeline, version.number, step, parameters, timeout, retries, None, False)
+
+
+def deployment_specs(pipeline, version, timeout: int, parameters: dict, retries: int) -> list[RunSpec]:
+    """Each notebook step's spec as the deployment runs it (run id 0), `parameters` its values."""
+    workflow = is_workflow(version)
+    return [
+        step_spec(
+            0,
+            pipeline.team,
+            pipeline.name,
+            version.number,
+            step,
+            step_parameters(step, parameters, {}, workflow),
+            step.timeout or timeout,
+            retries if step.retries is None else step.retries,
+            None,  # a run folder exists only once a run does
+            workflow,
+        )
+        for step in version_steps(version)
+        if step.kind == NOTEBOOK
+    ]

@@ -113,11 +113,13 @@ def label_value(text: str) -> str:
 
 
 def template_name(spec: RunSpec) -> str:
-    return object_name(f"{spec.team}-{spec.pipeline}-v{spec.version}")
+    step = f"-{spec.step}" if spec.step else ""  # a workflow's steps each have their own pod
+    return object_name(f"{spec.team}-{spec.pipeline}-v{spec.version}{step}")
 
 
 def workflow_name(spec: RunSpec, nonce: str) -> str:
-    return object_name(f"{spec.team}-{spec.pipeline}-{spec.run_id}", nonce)
+    step = f"-{spec.step}" if spec.step else ""
+    return object_name(f"{spec.team}-{spec.pipeline}-{spec.run_id}{step}", nonce)
 
 
 def run_labels(spec: RunSpec, with_run: bool = True) -> dict[str, str]:
