@@ -1,12 +1,14 @@
 """`analysis-hub pipelines ...`: the command line for the pipelines service's REST API.
 
-    publish NOTEBOOK --team T [--profile P] [--name N] [--choice k=v] [-m MSG] [--from-server]
-            [--schedule CRON [--timezone TZ]] [-p name=value ...]
+    publish NOTEBOOK|pipeline.yaml --team T [--profile P] [--name N] [--choice k=v] [-m MSG]
+            [--from-server] [--schedule CRON [--timezone TZ]] [-p name=value ...]
     versions TEAM/NAME           diff TEAM/NAME A B
-    deploy TEAM/NAME [--version N] [--schedule CRON | --trigger manual|cron|http] [-p ...]
+    deploy TEAM/NAME [--version N] [--schedule CRON | --trigger manual|cron|http|after] [-p ...]
            [--concurrency forbid|allow] [--timeout S] [--retries N] [--pause | --resume] [--notify URL]
+           [--after TEAM/NAME [--after-on success|failure|any]] [--subscribers TEAM,...]
     rollback TEAM/NAME --to N    run TEAM/NAME [-p ...] [--wait]
-    runs TEAM/NAME               logs RUN_ID            audit [TEAM[/NAME]]
+    runs TEAM/NAME               logs RUN_ID [--step S]  steps RUN_ID   audit [TEAM[/NAME]]
+    repair RUN_ID                approve|reject RUN_ID STEP [-m COMMENT]
 
 The service URL comes from --url or $ANALYSIS_HUB_PIPELINES_URL (default
 http://127.0.0.1:8000/services/pipelines/), the hub API token from --token or
@@ -27,10 +29,10 @@ from pathlib import Path
 
 # `requests` is imported where a request is made: building the parser (every
 # `analysis-hub` command, `--help` included) must stay cheap.
-from .triggers import TRIGGERS
+from .triggers import AFTER_ON, TRIGGERS
 
 DEFAULT_URL = "http://127.0.0.1:8000/services/pipelines/"
-FINISHED = {"succeeded", "failed", "timed_out", "cancelled", "skipped"}
+FINISHED = {"succeeded", "failed", "timed_out", "cancelled", "skipped", "rejected"}
 
 
 class ClientError(Exception):
@@ -66,22 +68,46 @@ def pairs(values: list[str], what: str) -> dict[str, str]:
     return out
 
 
+def workflow_upload(spec_path: Path) -> dict:
+    """pipeline.yaml and the notebooks its steps name, read from the spec's folder."""
+    import yaml
+
+    text = spec_path.read_text()
+    try:
+        steps = (yaml.safe_load(text) or {}).get("steps") or []
+    except (yaml.YAMLError, AttributeError):
+        steps = []  # the service names what is wrong with it
+    files = {s["notebook"] for s in steps if isinstance(s, dict) and isinstance(s.get("notebook"), str)}
+    notebooks = {}
+    for file in sorted(files):
+        notebook = spec_path.parent / file
+        if not notebook.is_file():
+            raise ClientError(f"{spec_path}: a step's notebook {file!r} is not in {spec_path.parent}")
+        notebooks[file] = json.loads(notebook.read_text())
+    return {"spec": text, "notebooks": notebooks}
+
+
 def cmd_publish(client: Client, args) -> dict:
     path = Path(args.notebook)
-    name = args.name or re.sub(r"[^a-z0-9]+", "-", path.stem.lower()).strip("-")
+    workflow = path.suffix in (".yaml", ".yml")
+    default = path.parent.resolve().name if workflow else path.stem  # a workflow: its folder's name
+    name = args.name or re.sub(r"[^a-z0-9]+", "-", default.lower()).strip("-")
     latest = None
     try:
         latest = client.call("GET", f"pipelines/{args.team}/{name}")["latest_version"]
     except ClientError as e:
         if not str(e).startswith("404"):
             raise
-    source = (
-        {"server_path": args.notebook} if args.from_server else {"notebook": json.loads(path.read_text())}
-    )
+    if workflow:  # the spec and the notebooks it names
+        source = workflow_upload(path)
+    else:
+        source = (
+            {"server_path": args.notebook} if args.from_server else {"notebook": json.loads(path.read_text())}
+        )
     body = {
         **source,
         **({"profile": args.profile} if args.profile else {}),
-        "choices": pairs(args.choice, "--choice"),
+        **({} if workflow else {"choices": pairs(args.choice, "--choice")}),
         "message": args.message or "",
         "parent": latest or 0,  # refused if someone else published meanwhile
     }
@@ -114,6 +140,10 @@ def cmd_deploy(client: Client, args) -> dict:
         body["paused"] = bool(args.pause)
     if args.notify:
         body["notify_url"] = args.notify
+    if args.after:
+        body["after_pipeline"], body["after_on"] = args.after, args.after_on
+    if args.subscribers is not None:
+        body["subscribers"] = [t for t in args.subscribers.split(",") if t]
     result = client.call("PUT", f"pipelines/{args.pipeline}/deployment", body)
     print(f"{args.pipeline}: v{result['active_version']}, {result['trigger']}", result.get("schedule") or "")
     if result.get("trigger_token"):
@@ -172,7 +202,20 @@ def main(args) -> int:
                 ["id", "status", "version", "trigger", "started_by", "started_at", "reason"],
             )
         elif args.action == "logs":
-            print(client.call("GET", f"runs/{args.run_id}/log", raw=True), end="")
+            step = f"steps/{args.step}/" if args.step else ""
+            print(client.call("GET", f"runs/{args.run_id}/{step}log", raw=True), end="")
+        elif args.action == "steps":
+            show(
+                client.call("GET", f"runs/{args.run_id}")["steps"],
+                ["step", "status", "duration_s", "reason", "outputs", "decided_by"],
+            )
+        elif args.action == "repair":
+            run = client.call("POST", f"runs/{args.run_id}/repair")
+            print(f"run {run['id']} repairs run {args.run_id}: {run['status']}")
+        elif args.action in ("approve", "reject"):
+            path = f"runs/{args.run_id}/steps/{args.step}/{args.action}"
+            decided = client.call("POST", path, {"comment": args.comment or ""})
+            print(f"run {args.run_id} {args.step}: {decided['status']} by {decided['decided_by']}")
         elif args.action == "audit":
             team, _, name = (args.scope or "").partition("/")
             query = "&".join(f"{k}={v}" for k, v in (("team", team), ("pipeline", name)) if v)
@@ -237,6 +280,9 @@ def add_parser(commands) -> None:
     deploy.add_argument("--pause", action="store_true")
     deploy.add_argument("--resume", action="store_true")
     deploy.add_argument("--notify", metavar="WEBHOOK_URL")
+    deploy.add_argument("--after", metavar="TEAM/NAME", help="run after each run of that pipeline ends")
+    deploy.add_argument("--after-on", choices=AFTER_ON, default="success", help="which ends start a run")
+    deploy.add_argument("--subscribers", metavar="TEAM,...", help="other teams that may chain after this")
     rollback = actions.add_parser("rollback", parents=[common], help="activate an earlier version")
     rollback.add_argument("pipeline", metavar="TEAM/NAME")
     rollback.add_argument("--to", type=int, required=True)
@@ -245,5 +291,15 @@ def add_parser(commands) -> None:
     run.add_argument("--wait", action="store_true", help="wait for the run to finish")
     logs = actions.add_parser("logs", parents=[common], help="a run's log")
     logs.add_argument("run_id", type=int)
+    logs.add_argument("--step", help="a workflow step's log")
+    steps = actions.add_parser("steps", parents=[common], help="a run's steps")
+    steps.add_argument("run_id", type=int)
+    repair = actions.add_parser("repair", parents=[common], help="re-run a failed run from its failed steps")
+    repair.add_argument("run_id", type=int)
+    for action in ("approve", "reject"):
+        decide = actions.add_parser(action, parents=[common], help=f"{action} a run waiting at a gate")
+        decide.add_argument("run_id", type=int)
+        decide.add_argument("step", help="the approval step")
+        decide.add_argument("-m", "--comment", help="why")
     audit = actions.add_parser("audit", parents=[common], help="the audit trail")
     audit.add_argument("scope", nargs="?", metavar="TEAM[/NAME]")
