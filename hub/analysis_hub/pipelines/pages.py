@@ -9,7 +9,9 @@ Contract: `PAGES` are the routes (relative to the service prefix) of:
   403 otherwise before anything changes, each audited by the service):
   `p/<team>/<name>/run` (typed parameters `param.<name>`), `.../pause`,
   `.../resume`, `.../settings` (schedule, timezone, parameters as JSON,
-  timeout, retries, webhook), `.../rollback` (`to`), `runs/<id>/cancel`.
+  timeout, retries, webhook), `.../rollback` (`to`), `runs/<id>/cancel`,
+  `runs/<id>/repair`, `runs/<id>/steps/<step>/approve|reject` (`comment`;
+  its approvers only). A workflow's run page shows each step's state.
   They answer with a redirect to the page that shows the result.
 Every form carries the XSRF token (`handlers.py` says how HubOAuth checks
 it); the templates ask for a confirmation before the destructive ones.
@@ -35,6 +37,7 @@ TEMPLATES = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=select_autoescape(["html"])
 )
 AUDIT_ACTIONS = ("publish", "deploy", "rollback", "pause", "resume", "run", "cancel", "delete")
+AUDIT_ACTIONS += ("repair", "approval-requested", "approve", "reject")
 
 
 class Page(Handler):
@@ -104,13 +107,18 @@ class RunPage(Page):
     @web.authenticated
     def get(self, run_id):
         run, folder = self.pipelines.runs.get(self.caller, int(run_id))
-        self.render_page("run.html", run=run, has_output=(folder / "output.html").exists())
+        self.render_page(
+            "run.html",
+            run=run,
+            has_output=(folder / "output.html").exists(),
+            approver=lambda step: step["approvers"] in self.caller.groups,
+        )
 
 
 class RunOutputHtml(Page):
     @web.authenticated
-    def get(self, run_id):
-        _, folder = self.pipelines.runs.get(self.caller, int(run_id))
+    def get(self, run_id, step=None):
+        _, folder = self.pipelines.runs.get(self.caller, int(run_id), step)
         path = folder / "output.html"
         if not path.exists():
             raise NotFound(f"run {run_id} has no output yet")
@@ -212,6 +220,21 @@ class Cancel(Page):
         self.redirect(f"{self.settings['prefix']}runs/{int(run_id)}", status=303)
 
 
+class Repair(Page):
+    @web.authenticated
+    async def post(self, run_id):
+        run = await self.pipelines.runs.repair(self.caller, int(run_id))
+        self.redirect(f"{self.settings['prefix']}runs/{run['id']}", status=303)
+
+
+class Decide(Page):
+    @web.authenticated
+    def post(self, run_id, step, decision):
+        comment = self.get_body_argument("comment", "")
+        self.pipelines.runs.gates.decide(self.caller, int(run_id), step, decision == "approve", comment)
+        self.redirect(f"{self.settings['prefix']}runs/{int(run_id)}", status=303)
+
+
 PAGES = [
     (r"", IndexPage),
     (r"summary", SummaryPage),
@@ -224,5 +247,8 @@ PAGES = [
     (r"runs/(?P<run_id>\d+)", RunPage),
     (r"runs/(?P<run_id>\d+)/cancel", Cancel),
     (r"runs/(?P<run_id>\d+)/output.html", RunOutputHtml),
+    (r"runs/(?P<run_id>\d+)/repair", Repair),
+    (r"runs/(?P<run_id>\d+)/steps/(?P<step>[a-z][a-z0-9_]*)/output.html", RunOutputHtml),
+    (r"runs/(?P<run_id>\d+)/steps/(?P<step>[a-z][a-z0-9_]*)/(?P<decision>approve|reject)", Decide),
     (r"audit/(?P<team>[^/]+)", AuditPage),
 ]

@@ -111,13 +111,16 @@ class Runs:
         """A run as the API shows it, and its folder of files (a workflow step's, given `step`)."""
         with self.sessions() as db:
             run = find_run(db, caller, run_id)
+            version = find_version(run.pipeline, run.version)
+            workflow = is_workflow(version)
             view = {**run_view(run), "team": run.pipeline.team, "pipeline": run.pipeline.name}
+            # The DAG the run page draws: each step and what it waits for.
+            view["dag"] = {s.name: list(s.depends_on) for s in version_steps(version)} if workflow else {}
             if step is None:
                 return view, self.runs_root / str(run_id)
             row = next((r for r in run.steps if r.step == step), None)
             if row is None:
                 raise NotFound(f"run {run_id} has no step {step!r}")
-            workflow = is_workflow(find_version(run.pipeline, run.version))
         return view, step_folder(self.runs_root, run_id, step, workflow, row.reused_from)
 
     # -- starting -----------------------------------------------------------
