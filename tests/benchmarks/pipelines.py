@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 from datetime import UTC, datetime
+from itertools import pairwise
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -96,6 +97,10 @@ def workflow_runs(user, api: str, runs: int) -> list[float]:
             run = user.api.get(f"{api}/runs/{run['id']}").json()
         assert run["status"] == "succeeded" and len(run["steps"]) == 5, run
         times.append(time.monotonic() - started)
+        # Between one step's recorded end and the next one's start: the service's own share.
+        steps = sorted(run["steps"], key=lambda s: s["started_at"])
+        gaps = [(_at(b["started_at"]) - _at(a["finished_at"])).total_seconds() for a, b in pairwise(steps)]
+        print(f"workflow run {run['id']}: steps {[s['duration_s'] for s in steps]} s, gaps {gaps} s")
     return times
 
 
