@@ -128,7 +128,10 @@ class Execution:
                 wake.cancel()
                 self._wake[run_id].clear()
                 for name in [n for n, t in running.items() if t in done]:
-                    running.pop(name).result()
+                    if error := running.pop(name).exception():
+                        # A bug, not the notebook: the step fails with it; the run is never stuck.
+                        log.error("run %s step %s: %r", run_id, name, error, exc_info=error)
+                        self._fail_step(run_id, name, f"the step could not be run: {error}")
         except asyncio.CancelledError:
             for task in running.values():
                 task.cancel()
@@ -218,6 +221,12 @@ class Execution:
                 return
             row.status, row.exit_code, row.reason = outcome.status, outcome.exit_code, outcome.reason
             row.error_cell, row.finished_at, row.outputs = outcome.error_cell, now(), outputs
+
+    def _fail_step(self, run_id: int, name: str, reason: str) -> None:
+        with self.sessions.begin() as db:
+            row = _row(db, run_id, name)
+            if row.status not in FINAL:
+                row.status, row.reason, row.finished_at = "failed", reason, now()
 
     def _time_left(self, run: Run, timeout: int) -> float:
         """The deployment's timeout less the time the run has executed (waits at gates excluded)."""
