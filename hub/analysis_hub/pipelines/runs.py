@@ -52,7 +52,7 @@ from .gates import Gates
 from .models import UNFINISHED, AuditEvent, Pipeline, Run, StepRun, now
 from .run_metrics import record_run
 from .specs import SpecError, declared_parameters, run_parameters
-from .steps import is_workflow, step_folder, version_steps
+from .steps import is_workflow, step_facts, step_folder, version_steps
 from .triggers import AFTER, HTTP, MANUAL, REPAIR
 from .versions import Versions, find_version
 from .views import run_view
@@ -114,8 +114,8 @@ class Runs:
             version = find_version(run.pipeline, run.version)
             workflow = is_workflow(version)
             view = {**run_view(run), "team": run.pipeline.team, "pipeline": run.pipeline.name}
-            # The DAG the run page draws: each step and what it waits for.
-            view["dag"] = {s.name: list(s.depends_on) for s in version_steps(version)} if workflow else {}
+            # What the run page shows of each step: what it waits for, its profile and limits.
+            view["dag"] = {s.name: step_facts(s) for s in version_steps(version)} if workflow else {}
             if step is None:
                 return view, self.runs_root / str(run_id)
             row = next((r for r in run.steps if r.step == step), None)

@@ -47,6 +47,12 @@ def version_steps(version) -> list[WorkflowStep]:
     ]
 
 
+def step_facts(step: WorkflowStep) -> dict:
+    """A step as a run's history shows it: what it waits for, and what it ran with."""
+    limits = {k: step.resources.get(k) for k in ("cpu_limit", "memory_limit", "gpus")}
+    return {"after": list(step.depends_on), "kind": step.kind, "profile": step.profile, **limits}
+
+
 def is_workflow(version) -> bool:
     return bool(version.steps)
 
