@@ -53,8 +53,9 @@ function field(form: HTMLElement, label: string, control: HTMLElement, hint = ''
   const row = element('label', { class: 'ah-publish-row' });
   row.appendChild(element('span', { class: 'ah-publish-label' }, label));
   row.appendChild(control);
+  // Hints as tooltips: the whole form stays on one screen without scrolling.
   if (hint) {
-    row.appendChild(element('span', { class: 'ah-publish-hint' }, hint));
+    control.title = hint;
   }
   form.appendChild(row);
 }
@@ -80,7 +81,11 @@ export class PublishForm extends Widget {
   ) {
     super();
     this.addClass('ah-publish-form');
-    const form = this.node;
+    // Two columns, so the whole form fits the dialog without scrolling: what is published
+    // (left), and how it runs (right).
+    const form = element('div', { class: 'ah-publish-column' });
+    const running = element('div', { class: 'ah-publish-column' });
+    this.node.append(form, running);
 
     this.team = element('select', { name: 'team' });
     for (const team of context.teams) {
@@ -89,7 +94,10 @@ export class PublishForm extends Widget {
     if (published && context.teams.some(t => t.name === published.team)) {
       this.team.value = published.team;
     }
-    field(form, 'Team', this.team, context.teams.length ? '' : 'You are in no team (hub group); ask an admin.');
+    field(form, 'Team', this.team, 'a hub group you are in: its members see and run the pipeline');
+    if (!context.teams.length) {
+      form.appendChild(element('p', { class: 'ah-publish-problem' }, 'You are in no team (hub group); ask an admin.'));
+    }
 
     this.name = element('input', { name: 'name', type: 'text' });
     this.name.value = published ? published.name : nameFromPath(path);
@@ -112,7 +120,7 @@ export class PublishForm extends Widget {
     } else {
       parameters.appendChild(element('p', { class: 'ah-publish-problem' }, context.parameters_problem || ''));
     }
-    form.appendChild(parameters);
+    running.appendChild(parameters);
 
     this.trigger = element('select', { name: 'trigger' });
     for (const [value, label] of [
@@ -122,14 +130,14 @@ export class PublishForm extends Widget {
     ]) {
       this.trigger.appendChild(element('option', { value }, label));
     }
-    field(form, 'Trigger', this.trigger);
+    field(running, 'Trigger', this.trigger);
     this.schedule = element('input', { name: 'schedule', type: 'text', placeholder: '0 6 * * 1-5' });
-    field(form, 'Schedule', this.schedule, 'minute hour day month weekday');
+    field(running, 'Schedule', this.schedule, 'minute hour day month weekday');
     this.timezone = element('input', { name: 'timezone', type: 'text' });
     this.timezone.value = Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
-    field(form, 'Time zone', this.timezone);
+    field(running, 'Time zone', this.timezone);
     this.preview = element('div', { class: 'ah-publish-preview', 'aria-live': 'polite' });
-    form.appendChild(this.preview);
+    running.appendChild(this.preview);
     for (const control of [this.trigger, this.schedule, this.timezone]) {
       control.addEventListener('input', () => this.schedulePreviewSoon());
       control.addEventListener('change', () => this.schedulePreviewSoon());
