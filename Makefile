@@ -6,9 +6,21 @@ PYTHON   ?= python3
 SETTINGS ?= analysis-hub.yaml
 BIN      := $(VENV)/bin
 
-.PHONY: install system-deps up test lint format unit integration e2e images bench bench-pipelines lock clean
+.PHONY: install lab system-deps up test lint format unit integration e2e images bench bench-pipelines lock clean
 
-install: $(VENV)/.installed node_modules/.installed
+install: $(VENV)/.installed node_modules/.installed lab
+
+# The JupyterLab extension (issue 15), a wheel every image and local environment installs:
+# built from lab-extension/ with JupyterLab's npm toolchain (about 30 s cold, seconds after).
+LAB_SOURCES := $(wildcard lab-extension/src/* lab-extension/schema/* lab-extension/style/* \
+	lab-extension/analysis_hub_lab/*.py lab-extension/jupyter-config/*) \
+	lab-extension/package.json lab-extension/package-lock.json lab-extension/pyproject.toml \
+	lab-extension/tsconfig.json $(wildcard images/*/requirements.txt)
+lab: lab-extension/dist/.built
+
+lab-extension/dist/.built: $(LAB_SOURCES) scripts/build-lab-extension.sh
+	scripts/build-lab-extension.sh
+	touch $@
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -69,4 +81,4 @@ lock: install
 	PATH=$(BIN):$$PATH $(BIN)/python scripts/lock_images.py
 
 clean:
-	rm -rf $(VENV) node_modules .analysis-hub
+	rm -rf $(VENV) node_modules .analysis-hub lab-extension/node_modules lab-extension/.venv lab-extension/dist

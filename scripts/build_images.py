@@ -12,8 +12,9 @@ Contract:
   `image.yaml`: today `pyspark`, `pytorch`, `tensorflow`), and
   `hub` (the Kubernetes hub image). Naming any image builds `base` first.
 - Tags are content addresses: `<prefix><name>:<12 hex>`, the SHA-256 of the
-  build context (the Dockerfile, lock files, hooks, helpers, and for `base` the
-  server extension from hub/analysis_hub/singleuser), the FROM image's id and
+  build context (the Dockerfile, lock files, hooks, helpers, for `base` the
+  server extension from hub/analysis_hub/singleuser, and for the notebook
+  images the JupyterLab extension's wheel that `make lab` built), the FROM image's id and
   the build arguments. Same inputs, same tag; an image whose tag exists is not
   built again. The in-image tests (images/<name>/tests) are not part of it.
 - `--base` is the FROM of `base`: a public slim Debian image by default, or
@@ -71,6 +72,7 @@ from docker_engine import docker_command, ensure_engine  # noqa: E402  (scripts/
 # The package needn't be installed to build its images.
 sys.path.insert(0, str(REPO / "hub"))
 from analysis_hub.images import IMAGE_FILE, ImageFacts, discover_images  # noqa: E402
+from analysis_hub.runtime.lab_extension import built_wheel  # noqa: E402
 
 
 def build_order(images_dir: Path = IMAGES_DIR) -> tuple[str, ...]:
@@ -95,6 +97,13 @@ def stage_context(name: str, dest: Path, wheelhouse: Path | None = None, lock_na
         (dest / "singleuser").mkdir()
         for file in SINGLEUSER_FILES:
             shutil.copy2(REPO / "hub" / "analysis_hub" / "singleuser" / file, dest / "singleuser" / file)
+    if name in discover_images(IMAGES_DIR):
+        # Every notebook image installs the JupyterLab extension's wheel (`make lab`).
+        wheel = built_wheel(REPO)
+        if wheel is None:
+            raise SystemExit("the JupyterLab extension is not built: run `make lab` (lab-extension/dist/)")
+        (dest / "lab").mkdir()
+        shutil.copy2(wheel, dest / "lab" / wheel.name)
     if _facts(name).cuda:
         # The Dockerfile copies this folder; it holds wheels only for a CPU build.
         (dest / "wheelhouse").mkdir()

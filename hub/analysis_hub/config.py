@@ -37,6 +37,11 @@ SERVER_ANSWER_TIMEOUT = 120
 CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
 PIPELINES_SERVICE = "pipelines"
 PIPELINES_ACCESS = f"access:services!service={PIPELINES_SERVICE}"
+# A server's own $JUPYTERHUB_API_TOKEN: JupyterHub's `server` role (activity, its own
+# server) plus the pipelines service, so the lab extension publishes as its user without
+# the user handling a token. The hub gives a token only the scopes its user holds, and
+# the service still checks team membership (a token always identifies its user's groups).
+SERVER_TOKEN_SCOPES = ["users:activity!user", "access:servers!server", PIPELINES_ACCESS]
 
 
 @dataclass(frozen=True)
@@ -237,6 +242,22 @@ def apply_pipelines(settings: Settings, c: Config) -> None:
         }
     )
     add_pipelines_roles(c)
+    c.CatalogSpawner.server_token_scopes = SERVER_TOKEN_SCOPES
+    c.CatalogSpawner.pipelines_url = pipelines_url_for_servers(settings)
+
+
+def pipelines_url_for_servers(settings: Settings) -> str:
+    """The service's URL as a user's server reaches it: through the proxy, like a browser.
+
+    docker: '' (the containers' firewall opens only the hub's API port on the host)."""
+    prefix = pipelines_service_prefix(settings.hub.base_url)
+    if settings.backend == "kubernetes":
+        # z2jh's proxy Service; user pods may reach the proxy's HTTP port.
+        return f"http://proxy-public{prefix}"
+    if settings.backend == "local":
+        host = "127.0.0.1" if settings.hub.ip in ("", "0.0.0.0") else settings.hub.ip
+        return f"http://{host}:{settings.hub.port}{prefix}"
+    return ""
 
 
 def apply_spawner(settings: Settings, c: Config) -> None:

@@ -58,6 +58,8 @@ from .spawn_metrics import hub_state, timed_start
 # The variable the images' server extension reads (singleuser/analysis_hub_activity.py).
 ACTIVITY_INTERVAL_ENV = "JUPYTERHUB_ACTIVITY_INTERVAL"
 PROFILE_ENV = "ANALYSIS_HUB_PROFILE"
+# Where the server reaches the pipelines service (the lab extension and the CLI read it).
+PIPELINES_URL_ENV = "ANALYSIS_HUB_PIPELINES_URL"
 
 
 class CatalogSpawner(LoggingConfigurable):
@@ -67,6 +69,9 @@ class CatalogSpawner(LoggingConfigurable):
         Unicode(), config=True, help="image names profiles may use; empty: the images under images_dir"
     )
     activity_interval = Integer(60, config=True, help="seconds between the server's activity reports")
+    pipelines_url = Unicode(
+        "", config=True, help="the pipelines service's URL as servers reach it; '' when they can't"
+    )
     gpu_state_file = Unicode(
         "", config=True, help="the machine's GPU allocations, shared with the pipelines service"
     )
@@ -194,6 +199,8 @@ class CatalogSpawner(LoggingConfigurable):
         env[ACTIVITY_INTERVAL_ENV] = str(self.activity_interval)
         if self.resolved:
             env[PROFILE_ENV] = self.resolved.slug
+        if self.pipelines_url:
+            env[PIPELINES_URL_ENV] = self.pipelines_url
         return env
 
     # ---- usage for chargeback ------------------------------------------------

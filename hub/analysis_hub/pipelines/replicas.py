@@ -34,10 +34,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
-from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 
+from .cron_words import cron_trigger
 from .models import ACTIVE, Pipeline, Replica, Run, now
 from .triggers import CRON
 
@@ -52,7 +52,7 @@ def fire_time(schedule: str, timezone: str, at: datetime) -> datetime | None:
     """The schedule's latest fire time at or before `at` (aware), within the misfire grace; else None.
 
     Returned as naive UTC, as the database keeps times."""
-    trigger = CronTrigger.from_crontab(schedule, timezone=timezone)
+    trigger = cron_trigger(schedule, timezone=timezone)
     latest, candidate = None, trigger.get_next_fire_time(None, at - timedelta(seconds=MISFIRE_GRACE_S + 1))
     while candidate is not None and candidate <= at:
         latest, candidate = candidate, trigger.get_next_fire_time(candidate, candidate)

@@ -26,10 +26,10 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import select
 
 from . import replicas
+from .cron_words import cron_trigger
 from .models import Pipeline
 from .triggers import CRON
 
@@ -65,9 +65,7 @@ class Schedules:
         scheduled = not (
             pipeline.deleted_at or pipeline.paused or pipeline.trigger != CRON or not pipeline.deployed
         )
-        trigger = (
-            CronTrigger.from_crontab(pipeline.schedule, timezone=pipeline.timezone) if scheduled else None
-        )
+        trigger = cron_trigger(pipeline.schedule, timezone=pipeline.timezone) if scheduled else None
         if job and trigger and repr(job.trigger) == repr(trigger):
             return  # unchanged: re-adding it now could skip a fire that is due this instant
         if job:

@@ -26,6 +26,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 from .access import NotFound
 from .handlers import Handler, P
+from .lab_api import LAB_ROUTES
 from .pages import PAGES
 from .run_metrics import MetricsHandler
 from .service import Pipelines
@@ -373,6 +374,7 @@ def make_app(pipelines: Pipelines, prefix: str, max_bytes: int) -> web.Applicati
             StepDecision,
         ),
         (r"api/audit", Audit),
+        *LAB_ROUTES,
         (r"oauth_callback", HubOAuthCallbackHandler),
         *PAGES,
         *DIFF_ROUTES,

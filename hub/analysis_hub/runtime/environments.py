@@ -15,7 +15,9 @@ Contract:
   crowd of users spawning one profile waits for the same build.
 - The analysis-hub server extension (the activity policy) is copied into
   every environment, refreshed on each `ensure`, so a fix to it reaches
-  existing environments without a rebuild.
+  existing environments without a rebuild. So is the JupyterLab extension
+  ("Publish as pipeline…"), the wheel `make lab` built (`lab_extension.py`);
+  when it was not built, spawns go on without it and the log says so.
 - Each environment's `python3` kernel carries the image's display name
   (`kernels.named_kernelspec`), written after a build and refreshed on each
   `ensure` like the extension: the key is unchanged, so environments built
@@ -31,6 +33,7 @@ import asyncio
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -42,8 +45,11 @@ from pathlib import Path
 from ..images import discover_images
 from ..kernels import KERNEL_NAME, kernel_display_name, named_kernelspec
 from ..metrics import ENVIRONMENT_BUILD_DURATION, ENVIRONMENT_BUILDS
+from .lab_extension import built_wheel, install_wheel
 
 SERVER_EXTENSION_DIR = Path(__file__).resolve().parent.parent / "singleuser"
+REPO = Path(__file__).resolve().parents[3]  # where `make lab` leaves lab-extension/dist/
+log = logging.getLogger(__name__)
 LOCK_FILE = "requirements.txt"
 CUDA_LOCK_FILE = "requirements-cuda.txt"  # CUDA runtime wheels, added on GPU machines
 READY_MARKER = ".analysis-hub-ready"
@@ -130,9 +136,15 @@ def _python_version(python: str) -> str:
 
 class EnvironmentBuilder:
     def __init__(
-        self, envs_dir: str | Path, images_dir: str | Path, python: str | None = None, with_cuda: bool = False
+        self,
+        envs_dir: str | Path,
+        images_dir: str | Path,
+        python: str | None = None,
+        with_cuda: bool = False,
+        lab_wheel: Path | None = None,
     ):
         self.with_cuda = with_cuda
+        self.lab_wheel = lab_wheel or built_wheel(REPO)
         self.envs_dir = Path(envs_dir)
         self.images_dir = Path(images_dir)
         self.python = python or python_for_all_users()
@@ -176,6 +188,10 @@ class EnvironmentBuilder:
     def _refresh(self, image: str, env: Path) -> None:
         """What a built environment gets from this hub, at every use: the extension, the kernel's name."""
         install_server_extension(env)
+        if self.lab_wheel and self.lab_wheel.is_file():
+            install_wheel(env, self.lab_wheel)
+        else:
+            log.warning("the JupyterLab extension is not built (make lab): %s's servers lack it", image)
         name_kernel(env, kernel_display_name(image, discover_images(self.images_dir)))
 
     async def _timed_build(self, image: str, env: Path, progress: Callable[[str], None]) -> None:

@@ -4,7 +4,9 @@ Promises: the server runs as jovyan (uid 1000, gid 100) with home /home/jovyan,
 under tini as PID 1 (after the start hooks); the hub's activity-policy
 extension and the kernel-culling policy are installed and enabled in the
 image's Jupyter configuration (loaded and valid where EXPECT_JUPYTER=1: the
-base has no Jupyter of its own). Exit status 0 when every check passes.
+base has no Jupyter of its own); where EXPECT_JUPYTER=1, the JupyterLab
+extension ("Publish as pipeline…", lab-extension/) is installed prebuilt and
+enabled, with its server extension. Exit status 0 when every check passes.
 """
 
 import json
@@ -50,6 +52,18 @@ def check_jupyter_policy():
     output = re.sub(r"\x1b\[[0-9;]*m", "", listed.stdout + listed.stderr)  # no colours
     assert "analysis_hub_activity enabled" in output, output
     assert re.search(r"analysis_hub_activity\s+OK", output), output
+    check_lab_extension()
+
+
+def check_lab_extension():
+    def listing(*command):
+        listed = subprocess.run([VENV / "bin/jupyter", *command], capture_output=True, text=True, check=True)
+        return re.sub(r"\x1b\[[0-9;]*m", "", listed.stdout + listed.stderr)
+
+    servers = listing("server", "extension", "list")
+    assert re.search(r"analysis_hub_lab\s+OK", servers), servers
+    labs = listing("labextension", "list")
+    assert re.search(r"analysis-hub-lab v\S+ enabled\s+OK", labs), labs
 
 
 if __name__ == "__main__":

@@ -1,0 +1,86 @@
+"""What JupyterLab's "Publish as pipeline" dialog asks the service before publishing.
+
+Contract: `LAB_ROUTES` (relative to the service prefix), each for a logged-in
+hub user (the lab extension's server side calls them with its server's own
+hub token, whose scopes the hub limits to this service):
+- `POST api/lab/context` with `{"notebook": <nbformat JSON>}` (optional):
+  the caller's teams (their hub groups) with the profiles each team may use,
+  the caller's teams' pipelines with their active version, and the
+  notebook's parameters read exactly as publishing reads them
+  (`notebooks.notebook_parameters`), or the reason they can't be read.
+- `GET api/lab/schedule?cron=<expr>&timezone=<zone>`: the schedule in words
+  and its next three fire times (`cron_words`), or 400 naming the bad field.
+Nothing here changes anything; publishing is the versions API.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from tornado import web
+
+from .cron_words import describe, next_times
+from .handlers import Handler
+from .notebooks import NotebookError, notebook_parameters, read_notebook
+
+
+class LabHandler(Handler):
+    def get_login_url(self):
+        raise web.HTTPError(403, "log in to the hub, or send a hub API token")
+
+
+class LabContext(LabHandler):
+    @web.authenticated
+    def post(self):
+        body = self.body()
+        caller = self.caller
+        catalog = self.pipelines.versions.catalog.current()
+        teams = sorted(caller.groups)
+        parameters, problem = None, None
+        if body.get("notebook") is not None:
+            try:
+                found = notebook_parameters(read_notebook(body["notebook"]))
+                parameters = {name: p.to_json() for name, p in found.items()}
+            except NotebookError as e:
+                problem = str(e)
+        self.send(
+            {
+                "user": caller.name,
+                "teams": [
+                    {
+                        "name": team,
+                        "profiles": [
+                            {"slug": p.slug, "display_name": p.display_name}
+                            for p in catalog.allowed_for({team})
+                        ],
+                    }
+                    for team in teams
+                ],
+                "pipelines": [
+                    {
+                        "team": p["team"],
+                        "name": p["name"],
+                        "active_version": p.get("active_version"),
+                        "latest_version": p.get("latest_version"),
+                    }
+                    for p in self.pipelines.list_pipelines(caller)
+                ],
+                "parameters": parameters,
+                "parameters_problem": problem,
+            }
+        )
+
+
+class SchedulePreview(LabHandler):
+    @web.authenticated
+    def get(self):
+        cron = self.get_argument("cron", "")
+        timezone = self.get_argument("timezone", "UTC") or "UTC"
+        times = next_times(cron, timezone, datetime.now(UTC))
+        self.send({"description": describe(cron, timezone), "next": [t.isoformat() for t in times]})
+
+
+LAB_ROUTES = [
+    (r"api/lab/context", LabContext),
+    (r"api/lab/schedule", SchedulePreview),
+]
