@@ -24,9 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from apscheduler.triggers.cron import CronTrigger
-
 from ..catalog import Profile, ResolvedProfile, Resources, Toleration
+from .cron_words import cron_trigger
 from .notebooks import NotebookError, Parameter, coerce_parameters
 from .triggers import AFTER, AFTER_ON, CRON, TRIGGERS, default_trigger
 
@@ -156,7 +155,7 @@ def check_deployment(request: dict, declared: dict[str, Parameter], versions: li
     schedule = request.get("schedule")
     if trigger == CRON:
         try:
-            CronTrigger.from_crontab(schedule or "", timezone=timezone)
+            cron_trigger(schedule or "", timezone)
         except (ValueError, TypeError) as e:
             problems.append(
                 f"schedule: {schedule!r} is not a cron expression (minute hour day month weekday): {e}"
