@@ -44,16 +44,6 @@ Contract:
     run's timeout counts its steps, not the time a person takes to decide.
   Argo's phase of such a Workflow is not the run's status (a rejected gate
   ends Succeeded): the service reads the steps' nodes (`dag.run_status`).
-- `sensor_for(upstream_team, upstream_pipeline, on, template)` is an Argo
-  Events `Sensor` that submits a Workflow from the downstream `template`
-  when a run of the upstream pipeline ends with an outcome `on` allows
-  (`CHAIN_OUTCOMES`), read from the label `analysis-hub/outcome` that the
-  service writes on a finished run's Workflow (`OUTCOME_LABEL`: dag.py's
-  run status, which Argo's phase can't tell). The submitted Workflow's name
-  ends with the upstream Workflow's uid, so the repeated events of one
-  upstream run start one chained run. Its events come from
-  `workflow_event_source(namespace)`: an `EventSource` watching the
-  namespace's Workflows.
 """
 
 from __future__ import annotations
@@ -68,17 +58,13 @@ from ...pipelines.specs import RUN_FOLDER_ENV, stored_profile
 from ...pipelines.workflow import WorkflowStep, dag_steps
 from .profiles import HOME, ClusterFacts
 from .workflows import (
-    GROUP,
     KEEP_FINISHED_SECONDS,
     LABEL_PREFIX,
     PIPELINE_RUN_LABEL,
-    VERSION,
     WorkflowSettings,
     container_resources,
-    label_value,
     notebook_env,
     notebook_security_context,
-    object_name,
     pod_labels,
     pod_security_context,
     runner_source,
@@ -98,10 +84,6 @@ RESULTS = "/tmp/analysis-hub"  # in the step's container: what Argo reads its ou
 DECISION, APPROVED, REJECTED = "decision", "approved", "rejected"
 # What a dependency may be for a step whose status condition replaced the default rule.
 FINISHED = ("Succeeded", "Failed", "Errored", "Skipped", "Omitted")
-OUTCOME_LABEL = LABEL_PREFIX + "outcome"
-CHAIN_OUTCOMES = {"success": ("succeeded",), "failure": ("failed", "timed_out")}
-CHAIN_OUTCOMES["any"] = CHAIN_OUTCOMES["success"] + CHAIN_OUTCOMES["failure"]
-EVENT_SOURCE, EVENT_NAME = "analysis-hub-workflows", "workflows"
 
 
 def task_name(step: str) -> str:
@@ -323,99 +305,3 @@ def _argo_safe(text: str) -> str:
     """JSON text without two opening braces in a row, which Argo would take for an expression:
     json.dumps never writes them outside strings, and inside a string `\\u007b` is the same `{`."""
     return text.replace("{{", "{\\u007b")
-
-
-def workflow_event_source(namespace: str, name: str = EVENT_SOURCE) -> dict:
-    """The Argo Events `EventSource` the chain Sensors listen to: updates of the namespace's
-    pipeline Workflows once they carry their run's outcome."""
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "EventSource",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "resource": {
-                EVENT_NAME: {
-                    "namespace": namespace,
-                    "group": GROUP,
-                    "version": VERSION,
-                    "resource": "workflows",
-                    "eventTypes": ["UPDATE"],
-                    "filter": {"labels": [{"key": OUTCOME_LABEL, "operation": "exists"}]},
-                }
-            }
-        },
-    }
-
-
-def sensor_for(
-    upstream_team: str,
-    upstream_pipeline: str,
-    on: str,
-    template: str,
-    service_account: str = "analysis-hub-chains",
-    event_source: str = EVENT_SOURCE,
-) -> dict:
-    """The Sensor that starts a Workflow from `template` after each run of the upstream pipeline
-    whose outcome `on` (success | failure | any) allows; `service_account` may create Workflows."""
-    if on not in CHAIN_OUTCOMES:
-        raise ValueError(f"after_on: {on!r} is not one of {', '.join(CHAIN_OUTCOMES)}")
-    labels = "body.metadata.labels."
-    filters = [
-        (labels + LABEL_PREFIX + "team", [label_value(upstream_team)]),
-        (labels + LABEL_PREFIX + "pipeline", [label_value(upstream_pipeline)]),
-        (labels + OUTCOME_LABEL, list(CHAIN_OUTCOMES[on])),
-    ]
-    dependency = "upstream"
-    prefix = object_name(template, limit=26) + "-"  # + the upstream Workflow's uid (36): at most 63
-    workflow = {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "Workflow",
-        "metadata": {
-            "name": prefix,
-            "labels": {**PIPELINE_RUN_LABEL, LABEL_PREFIX + "chained": "true"},
-            "annotations": {LABEL_PREFIX + "after": f"{upstream_team}/{upstream_pipeline}"},
-        },
-        "spec": {"workflowTemplateRef": {"name": template}},
-    }
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "Sensor",
-        "metadata": {"name": object_name(f"{template}-after-{upstream_team}-{upstream_pipeline}")},
-        "spec": {
-            "template": {"serviceAccountName": service_account},
-            "dependencies": [
-                {
-                    "name": dependency,
-                    "eventSourceName": event_source,
-                    "eventName": EVENT_NAME,
-                    "filters": {
-                        "data": [{"path": _gjson(p), "type": "string", "value": v} for p, v in filters]
-                    },
-                }
-            ],
-            "triggers": [
-                {
-                    "template": {
-                        "name": "start-run",
-                        "argoWorkflow": {
-                            "operation": "submit",
-                            "source": {"resource": workflow},
-                            "parameters": [
-                                {
-                                    "src": {"dependencyName": dependency, "dataKey": "body.metadata.uid"},
-                                    "dest": "metadata.name",
-                                    "operation": "append",
-                                }
-                            ],
-                        },
-                    }
-                }
-            ],
-        },
-    }
-
-
-def _gjson(path: str) -> str:
-    """A gjson path (Argo Events' filters): the dots inside a label's name escaped."""
-    head, _, label = path.partition("labels.")
-    return head + "labels." + label.replace(".", "\\.") if label else path
