@@ -111,8 +111,9 @@ def pod_of(step: dict, template: dict) -> dict:
         "automountServiceAccountToken": template["spec"]["automountServiceAccountToken"],
         "activeDeadlineSeconds": step["activeDeadlineSeconds"],
     }
-    if "nodeSelector" in step:
-        spec["nodeSelector"] = step["nodeSelector"]
+    for key in ("nodeSelector", "serviceAccountName", "automountServiceAccountToken"):
+        if key in step:
+            spec[key] = step[key]
     labels = {**template["spec"]["podMetadata"]["labels"], **step["metadata"]["labels"]}
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x", "labels": labels}, "spec": spec}
 
@@ -445,3 +446,31 @@ def test_the_run_folder_settings_reach_the_executors_dag_template(tmp_path, repo
     path.write_text("pipelines: {run_folder_size: 10GB}\n")
     with pytest.raises(SettingsError, match=r"pipelines\.run_folder_size: .*'10GB'"):
         load_settings(path, {})
+
+
+def test_only_the_spark_driver_step_gets_an_api_token_and_every_step_its_teams_folder(repo_catalog):
+    """With Spark on Kubernetes, the pyspark step's pod (the driver) has the Spark service account,
+    its token and the driver label, over the Workflow's no-token default; the other steps have
+    none. Every step mounts its team's folder where members' servers have it."""
+    from analysis_hub.teams import TeamFolder
+
+    cluster = ClusterFacts(
+        images=IMAGE_REFS,
+        hadoop_images=frozenset({"pyspark"}),
+        spark_service_account="spark-driver",
+        team_claims={"ml": "analysis-hub-team-ml"},
+        teams=(TeamFolder("ml"),),
+    )
+    steps = steps_of(PIPELINE, NOTEBOOKS, repo_catalog)
+    template = dag_template("ml", "churn", 4, steps, {}, 3600, 0, cluster, SETTINGS)
+    templates = by_name(template)
+    prepare = templates["step-prepare"]
+    assert (prepare["serviceAccountName"], prepare["automountServiceAccountToken"]) == ("spark-driver", True)
+    assert prepare["metadata"]["labels"]["analysis-hub/spark-driver"] == "true"
+    for name in ("step-prepare", "step-train", "step-publish"):
+        step = templates[name]
+        if name != "step-prepare":
+            assert "serviceAccountName" not in step and "automountServiceAccountToken" not in step
+        team = {"name": "team-ml", "mountPath": "/home/jovyan/teams/ml"}
+        assert team in step["container"]["volumeMounts"]
+        kubernetes_validate.validate(pod_of(step, template), K8S, strict=True)
