@@ -474,3 +474,34 @@ def test_only_the_spark_driver_step_gets_an_api_token_and_every_step_its_teams_f
         team = {"name": "team-ml", "mountPath": "/home/jovyan/teams/ml"}
         assert team in step["container"]["volumeMounts"]
         kubernetes_validate.validate(pod_of(step, template), K8S, strict=True)
+
+
+def test_the_charts_run_folder_values_become_the_services_settings():
+    """`pipelines.runFolder` in the chart's values reaches the service's settings file (the Argo
+    executor's run folder); the defaults are the settings' own, and a bad size is refused by the
+    chart's schema before anything is installed."""
+    import helm_python as helm
+    import yaml
+    from analysis_hub.settings import Settings
+    from kube_support import find, render_chart
+
+    def settings_of(values: dict) -> Settings:
+        manifests = render_chart(values)
+        text = find(manifests, "ConfigMap", "analysis-hub-settings")["data"]["settings.yaml"]
+        return Settings.model_validate(yaml.safe_load(text))
+
+    run_folder = {"size": "100Gi", "storageClassName": "cephfs", "accessMode": "ReadWriteMany"}
+    chosen = settings_of({"pipelines": {"runFolder": run_folder}}).pipelines
+    assert (chosen.run_folder_size, chosen.run_folder_storage_class, chosen.run_folder_access_mode) == (
+        "100Gi",
+        "cephfs",
+        "ReadWriteMany",
+    )
+    default = settings_of({}).pipelines
+    assert (default.run_folder_size, default.run_folder_storage_class, default.run_folder_access_mode) == (
+        "10Gi",
+        None,
+        "ReadWriteOnce",
+    )
+    with pytest.raises(helm.HelmValuesError, match="/pipelines/runFolder/size"):
+        render_chart({"pipelines": {"runFolder": {"size": "lots"}}})
