@@ -50,14 +50,22 @@ def merge(target: dict, patch: dict) -> dict:
 
 def test_a_gate_waiting_then_approved_by_patch_lets_the_run_go_on():
     """A gate suspended is `waiting` (the run waits, holding nothing); the patch that approves it
-    marks its node Succeeded with `decision: approved`, read back as approved, and dag.py then
-    starts the step after it. The recorded outputs come from the `outputs` parameter."""
+    does what Argo's `node set` and `resume` do (its node Succeeded, the supplied `decision` given
+    its value in place of its valueFrom), is read back as approved, and dag.py then starts the step
+    after it. The recorded outputs come from the `outputs` parameter."""
     wf = workflow(
         "Running",
         node("prepare", "Pod", "Succeeded", {"outputs": '{"rows": 20}', "when-train-0": "true"}),
         node("train", "Pod", "Succeeded", {"outputs": '{"accuracy": 0.9}'}),
         node("review", "Suspend", "Running", id="gate"),
     )
+    # What Argo puts on a suspend node with a supplied output (`addRawOutputFields`).
+    supplied = {
+        "name": "decision",
+        "valueFrom": {"supplied": {}, "default": "rejected"},
+        "enum": ["approved", "rejected"],
+    }
+    wf["status"]["nodes"]["gate"]["outputs"] = {"parameters": [supplied]}
     states = step_states(wf, STEPS)
     assert {k: s.status for k, s in states.items()} == {
         "prepare": "succeeded",
@@ -68,18 +76,16 @@ def test_a_gate_waiting_then_approved_by_patch_lets_the_run_go_on():
     assert states["prepare"].outputs == {"rows": 20}
     waiting = next_moves(dag_steps(STEPS), states)
     assert (waiting.start, waiting.finished) == ([], False)
-    patch = gate_decision_patch(wf, "review", "approved", "2026-12-02T10:00:00Z")
+    patch = gate_decision_patch(wf, "review", "approved", "2026-12-02T10:00:00Z", by="alice")
+    decided = {"name": "decision", "enum": ["approved", "rejected"], "value": "approved"}
     assert patch == {
         "status": {
             "nodes": {
                 "gate": {
                     "phase": "Succeeded",
                     "finishedAt": "2026-12-02T10:00:00Z",
-                    "outputs": {
-                        "parameters": [
-                            {"name": "decision", "value": "approved", "valueFrom": {"supplied": {}}}
-                        ]
-                    },
+                    "message": "approved by alice",
+                    "outputs": {"parameters": [decided]},
                 }
             }
         }

@@ -14,11 +14,13 @@ Contract:
     `approved`, else rejected (its timeout supplies `rejected`).
   - a step with no node yet: pending while the Workflow runs, skipped once it
     has finished (Argo never reached it).
-- `gate_decision_patch(workflow, step, decision, at)` is the JSON merge patch
-  of the Workflow that resumes the waiting gate `step` with `decision`
-  (`approved` or `rejected`): its node Succeeded at `at` with the supplied
-  `decision` output, which is what Argo's own `node set` and `resume` write.
-  ValueError when the gate is not waiting (decided, timed out, or never reached).
+- `gate_decision_patch(workflow, step, decision, at, by)` is the JSON merge
+  patch of the Workflow that resumes the waiting gate `step` with `decision`
+  (`approved` or `rejected`), what Argo's own `node set` and `resume` write:
+  its node Succeeded at `at`, the message "<decision> by <by>", the supplied
+  `decision` output given its value in place of its valueFrom. ValueError
+  when the gate is not waiting (decided, timed out, or never reached). The
+  nodes must be in `status.nodes` (not compressed or offloaded by Argo).
 """
 
 from __future__ import annotations
@@ -98,8 +100,8 @@ def _outputs(node: dict, nodes: dict) -> dict:
     return outputs if isinstance(outputs, dict) else {}
 
 
-def gate_decision_patch(workflow: dict, step: str, decision: str, at: str) -> dict:
-    """`at`: the decision's time, RFC 3339 (e.g. 2026-12-02T10:00:00Z)."""
+def gate_decision_patch(workflow: dict, step: str, decision: str, at: str, by: str = "") -> dict:
+    """`at`: the decision's time, RFC 3339 (e.g. 2026-12-02T10:00:00Z); `by`: who decided."""
     if decision not in (APPROVED, REJECTED):
         raise ValueError(f"decision: {decision!r} is not one of {APPROVED}, {REJECTED}")
     nodes = (workflow.get("status") or {}).get("nodes") or {}
@@ -108,11 +110,20 @@ def gate_decision_patch(workflow: dict, step: str, decision: str, at: str) -> di
         for node_id, n in nodes.items()
         if n.get("displayName") == task_name(step)
         and n.get("type") == "Suspend"
-        and n.get("phase") in RUNNING
+        and n.get("phase") == "Running"
     ]
     if not waiting:
         raise ValueError(f"step {step}: no approval is waiting in Workflow {workflow['metadata']['name']}")
     [node_id] = waiting
-    supplied = {"name": DECISION, "value": decision, "valueFrom": {"supplied": {}}}
-    node = {"phase": "Succeeded", "finishedAt": at, "outputs": {"parameters": [supplied]}}
+    # As Argo's `node set`: the supplied parameter gets its value and loses its valueFrom (a merge
+    # patch replaces the whole list, so the node's other parameters are kept as they are).
+    parameters = [
+        {k: v for k, v in p.items() if k != "valueFrom"} | {"value": decision}
+        if p.get("name") == DECISION
+        else p
+        for p in (nodes[node_id].get("outputs") or {}).get("parameters") or [{"name": DECISION}]
+    ]
+    node = {"phase": "Succeeded", "finishedAt": at, "outputs": {"parameters": parameters}}
+    if by:
+        node["message"] = f"{decision} by {by}"
     return {"status": {"nodes": {node_id: node}}}
