@@ -133,60 +133,14 @@ def dag_template(
             for name, declared in step.declared.items()
         }
         arguments.append(Parameter(name=parameters_name(step.name), value=_argo_safe(json.dumps(values))))
-        wiring = _upstream_wiring(step, steps, shapes)
         pod = team_run_pod(stored_profile(step), team, cluster)
         urls = step_artifact_urls(team, pipeline, version_number, "{{workflow.name}}", settings, step.name)
-        limit = step.retries if step.retries is not None else retries
-        options = [
-            f"--outputs={json.dumps([f'{RESULTS}/{OUTPUTS}.json', f'{OUTPUTS_FOLDER}/{step.name}.json'])}"
-        ]
-        if wiring:
-            options.append(f"--upstream={_argo_safe(json.dumps(wiring))}")
-        conditions = conditions_on[step.name]
-        if conditions:
-            tests = [[f"{RESULTS}/{name}", c.output, c.op, c.value] for name, c in conditions]
-            options.append(f"--conditions={_argo_safe(json.dumps(tests))}")
-        run_folder = m.VolumeMount(name=RUN_VOLUME, mount_path=RUN_FOLDER)
+        args = [urls.input, urls.output, urls.log, step.kernel, _workflow_parameter(step)]
+        args += _runner_options(step, _upstream_wiring(step, steps, shapes), conditions_on[step.name])
+        step_timeout = step.timeout if step.timeout is not None else timeout
+        step_retries = step.retries if step.retries is not None else retries
         templates.append(
-            m.Template(
-                name=f"step-{task_name(step.name)}",
-                metadata=m.Metadata(labels=pod_labels(pod)),
-                container=m.Container(
-                    name="main",
-                    image=pod["image"],
-                    command=["python", "-c", runner_source()],
-                    args=[
-                        urls.input,
-                        urls.output,
-                        urls.log,
-                        step.kernel,
-                        _workflow_parameter(step),
-                        *options,
-                    ],
-                    env=notebook_env(pod, settings, {RUN_FOLDER_ENV: RUN_FOLDER}),
-                    resources=container_resources(pod),
-                    volume_mounts=[*(m.VolumeMount(**v) for v in pod.get("volume_mounts") or []), run_folder],
-                    working_dir=RUN_FOLDER,
-                    security_context=notebook_security_context(pod),
-                ),
-                node_selector=pod.get("node_selector") or None,
-                tolerations=[m.Toleration(**t) for t in pod.get("tolerations") or []] or None,
-                volumes=[m.Volume(**v) for v in pod.get("volumes") or []] or None,
-                security_context=pod_security_context(pod),
-                # The notebook gets an API token only where its profile needs one (a Spark driver).
-                service_account_name=pod.get("service_account"),
-                automount_service_account_token=True if pod.get("automount_service_account_token") else None,
-                active_deadline_seconds=m.IntOrString(step.timeout if step.timeout is not None else timeout),
-                retry_strategy=m.RetryStrategy(limit=m.IntOrString(limit), retry_policy="Always")
-                if limit
-                else None,
-                outputs=m.Outputs(
-                    parameters=[
-                        _from_file(OUTPUTS, f"{RESULTS}/{OUTPUTS}.json", "{}"),
-                        *(_from_file(name, f"{RESULTS}/{name}", "false") for name, _ in conditions),
-                    ]
-                ),
-            )
+            _notebook(step, pod, args, conditions_on[step.name], step_timeout, step_retries, settings)
         )
     waiting = sum(s.timeout or 0 for s in steps if s.kind == APPROVAL)
     template = WorkflowTemplate(
@@ -206,6 +160,64 @@ def dag_template(
         ttl_strategy=m.TTLStrategy(seconds_after_completion=KEEP_FINISHED_SECONDS),
     )
     return template.to_dict()
+
+
+def _runner_options(step: WorkflowStep, wiring: dict, conditions: list) -> list[str]:
+    """The runner's options for a workflow step (see notebook_runner.py)."""
+    outputs = [f"{RESULTS}/{OUTPUTS}.json", f"{OUTPUTS_FOLDER}/{step.name}.json"]
+    options = [f"--outputs={json.dumps(outputs)}"]
+    if wiring:
+        options.append(f"--upstream={_argo_safe(json.dumps(wiring))}")
+    if conditions:
+        tests = [[f"{RESULTS}/{name}", c.output, c.op, c.value] for name, c in conditions]
+        options.append(f"--conditions={_argo_safe(json.dumps(tests))}")
+    return options
+
+
+def _notebook(
+    step: WorkflowStep,
+    pod: dict,
+    args: list[str],
+    conditions: list,
+    timeout: int,
+    retries: int,
+    settings: WorkflowSettings,
+) -> m.Template:
+    """A notebook step's template: its profile's pod (as a single-notebook version's) with the run
+    folder, its own deadline and retries, and its outputs and condition results as parameters."""
+    run_folder = m.VolumeMount(name=RUN_VOLUME, mount_path=RUN_FOLDER)
+    return m.Template(
+        name=f"step-{task_name(step.name)}",
+        metadata=m.Metadata(labels=pod_labels(pod)),
+        container=m.Container(
+            name="main",
+            image=pod["image"],
+            command=["python", "-c", runner_source()],
+            args=args,
+            env=notebook_env(pod, settings, {RUN_FOLDER_ENV: RUN_FOLDER}),
+            resources=container_resources(pod),
+            volume_mounts=[*(m.VolumeMount(**v) for v in pod.get("volume_mounts") or []), run_folder],
+            working_dir=RUN_FOLDER,
+            security_context=notebook_security_context(pod),
+        ),
+        node_selector=pod.get("node_selector") or None,
+        tolerations=[m.Toleration(**t) for t in pod.get("tolerations") or []] or None,
+        volumes=[m.Volume(**v) for v in pod.get("volumes") or []] or None,
+        security_context=pod_security_context(pod),
+        # The notebook gets an API token only where its profile needs one (a Spark driver).
+        service_account_name=pod.get("service_account"),
+        automount_service_account_token=True if pod.get("automount_service_account_token") else None,
+        active_deadline_seconds=m.IntOrString(timeout),
+        retry_strategy=m.RetryStrategy(limit=m.IntOrString(retries), retry_policy="Always")
+        if retries
+        else None,
+        outputs=m.Outputs(
+            parameters=[
+                _from_file(OUTPUTS, f"{RESULTS}/{OUTPUTS}.json", "{}"),
+                *(_from_file(name, f"{RESULTS}/{name}", "false") for name, _ in conditions),
+            ]
+        ),
+    )
 
 
 def _depends_and_when(shape, kinds: dict, conditions_on: dict) -> tuple[str, str]:
