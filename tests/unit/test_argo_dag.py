@@ -17,8 +17,8 @@ import sys
 import kubernetes_validate
 import nbformat
 import pytest
-from analysis_hub.backends.kubernetes.chains import OUTCOME_LABEL, sensor_for, workflow_event_source
 from analysis_hub.backends.kubernetes.profiles import CHART_USER_TOLERATIONS, GPU_RESOURCE, ClusterFacts
+from analysis_hub.backends.kubernetes.sensors import OUTCOME_LABEL, sensor_for, workflow_event_source
 from analysis_hub.backends.kubernetes.workflow_dag import (
     OUTPUTS_FOLDER,
     RESULTS,
@@ -29,7 +29,7 @@ from analysis_hub.backends.kubernetes.workflow_dag import (
 from analysis_hub.backends.kubernetes.workflows import WorkflowSettings, runner_source
 from analysis_hub.catalog import resolve
 from analysis_hub.pipelines.dag import StepState, parse_condition
-from analysis_hub.pipelines.specs import RUN_FOLDER_ENV, version_settings
+from analysis_hub.pipelines.specs import RUN_FOLDER_ENV
 from analysis_hub.pipelines.workflow import check_workflow
 from unit_support import REPO
 
@@ -81,12 +81,9 @@ NOTEBOOKS = {
 
 def steps_of(text: str, notebooks: dict, catalog):
     """`check_workflow` with a resolver over the repository's real catalog."""
-
-    def resolver(profile, choices):
-        resolved = resolve(catalog.get(profile), choices)
-        return resolved.slug, resolved.choices, version_settings(resolved), resolved.image
-
-    return check_workflow(text, notebooks, resolver)
+    return check_workflow(
+        text, notebooks, lambda profile, choices, _nb: resolve(catalog.get(profile), choices)
+    )
 
 
 @pytest.fixture
@@ -359,21 +356,32 @@ def test_the_runner_judges_output_conditions_exactly_as_dag_py(text, outputs):
     assert namespace["condition_holds"](outputs, condition.output, condition.op, condition.value) is expected
 
 
-def test_the_runner_reads_outputs_of_the_media_type_that_record_displays():
-    """One media type: the one analysis_hub_outputs.record displays is the one the runner reads."""
+def test_the_runner_reads_recorded_outputs_as_the_service_does():
+    """One reading of a step's outputs: the runner (which can't import analysis_hub) finds in an
+    output notebook what `notebooks.recorded_outputs` finds (the media type `record` displays, the
+    last value of a name recorded twice, nothing from other outputs)."""
+    from analysis_hub.pipelines.notebooks import recorded_outputs
     from analysis_hub.singleuser.analysis_hub_outputs import MEDIA_TYPE
 
+    def shown(name, value):
+        return nbformat.v4.new_output("display_data", data={MEDIA_TYPE: {"name": name, "value": value}})
+
+    nb = notebook("rows = 1", "x", "y")
+    nb.cells[1].outputs = [shown("rows", 1), nbformat.v4.new_output("stream", text="hello")]
+    nb.cells[2].outputs = [shown("rows", 2), shown("path", "/home/jovyan/run/data.parquet")]
+    nb.cells.append(nbformat.v4.new_markdown_cell("notes"))
     namespace: dict = {}
     exec(compile(runner_source(), "notebook_runner", "exec"), namespace)
-    assert namespace["OUTPUT_MEDIA_TYPE"] == MEDIA_TYPE
+    found = namespace["recorded_outputs"](json.loads(nbformat.writes(nb)))
+    assert found == recorded_outputs(nb) == {"rows": 2, "path": "/home/jovyan/run/data.parquet"}
 
 
 @pytest.mark.parametrize(
     ("on", "outcomes"),
     [
         ("success", ["succeeded"]),
-        ("failure", ["failed", "timed_out"]),
-        ("any", ["succeeded", "failed", "timed_out"]),
+        ("failure", ["failed", "timed_out", "rejected"]),
+        ("any", ["succeeded", "failed", "timed_out", "rejected"]),
     ],
 )
 def test_a_chained_trigger_is_a_sensor_on_the_upstream_runs_outcome(on, outcomes):

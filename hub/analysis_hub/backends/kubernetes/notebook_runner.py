@@ -39,7 +39,8 @@ import os
 import signal
 import sys
 
-# analysis_hub_outputs.MEDIA_TYPE (this file can't import it; a unit test checks they agree).
+# What analysis_hub_outputs.record displays, read as pipelines.notebooks.recorded_outputs reads it
+# (this file can't import either; a unit test checks they agree).
 OUTPUT_MEDIA_TYPE = "application/vnd.analysis-hub.output+json"
 COMPARE = {
     "==": operator.eq,

@@ -22,7 +22,9 @@ Contract:
   - an `approval` step is a `suspend` template with `duration` (the gate's
     timeout) and an output parameter `decision` supplied on resume
     (`approved` or `rejected`), defaulting to `rejected`: a gate nobody
-    decides resumes at its timeout as rejected. It holds no pod.
+    decides resumes at its timeout as rejected (Argo fills a supplied output's
+    default at the timeout from 3.5.14 and 3.6.2 on; 3.6.0 and 3.6.1 leave it
+    unset). It holds no pod.
   - `depends` and `when` follow `pipelines.dag`: without a status condition
     a step needs every dependency Succeeded (a gate also `decision ==
     approved`); a status condition replaces that with "every dependency

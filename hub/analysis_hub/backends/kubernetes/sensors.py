@@ -3,10 +3,11 @@
 Contract:
 - `sensor_for(upstream_team, upstream_pipeline, on, template)` is an Argo
   Events `Sensor` that submits a Workflow from the downstream `template`
-  when a run of the upstream pipeline ends with an outcome `on` allows
-  (`CHAIN_OUTCOMES`), read from the label `analysis-hub/outcome` that the
-  service writes on a finished run's Workflow (`OUTCOME_LABEL`: dag.py's
-  run status, which Argo's phase can't tell). The submitted Workflow's name
+  when a run of the upstream pipeline ends with an outcome `on` allows (the
+  service's own rule, `pipelines.chains.OUTCOMES`), read from the label
+  `analysis-hub/outcome` that the service writes on a finished run's
+  Workflow (`OUTCOME_LABEL`: dag.py's run status, which Argo's phase can't
+  tell). The submitted Workflow's name
   ends with the upstream Workflow's uid, so the repeated events of one
   upstream run start one chained run. Its events come from
   `workflow_event_source(namespace)`: an `EventSource` watching the
@@ -17,12 +18,11 @@ from __future__ import annotations
 
 import json
 
+from ...pipelines.chains import OUTCOMES
 from .workflows import GROUP, LABEL_PREFIX, PIPELINE_RUN_LABEL, VERSION, label_value, object_name
 
 # On a finished run's Workflow, written by the service: the run's status as dag.run_status says.
 OUTCOME_LABEL = LABEL_PREFIX + "outcome"
-CHAIN_OUTCOMES = {"success": ("succeeded",), "failure": ("failed", "timed_out")}
-CHAIN_OUTCOMES["any"] = CHAIN_OUTCOMES["success"] + CHAIN_OUTCOMES["failure"]
 EVENT_SOURCE, EVENT_NAME = "analysis-hub-workflows", "workflows"
 
 
@@ -58,13 +58,13 @@ def sensor_for(
 ) -> dict:
     """The Sensor that starts a Workflow from `template` after each run of the upstream pipeline
     whose outcome `on` (success | failure | any) allows; `service_account` may create Workflows."""
-    if on not in CHAIN_OUTCOMES:
-        raise ValueError(f"after_on: {on!r} is not one of {', '.join(CHAIN_OUTCOMES)}")
+    if on not in OUTCOMES:
+        raise ValueError(f"after_on: {on!r} is not one of {', '.join(OUTCOMES)}")
     labels = "body.metadata.labels."
     filters = [
         (labels + LABEL_PREFIX + "team", [label_value(upstream_team)]),
         (labels + LABEL_PREFIX + "pipeline", [label_value(upstream_pipeline)]),
-        (labels + OUTCOME_LABEL, list(CHAIN_OUTCOMES[on])),
+        (labels + OUTCOME_LABEL, list(OUTCOMES[on])),
     ]
     dependency = "upstream"
     prefix = object_name(template, limit=26) + "-"  # + the upstream Workflow's uid (36): at most 63
