@@ -208,7 +208,10 @@ def test_each_step_is_a_pod_from_its_own_profile_and_passes_kubernetes_validate(
 
 def test_the_steps_share_one_run_folder_volume_at_the_same_path(template):
     """One volume claimed per Workflow (size and storage class from settings), mounted at the same
-    path in every step, its working folder, named by ANALYSIS_HUB_RUN_FOLDER."""
+    path in every step (the docker backend's), named by ANALYSIS_HUB_RUN_FOLDER."""
+    from analysis_hub.backends.docker.translate import SHARED_RUN_DIR
+
+    assert RUN_FOLDER == SHARED_RUN_DIR == "/home/jovyan/run-folder"
     assert template["spec"]["volumeClaimTemplates"] == [
         {
             "metadata": {"name": RUN_VOLUME},
@@ -225,7 +228,6 @@ def test_the_steps_share_one_run_folder_volume_at_the_same_path(template):
         container = step["container"]
         assert {"name": RUN_VOLUME, "mountPath": RUN_FOLDER} in container["volumeMounts"]
         assert {"name": RUN_FOLDER_ENV, "value": RUN_FOLDER} in container["env"]
-        assert container["workingDir"] == RUN_FOLDER
 
 
 def test_run_parameters_and_upstream_outputs_become_each_steps_papermill_parameters(template):

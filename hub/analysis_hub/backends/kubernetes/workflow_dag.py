@@ -38,8 +38,7 @@ Contract:
     so a step handling an upstream failure still runs.
   - every step mounts the run's folder, a volume claimed per Workflow
     (`volumeClaimTemplates`: `settings.run_folder_*`), at `RUN_FOLDER` (the
-    docker backend's path too), its working folder, named by
-    `ANALYSIS_HUB_RUN_FOLDER`. A step's recorded outputs are the output
+    docker backend's path too), named by `ANALYSIS_HUB_RUN_FOLDER`. A step's recorded outputs are the output
     parameter `outputs` (JSON, `{}` when none) and a file in that folder
     (`.analysis-hub/outputs/<step>.json`) that later steps' runners read.
   - the Workflow's own deadline is `timeout` plus the gates' timeouts: a
@@ -78,7 +77,7 @@ from .workflows import (
 )
 
 ENTRYPOINT = "workflow"
-RUN_FOLDER = f"{HOME}/run"  # the docker backend mounts a run's folder at the same path
+RUN_FOLDER = f"{HOME}/run-folder"  # where the docker backend mounts it too (SHARED_RUN_DIR)
 RUN_VOLUME = "run-folder"
 OUTPUTS = "outputs"
 OUTPUTS_FOLDER = f"{RUN_FOLDER}/.analysis-hub/outputs"  # <step>.json, for later steps' parameters
@@ -199,7 +198,6 @@ def _notebook(
             env=notebook_env(pod, settings, {RUN_FOLDER_ENV: RUN_FOLDER}),
             resources=container_resources(pod),
             volume_mounts=[*(m.VolumeMount(**v) for v in pod.get("volume_mounts") or []), run_folder],
-            working_dir=RUN_FOLDER,
             security_context=notebook_security_context(pod),
         ),
         node_selector=pod.get("node_selector") or None,
