@@ -18,7 +18,12 @@ import kubernetes_validate
 import nbformat
 import pytest
 from analysis_hub.backends.kubernetes.profiles import CHART_USER_TOLERATIONS, GPU_RESOURCE, ClusterFacts
-from analysis_hub.backends.kubernetes.sensors import OUTCOME_LABEL, sensor_for, workflow_event_source
+from analysis_hub.backends.kubernetes.sensors import (
+    OUTCOME_LABEL,
+    outcome_patch,
+    sensor_for,
+    workflow_event_source,
+)
 from analysis_hub.backends.kubernetes.workflow_dag import (
     OUTPUTS_FOLDER,
     RESULTS,
@@ -423,6 +428,9 @@ def test_a_chained_trigger_is_a_sensor_on_the_upstream_runs_outcome(on, outcomes
     assert read_back == {"metadata": source["metadata"], "spec": source["spec"]}
     assert watch == {"namespace": "analysis-hub", "eventTypes": ["UPDATE"]}
     assert dependency["eventSourceName"] == source["metadata"]["name"]
+    # The label the filter reads is the one the service's patch writes.
+    labels = outcome_patch(outcomes[0])["metadata"]["labels"]
+    assert f"body.metadata.labels.{next(iter(labels))}" in {f["path"] for f in dependency["filters"]["data"]}
     assert dependency["eventName"] in source["spec"]["resource"]
 
 

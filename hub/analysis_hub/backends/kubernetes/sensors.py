@@ -11,7 +11,14 @@ Contract:
   ends with the upstream Workflow's uid, so the repeated events of one
   upstream run start one chained run. Its events come from
   `workflow_event_source(namespace)`: an `EventSource` watching the
-  namespace's Workflows.
+  namespace's Workflows. `outcome_patch(status)` is the merge patch that
+  labels a finished run's Workflow with its outcome.
+
+The pipelines service is the one scheduler of chained runs (consent, loop
+guards, exactly once, the audit: `pipelines.chains`); a Sensor is the same
+chain written for Argo Events (`GET .../argo`), for a cluster that runs
+chains without the service. Applied beside the service's own chain, it would
+start each chained run twice.
 """
 
 from __future__ import annotations
@@ -122,3 +129,8 @@ def _gjson(path: str) -> str:
     """A gjson path (Argo Events' filters): the dots inside a label's name escaped."""
     head, _, label = path.partition("labels.")
     return head + "labels." + label.replace(".", "\\.") if label else path
+
+
+def outcome_patch(status: str) -> dict:
+    """The Workflow's label for its run's final status (dag.run_status's, or a single notebook's)."""
+    return {"metadata": {"labels": {OUTCOME_LABEL: label_value(status)}}}
