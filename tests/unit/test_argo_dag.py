@@ -11,6 +11,7 @@ same source the pods run, with real papermill and a real kernel, on local files.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -523,3 +524,58 @@ def test_the_charts_run_folder_values_become_the_services_settings():
     )
     with pytest.raises(helm.HelmValuesError, match="/pipelines/runFolder/size"):
         render_chart({"pipelines": {"runFolder": {"size": "lots"}}})
+
+
+# Argo's own naming rules (workflow/validate/validate.go): templates and DAG tasks, parameters.
+ARGO_FIELD_NAME = re.compile(r"^[a-zA-Z0-9][-a-zA-Z0-9]*$")
+ARGO_PARAMETER_NAME = re.compile(r"^[-a-zA-Z0-9_]+$")
+TASK_REFERENCE = re.compile(r"\{\{tasks\.([-a-zA-Z0-9]+)\.outputs\.parameters\.([-a-zA-Z0-9_]+)\}\}")
+DEPENDS_TERM = re.compile(r"([a-zA-Z0-9][-a-zA-Z0-9]*)\.(Succeeded|Failed|Errored|Skipped|Omitted)")
+
+
+@pytest.mark.parametrize("which", ["issue", "handlers"])
+def test_every_name_and_reference_in_the_template_is_one_argo_accepts(which, repo_catalog):
+    """What hera's models can't check and Argo's validation refuses: task and template names (steps'
+    underscores become dashes), parameter names, each task's template, each `when` reading an output
+    its upstream task's template declares, from a task its `depends` names, and each
+    `{{workflow.parameters.*}}` a step reads being a Workflow argument."""
+    text = PIPELINE.replace("name: publish", "name: publish_model") if which == "issue" else HANDLERS
+    notebooks = NOTEBOOKS | {"alert.ipynb": notebook("message = ''"), "train2.ipynb": notebook("epochs = 1")}
+    steps = steps_of(text, notebooks, repo_catalog)
+    template = dag_template("ml", "churn", 4, steps, {}, 3600, 0, CLUSTER, SETTINGS)
+    templates = by_name(template)
+    arguments = {p["name"] for p in template["spec"]["arguments"]["parameters"]}
+    assert all(ARGO_FIELD_NAME.match(name) and len(name) <= 128 for name in templates)
+    tasks = templates["workflow"]["dag"]["tasks"]
+    assert len(tasks) == len(steps)
+    for task in tasks:
+        assert ARGO_FIELD_NAME.match(task["name"]) and task["template"] in templates
+        depends = {name for name, _ in DEPENDS_TERM.findall(task.get("depends", ""))}
+        for upstream, parameter in TASK_REFERENCE.findall(task.get("when", "")):
+            assert upstream in depends
+            upstream_template = templates[next(t["template"] for t in tasks if t["name"] == upstream)]
+            assert parameter in {p["name"] for p in upstream_template["outputs"]["parameters"]}
+    for step in templates.values():
+        for parameter in (step.get("outputs") or {}).get("parameters", []):
+            assert ARGO_PARAMETER_NAME.match(parameter["name"])
+        for arg in (step.get("container") or {}).get("args", []):
+            for name in re.findall(r"\{\{workflow\.parameters\.([-a-zA-Z0-9_]+)\}\}", arg):
+                assert name in arguments
+    assert all(ARGO_PARAMETER_NAME.match(name) for name in arguments)
+
+
+HANDLERS = """
+steps:
+  - {name: train_model, notebook: train2.ipynb, profile: tensorflow}
+  - {name: gate_one, kind: approval, approvers: ml-leads, depends_on: [train_model]}
+  - name: on_failure
+    notebook: alert.ipynb
+    profile: tensorflow
+    depends_on: [train_model]
+    when: [train_model failed]
+  - name: after_gate
+    notebook: alert.ipynb
+    profile: tensorflow
+    depends_on: [gate_one]
+    when: ["gate_one rejected", "train_model.loss < 1"]
+"""
