@@ -176,11 +176,24 @@ class PipelinesSettings(_Section):
     s3_region: str | None = Field(
         None, description="kubernetes: the artifact store's region (AWS_DEFAULT_REGION)"
     )
+    run_folder_size: str = Field(
+        "10Gi",
+        pattern=r"^[0-9]+(Ki|Mi|Gi|Ti)$",
+        description="kubernetes: the size of the volume each workflow run's steps share (e.g. 10Gi)",
+    )
+    run_folder_storage_class: str | None = Field(
+        None, description="kubernetes: the run folder volume's storage class; none: the cluster's default"
+    )
+    run_folder_access_mode: Literal["ReadWriteOnce", "ReadWriteMany"] = Field(
+        "ReadWriteOnce",
+        description="kubernetes: ReadWriteMany when a workflow's parallel steps may run on different nodes",
+    )
 
-    @field_validator("output_url", "s3_endpoint_url", "s3_credentials_secret")
+    @field_validator("output_url", "s3_endpoint_url", "s3_credentials_secret", "run_folder_storage_class")
     @classmethod
     def _store(cls, value, info):
         rule = {"output_url": S3_URL, "s3_endpoint_url": HTTP_URL, "s3_credentials_secret": DNS_NAME}
+        rule["run_folder_storage_class"] = DNS_NAME
         return matching(value, *rule[info.field_name])
 
 

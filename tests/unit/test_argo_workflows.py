@@ -180,7 +180,7 @@ def test_the_pods_command_is_argo_safe_and_needs_only_papermill():
         if isinstance(node, ast.Import | ast.ImportFrom)
         for alias in (node.names if isinstance(node, ast.Import) else [ast.alias(node.module or "")])
     }
-    assert imports == {"io", "json", "logging", "signal", "sys", "papermill"}
+    assert imports == {"io", "json", "logging", "operator", "os", "signal", "sys", "papermill"}
 
 
 @pytest.mark.parametrize(

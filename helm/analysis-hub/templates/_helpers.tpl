@@ -147,6 +147,17 @@ s3_credentials_secret: {{ . | quote }}
 s3_region: {{ . | quote }}
 {{- end }}
 {{- end }}
+{{- with .Values.pipelines.runFolder }}
+{{- with .size }}
+run_folder_size: {{ . | quote }}
+{{- end }}
+{{- with .accessMode }}
+run_folder_access_mode: {{ . | quote }}
+{{- end }}
+{{- with .storageClassName }}
+run_folder_storage_class: {{ . | quote }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/*

@@ -40,6 +40,7 @@ from ...pipelines.executor import INPUT, LOG, OUTPUT, PARAMETERS, RunOutcome, fi
 from ...pipelines.specs import RunSpec
 from ...quantities import format_memory
 from .profiles import ClusterFacts
+from .workflow_dag import dag_template
 from .workflows import (
     GROUP,
     VERSION,
@@ -205,6 +206,9 @@ class ArgoExecutor:
             s3_endpoint_url=pipelines.s3_endpoint_url,
             s3_credentials_secret=pipelines.s3_credentials_secret,
             s3_region=pipelines.s3_region,
+            run_folder_size=pipelines.run_folder_size,
+            run_folder_storage_class=pipelines.run_folder_storage_class,
+            run_folder_access_mode=pipelines.run_folder_access_mode,
         )
         return cls(namespace, cluster, workflow_settings, in_cluster_api_client)
 
@@ -223,6 +227,21 @@ class ArgoExecutor:
     def template_for(self, spec: RunSpec) -> dict:
         """The version's WorkflowTemplate, as `prepare` stores it (for `GET .../argo`)."""
         return workflow_template(spec, version_pod(spec, self.cluster), self.settings)
+
+    def dag_template_for(
+        self,
+        team: str,
+        pipeline: str,
+        version: int,
+        steps: list,
+        run_parameters: dict,
+        timeout: int,
+        retries: int,
+    ) -> dict:
+        """A workflow version's WorkflowTemplate, a DAG of its steps (`workflow_dag.dag_template`)."""
+        return dag_template(
+            team, pipeline, version, steps, run_parameters, timeout, retries, self.cluster, self.settings
+        )
 
     async def prepare(self, spec: RunSpec) -> None:
         body = self.template_for(spec)

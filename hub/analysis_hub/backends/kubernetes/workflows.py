@@ -76,6 +76,12 @@ class WorkflowSettings:
     s3_endpoint_url: str | None = None  # an S3-compatible store's URL (MinIO, Ceph); None: AWS
     s3_credentials_secret: str | None = None  # a Secret with keys accesskey and secretkey
     s3_region: str | None = None
+    # A workflow run's shared folder: a volume claimed per Workflow (`volumeClaimTemplates`),
+    # deleted with it. ReadWriteOnce suits steps that run one after another (the volume follows
+    # them from node to node); steps in parallel on different nodes need ReadWriteMany.
+    run_folder_size: str = "10Gi"
+    run_folder_storage_class: str | None = None  # None: the cluster's default
+    run_folder_access_mode: str = "ReadWriteOnce"
 
 
 @dataclass(frozen=True)
@@ -117,15 +123,25 @@ def template_name(spec: RunSpec) -> str:
     return object_name(f"{spec.team}-{spec.pipeline}-v{spec.version}{step}")
 
 
+def version_template_name(team: str, pipeline: str, version: int) -> str:
+    """A version's one template; a workflow version's is its DAG (`workflow_dag.dag_template`)."""
+    return object_name(f"{team}-{pipeline}-v{version}")
+
+
 def workflow_name(spec: RunSpec, nonce: str) -> str:
     step = f"-{spec.step}" if spec.step else ""
     return object_name(f"{spec.team}-{spec.pipeline}-{spec.run_id}{step}", nonce)
 
 
 def run_labels(spec: RunSpec, with_run: bool = True) -> dict[str, str]:
-    labels = {"team": spec.team, "pipeline": spec.pipeline, "version": str(spec.version)}
+    labels = version_labels(spec.team, spec.pipeline, spec.version)
     if with_run:
-        labels["run"] = str(spec.run_id)
+        labels[LABEL_PREFIX + "run"] = label_value(str(spec.run_id))
+    return labels
+
+
+def version_labels(team: str, pipeline: str, version: int) -> dict[str, str]:
+    labels = {"team": team, "pipeline": pipeline, "version": str(version)}
     return {LABEL_PREFIX + k: label_value(v) for k, v in labels.items()}
 
 
@@ -134,13 +150,26 @@ def run_selector(run_id: int) -> str:
 
 
 def _annotations(spec: RunSpec) -> dict[str, str]:
-    return {LABEL_PREFIX + "team": spec.team, LABEL_PREFIX + "pipeline": spec.pipeline}
+    return version_annotations(spec.team, spec.pipeline)
+
+
+def version_annotations(team: str, pipeline: str) -> dict[str, str]:
+    """The exact names, where labels may have had to shorten them."""
+    return {LABEL_PREFIX + "team": team, LABEL_PREFIX + "pipeline": pipeline}
 
 
 def artifact_urls(spec: RunSpec, workflow: str, settings: WorkflowSettings) -> ArtifactUrls:
-    base = f"{settings.output_url.rstrip('/')}/{spec.team}/{spec.pipeline}"
-    run = f"{base}/runs/{workflow}"
-    return ArtifactUrls(f"{base}/v{spec.version}/{INPUT}", f"{run}/{OUTPUT}", f"{run}/{LOG}")
+    return step_artifact_urls(spec.team, spec.pipeline, spec.version, workflow, settings, spec.step)
+
+
+def step_artifact_urls(
+    team: str, pipeline: str, version: int, workflow: str, settings: WorkflowSettings, step: str | None = None
+) -> ArtifactUrls:
+    """A version's notebook and a run's files; a workflow step's in a folder `steps/<step>/` of each."""
+    base = f"{settings.output_url.rstrip('/')}/{team}/{pipeline}"
+    below = f"/steps/{step}" if step else ""
+    run = f"{base}/runs/{workflow}{below}"
+    return ArtifactUrls(f"{base}/v{version}{below}/{INPUT}", f"{run}/{OUTPUT}", f"{run}/{LOG}")
 
 
 def runner_source() -> str:
@@ -177,9 +206,14 @@ def container_resources(pod: dict) -> m.ResourceRequirements:
 
 
 def version_pod(spec: RunSpec, cluster: ClusterFacts) -> dict:
-    pod = pod_override(profile_of(spec), cluster)
+    return team_run_pod(profile_of(spec), spec.team, cluster)
+
+
+def team_run_pod(resolved: ResolvedProfile, team: str, cluster: ClusterFacts) -> dict:
+    """A run pod's settings: the profile's (`pod_override`) and its team's folder."""
+    pod = pod_override(resolved, cluster)
     # A run is its team's: that team's folder only, where a member's server has it.
-    volumes, mounts = team_volumes(tuple(f for f in cluster.teams if f.team == spec.team), cluster)
+    volumes, mounts = team_volumes(tuple(f for f in cluster.teams if f.team == team), cluster)
     if volumes:
         pod = {
             **pod,
@@ -192,7 +226,41 @@ def version_pod(spec: RunSpec, cluster: ClusterFacts) -> dict:
 def workflow_template(spec: RunSpec, pod: dict, settings: WorkflowSettings) -> dict:
     # The template's URLs: the version's notebook, and the run's files under its Workflow's name.
     urls = artifact_urls(spec, "{{workflow.name}}", settings)
-    env = {**pod.get("environment", {}), "PYTHONUNBUFFERED": "1"}
+    with WorkflowTemplate(
+        name=template_name(spec),
+        labels=run_labels(spec, with_run=False),
+        annotations=_annotations(spec),
+        entrypoint=STEP,
+        arguments=Parameter(name=PARAMETERS, value=json.dumps(spec.parameters)),
+        active_deadline_seconds=spec.timeout,
+        node_selector=pod.get("node_selector") or None,
+        tolerations=[m.Toleration(**t) for t in pod.get("tolerations") or []] or None,
+        volumes=[m.Volume(**v) for v in pod.get("volumes") or []] or None,
+        security_context=pod_security_context(pod),
+        # The notebook's container gets no API token unless the profile needs one (Spark on
+        # Kubernetes); Argo's own containers then need an identity of their own.
+        service_account_name=pod.get("service_account"),
+        automount_service_account_token=bool(pod.get("automount_service_account_token", False)),
+        executor=m.ExecutorConfig(service_account_name=settings.executor_service_account),
+        pod_metadata=m.Metadata(labels=pod_labels(pod)),
+        ttl_strategy=m.TTLStrategy(seconds_after_completion=KEEP_FINISHED_SECONDS),
+    ) as template:
+        Container(
+            name=STEP,
+            image=pod["image"],
+            command=["python", "-c", runner_source()],
+            args=[urls.input, urls.output, urls.log, spec.kernel, PARAMETERS_VALUE],
+            env=notebook_env(pod, settings),
+            resources=container_resources(pod),
+            volume_mounts=[m.VolumeMount(**v) for v in pod.get("volume_mounts") or []] or None,
+            security_context=notebook_security_context(pod),
+        )
+    return template.to_dict()
+
+
+def notebook_env(pod: dict, settings: WorkflowSettings, extra: dict | None = None) -> list[m.EnvVar]:
+    """The notebook container's environment: the profile's, `extra`, and the artifact store's."""
+    env = {**pod.get("environment", {}), **(extra or {}), "PYTHONUNBUFFERED": "1"}
     if settings.s3_endpoint_url:
         env["BOTO3_ENDPOINT_URL"] = settings.s3_endpoint_url  # papermill's S3 handler reads it
     if settings.s3_region:
@@ -208,42 +276,21 @@ def workflow_template(spec: RunSpec, pod: dict, settings: WorkflowSettings) -> d
             )
             for name, key in SECRET_KEYS.items()
         ]
-    uid = pod.get("uid", 1000)
-    with WorkflowTemplate(
-        name=template_name(spec),
-        labels=run_labels(spec, with_run=False),
-        annotations=_annotations(spec),
-        entrypoint=STEP,
-        arguments=Parameter(name=PARAMETERS, value=json.dumps(spec.parameters)),
-        active_deadline_seconds=spec.timeout,
-        node_selector=pod.get("node_selector") or None,
-        tolerations=[m.Toleration(**t) for t in pod.get("tolerations") or []] or None,
-        volumes=[m.Volume(**v) for v in pod.get("volumes") or []] or None,
-        security_context=m.PodSecurityContext(run_as_user=uid, fs_group=100),
-        # The notebook's container gets no API token unless the profile needs one (Spark on
-        # Kubernetes); Argo's own containers then need an identity of their own.
-        service_account_name=pod.get("service_account"),
-        automount_service_account_token=bool(pod.get("automount_service_account_token", False)),
-        executor=m.ExecutorConfig(service_account_name=settings.executor_service_account),
-        pod_metadata=m.Metadata(labels=pod_labels(pod)),
-        ttl_strategy=m.TTLStrategy(seconds_after_completion=KEEP_FINISHED_SECONDS),
-    ) as template:
-        Container(
-            name=STEP,
-            image=pod["image"],
-            command=["python", "-c", runner_source()],
-            args=[urls.input, urls.output, urls.log, spec.kernel, PARAMETERS_VALUE],
-            env=env_vars,
-            resources=container_resources(pod),
-            volume_mounts=[m.VolumeMount(**v) for v in pod.get("volume_mounts") or []] or None,
-            security_context=m.SecurityContext(
-                run_as_user=uid,
-                run_as_non_root=True,
-                allow_privilege_escalation=False,
-                capabilities=m.Capabilities(drop=["ALL"]),
-            ),
-        )
-    return template.to_dict()
+    return env_vars
+
+
+def pod_security_context(pod: dict) -> m.PodSecurityContext:
+    # jovyan's group owns the volumes (the run folder, the team's), so the notebook may write them.
+    return m.PodSecurityContext(run_as_user=pod.get("uid", 1000), fs_group=100)
+
+
+def notebook_security_context(pod: dict) -> m.SecurityContext:
+    return m.SecurityContext(
+        run_as_user=pod.get("uid", 1000),
+        run_as_non_root=True,
+        allow_privilege_escalation=False,
+        capabilities=m.Capabilities(drop=["ALL"]),
+    )
 
 
 def pod_labels(pod: dict) -> dict[str, str]:
