@@ -263,3 +263,65 @@ async def test_the_argo_template_of_a_pytorch_pipeline_carries_the_gpu_and_toler
         },
     }
     kubernetes_validate.validate(as_pod, K8S, strict=True)
+
+
+async def test_the_argo_export_of_a_chained_workflow_is_its_dag_and_the_sensor_that_would_start_it(tmp_path):
+    """A workflow version deployed `after` another pipeline: `GET .../argo` exports one WorkflowTemplate
+    whose entrypoint is a DAG of the version's steps (each its own template; the approval gate a
+    `suspend`), and the Argo Events Sensor for the chained trigger, both read back unchanged through
+    hera's models (no cluster here: nothing is submitted)."""
+    import nbformat
+    from analysis_hub.backends.kubernetes.argo_executor import ArgoExecutor
+    from analysis_hub.backends.kubernetes.workflows import WorkflowSettings
+    from analysis_hub.catalog_source import CatalogSource
+    from analysis_hub.pipelines.access import Caller
+    from analysis_hub.pipelines.models import open_database
+    from analysis_hub.pipelines.service import Pipelines, PipelinesConfig
+    from hera.events.models import Sensor
+    from hera.workflows.models import WorkflowTemplate
+
+    class TemplatesOnly(ArgoExecutor):
+        async def prepare(self, spec):
+            pass
+
+    settings = WorkflowSettings(output_url="s3://runs", executor_service_account="analysis-hub-pipeline-run")
+    executor = TemplatesOnly(
+        "analysis-hub", ClusterFacts(images=IMAGE_REFS), settings, lambda: None, lambda: None
+    )
+    service = Pipelines(
+        sessions=open_database(f"sqlite:///{tmp_path / 'p.sqlite'}"),
+        config=PipelinesConfig(
+            data_dir=tmp_path,
+            public_url="https://hub.example.com",
+            max_notebook_bytes=2**20,
+            gpus_available=None,
+        ),
+        catalog=CatalogSource(PROFILES, IMAGES),
+        executor=executor,
+    )
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("epochs = 1")
+    cell.metadata["tags"] = ["parameters"]
+    nb.cells = [cell]
+    bob = Caller("bob", frozenset({"ml"}))
+    await service.versions.publish(bob, "ml", "monitor", nbformat.writes(nb), "pytorch")
+    await service.deploy(bob, "ml", "monitor", {})
+    spec = (
+        "steps:\n"
+        "  - {name: train, notebook: train.ipynb, profile: pytorch}\n"
+        "  - {name: review, kind: approval, approvers: ml-leads, depends_on: [train]}\n"
+        "  - {name: publish, notebook: train.ipynb, profile: pytorch, depends_on: [review]}\n"
+    )
+    await service.versions.publish_workflow(bob, "ml", "train", spec, {"train.ipynb": nbformat.writes(nb)})
+    await service.deploy(bob, "ml", "train", {"after_pipeline": "ml/monitor", "after_on": "failure"})
+    template, sensor = service.argo(bob, "ml", "train")
+    dump = {"mode": "json", "by_alias": True, "exclude_none": True}
+    assert WorkflowTemplate.model_validate(template).model_dump(**dump) == template
+    # hera's Sensor model has no apiVersion/kind fields: the rest reads back unchanged.
+    bare = {k: v for k, v in sensor.items() if k not in ("apiVersion", "kind")}
+    assert Sensor.model_validate(bare).model_dump(**dump) == bare
+    templates = {t["name"]: t for t in template["spec"]["templates"]}
+    entry = templates[template["spec"]["entrypoint"]]
+    assert [t["name"] for t in entry["dag"]["tasks"]] == ["train", "review", "publish"]
+    assert "suspend" in templates[entry["dag"]["tasks"][1]["template"]]
+    assert sensor["kind"] == "Sensor" and template["metadata"]["name"] in json.dumps(sensor)

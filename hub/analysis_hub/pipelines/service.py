@@ -41,7 +41,8 @@ from .models import AuditEvent, Pipeline
 from .runs import Runs, recent_runs
 from .scheduler import Schedules
 from .specs import SpecError, declared_parameters, run_parameters
-from .steps import run_spec
+from .steps import is_workflow, run_spec, version_steps
+from .triggers import AFTER
 from .versions import Versions, find_version
 from .views import audit_view, pipeline_summary, run_view, version_view
 
@@ -135,8 +136,19 @@ class Pipelines:
                 raise SpecError(f"{team}/{name} is not deployed; deploy a version first")
             version = find_version(pipeline, pipeline.active_version)
             values = run_parameters(declared_parameters(version.parameters), pipeline.parameters, {})
-            spec = run_spec(0, team, name, version, pipeline.timeout, values, retries=pipeline.retries)
-        return [template_for(spec)]
+            if is_workflow(version):
+                steps = version_steps(version)
+                template = self.executor.dag_template_for(
+                    team, name, version.number, steps, values, pipeline.timeout, pipeline.retries
+                )
+            else:
+                spec = run_spec(0, team, name, version, pipeline.timeout, values, retries=pipeline.retries)
+                template = template_for(spec)
+            manifests = [template]
+            if pipeline.trigger == AFTER:
+                on, upstream = pipeline.after_on, pipeline.after_pipeline
+                manifests.append(self.executor.sensor_for(upstream, on, template["metadata"]["name"]))
+        return manifests
 
     def _summary(self, db, pipeline: Pipeline) -> dict:
         last = recent_runs(db, pipeline, limit=1)

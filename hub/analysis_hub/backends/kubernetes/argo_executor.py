@@ -40,6 +40,7 @@ from ...pipelines.executor import INPUT, LOG, OUTPUT, PARAMETERS, RunOutcome, fi
 from ...pipelines.specs import RunSpec
 from ...quantities import format_memory
 from .profiles import ClusterFacts
+from .sensors import sensor_for
 from .workflow_dag import dag_template
 from .workflows import (
     GROUP,
@@ -242,6 +243,12 @@ class ArgoExecutor:
         return dag_template(
             team, pipeline, version, steps, run_parameters, timeout, retries, self.cluster, self.settings
         )
+
+    def sensor_for(self, upstream: str, on: str, template: str) -> dict:
+        """The Argo Events Sensor a chained trigger (`after` upstream "team/name") would be, as an
+        export: the service itself starts chained runs (pipelines.chains)."""
+        team, _, name = upstream.partition("/")
+        return sensor_for(team, name, on, template)
 
     async def prepare(self, spec: RunSpec) -> None:
         body = self.template_for(spec)
