@@ -9,11 +9,13 @@ import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
+import nbformat
 import pytest
 from analysis_hub.catalog_source import CatalogSource
 from analysis_hub.pipelines.access import Caller
 from analysis_hub.pipelines.executor import HTML, LOG, OUTPUT, Executor, RunOutcome
 from analysis_hub.pipelines.models import open_database
+from analysis_hub.pipelines.notebooks import OUTPUT_MEDIA_TYPE
 from analysis_hub.pipelines.service import Pipelines, PipelinesConfig
 from analysis_hub.pipelines.specs import RunSpec
 from notebooks import make_notebook
@@ -33,11 +35,20 @@ class ScriptedExecutor(Executor):
     """A stand-in executor for unit tests: it writes the files every executor leaves in a run's
     folder and returns the outcomes it is given, one per attempt (the last one repeats). While
     `gate` is closed, runs wait at it, so a test can hold a run "running" (`entered` tells when
-    one got there). The real executors
+    one got there). For a workflow's steps, `steps` gives a step its own outcomes (keyed by
+    `spec.step`, used up the same way) and `outputs` the values it records, left in its output
+    notebook as `analysis_hub_outputs.record` leaves them. The real executors
     (papermill in the local sandbox, in a container) are covered by the integration tests."""
 
-    def __init__(self, *outcomes: RunOutcome):
+    def __init__(
+        self,
+        *outcomes: RunOutcome,
+        steps: dict[str, list[RunOutcome]] | None = None,
+        outputs: dict[str, dict] | None = None,
+    ):
         self.outcomes = list(outcomes or [SUCCEEDED])
+        self.steps = {name: list(scripted) for name, scripted in (steps or {}).items()}
+        self.outputs = dict(outputs or {})
         self.runs: list[tuple[RunSpec, str]] = []
         self.prepared: list[RunSpec] = []
         self.gate = asyncio.Event()
@@ -48,15 +59,30 @@ class ScriptedExecutor(Executor):
         self.runs.append((spec, notebook))
         self.entered.set()
         await self.gate.wait()
-        outcome = self.outcomes.pop(0) if len(self.outcomes) > 1 else self.outcomes[0]
+        outcomes = self.steps.get(spec.step, self.outcomes)
+        outcome = outcomes.pop(0) if len(outcomes) > 1 else outcomes[0]
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / OUTPUT).write_text(notebook)
+        (out_dir / OUTPUT).write_text(recording(notebook, self.outputs.get(spec.step, {})))
         (out_dir / HTML).write_text(f"<p>{outcome.status}</p>")
         (out_dir / LOG).write_text(f"attempt {len(self.runs)}: {outcome.status} {outcome.reason}\n")
         return outcome
 
     async def prepare(self, spec: RunSpec) -> None:
         self.prepared.append(spec)
+
+
+def recording(notebook: str, values: dict) -> str:
+    """The notebook with a last cell whose outputs record `values` (name -> JSON value)."""
+    if not values:
+        return notebook
+    nb = nbformat.reads(notebook, as_version=4)
+    cell = nbformat.v4.new_code_cell("\n".join(f"record({k!r}, {v!r})" for k, v in values.items()))
+    cell.outputs = [
+        nbformat.v4.new_output("display_data", data={OUTPUT_MEDIA_TYPE: {"name": k, "value": v}})
+        for k, v in values.items()
+    ]
+    nb.cells.append(cell)
+    return nbformat.writes(nb)
 
 
 def make_service(

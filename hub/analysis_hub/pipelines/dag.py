@@ -130,10 +130,13 @@ def next_moves(steps: list[Step], states: dict[str, StepState]) -> Moves:
             settled[step.name] = StepState("skipped")
         else:
             start.append(step.name)
-    if start or any(s.status in ("pending", "running") for s in settled.values()):
+    if start or any(s.status == "running" for s in settled.values()):
         return Moves(start, skip)
+    # Steps still pending here wait behind a gate (their dependencies' skips settled above).
     if any(s.status == "waiting" for s in settled.values()):
         return Moves(start, skip, status="waiting")
+    if any(s.status == "pending" for s in settled.values()):
+        return Moves(start, skip)
     status, culprit = run_status(steps, settled)
     reason = f"step {culprit} {settled[culprit].status}" if culprit else ""
     return Moves(start, skip, finished=True, status=status, reason=reason, culprit=culprit)
