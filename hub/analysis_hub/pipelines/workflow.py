@@ -115,20 +115,28 @@ def check_workflow(text: str, notebooks: dict, resolve) -> list[WorkflowStep]:
             problems.append(
                 f"{where}: {', '.join(extra)}: unknown key (allowed: {', '.join(sorted(allowed))})"
             )
+        known = ", ".join(n for n in names if isinstance(n, str))
         depends_on = raw.get("depends_on") or []
         if isinstance(depends_on, str):
             depends_on = [depends_on]
+        if not isinstance(depends_on, list):
+            problems.append(f"{where}: depends_on: {depends_on!r} is not a list of steps (steps: {known})")
+            depends_on = []
         for dep in depends_on:
             if dep not in names:
-                known = ", ".join(n for n in names if isinstance(n, str))
                 problems.append(f"{where}: depends_on: {dep!r} is not a step (steps: {known})")
         when = raw.get("when") or []
         when = [when] if isinstance(when, str) else list(when) if isinstance(when, list) else [when]
         for condition in when:
             try:
-                parse_condition(condition)
+                named = parse_condition(condition).step
             except ValueError as e:
                 problems.append(f"{where}: when: {e}")
+                continue
+            if named not in names:  # else _check_conditions_upstream says whether it is upstream
+                problems.append(
+                    f"{where}: when: {condition!r} names {named!r}, which is not a step (steps: {known})"
+                )
         step = {"name": name, "kind": kind, "depends_on": tuple(depends_on), "when": tuple(map(str, when))}
         timeout = raw.get("timeout")
         if timeout is not None or kind == APPROVAL:
@@ -149,6 +157,12 @@ def check_workflow(text: str, notebooks: dict, resolve) -> list[WorkflowStep]:
         ):
             problems.append(f"{where}: retries: {retries!r} must be a whole number from 0 to 10")
         step["retries"] = retries
+        mappings = (("parameters", "parameter names to values"), ("choices", "choices to options"))
+        not_mappings = [(k, what) for k, what in mappings if not isinstance(raw.get(k) or {}, dict)]
+        for key, what in not_mappings:
+            problems.append(f"{where}: {key}: {raw[key]!r} is not a mapping of {what}")
+        if not_mappings:
+            continue
         file = raw.get("notebook")
         nb = notebooks.get(file) if isinstance(file, str) else None
         if nb is None:
@@ -190,7 +204,7 @@ def _topological(steps: list[WorkflowStep]) -> list[WorkflowStep]:
             return
         if state.get(name) == "visiting":
             loop = [*path[path.index(name) :], name]
-            raise SpecError(f"{SPEC_FILE}: depends_on: a cycle: {' → '.join(loop)}")
+            raise SpecError(f"{SPEC_FILE}: step {name}: depends_on: a cycle: {' → '.join(loop)}")
         state[name] = "visiting"
         for dep in by_name[name].depends_on:
             visit(dep, [*path, name])

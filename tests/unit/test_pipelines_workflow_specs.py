@@ -1,0 +1,250 @@
+"""Publishing a workflow (pipelines.versions.publish_workflow, pipelines.workflow): pipeline.yaml and
+its notebooks checked against the repository's real profiles (pyspark, tensorflow, pytorch), every
+bad spec refused with a message naming pipeline.yaml, the step and the key, and nothing published."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+import yaml
+from analysis_hub.pipelines.models import Pipeline, Version
+from analysis_hub.pipelines.notebooks import NotebookError
+from analysis_hub.pipelines.specs import SpecError
+from pipelines_support import ALICE, BOB, ScriptedExecutor, executor, make_service, service  # noqa: F401
+from workflow_support import NOTEBOOKS, PREPARE, PUBLISH, THREE, TRAIN, published_workflow, spec_text
+
+
+def nothing_published(pipelines, team: str = "data-team") -> bool:
+    """No pipeline or version row, and no commit in the team's git repository."""
+    with pipelines.sessions() as db:
+        rows = db.query(Pipeline).count() + db.query(Version).count()
+    repo = pipelines.versions.repos_root / team
+    commits = subprocess.run(["git", "-C", str(repo), "rev-list", "--all"], capture_output=True, text=True)
+    return rows == 0 and (not repo.exists() or commits.stdout.strip() == "")
+
+
+async def refused(pipelines, steps_or_text, notebooks=NOTEBOOKS, error=SpecError) -> str:
+    text = steps_or_text if isinstance(steps_or_text, str) else spec_text(steps_or_text)
+    with pytest.raises(error) as caught:
+        await pipelines.versions.publish_workflow(ALICE, "data-team", "flow", text, notebooks)
+    assert nothing_published(pipelines)
+    return str(caught.value)
+
+
+def replace(step: dict, **changes) -> dict:
+    """`step` with `changes`; a change to None removes the key."""
+    return {k: v for k, v in {**step, **changes}.items() if v is not None}
+
+
+async def test_a_workflow_version_is_the_spec_and_its_notebooks_in_one_commit(service):  # noqa: F811
+    """The three-step workflow publishes as one version: one git commit with pipeline.yaml and the
+    three notebooks, each step recorded with its own profile, image and resolved resources (the
+    pytorch step with its CPU choice), in dependency order, and the run parameters named
+    `<step>.<name>` with the spec's values as defaults."""
+    version = await published_workflow(service, ALICE, steps=[PUBLISH, TRAIN, PREPARE])  # any order
+    assert version["number"] == 1
+    repo = service.versions.repos_root / "data-team"
+    listed = subprocess.run(
+        ["git", "-C", str(repo), "show", "--name-only", "--format=", version["commit"]],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert sorted(listed) == [
+        f"flow/{f}"
+        for f in ["pipeline.yaml", "prepare.ipynb", "publish.ipynb", "train.ipynb", "version.json"]
+    ]
+    with service.sessions() as db:
+        row = db.query(Version).one()
+        steps = {s["name"]: s for s in row.steps}
+        assert [s["name"] for s in row.steps] == ["prepare", "train", "publish"]
+        assert {n: (s["profile"], s["resources"]["gpus"]) for n, s in steps.items()} == {
+            "prepare": ("pyspark", 0),
+            "train": ("tensorflow", 0),
+            "publish": ("pytorch", 0),
+        }
+        assert len({s["image"] for s in row.steps}) == 3
+        assert steps["publish"]["choices"] == {"accelerator": "cpu"}
+        assert row.parameters["prepare.rows"] == {"type": "int", "default": 1000}
+        assert row.parameters["train.prepare_rows"] == {"type": "int", "default": 0}
+
+
+@pytest.mark.parametrize(
+    ("steps", "says"),
+    [
+        (
+            [replace(PREPARE, depends_on=["publish"]), TRAIN, PUBLISH],
+            ["pipeline.yaml: step prepare: depends_on: a cycle: prepare → publish → train → prepare"],
+        ),
+        (
+            [PREPARE, replace(TRAIN, depends_on=["prep"]), PUBLISH],
+            ["pipeline.yaml: step train: depends_on: 'prep' is not a step (steps: prepare, train, publish)"],
+        ),
+        (
+            [PREPARE, replace(TRAIN, depends_on={"prepare": 1}), PUBLISH],
+            ["pipeline.yaml: step train: depends_on: {'prepare': 1} is not a list of steps"],
+        ),
+        (
+            [PREPARE, replace(TRAIN, when="prep.rows > 0"), PUBLISH],
+            ["pipeline.yaml: step train: when: 'prep.rows > 0' names 'prep', which is not a step"],
+        ),
+        (
+            [PREPARE, replace(TRAIN, when=["prepare.rows > 0", "publish failed"]), PUBLISH],
+            [
+                "pipeline.yaml: step train: when: 'publish failed' names 'publish',"
+                " which is not upstream of train"
+            ],
+        ),
+        (
+            [PREPARE, replace(TRAIN, when="prepare.rows ~ 0"), PUBLISH],
+            ["pipeline.yaml: step train: when: 'prepare.rows ~ 0' is not a condition"],
+        ),
+        (
+            [replace(PREPARE, profile="spark"), TRAIN, PUBLISH],
+            ["pipeline.yaml: step prepare: profile: Unknown profile 'spark'. Profiles you can use:"],
+        ),
+        (
+            [PREPARE, TRAIN, replace(PUBLISH, choices=None)],
+            [
+                "pipeline.yaml: step publish: profile: profile 'pytorch'",
+                "needs 1 GPU(s) and this machine has 0",
+            ],
+        ),
+        (
+            [PREPARE, TRAIN, replace(PUBLISH, choices={"accelerator": "tpu"})],
+            ["pipeline.yaml: step publish: profile:", "tpu"],
+        ),
+        (
+            [replace(PREPARE, parameters={"rowz": 3}), TRAIN, PUBLISH],
+            [
+                "pipeline.yaml: step prepare: prepare.ipynb: parameters:",
+                "rowz: not a parameter of this notebook (parameters: rows)",
+            ],
+        ),
+        (
+            [replace(PREPARE, parameters={"rows": "many"}), TRAIN, PUBLISH],
+            ["pipeline.yaml: step prepare: prepare.ipynb: parameters:", "rows: expected int"],
+        ),
+        (
+            [replace(PREPARE, parameters=5), TRAIN, PUBLISH],
+            ["pipeline.yaml: step prepare: parameters: 5 is not a mapping of parameter names to values"],
+        ),
+        (
+            [PREPARE, replace(TRAIN, choices="large"), PUBLISH],
+            ["pipeline.yaml: step train: choices: 'large' is not a mapping of choices to options"],
+        ),
+        (
+            [PREPARE, replace(TRAIN, notebook="training.ipynb"), PUBLISH],
+            [
+                "pipeline.yaml: step train: notebook: 'training.ipynb' was not published with the spec"
+                " (notebooks: prepare.ipynb, publish.ipynb, train.ipynb)"
+            ],
+        ),
+        (
+            [replace(PREPARE, image="spark:latest"), TRAIN, PUBLISH],
+            ["pipeline.yaml: step prepare: image: unknown key (allowed: choices, depends_on,"],
+        ),
+        (
+            [PREPARE, replace(TRAIN, name="prepare"), PUBLISH],
+            ["pipeline.yaml: step prepare: name: used by more than one step"],
+        ),
+        (
+            [PREPARE, TRAIN, {"name": "review", "kind": "approval", "depends_on": ["train"]}],
+            ["pipeline.yaml: step review: approvers: the hub group whose members decide is required"],
+        ),
+        (
+            [PREPARE, replace(TRAIN, timeout="soon"), PUBLISH],
+            ["pipeline.yaml: step train: timeout: 'soon' is not a duration such as 600, 30m or 72h"],
+        ),
+        (
+            [PREPARE, replace(TRAIN, retries=11), PUBLISH],
+            ["pipeline.yaml: step train: retries: 11 must be a whole number from 0 to 10"],
+        ),
+        (
+            [replace(PREPARE, name="Prepare")],
+            ["pipeline.yaml: steps[0]: name: 'Prepare' must be a-z, 0-9 and _, starting with a letter"],
+        ),
+        (
+            [{"name": "review", "kind": "approval", "approvers": "ml-leads"}],
+            ["pipeline.yaml: steps: a workflow needs at least one notebook step"],
+        ),
+    ],
+)
+async def test_a_bad_spec_names_the_file_the_step_and_the_key_and_publishes_nothing(service, steps, says):  # noqa: F811
+    """Each mistake in pipeline.yaml is refused with a message naming pipeline.yaml, the step and
+    the key (a cycle shows the loop; an unknown step or profile lists what there is), and nothing
+    is published: no pipeline or version row, no git commit."""
+    message = await refused(service, steps)
+    for part in says:
+        assert part in message
+
+
+async def test_every_mistake_is_reported_at_once(service):  # noqa: F811
+    """Several mistakes in several steps are all in the one refusal, each naming its step."""
+    message = await refused(
+        service,
+        [
+            replace(PREPARE, profile="spark"),
+            replace(TRAIN, depends_on=["prep"]),
+            replace(PUBLISH, notebook=None),
+        ],
+    )
+    assert "step prepare: profile:" in message
+    assert "step train: depends_on: 'prep' is not a step" in message
+    assert "step publish: notebook: None was not published with the spec" in message
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("steps: [", "pipeline.yaml: not valid YAML:"),
+        ("steps: []", "pipeline.yaml: steps: a list of steps is required"),
+        ("- name: prepare", "pipeline.yaml: steps: a list of steps is required"),
+        (spec_text(THREE) + "schedule: daily\n", "pipeline.yaml: schedule: unknown key (allowed: steps)"),
+        (yaml.safe_dump({"steps": ["prepare"]}), "pipeline.yaml: steps[0]: a step is a mapping"),
+    ],
+)
+async def test_a_spec_that_is_not_a_list_of_steps_is_refused(service, text, says):  # noqa: F811
+    """YAML that doesn't parse, an empty or missing `steps`, and unknown top-level keys are refused
+    naming pipeline.yaml and the key; nothing is published."""
+    assert says in await refused(service, text)
+
+
+async def test_a_notebook_that_is_not_one_is_refused_by_its_file_name(service):  # noqa: F811
+    """A file that isn't a notebook is refused naming it; nothing is published."""
+    message = await refused(service, THREE, {**NOTEBOOKS, "train.ipynb": "{not json"}, NotebookError)
+    assert message.startswith("train.ipynb: not a valid Jupyter notebook")
+
+
+async def test_a_profile_the_team_may_not_use_is_refused_as_in_the_spawn_form(tmp_path, catalog_dirs):
+    """A team's profiles are the catalog's groups': with tensorflow allowed to gpu-team only,
+    data-team's workflow is refused at its tensorflow step as with an unknown profile (hidden
+    profiles aren't revealed), and nothing is published; gpu-team publishes the same workflow."""
+    catalog_dir, _ = catalog_dirs
+    path = catalog_dir / "tensorflow.yaml"
+    path.write_text(path.read_text().replace("allowed_groups: []", "allowed_groups: [gpu-team]"))
+    pipelines = make_service(tmp_path / "data", ScriptedExecutor(), catalog_dir)
+    message = await refused(pipelines, THREE)
+    assert (
+        "pipeline.yaml: step train: profile: Unknown profile 'tensorflow'. Profiles you can use:" in message
+    )
+    assert "tensorflow" not in message.split("Profiles you can use:")[1]
+    assert (await published_workflow(pipelines, BOB, team="gpu-team"))["number"] == 1
+
+
+async def test_only_the_notebooks_the_steps_name_are_committed(service):  # noqa: F811
+    """A notebook sent along but used by no step is not part of the version."""
+    extra = {**NOTEBOOKS, "scratch.ipynb": NOTEBOOKS["train.ipynb"]}
+    await service.versions.publish_workflow(
+        ALICE, "data-team", "flow", spec_text(THREE), {f: json.dumps(nb) for f, nb in extra.items()}
+    )
+    repo = service.versions.repos_root / "data-team" / "flow"
+    assert sorted(p.name for p in repo.iterdir()) == [
+        "pipeline.yaml",
+        "prepare.ipynb",
+        "publish.ipynb",
+        "train.ipynb",
+        "version.json",
+    ]
