@@ -43,12 +43,12 @@ def spec_text(steps: list[dict]) -> str:
 
 
 async def published_workflow(
-    service, caller, steps=THREE, name="flow", deploy=None, team="data-team"
+    service, caller, steps=THREE, name="flow", deploy=None, team="data-team", notebooks=NOTEBOOKS
 ) -> dict:
     """A workflow version of `team/name` from `steps` and the three notebooks, deployed with
     `deploy` unless it is None."""
     version = await service.versions.publish_workflow(
-        caller, team, name, spec_text(steps), {f: json.dumps(nb) for f, nb in NOTEBOOKS.items()}
+        caller, team, name, spec_text(steps), {f: json.dumps(nb) for f, nb in notebooks.items()}
     )
     if deploy is not None:
         await service.deploy(caller, team, name, deploy)

@@ -33,7 +33,7 @@ from pathlib import Path
 import nbformat
 
 from . import notify
-from .dag import APPROVAL, FINAL, StepState, next_moves
+from .dag import APPROVAL, FINAL, StepState, ancestors, next_moves
 from .executor import OUTPUT, RunOutcome
 from .models import FINISHED, Run, StepRun, now
 from .notebooks import recorded_outputs
@@ -169,7 +169,10 @@ class Execution:
             workflow = is_workflow(version)
             steps = {s.name: s for s in version_steps(version)}
             step = steps[name]
-            upstream = {r.step: dict(r.outputs or {}) for r in run.steps if r.outputs}
+            # Only the steps upstream of this one: another branch's outputs may or may not be
+            # recorded yet, and a parameter must not depend on which finished first.
+            above = ancestors(dag_steps(list(steps.values())), name)
+            upstream = {r.step: dict(r.outputs or {}) for r in run.steps if r.step in above and r.outputs}
             inside = getattr(self.executor, "retries_itself", False)
             retries = pipeline.retries if step.retries is None else step.retries
             timeout = min(step.timeout or pipeline.timeout, self._time_left(run, pipeline.timeout))

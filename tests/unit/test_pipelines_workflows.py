@@ -1,0 +1,240 @@
+"""Running a workflow (pipelines.execution, steps, runs.repair): steps in dependency order, each in
+its own profile's image, outputs passed downstream as papermill parameters and to conditions,
+skips with their reasons, per-step records, and repair from the failed step. The executor is a
+scripted stand-in (pipelines_support.ScriptedExecutor); real papermill runs are integration tests."""
+
+from __future__ import annotations
+
+import pytest
+from analysis_hub.pipelines.access import Conflict
+from analysis_hub.pipelines.specs import RUN_FOLDER_ENV
+from notebooks import make_notebook
+from pipelines_support import ALICE, FAILED, SUCCEEDED, ScriptedExecutor, make_service, published
+from workflow_support import (
+    DAVE,
+    NOTEBOOKS,
+    PREPARE,
+    REVIEW,
+    TRAIN,
+    audit_actions,
+    published_workflow,
+    run_row,
+    step_rows,
+)
+
+RECORDS = {"prepare": {"rows": 5}, "train": {"accuracy": 0.9}}
+
+
+async def run_once(pipelines, name: str = "flow") -> int:
+    started = await pipelines.runs.run_now(ALICE, "data-team", name)
+    await pipelines.runs.wait_idle()
+    return started["id"]
+
+
+def specs_by_step(executor: ScriptedExecutor, run_id: int) -> dict:
+    return {spec.step: spec for spec, _ in executor.runs if spec.run_id == run_id}
+
+
+async def test_three_steps_run_in_order_each_in_its_profile_with_upstream_outputs(tmp_path):
+    """prepare (pyspark) → train (tensorflow, when prepare.rows > 0) → publish (pytorch on CPU, when
+    train.accuracy >= 0.5): the executor gets each step in order with its own profile, image and
+    limits, the spec's parameter values, the upstream outputs its notebook declares
+    (`prepare_rows`, `train_accuracy`), and the run's one shared folder; each step's status,
+    attempts, times, outputs and files are recorded, and the run succeeds."""
+    scripted = ScriptedExecutor(outputs=RECORDS)
+    pipelines = make_service(tmp_path, scripted)
+    await published_workflow(pipelines, ALICE, deploy={})
+    run_id = await run_once(pipelines)
+    assert [spec.step for spec, _ in scripted.runs] == ["prepare", "train", "publish"]
+    specs = specs_by_step(scripted, run_id)
+    assert {n: s.profile.profile.slug for n, s in specs.items()} == {
+        "prepare": "pyspark",
+        "train": "tensorflow",
+        "publish": "pytorch",
+    }
+    assert len({s.image for s in specs.values()}) == 3 and all(s.gpus == 0 for s in specs.values())
+    assert (specs["prepare"].memory_limit, specs["train"].memory_limit) == (4 * 2**30, 6 * 2**30)
+    assert specs["prepare"].parameters == {"rows": 1000}
+    assert specs["train"].parameters == {"epochs": 1, "prepare_rows": 5}
+    assert specs["publish"].parameters == {"train_accuracy": 0.9}
+    assert "record('rows', rows)" in dict((s.step, nb) for s, nb in scripted.runs)["prepare"]
+    shared = pipelines.runs.runs_root / str(run_id) / "shared"
+    assert {s.run_folder for s in specs.values()} == {shared}
+    assert {s.env[RUN_FOLDER_ENV] for s in specs.values()} == {str(shared)}
+    assert specs["train"].env["TF_CPP_MIN_LOG_LEVEL"] == "2"  # the tensorflow profile's env
+    rows = step_rows(pipelines, run_id)
+    assert {n: (r.status, r.attempts, r.outputs) for n, r in rows.items()} == {
+        "prepare": ("succeeded", 1, {"rows": 5}),
+        "train": ("succeeded", 1, {"accuracy": 0.9}),
+        "publish": ("succeeded", 1, {}),
+    }
+    assert rows["prepare"].finished_at <= rows["train"].started_at
+    assert rows["train"].finished_at <= rows["publish"].started_at
+    for step in rows:
+        folder = pipelines.runs.runs_root / str(run_id) / "steps" / step
+        assert sorted(p.name for p in folder.iterdir()) == ["log.txt", "output.html", "output.ipynb"]
+    assert run_row(pipelines, run_id).status == "succeeded"
+
+
+async def test_a_condition_that_does_not_hold_skips_with_its_reason(tmp_path):
+    """prepare records rows 0: train is skipped, saying the condition and the value seen, and
+    publish is skipped after it; neither reaches the executor; skipping is not a failure."""
+    scripted = ScriptedExecutor(outputs={"prepare": {"rows": 0}})
+    pipelines = make_service(tmp_path, scripted)
+    await published_workflow(pipelines, ALICE, deploy={})
+    run_id = await run_once(pipelines)
+    assert [spec.step for spec, _ in scripted.runs] == ["prepare"]
+    rows = step_rows(pipelines, run_id)
+    assert {n: (r.status, r.reason) for n, r in rows.items()} == {
+        "prepare": ("succeeded", ""),
+        "train": ("skipped", "skipped: 'prepare.rows > 0' does not hold (prepare.rows is 0)"),
+        "publish": ("skipped", "skipped: train skipped"),
+    }
+    assert (run_row(pipelines, run_id).status, run_row(pipelines, run_id).reason) == ("succeeded", "")
+
+
+async def failed_run(tmp_path):
+    """The three-step workflow whose train step fails once (and succeeds when run again)."""
+    scripted = ScriptedExecutor(outputs=RECORDS, steps={"train": [FAILED, SUCCEEDED]})
+    pipelines = make_service(tmp_path, scripted)
+    await published_workflow(pipelines, ALICE, deploy={})
+    return pipelines, scripted, await run_once(pipelines)
+
+
+async def test_a_failed_step_skips_what_follows_with_the_reason_and_fails_the_run(tmp_path):
+    """train fails: publish is skipped because train failed and never runs; the run is failed
+    at train with the step's error; prepare's outputs stay recorded."""
+    pipelines, scripted, run_id = await failed_run(tmp_path)
+    assert [spec.step for spec, _ in scripted.runs] == ["prepare", "train"]
+    rows = step_rows(pipelines, run_id)
+    assert (rows["train"].status, rows["train"].exit_code, rows["train"].error_cell) == ("failed", 1, 2)
+    assert (rows["publish"].status, rows["publish"].reason) == ("skipped", "skipped: train failed")
+    assert rows["prepare"].outputs == {"rows": 5}
+    run = run_row(pipelines, run_id)
+    assert (run.status, run.reason) == ("failed", "step train failed: ZeroDivisionError: division by zero")
+
+
+async def test_repair_reruns_the_failed_step_and_its_dependants_but_not_what_succeeded(tmp_path):
+    """Repairing the failed run makes a new run linked by `repair_of` that executes train and then
+    publish, never prepare: prepare's row is kept with its outputs, attempts and timestamps,
+    `reused_from` the failed run, its output reaches train again as `prepare_rows`, and the
+    shared folder's data comes along; the repair is audited and the new run succeeds."""
+    pipelines, scripted, failed_id = await failed_run(tmp_path)
+    old = step_rows(pipelines, failed_id)
+    data = pipelines.runs.runs_root / str(failed_id) / "shared" / "rows.parquet"
+    data.parent.mkdir(parents=True)
+    data.write_text("what prepare wrote")
+    before = len(scripted.runs)
+    repaired = await pipelines.runs.repair(ALICE, failed_id)
+    await pipelines.runs.wait_idle()
+    assert (repaired["trigger"], repaired["started_by"]) == ("repair", "alice")
+    assert [spec.step for spec, _ in scripted.runs[before:]] == ["train", "publish"]
+    assert [spec.step for spec, _ in scripted.runs].count("prepare") == 1
+    specs = specs_by_step(scripted, repaired["id"])
+    assert specs["train"].parameters == {"epochs": 1, "prepare_rows": 5}
+    assert (specs["train"].run_folder / "rows.parquet").read_text() == "what prepare wrote"
+    run, rows = run_row(pipelines, repaired["id"]), step_rows(pipelines, repaired["id"])
+    assert (run.status, run.repair_of) == ("succeeded", failed_id)
+    kept = rows["prepare"]
+    assert (kept.status, kept.reused_from, kept.outputs, kept.attempts) == (
+        "succeeded",
+        failed_id,
+        {"rows": 5},
+        1,
+    )
+    assert (kept.started_at, kept.finished_at) == (old["prepare"].started_at, old["prepare"].finished_at)
+    assert kept.reason == f"kept from run {failed_id}"
+    assert (rows["train"].status, rows["train"].reused_from) == ("succeeded", None)
+    assert rows["train"].started_at > old["prepare"].finished_at
+    assert rows["publish"].status == "succeeded"
+    assert ("alice", "repair") in audit_actions(pipelines)
+
+
+async def test_a_repair_of_a_repair_reuses_from_the_run_that_ran_the_step(tmp_path):
+    """A step kept twice still names the run where it actually ran, so its files are found."""
+    scripted = ScriptedExecutor(outputs=RECORDS, steps={"train": [FAILED, FAILED, SUCCEEDED]})
+    pipelines = make_service(tmp_path, scripted)
+    await published_workflow(pipelines, ALICE, deploy={})
+    first = await run_once(pipelines)
+    second = (await pipelines.runs.repair(ALICE, first))["id"]
+    await pipelines.runs.wait_idle()
+    assert run_row(pipelines, second).status == "failed"
+    third = (await pipelines.runs.repair(ALICE, second))["id"]
+    await pipelines.runs.wait_idle()
+    assert step_rows(pipelines, third)["prepare"].reused_from == first
+    assert [spec.step for spec, _ in scripted.runs] == ["prepare", "train", "train", "train", "publish"]
+
+
+async def test_only_a_run_that_did_not_succeed_can_be_repaired(tmp_path):
+    """Repairing a succeeded run is a Conflict (409) saying which runs can be repaired, and
+    nothing is started; a running one too."""
+    scripted = ScriptedExecutor(outputs=RECORDS)
+    pipelines = make_service(tmp_path, scripted)
+    await published_workflow(pipelines, ALICE, deploy={})
+    run_id = await run_once(pipelines)
+    with pytest.raises(Conflict, match="is succeeded; only a run that failed, timed out, was cancelled or"):
+        await pipelines.runs.repair(ALICE, run_id)
+    scripted.gate.clear()
+    scripted.entered.clear()
+    running = await pipelines.runs.run_now(ALICE, "data-team", "flow")
+    await scripted.entered.wait()
+    with pytest.raises(Conflict, match="is running"):
+        await pipelines.runs.repair(ALICE, running["id"])
+    scripted.gate.set()
+    await pipelines.runs.wait_idle()
+    assert len(pipelines.runs.history(ALICE, "data-team", "flow")) == 2
+
+
+async def test_a_step_gets_only_its_own_upstream_outputs(tmp_path):
+    """A step declaring a parameter named like another branch's output (`side_rows`) keeps its
+    default: only the outputs of the steps upstream of it are passed in. (The gate holds train
+    back until the side branch has surely recorded its output.)"""
+    steps = [
+        PREPARE,
+        {**PREPARE, "name": "side"},
+        {**REVIEW, "depends_on": ["prepare"]},
+        {**TRAIN, "depends_on": ["review"]},
+    ]
+    train = make_notebook(
+        "record('accuracy', 0.9)", parameters="epochs = 1\nprepare_rows = 0\nside_rows = -1"
+    )
+    scripted = ScriptedExecutor(outputs={"prepare": {"rows": 5}, "side": {"rows": 7}})
+    pipelines = make_service(tmp_path, scripted)
+    await published_workflow(
+        pipelines, ALICE, steps, deploy={}, notebooks={**NOTEBOOKS, "train.ipynb": train}
+    )
+    run_id = await run_once(pipelines)
+    assert step_rows(pipelines, run_id)["side"].outputs == {"rows": 7}
+    pipelines.runs.gates.decide(DAVE, run_id, "review", True)
+    await pipelines.runs.wait_idle()
+    assert specs_by_step(scripted, run_id)["train"].parameters == {
+        "epochs": 1,
+        "prepare_rows": 5,
+        "side_rows": -1,
+    }
+
+
+async def test_a_single_notebook_pipeline_runs_as_one_step_in_its_run_folder(tmp_path):
+    """A single-notebook version is a one-step workflow: the executor gets no step name and no
+    shared folder, the files stay in the run's own folder, and the run records the step's exit
+    code, error cell and attempts as before workflows."""
+    scripted = ScriptedExecutor(FAILED)
+    pipelines = make_service(tmp_path, scripted)
+    await published(pipelines, deploy={})
+    run_id = await run_once(pipelines, "report")
+    [(spec, _)] = scripted.runs
+    assert (spec.step, spec.run_folder, spec.parameters) == (None, None, {"n": 3, "greeting": "hi"})
+    run = run_row(pipelines, run_id)
+    assert (run.status, run.reason, run.exit_code, run.error_cell, run.attempts) == (
+        "failed",
+        "ZeroDivisionError: division by zero",
+        1,
+        2,
+        1,
+    )
+    assert sorted(p.name for p in (pipelines.runs.runs_root / str(run_id)).iterdir()) == [
+        "log.txt",
+        "output.html",
+        "output.ipynb",
+    ]
+    assert [r.step for r in step_rows(pipelines, run_id).values()] == ["main"]
