@@ -1,0 +1,150 @@
+"""Approval gates (pipelines.gates, execution): a run waits at a gate holding nothing, the approvers
+are notified through the deployment's real webhook, only a member of the approver group decides,
+approval resumes the run, rejection and a missed deadline end it rejected, and all of it is audited.
+The executor is a scripted stand-in (pipelines_support.ScriptedExecutor)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from analysis_hub.pipelines.access import Conflict, Forbidden
+from pipelines_support import ADMIN, ALICE, CAROL, ScriptedExecutor, Webhooks, make_service
+from workflow_support import DAVE, GATED, REVIEW, audit_actions, published_workflow, run_row, step_rows
+
+RECORDS = {"prepare": {"rows": 5}, "train": {"accuracy": 0.9}}
+
+
+@pytest.fixture
+def webhooks():
+    receiver = Webhooks()
+    yield receiver
+    receiver.close()
+
+
+async def at_the_gate(tmp_path, webhooks, steps=GATED):
+    """A service, its executor, and a run of the gated workflow that has reached the gate."""
+    scripted = ScriptedExecutor(outputs=RECORDS)
+    pipelines = make_service(tmp_path, scripted)
+    await published_workflow(pipelines, ALICE, steps=steps, deploy={"notify_url": webhooks.url})
+    started = await pipelines.runs.run_now(ALICE, "data-team", "flow")
+    await pipelines.runs.wait_idle()
+    return pipelines, scripted, started["id"]
+
+
+async def test_a_run_waits_at_the_gate_holding_nothing_and_the_approvers_are_notified(tmp_path, webhooks):
+    """The run reaches the gate after train and is `waiting`: no task follows it and nothing is in
+    the executor, the gate records its approver group and a 72 h deadline, the webhook got the
+    approval message with a link to the run's page, and the request is audited."""
+    pipelines, scripted, run_id = await at_the_gate(tmp_path, webhooks)
+    assert run_row(pipelines, run_id).status == "waiting"
+    assert [spec.step for spec, _ in scripted.runs] == ["prepare", "train"]
+    assert pipelines.runs._by_run == {} and pipelines.runs._tasks == set()
+    gate = step_rows(pipelines, run_id)["review"]
+    assert (gate.status, gate.approvers, gate.decided_by) == ("waiting", "ml-leads", None)
+    assert (gate.deadline - gate.started_at).total_seconds() == 72 * 3600
+    assert step_rows(pipelines, run_id)["publish"].status == "pending"
+    [message] = webhooks.received
+    url = f"http://hub.example.com/services/pipelines/runs/{run_id}"
+    assert message["analysis_hub"] == {
+        "team": "data-team",
+        "pipeline": "flow",
+        "run": run_id,
+        "step": "review",
+        "url": url,
+    }
+    assert f"<{url}|" in message["text"] and "ml-leads" in message["text"]
+    assert ("alice", "approval-requested") in audit_actions(pipelines)
+
+
+async def test_someone_outside_the_approver_group_is_forbidden_and_nothing_changes(tmp_path, webhooks):
+    """A team member, a member of another team and an admin outside `ml-leads` all get Forbidden;
+    the gate still waits, the run still waits, and nothing is audited for them."""
+    pipelines, scripted, run_id = await at_the_gate(tmp_path, webhooks)
+    audited = audit_actions(pipelines)
+    for outsider in (ALICE, CAROL, ADMIN):
+        with pytest.raises(Forbidden, match="only members of ml-leads may decide on review"):
+            pipelines.runs.gates.decide(outsider, run_id, "review", True, "looks fine")
+    await pipelines.runs.wait_idle()
+    assert step_rows(pipelines, run_id)["review"].status == "waiting"
+    assert run_row(pipelines, run_id).status == "waiting"
+    assert audit_actions(pipelines) == audited and len(scripted.runs) == 2
+
+
+async def test_approval_by_a_member_resumes_the_run_downstream(tmp_path, webhooks):
+    """dave (ml-leads) approves with a comment: the decision, who and the comment are recorded on
+    the gate and audited, publish runs with train's output, and the run succeeds; deciding again
+    is a Conflict."""
+    pipelines, scripted, run_id = await at_the_gate(tmp_path, webhooks)
+    decided = pipelines.runs.gates.decide(DAVE, run_id, "review", True, "metrics checked")
+    assert (decided["status"], decided["decided_by"], decided["comment"]) == (
+        "approved",
+        "dave",
+        "metrics checked",
+    )
+    await pipelines.runs.wait_idle()
+    assert [spec.step for spec, _ in scripted.runs] == ["prepare", "train", "publish"]
+    assert scripted.runs[-1][0].parameters == {"train_accuracy": 0.9}
+    rows = step_rows(pipelines, run_id)
+    assert (rows["review"].status, rows["review"].decided_by, rows["review"].comment) == (
+        "approved",
+        "dave",
+        "metrics checked",
+    )
+    assert rows["publish"].status == "succeeded" and run_row(pipelines, run_id).status == "succeeded"
+    assert ("dave", "approve") in audit_actions(pipelines)
+    with pytest.raises(Conflict, match="is not waiting for a decision"):
+        pipelines.runs.gates.decide(DAVE, run_id, "review", False)
+
+
+async def test_rejection_ends_the_run_rejected_with_downstream_skipped(tmp_path, webhooks):
+    """dave rejects: publish is skipped because the gate was rejected, never runs, and the run
+    ends `rejected` at the gate with who rejected it and why; audited as `reject`."""
+    pipelines, scripted, run_id = await at_the_gate(tmp_path, webhooks)
+    pipelines.runs.gates.decide(DAVE, run_id, "review", False, "accuracy too good to be true")
+    await pipelines.runs.wait_idle()
+    assert len(scripted.runs) == 2
+    rows = step_rows(pipelines, run_id)
+    assert (rows["publish"].status, rows["publish"].reason) == ("skipped", "skipped: review rejected")
+    run = run_row(pipelines, run_id)
+    assert (run.status, run.reason) == (
+        "rejected",
+        "step review rejected: rejected by dave: accuracy too good to be true",
+    )
+    assert ("dave", "reject") in audit_actions(pipelines)
+
+
+async def test_a_gate_past_its_deadline_rejects_with_the_actor_timeout(tmp_path, webhooks):
+    """A gate with `timeout: 1` isn't expired before its deadline; once past it, `expire()` rejects
+    it with the actor `timeout`, the run ends rejected with downstream skipped, and the audit has
+    the request and the timed-out rejection."""
+    steps = [*GATED[:2], {**REVIEW, "timeout": 1}, GATED[3]]
+    pipelines, scripted, run_id = await at_the_gate(tmp_path, webhooks, steps)
+    gate = step_rows(pipelines, run_id)["review"]
+    assert (gate.deadline - gate.started_at).total_seconds() == 1
+    assert pipelines.runs.gates.expire() == []
+    await asyncio.sleep(1.2)  # past the deadline; nothing is timed, only ordered
+    assert pipelines.runs.gates.expire() == [run_id]
+    await pipelines.runs.wait_idle()
+    rows = step_rows(pipelines, run_id)
+    assert (rows["review"].status, rows["review"].decided_by) == ("rejected", "timeout")
+    assert rows["review"].comment.startswith("no decision within")
+    assert rows["publish"].status == "skipped" and run_row(pipelines, run_id).status == "rejected"
+    assert len(scripted.runs) == 2
+    decisions = [a for a in audit_actions(pipelines) if a[1] in ("approval-requested", "approve", "reject")]
+    assert decisions == [("alice", "approval-requested"), ("timeout", "reject")]
+
+
+async def test_a_waiting_run_survives_a_restart_and_is_decided_on_the_new_process(tmp_path, webhooks):
+    """A waiting run holds nothing, so a restarted service (recover at start) leaves it waiting,
+    and an approval there resumes it to the end."""
+    _, scripted, run_id = await at_the_gate(tmp_path, webhooks)
+    restarted = make_service(tmp_path, scripted)
+    restarted.start()
+    try:
+        assert run_row(restarted, run_id).status == "waiting"
+        restarted.runs.gates.decide(DAVE, run_id, "review", True)
+        await restarted.runs.wait_idle()
+        assert run_row(restarted, run_id).status == "succeeded"
+    finally:
+        restarted.schedules.stop()
