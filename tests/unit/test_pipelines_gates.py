@@ -10,7 +10,17 @@ import asyncio
 import pytest
 from analysis_hub.pipelines.access import Conflict, Forbidden
 from pipelines_support import ADMIN, ALICE, CAROL, ScriptedExecutor, Webhooks, make_service
-from workflow_support import DAVE, GATED, REVIEW, audit_actions, published_workflow, run_row, step_rows
+from workflow_support import (
+    DAVE,
+    GATED,
+    PREPARE,
+    PUBLISH,
+    REVIEW,
+    audit_actions,
+    published_workflow,
+    run_row,
+    step_rows,
+)
 
 RECORDS = {"prepare": {"rows": 5}, "train": {"accuracy": 0.9}}
 
@@ -148,3 +158,52 @@ async def test_a_waiting_run_survives_a_restart_and_is_decided_on_the_new_proces
         assert run_row(restarted, run_id).status == "succeeded"
     finally:
         restarted.schedules.stop()
+
+
+async def test_a_waiting_run_can_be_cancelled_and_then_nobody_decides(tmp_path, webhooks):
+    """Cancelling a run that waits at its gate cancels the gate and the steps behind it; a
+    decision afterwards is a Conflict and the deadline sweep leaves it alone."""
+    pipelines, _, run_id = await at_the_gate(tmp_path, webhooks)
+    await pipelines.runs.cancel(ALICE, run_id)
+    rows = step_rows(pipelines, run_id)
+    assert (rows["review"].status, rows["publish"].status) == ("cancelled", "cancelled")
+    with pytest.raises(Conflict, match="not waiting for a decision \\(cancelled\\)"):
+        pipelines.runs.gates.decide(DAVE, run_id, "review", True)
+    assert pipelines.runs.gates.expire() == [] and run_row(pipelines, run_id).status == "cancelled"
+
+
+async def test_a_decision_while_another_branch_runs_starts_what_it_unblocks_at_once(tmp_path, webhooks):
+    """A gate beside a running branch: approving it wakes the task that follows the run, which
+    starts the gate's downstream step while the other branch is still in the executor."""
+    steps = [
+        {"name": "review", "kind": "approval", "approvers": "ml-leads"},
+        {**{k: v for k, v in PUBLISH.items() if k != "when"}, "depends_on": ["review"]},
+        PREPARE,
+    ]
+    scripted = ScriptedExecutor(outputs=RECORDS)
+    scripted.gate.clear()  # prepare stays in the executor
+    pipelines = make_service(tmp_path, scripted)
+    await published_workflow(pipelines, ALICE, steps=steps, deploy={})
+    run_id = (await pipelines.runs.run_now(ALICE, "data-team", "flow"))["id"]
+    await scripted.entered.wait()
+    assert step_rows(pipelines, run_id)["review"].status == "waiting"
+    pipelines.runs.gates.decide(DAVE, run_id, "review", True)
+    while len(scripted.runs) < 2:  # publish reaches the executor while prepare is still there
+        await asyncio.sleep(0.01)
+    assert [spec.step for spec, _ in scripted.runs] == ["prepare", "publish"]
+    scripted.gate.set()
+    await pipelines.runs.wait_idle()
+    assert run_row(pipelines, run_id).status == "succeeded"
+
+
+async def test_a_decision_just_as_the_following_task_ended_still_resumes_the_run(tmp_path, webhooks):
+    """The task that followed the run has ended but is still listed (its done callbacks not run
+    yet): a decision then starts a new task instead of waking the ended one, so the run isn't
+    left `running` with nobody following it. (The window is made by listing an ended task.)"""
+    pipelines, _, run_id = await at_the_gate(tmp_path, webhooks)
+    ended = asyncio.ensure_future(asyncio.sleep(0))
+    await ended
+    pipelines.runs._by_run[run_id] = ended
+    pipelines.runs.gates.decide(DAVE, run_id, "review", True)
+    await pipelines.runs.wait_idle()
+    assert run_row(pipelines, run_id).status == "succeeded"

@@ -14,6 +14,7 @@ from workflow_support import (
     DAVE,
     NOTEBOOKS,
     PREPARE,
+    PUBLISH,
     REVIEW,
     TRAIN,
     audit_actions,
@@ -238,3 +239,40 @@ async def test_a_single_notebook_pipeline_runs_as_one_step_in_its_run_folder(tmp
         "output.ipynb",
     ]
     assert [r.step for r in step_rows(pipelines, run_id).values()] == ["main"]
+
+
+async def test_each_step_has_its_own_retries_and_timeout_else_the_deployments(tmp_path):
+    """A step's `retries` and `timeout` apply to it, the deployment's to the steps without their
+    own: prepare (deployment: 1 retry) succeeds on its 2nd attempt, train (retries: 2) on its
+    3rd, publish (retries: 0) fails after one; each step's timeout reaches the executor in
+    whole seconds, train's own 30m and the others within the deployment's 2 h."""
+    scripted = ScriptedExecutor(
+        outputs=RECORDS,
+        steps={"prepare": [FAILED, SUCCEEDED], "train": [FAILED, FAILED, SUCCEEDED], "publish": [FAILED]},
+    )
+    pipelines = make_service(tmp_path, scripted)
+    steps = [PREPARE, {**TRAIN, "retries": 2, "timeout": "30m"}, {**PUBLISH, "retries": 0}]
+    await published_workflow(pipelines, ALICE, steps, deploy={"retries": 1, "timeout": 7200})
+    run_id = await run_once(pipelines)
+    rows = step_rows(pipelines, run_id)
+    assert {n: (r.status, r.attempts) for n, r in rows.items()} == {
+        "prepare": ("succeeded", 2),
+        "train": ("succeeded", 3),
+        "publish": ("failed", 1),
+    }
+    timeouts = {spec.step: spec.timeout for spec, _ in scripted.runs}
+    assert all(isinstance(t, int) for t in timeouts.values())
+    assert timeouts["train"] == 1800 and 0 < timeouts["prepare"] <= 7200 and 0 < timeouts["publish"] <= 7200
+
+
+async def test_run_and_deployment_parameters_reach_their_step_by_its_name(tmp_path):
+    """A workflow's parameters are named `<step>.<name>`: the deployment's override beats the
+    spec's value and a run's beats both, each reaching only its own step, typed as declared."""
+    scripted = ScriptedExecutor(outputs=RECORDS)
+    pipelines = make_service(tmp_path, scripted)
+    await published_workflow(pipelines, ALICE, deploy={"parameters": {"prepare.rows": 50, "train.epochs": 2}})
+    started = await pipelines.runs.run_now(ALICE, "data-team", "flow", {"train.epochs": "4"})
+    await pipelines.runs.wait_idle()
+    specs = specs_by_step(scripted, started["id"])
+    assert specs["prepare"].parameters == {"rows": 50}
+    assert specs["train"].parameters == {"epochs": 4, "prepare_rows": 5}

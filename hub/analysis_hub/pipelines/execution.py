@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
@@ -184,7 +185,7 @@ class Execution:
                 version.number,
                 step,
                 step_parameters(step, dict(run.parameters), upstream, workflow),
-                max(timeout, 1),
+                max(math.ceil(timeout), 1),  # whole seconds, as executors (Argo's deadline) take them
                 retries if inside else 0,
                 run_folder(self.runs_root, run_id, workflow),
                 workflow,

@@ -188,14 +188,20 @@ class Runs:
 
     def follow(self, run_id: int) -> None:
         """Drive a run from here (a new run, a repair, a decided gate), unless this process already is."""
-        if run_id in self._by_run:
+        following = self._by_run.get(run_id)
+        # A task that has just ended (its done callbacks not run yet) can't be woken: start anew.
+        if following is not None and not following.done():
             self.execution.wake(run_id)
             return
         task = asyncio.create_task(self.execution.advance(run_id))
         self._tasks.add(task)
         self._by_run[run_id] = task
         task.add_done_callback(self._tasks.discard)
-        task.add_done_callback(lambda _, run_id=run_id: self._by_run.pop(run_id, None))
+        task.add_done_callback(lambda ended, run_id=run_id: self._forget(run_id, ended))
+
+    def _forget(self, run_id: int, ended: asyncio.Task) -> None:
+        if self._by_run.get(run_id) is ended:  # not a newer task following the same run
+            del self._by_run[run_id]
 
     async def repair(self, caller: Caller, run_id: int) -> dict:
         """A new run of a run that didn't succeed, from where it failed: the steps that succeeded
