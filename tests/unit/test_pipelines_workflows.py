@@ -276,3 +276,47 @@ async def test_run_and_deployment_parameters_reach_their_step_by_its_name(tmp_pa
     specs = specs_by_step(scripted, started["id"])
     assert specs["prepare"].parameters == {"rows": 50}
     assert specs["train"].parameters == {"epochs": 4, "prepare_rows": 5}
+
+
+async def test_cancelling_a_workflow_stops_its_step_and_cancels_what_is_left(tmp_path):
+    """Cancelled while prepare is in the executor: prepare and the steps not yet run are recorded
+    `cancelled`, nothing more reaches the executor, and the late outcome doesn't overwrite it;
+    a repair then runs it all again."""
+    scripted = ScriptedExecutor(outputs=RECORDS)
+    scripted.gate.clear()
+    pipelines = make_service(tmp_path, scripted)
+    await published_workflow(pipelines, ALICE, deploy={})
+    run_id = (await pipelines.runs.run_now(ALICE, "data-team", "flow"))["id"]
+    await scripted.entered.wait()
+    await pipelines.runs.cancel(ALICE, run_id)
+    scripted.gate.set()
+    await pipelines.runs.wait_idle()
+    assert {n: r.status for n, r in step_rows(pipelines, run_id).items()} == {
+        "prepare": "cancelled",
+        "train": "cancelled",
+        "publish": "cancelled",
+    }
+    assert run_row(pipelines, run_id).status == "cancelled" and len(scripted.runs) == 1
+    repaired = await pipelines.runs.repair(ALICE, run_id)
+    await pipelines.runs.wait_idle()
+    assert [spec.step for spec, _ in scripted.runs[1:]] == ["prepare", "train", "publish"]
+    assert run_row(pipelines, repaired["id"]).status == "succeeded"
+
+
+async def test_a_failed_single_notebook_run_can_be_repaired(tmp_path):
+    """A single-notebook run is one step: its repair runs the notebook again, linked to the
+    failed run, with the same parameters."""
+    scripted = ScriptedExecutor(FAILED, SUCCEEDED)
+    pipelines = make_service(tmp_path, scripted)
+    await published(pipelines, deploy={})
+    started = await pipelines.runs.run_now(ALICE, "data-team", "report", {"n": 5})
+    await pipelines.runs.wait_idle()
+    repaired = await pipelines.runs.repair(ALICE, started["id"])
+    await pipelines.runs.wait_idle()
+    [view] = [r for r in pipelines.runs.history(ALICE, "data-team", "report") if r["id"] == repaired["id"]]
+    assert (view["status"], view["repair_of"], view["parameters"]) == (
+        "succeeded",
+        started["id"],
+        {"n": 5, "greeting": "hi"},
+    )
+    assert [spec.parameters for spec, _ in scripted.runs] == [{"n": 5, "greeting": "hi"}] * 2
