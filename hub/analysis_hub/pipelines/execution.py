@@ -239,7 +239,8 @@ class Execution:
         waited = sum(
             ((r.finished_at or now()) - r.started_at).total_seconds()
             for r in run.steps
-            if r.kind == APPROVAL and r.started_at
+            # A gate a repair kept waited in the earlier run, before this one started.
+            if r.kind == APPROVAL and r.started_at and r.reused_from is None
         )
         return timeout - ((now() - run.started_at).total_seconds() - waited)
 
