@@ -207,3 +207,27 @@ async def test_a_decision_just_as_the_following_task_ended_still_resumes_the_run
     pipelines.runs.gates.decide(DAVE, run_id, "review", True)
     await pipelines.runs.wait_idle()
     assert run_row(pipelines, run_id).status == "succeeded"
+
+
+async def test_repairing_a_rejected_run_asks_the_approvers_again_without_rerunning_the_work(
+    tmp_path, webhooks
+):
+    """A rejected run can be repaired: prepare and train are kept (not run again) and the gate
+    opens anew, notifying the approvers, until someone decides on the new run."""
+    pipelines, scripted, run_id = await at_the_gate(tmp_path, webhooks)
+    pipelines.runs.gates.decide(DAVE, run_id, "review", False, "retrain with more data")
+    await pipelines.runs.wait_idle()
+    repaired = (await pipelines.runs.repair(ALICE, run_id))["id"]
+    await pipelines.runs.wait_idle()
+    rows = step_rows(pipelines, repaired)
+    assert {n: (r.status, r.reused_from) for n, r in rows.items()} == {
+        "prepare": ("succeeded", run_id),
+        "train": ("succeeded", run_id),
+        "review": ("waiting", None),
+        "publish": ("pending", None),
+    }
+    assert run_row(pipelines, repaired).status == "waiting" and len(scripted.runs) == 2
+    assert [m["analysis_hub"]["run"] for m in webhooks.received if "step" in m["analysis_hub"]] == [
+        run_id,
+        repaired,
+    ]
