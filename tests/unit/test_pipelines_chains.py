@@ -112,7 +112,8 @@ async def test_a_loop_that_slipped_past_the_check_stops_at_the_runs_own_chain(tm
 async def test_a_chain_from_another_team_needs_the_upstream_teams_consent(tmp_path):
     """gpu-team can't chain after data-team/a until data-team lists it in A's `subscribers`
     (refused at deploy, naming both teams and what to do, nothing changed); once allowed, A's
-    failure starts gpu-team's pipeline; withdrawn, it no longer does."""
+    failure starts gpu-team's pipeline; withdrawn, it no longer does, and gpu-team may still
+    pause its pipeline but not deploy it after A again."""
     pipelines = make_service(tmp_path, ScriptedExecutor(FAILED, SUCCEEDED))
     await published(pipelines, "a", deploy={})
     await published(pipelines, "b", team="gpu-team", deploy={})
@@ -132,6 +133,10 @@ async def test_a_chain_from_another_team_needs_the_upstream_teams_consent(tmp_pa
     scripted.outcomes = [FAILED]
     await run_a(pipelines)
     assert len(runs_of(pipelines, "gpu-team", "b")) == 1
+    # gpu-team can still pause its pipeline, but not deploy it again after A.
+    assert (await pipelines.deploy(BOB, "gpu-team", "b", {"paused": True}))["paused"] is True
+    with pytest.raises(SpecError, match="doesn't allow team gpu-team"):
+        await pipelines.deploy(BOB, "gpu-team", "b", {"retries": 1})
 
 
 async def test_an_upstream_that_does_not_exist_is_refused(tmp_path):

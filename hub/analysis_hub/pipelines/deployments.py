@@ -58,11 +58,12 @@ class Deployments:
                 find_version(pipeline, chosen).parameters if chosen in numbers else {}
             )
             fields = check_deployment(merged, declared, numbers)
-            check_chain(db, pipeline, fields)
             before = pipeline.deployment()
-            # Pausing or resuming alone changes no version: nothing for the executor to prepare.
+            # Pausing or resuming alone changes no version: nothing for the executor to prepare,
+            # and no chain to check (a chain whose consent was withdrawn can still be paused).
             pausing = {key for key, value in fields.items() if before.get(key) != value} == {"paused"}
             if not pausing:
+                check_chain(db, pipeline, fields)
                 version = find_version(pipeline, fields["active_version"])
                 await self._prepare(pipeline, version, fields["timeout"], fields["parameters"])
             for key, value in fields.items():
