@@ -138,7 +138,10 @@ async def test_a_gate_past_its_deadline_rejects_with_the_actor_timeout(tmp_path,
     await pipelines.runs.wait_idle()
     rows = step_rows(pipelines, run_id)
     assert (rows["review"].status, rows["review"].decided_by) == ("rejected", "timeout")
-    assert rows["review"].comment.startswith("no decision within")
+    assert (rows["review"].comment, rows["review"].reason) == (
+        "no decision within 1s",
+        "rejected by timeout: no decision within 1s",
+    )
     assert rows["publish"].status == "skipped" and run_row(pipelines, run_id).status == "rejected"
     assert len(scripted.runs) == 2
     decisions = [a for a in audit_actions(pipelines) if a[1] in ("approval-requested", "approve", "reject")]

@@ -13,7 +13,7 @@ from analysis_hub.pipelines.models import Pipeline, Version
 from analysis_hub.pipelines.notebooks import NotebookError
 from analysis_hub.pipelines.specs import SpecError
 from pipelines_support import ALICE, BOB, ScriptedExecutor, executor, make_service, service  # noqa: F401
-from workflow_support import NOTEBOOKS, PREPARE, PUBLISH, THREE, TRAIN, published_workflow, spec_text
+from workflow_support import NOTEBOOKS, PREPARE, PUBLISH, REVIEW, THREE, TRAIN, published_workflow, spec_text
 
 
 def nothing_published(pipelines, team: str = "data-team") -> bool:
@@ -157,6 +157,10 @@ async def test_a_workflow_version_is_the_spec_and_its_notebooks_in_one_commit(se
         (
             [PREPARE, replace(TRAIN, timeout="soon"), PUBLISH],
             ["pipeline.yaml: step train: timeout: 'soon' is not a duration such as 600, 30m or 72h"],
+        ),
+        (
+            [PREPARE, TRAIN, {**REVIEW, "timeout": 0}],
+            ["pipeline.yaml: step review: timeout: 0 is not a duration such as 600, 30m or 72h"],
         ),
         (
             [PREPARE, replace(TRAIN, retries=11), PUBLISH],

@@ -23,6 +23,7 @@ import logging
 
 from sqlalchemy import select
 
+from ..quantities import format_duration
 from . import notify
 from .access import Caller, Conflict, Forbidden, NotFound
 from .models import AuditEvent, Run, StepRun, now
@@ -90,8 +91,9 @@ class Gates:
             late = db.scalars(query.with_for_update(skip_locked=True))
             decided = []
             for row in late:
-                hours = (row.deadline - row.started_at).total_seconds() / 3600 if row.started_at else 0
-                self._record(db, row.run, row, TIMEOUT_ACTOR, False, f"no decision within {hours:g} h")
+                waited = round((row.deadline - row.started_at).total_seconds()) if row.started_at else 0
+                within = format_duration(waited)
+                self._record(db, row.run, row, TIMEOUT_ACTOR, False, f"no decision within {within}")
                 decided.append(row.run_id)
         for run_id in decided:
             log.info("run %s: an approval gate timed out and rejected it", run_id)

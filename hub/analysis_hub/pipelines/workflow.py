@@ -142,6 +142,8 @@ def check_workflow(text: str, notebooks: dict, resolve) -> list[WorkflowStep]:
         if timeout is not None or kind == APPROVAL:
             try:
                 step["timeout"] = parse_duration(timeout if timeout is not None else APPROVAL_TIMEOUT)
+                if step["timeout"] < 1:  # 0 would mean no time at all (a gate: rejected at once)
+                    raise ValueError(timeout)
             except (ValueError, TypeError):
                 problems.append(f"{where}: timeout: {timeout!r} is not a duration such as 600, 30m or 72h")
         if kind == APPROVAL:
