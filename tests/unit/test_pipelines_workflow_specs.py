@@ -5,14 +5,16 @@ bad spec refused with a message naming pipeline.yaml, the step and the key, and 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
 import pytest
 import yaml
+from analysis_hub.pipelines.access import NotFound
 from analysis_hub.pipelines.models import Pipeline, Version
 from analysis_hub.pipelines.notebooks import NotebookError
 from analysis_hub.pipelines.specs import SpecError
-from pipelines_support import ALICE, BOB, ScriptedExecutor, executor, make_service, service  # noqa: F401
+from pipelines_support import ALICE, BOB, ScriptedExecutor, executor, make_service, published, service  # noqa: F401
 from workflow_support import NOTEBOOKS, PREPARE, PUBLISH, REVIEW, THREE, TRAIN, published_workflow, spec_text
 
 
@@ -252,3 +254,22 @@ async def test_only_the_notebooks_the_steps_name_are_committed(service):  # noqa
         "train.ipynb",
         "version.json",
     ]
+
+
+async def test_a_workflow_versions_files_are_read_back_by_name(service):  # noqa: F811
+    """A workflow has no one notebook: reading its notebook names one of its files (pipeline.yaml
+    or a step's notebook), and without a name (as a diff or the notebook view asks) the answer is
+    NotFound listing its files, not a git error; a single-notebook version reads as before."""
+    await published_workflow(service, ALICE)
+    assert service.versions.notebook(ALICE, "data-team", "flow", 1, "pipeline.yaml") == spec_text(THREE)
+    train = service.versions.notebook(ALICE, "data-team", "flow", 1, "train.ipynb")
+    assert "record('accuracy', 0.9)" in train
+    files = "pipeline.yaml, prepare.ipynb, publish.ipynb, train.ipynb"
+    with pytest.raises(NotFound, match=re.escape(f"data-team/flow v1 is a workflow; its files: {files}")):
+        service.versions.notebook(ALICE, "data-team", "flow", 1)
+    with pytest.raises(NotFound, match="is a workflow"):
+        service.versions.diff(ALICE, "data-team", "flow", 1, 1)
+    await published(service, "report")
+    assert "print(greeting * n)" in service.versions.notebook(ALICE, "data-team", "report", 1)
+    with pytest.raises(NotFound, match=re.escape("data-team/report v1 has one file, notebook.ipynb")):
+        service.versions.notebook(ALICE, "data-team", "report", 1, "train.ipynb")

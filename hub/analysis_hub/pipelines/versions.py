@@ -25,7 +25,9 @@ Contract:
   publishes on the same parent is the one refused.
 - `find_version(pipeline, number)` is the version row or `NotFound` listing
   the versions there are; `notebook_text(team, name, version)` reads a
-  version's notebook back from git.
+  version's notebook back from git; `notebook(caller, ...)` too, a
+  workflow's file named by `file` (NotFound listing its files otherwise, so
+  a diff or a notebook view of a workflow is a clear 404, not a git error).
 """
 
 from __future__ import annotations
@@ -246,10 +248,17 @@ class Versions:
         """A version's notebook (a workflow's: the step's `file`) as published."""
         return TeamRepository(self.repos_root, team).read_file(version.commit, name, file or NOTEBOOK_FILE)
 
-    def notebook(self, caller: Caller, team: str, name: str, number: int) -> str:
+    def notebook(self, caller: Caller, team: str, name: str, number: int, file: str | None = None) -> str:
+        """A version's notebook; a workflow's file named by `file` (pipeline.yaml or a step's
+        notebook), since a workflow has no one notebook: NotFound listing its files otherwise."""
         with self.sessions() as db:
             version = find_version(find_pipeline(db, caller, team, name), number)
-        return self.notebook_text(team, name, version)
+        files = [SPEC_FILE, *sorted({s["notebook"] for s in version.steps or [] if s.get("notebook")})]
+        if version.steps and file not in files:
+            raise NotFound(f"{team}/{name} v{number} is a workflow; its files: {', '.join(files)}")
+        if not version.steps and file not in (None, NOTEBOOK_FILE):
+            raise NotFound(f"{team}/{name} v{number} has one file, {NOTEBOOK_FILE}")
+        return self.notebook_text(team, name, version, file)
 
     def diff(self, caller: Caller, team: str, name: str, a: int, b: int) -> str:
         """Two versions' notebooks compared by nbdime, as text."""
