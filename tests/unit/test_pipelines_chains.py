@@ -147,3 +147,16 @@ async def test_an_upstream_that_does_not_exist_is_refused(tmp_path):
         SpecError, match=r"after_pipeline: there is no pipeline 'data-team/a' \(write it as team/name\)"
     ):
         await pipelines.deploy(ALICE, "data-team", "b", AFTER_A_FAILS)
+
+
+async def test_a_paused_chained_pipeline_is_not_started(tmp_path):
+    """A chained pipeline that is paused doesn't start when its upstream run ends; resumed, the
+    next upstream end starts it."""
+    pipelines = make_service(tmp_path, ScriptedExecutor(FAILED, FAILED, SUCCEEDED))
+    await published(pipelines, "a", deploy={})
+    await published(pipelines, "b", deploy={**AFTER_A_FAILS, "paused": True})
+    await run_a(pipelines)
+    assert runs_of(pipelines, "data-team", "b") == []
+    await pipelines.deploy(ALICE, "data-team", "b", {"paused": False})
+    second = await run_a(pipelines)
+    assert [r.upstream_run for r in runs_of(pipelines, "data-team", "b")] == [second]

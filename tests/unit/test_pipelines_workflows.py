@@ -320,3 +320,23 @@ async def test_a_failed_single_notebook_run_can_be_repaired(tmp_path):
         {"n": 5, "greeting": "hi"},
     )
     assert [spec.parameters for spec, _ in scripted.runs] == [{"n": 5, "greeting": "hi"}] * 2
+
+
+async def test_a_rollback_runs_the_earlier_versions_steps(tmp_path):
+    """v1 is the three-step workflow, v2 only prepare: deployed at v2 a run has one step; rolled
+    back to v1 the next run executes v1's three steps, each as v1 published it."""
+    scripted = ScriptedExecutor(outputs=RECORDS)
+    pipelines = make_service(tmp_path, scripted)
+    await published_workflow(pipelines, ALICE)
+    await published_workflow(pipelines, ALICE, steps=[{**PREPARE, "parameters": {"rows": 7}}], deploy={})
+    first = await run_once(pipelines)
+    assert [(s.step, s.version, s.parameters) for s, _ in scripted.runs] == [("prepare", 2, {"rows": 7})]
+    await pipelines.rollback(ALICE, "data-team", "flow", 1)
+    second = await run_once(pipelines)
+    assert [(s.step, s.version) for s, _ in scripted.runs[1:]] == [
+        ("prepare", 1),
+        ("train", 1),
+        ("publish", 1),
+    ]
+    assert specs_by_step(scripted, second)["prepare"].parameters == {"rows": 1000}
+    assert list(step_rows(pipelines, first)) == ["prepare"]
