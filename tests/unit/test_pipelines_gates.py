@@ -64,7 +64,9 @@ async def test_a_run_waits_at_the_gate_holding_nothing_and_the_approvers_are_not
         "url": url,
     }
     assert f"<{url}|" in message["text"] and "ml-leads" in message["text"]
-    assert ("alice", "approval-requested") in audit_actions(pipelines)
+    [asked] = [e for e in pipelines.audit(ALICE, "data-team", "flow") if e["action"] == "approval-requested"]
+    assert (asked["actor"], asked["after"]["run"], asked["after"]["step"]) == ("alice", run_id, "review")
+    assert (asked["after"]["approvers"], asked["after"]["deadline"]) == ("ml-leads", str(gate.deadline))
 
 
 async def test_someone_outside_the_approver_group_is_forbidden_and_nothing_changes(tmp_path, webhooks):
@@ -102,7 +104,18 @@ async def test_approval_by_a_member_resumes_the_run_downstream(tmp_path, webhook
         "metrics checked",
     )
     assert rows["publish"].status == "succeeded" and run_row(pipelines, run_id).status == "succeeded"
-    assert ("dave", "approve") in audit_actions(pipelines)
+    [event] = [e for e in pipelines.audit(ALICE, "data-team", "flow") if e["action"] == "approve"]
+    assert (event["actor"], event["before"]) == (
+        "dave",
+        {"run": run_id, "step": "review", "status": "waiting"},
+    )
+    assert event["after"] == {
+        "run": run_id,
+        "step": "review",
+        "decision": "approved",
+        "comment": "metrics checked",
+    }
+    assert event["at"].endswith("Z")
     with pytest.raises(Conflict, match="is not waiting for a decision"):
         pipelines.runs.gates.decide(DAVE, run_id, "review", False)
 
