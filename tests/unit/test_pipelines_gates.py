@@ -247,3 +247,18 @@ async def test_repairing_a_rejected_run_asks_the_approvers_again_without_rerunni
         run_id,
         repaired,
     ]
+
+
+async def test_the_wait_at_a_gate_does_not_count_against_the_runs_timeout(tmp_path, webhooks):
+    """A run with a 2 s timeout waits longer than that at its gate; approved, its next step still
+    runs, with the run's time left (at most 2 s, in whole seconds) as its timeout."""
+    scripted = ScriptedExecutor(outputs=RECORDS)
+    pipelines = make_service(tmp_path, scripted)
+    await published_workflow(pipelines, ALICE, steps=GATED, deploy={"timeout": 2})
+    run_id = (await pipelines.runs.run_now(ALICE, "data-team", "flow"))["id"]
+    await pipelines.runs.wait_idle()
+    await asyncio.sleep(2.2)  # the gate waits past the run's timeout
+    pipelines.runs.gates.decide(DAVE, run_id, "review", True)
+    await pipelines.runs.wait_idle()
+    assert run_row(pipelines, run_id).status == "succeeded"
+    assert [spec.timeout for spec, _ in scripted.runs if spec.step == "publish"] in ([1], [2])

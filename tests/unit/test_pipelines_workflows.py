@@ -5,6 +5,8 @@ scripted stand-in (pipelines_support.ScriptedExecutor); real papermill runs are 
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from analysis_hub.pipelines.access import Conflict
 from analysis_hub.pipelines.specs import RUN_FOLDER_ENV
@@ -340,3 +342,26 @@ async def test_a_rollback_runs_the_earlier_versions_steps(tmp_path):
     ]
     assert specs_by_step(scripted, second)["prepare"].parameters == {"rows": 1000}
     assert list(step_rows(pipelines, first)) == ["prepare"]
+
+
+async def test_the_runs_timeout_counts_across_its_steps(tmp_path):
+    """With a deployment timeout of 1 s, a first step that kept the run busy past it leaves no
+    time for the next: train is recorded timed out without reaching the executor, publish is
+    skipped, and the run fails at train saying the run's timeout was reached."""
+    scripted = ScriptedExecutor(outputs=RECORDS)
+    scripted.gate.clear()
+    pipelines = make_service(tmp_path, scripted)
+    await published_workflow(pipelines, ALICE, deploy={"timeout": 1})
+    run_id = (await pipelines.runs.run_now(ALICE, "data-team", "flow"))["id"]
+    await scripted.entered.wait()
+    await asyncio.sleep(1.2)  # prepare "runs" past the run's timeout (the scripted one ignores it)
+    scripted.gate.set()
+    await pipelines.runs.wait_idle()
+    assert [spec.step for spec, _ in scripted.runs] == ["prepare"]
+    rows = step_rows(pipelines, run_id)
+    assert (rows["train"].status, rows["publish"].status) == ("timed_out", "skipped")
+    run = run_row(pipelines, run_id)
+    assert (run.status, run.reason) == (
+        "failed",
+        "step train timed_out: the run's timeout of 1 s was reached",
+    )
