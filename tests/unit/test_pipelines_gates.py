@@ -262,3 +262,34 @@ async def test_the_wait_at_a_gate_does_not_count_against_the_runs_timeout(tmp_pa
     await pipelines.runs.wait_idle()
     assert run_row(pipelines, run_id).status == "succeeded"
     assert [spec.timeout for spec, _ in scripted.runs if spec.step == "publish"] in ([1], [2])
+
+
+async def test_a_gate_of_an_interrupted_run_is_closed_with_it(tmp_path):
+    """A run stopped by a service restart while one branch ran and its gate waited is failed;
+    its gate is cancelled with the reason, so nobody decides on a finished run and the deadline
+    sweep leaves it alone."""
+    steps = [
+        {"name": "review", "kind": "approval", "approvers": "ml-leads"},
+        {**{k: v for k, v in PUBLISH.items() if k != "when"}, "depends_on": ["review"]},
+        PREPARE,
+    ]
+    scripted = ScriptedExecutor(outputs=RECORDS)
+    scripted.gate.clear()  # prepare stays in the executor when the service "stops"
+    pipelines = make_service(tmp_path, scripted)
+    await published_workflow(pipelines, ALICE, steps=steps, deploy={})
+    run_id = (await pipelines.runs.run_now(ALICE, "data-team", "flow"))["id"]
+    await scripted.entered.wait()
+    restarted = make_service(tmp_path, ScriptedExecutor())
+    restarted.start()  # the same replica's new process: its unfinished runs were interrupted
+    try:
+        rows = step_rows(restarted, run_id)
+        assert run_row(restarted, run_id).status == "failed"
+        assert (rows["prepare"].status, rows["review"].status) == ("failed", "cancelled")
+        assert rows["review"].reason == "interrupted: the pipelines service stopped during the run"
+        with pytest.raises(Conflict, match="not waiting for a decision"):
+            restarted.runs.gates.decide(DAVE, run_id, "review", True)
+        assert restarted.runs.gates.expire() == []
+    finally:
+        restarted.schedules.stop()
+        scripted.gate.set()
+        await pipelines.runs.wait_idle()

@@ -126,6 +126,8 @@ def _interrupt(run: Run, reason: str) -> None:
     for step in run.steps:
         if step.status == "running":
             step.status, step.finished_at, step.reason = "failed", now(), reason
+        elif step.status == "waiting":  # a gate beside the interrupted branch: nobody decides now
+            step.status, step.finished_at, step.reason = "cancelled", now(), reason
 
 
 def _seen(db, name: str, started: bool = False) -> None:
