@@ -160,3 +160,27 @@ async def test_a_paused_chained_pipeline_is_not_started(tmp_path):
     await pipelines.deploy(ALICE, "data-team", "b", {"paused": False})
     second = await run_a(pipelines)
     assert [r.upstream_run for r in runs_of(pipelines, "data-team", "b")] == [second]
+
+
+async def test_an_interrupted_upstream_run_starts_the_chain_after_failure(tmp_path):
+    """A's run is interrupted by a service restart (recorded failed at start): B, chained after
+    A's failures, starts once for it on the restarted service."""
+    stuck = ScriptedExecutor()
+    stuck.gate.clear()  # A's run is in the executor when the service "stops"
+    pipelines = make_service(tmp_path, stuck)
+    await published(pipelines, "a", deploy={})
+    await published(pipelines, "b", deploy=AFTER_A_FAILS)
+    run_id = (await pipelines.runs.run_now(ALICE, "data-team", "a"))["id"]
+    await stuck.entered.wait()
+    restarted = make_service(tmp_path, ScriptedExecutor())
+    restarted.start()
+    try:
+        await restarted.runs.wait_idle()
+        assert runs_of(restarted, "data-team", "a")[0].status == "failed"
+        assert [(r.upstream_run, r.status) for r in runs_of(restarted, "data-team", "b")] == [
+            (run_id, "succeeded")
+        ]
+    finally:
+        restarted.schedules.stop()
+        stuck.gate.set()
+        await pipelines.runs.wait_idle()

@@ -92,12 +92,16 @@ async def fire_once(sessions, pipeline_id: int, start: Callable[[datetime], Awai
         log.exception("scheduled run of pipeline %s could not start", pipeline_id)
 
 
-def recover(db, name: str) -> None:
-    """At start: this replica's earlier incarnation's unfinished runs (and unowned ones) were interrupted."""
+def recover(db, name: str) -> list[int]:
+    """At start: this replica's earlier incarnation's unfinished runs (and unowned ones) were
+    interrupted (their ids)."""
     mine = or_(Run.replica == name, Run.replica.is_(None))
+    interrupted = []
     for run in db.scalars(select(Run).where(Run.status.in_(ACTIVE), mine)):
         _interrupt(run, "interrupted: the pipelines service stopped during the run")
+        interrupted.append(run.id)
     _seen(db, name, started=True)
+    return interrupted
 
 
 def beat(sessions, name: str) -> list[int]:
@@ -152,7 +156,8 @@ async def keep_in_step(pipelines) -> None:
     while True:
         await asyncio.sleep(STEP_S)
         try:
-            await asyncio.to_thread(beat, pipelines.sessions, pipelines.config.replica)
+            interrupted = await asyncio.to_thread(beat, pipelines.sessions, pipelines.config.replica)
+            await pipelines.runs.ended_elsewhere(interrupted)
             pipelines.runs.gates.expire()
             with pipelines.sessions() as db:
                 for p in db.scalars(select(Pipeline)):

@@ -29,7 +29,8 @@ Contract:
   one within `CANCEL_POLL_S` and stops its executor the same way.
 - `recover()`, at start, fails the runs this replica's previous process left
   unfinished (never another live replica's: replicas.py). Each run records
-  the replica that started it.
+  the replica that started it. An interrupted run starts the pipelines
+  chained after its failure like any failed run (`ended_elsewhere`).
 - Every run that ends or is skipped is counted (`run_metrics.record_run`).
 """
 
@@ -99,7 +100,17 @@ class Runs:
 
     def recover(self) -> None:
         with self.sessions.begin() as db:
-            replicas.recover(db, self.replica)  # never another live replica's runs
+            interrupted = replicas.recover(db, self.replica)  # never another live replica's runs
+        if interrupted:  # in the running event loop (Pipelines.start)
+            task = asyncio.create_task(self.ended_elsewhere(interrupted))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def ended_elsewhere(self, run_ids: list[int]) -> None:
+        """Runs recorded as ended without their task (interrupted: failed): start the pipelines
+        chained after them, as a run's own end does."""
+        for run_id in run_ids:
+            await self._start_chained(run_id)
 
     # -- reading ------------------------------------------------------------
 
