@@ -224,6 +224,13 @@ async def test_a_notebook_that_is_not_one_is_refused_by_its_file_name(service): 
     assert message.startswith("train.ipynb: not a valid Jupyter notebook")
 
 
+async def test_a_notebook_file_name_must_be_a_plain_ipynb_name(service):  # noqa: F811
+    """Notebooks are named like train.ipynb: a path or another extension is refused naming it."""
+    for bad in ("../train.ipynb", "train.py", "sub/train.ipynb"):
+        message = await refused(service, THREE, {**NOTEBOOKS, bad: NOTEBOOKS["train.ipynb"]})
+        assert message == f"notebooks: {bad!r} is not a notebook file name like train.ipynb"
+
+
 async def test_a_profile_the_team_may_not_use_is_refused_as_in_the_spawn_form(tmp_path, catalog_dirs):
     """A team's profiles are the catalog's groups': with tensorflow allowed to gpu-team only,
     data-team's workflow is refused at its tensorflow step as with an unknown profile (hidden

@@ -8,10 +8,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from analysis_hub.pipelines.access import Conflict
+from analysis_hub.pipelines.access import Conflict, Forbidden
 from analysis_hub.pipelines.specs import RUN_FOLDER_ENV
 from notebooks import make_notebook
-from pipelines_support import ALICE, FAILED, SUCCEEDED, ScriptedExecutor, make_service, published
+from pipelines_support import ALICE, BOB, FAILED, SUCCEEDED, ScriptedExecutor, make_service, published
 from workflow_support import (
     DAVE,
     NOTEBOOKS,
@@ -170,13 +170,15 @@ async def test_a_repair_of_a_repair_reuses_from_the_run_that_ran_the_step(tmp_pa
 
 async def test_only_a_run_that_did_not_succeed_can_be_repaired(tmp_path):
     """Repairing a succeeded run is a Conflict (409) saying which runs can be repaired, and
-    nothing is started; a running one too."""
+    nothing is started; a running one too; another team's run is Forbidden."""
     scripted = ScriptedExecutor(outputs=RECORDS)
     pipelines = make_service(tmp_path, scripted)
     await published_workflow(pipelines, ALICE, deploy={})
     run_id = await run_once(pipelines)
     with pytest.raises(Conflict, match="is succeeded; only a run that failed, timed out, was cancelled or"):
         await pipelines.runs.repair(ALICE, run_id)
+    with pytest.raises(Forbidden, match="belongs to another team's pipeline"):
+        await pipelines.runs.repair(BOB, run_id)
     scripted.gate.clear()
     scripted.entered.clear()
     running = await pipelines.runs.run_now(ALICE, "data-team", "flow")
