@@ -14,6 +14,7 @@ from analysis_hub.pipelines.access import NotFound
 from analysis_hub.pipelines.models import Pipeline, Version
 from analysis_hub.pipelines.notebooks import NotebookError
 from analysis_hub.pipelines.specs import SpecError
+from notebooks import make_notebook
 from pipelines_support import ALICE, BOB, ScriptedExecutor, executor, make_service, published, service  # noqa: F401
 from workflow_support import NOTEBOOKS, PREPARE, PUBLISH, REVIEW, THREE, TRAIN, published_workflow, spec_text
 
@@ -222,6 +223,24 @@ async def test_a_notebook_that_is_not_one_is_refused_by_its_file_name(service): 
     """A file that isn't a notebook is refused naming it; nothing is published."""
     message = await refused(service, THREE, {**NOTEBOOKS, "train.ipynb": "{not json"}, NotebookError)
     assert message.startswith("train.ipynb: not a valid Jupyter notebook")
+
+
+async def test_a_step_without_a_profile_gets_its_notebooks_kernels(service):  # noqa: F811
+    """A step that names no profile gets the one whose image's kernel the notebook was written in
+    (TensorFlow); a kernel that is no profile's is refused naming the step and the profiles."""
+    tf = make_notebook("record('accuracy', 0.9)", parameters="epochs = 1\nprepare_rows = 0")
+    tf["metadata"]["kernelspec"]["display_name"] = "TensorFlow"
+    train = {k: v for k, v in TRAIN.items() if k != "profile"}
+    message = await refused(service, [PREPARE, train, PUBLISH])
+    assert (
+        "pipeline.yaml: step train: profile: the notebook's kernel 'Python 3' is no profile's;"
+        " name a profile (pyspark, pytorch, tensorflow)" in message
+    )
+    await published_workflow(
+        service, ALICE, [PREPARE, train, PUBLISH], notebooks={**NOTEBOOKS, "train.ipynb": tf}
+    )
+    with service.sessions() as db:
+        assert [s["profile"] for s in db.query(Version).one().steps] == ["pyspark", "tensorflow", "pytorch"]
 
 
 async def test_a_notebook_file_name_must_be_a_plain_ipynb_name(service):  # noqa: F811

@@ -181,8 +181,8 @@ def check_workflow(text: str, notebooks: dict, resolve) -> list[WorkflowStep]:
             continue
         try:
             resolved = resolve(raw.get("profile"), dict(raw.get("choices") or {}), nb)
-        except ValueError as e:
-            problems.append(f"{where}: profile: {e}")
+        except ValueError as e:  # the kernel's message names the key itself: say it once
+            problems.append(f"{where}: profile: {str(e).removeprefix('profile: ')}")
             continue
         step |= {"notebook": file, "profile": resolved.slug, "choices": resolved.choices}
         step |= {"resources": version_settings(resolved), "image": resolved.image}
