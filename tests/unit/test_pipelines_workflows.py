@@ -42,11 +42,17 @@ async def test_three_steps_run_in_order_each_in_its_profile_with_upstream_output
     """prepare (pyspark) → train (tensorflow, when prepare.rows > 0) → publish (pytorch on CPU, when
     train.accuracy >= 0.5): the executor gets each step in order with its own profile, image and
     limits, the spec's parameter values, the upstream outputs its notebook declares
-    (`prepare_rows`, `train_accuracy`), and the run's one shared folder; each step's status,
+    (`prepare_rows`, `train_accuracy`), and the run's one shared folder (the deployment prepared
+    each step first); each step's status,
     attempts, times, outputs and files are recorded, and the run succeeds."""
     scripted = ScriptedExecutor(outputs=RECORDS)
     pipelines = make_service(tmp_path, scripted)
     await published_workflow(pipelines, ALICE, deploy={})
+    assert [(s.run_id, s.step, s.profile.profile.slug) for s in scripted.prepared] == [
+        (0, "prepare", "pyspark"),
+        (0, "train", "tensorflow"),
+        (0, "publish", "pytorch"),
+    ]
     run_id = await run_once(pipelines)
     assert [spec.step for spec, _ in scripted.runs] == ["prepare", "train", "publish"]
     specs = specs_by_step(scripted, run_id)
