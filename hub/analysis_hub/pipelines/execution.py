@@ -70,9 +70,9 @@ class Execution:
         self._wake: dict[int, asyncio.Event] = {}  # a decision on a run that is still going
 
     def wake(self, run_id: int) -> None:
-        """A gate of a run this process is driving was decided: look again at once."""
-        if run_id in self._wake:
-            self._wake[run_id].set()
+        """A gate of a run this process is driving was decided: look again at once (also when the
+        decision comes between two looks: the next wait finds the event already set)."""
+        self._wake.setdefault(run_id, asyncio.Event()).set()
 
     # -- the run ------------------------------------------------------------
 
