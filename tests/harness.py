@@ -154,6 +154,16 @@ def hub_settings(workdir: Path, **overrides) -> dict:
     return settings
 
 
+def widen_idle_timeouts(catalog: Path, slug: str, shortest: int) -> None:
+    """Let a test's copy of the catalog offer `slug` idle timeouts down to `shortest` seconds (its
+    max and default stay), so the test can choose one it can wait for instead of relying on a
+    profile default such as pyspark's 30 minutes."""
+    path = catalog / f"{slug}.yaml"
+    profile = yaml.safe_load(path.read_text())
+    profile["idle_timeout"] = {**profile["idle_timeout"], "min": shortest}
+    path.write_text(yaml.safe_dump(profile))
+
+
 def make_workdir() -> Path:
     TEST_ROOT.mkdir(parents=True, exist_ok=True)
     os.chmod(TEST_ROOT, 0o755)

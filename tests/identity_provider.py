@@ -5,7 +5,9 @@
 and the given accounts (`name -> {"password": ..., "groups": [...]}`), and
 waits for its discovery document. `IdentityProvider.hub_auth_settings(...)` is the `auth`
 section a hub needs to log in through it; the client secret is written to a
-0600 file, as a mounted secret would be.
+0600 file, as a mounted secret would be. `IdentityProvider.log_in(hub_url, name)`
+signs an account in to the hub through the provider's own login page without
+a browser, and returns a `HubUser` (REST, servers, kernels) for it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 
 import requests
 from harness import REPO, free_port
+from hubclient import HubUser
 
 PROVIDER_SCRIPT = REPO / "tests" / "oidc" / "provider.mjs"
 CLIENT_ID = "analysis-hub"
@@ -74,6 +77,11 @@ class IdentityProvider:
             f"{self.issuer}/test-control/accounts/{name}/groups", data=json.dumps(groups), timeout=5
         ).raise_for_status()
 
+    def log_in(self, hub_url: str, name: str) -> HubUser:
+        """`name` signs in to the hub at the provider (a fresh session: the hub reads the groups
+        claim as it is now)."""
+        return ProviderLoginUser(hub_url, name, self.config["accounts"][name]["password"])
+
     def hub_auth_settings(self, **oidc) -> dict:
         """The hub's `auth` settings for logging in through this provider."""
         secret_file = self.workdir / "oidc-client-secret"
@@ -96,6 +104,24 @@ class IdentityProvider:
         if self.process and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             self.process.wait(10)
+
+
+class ProviderLoginUser(HubUser):
+    """A hub user who signs in as a browser does: the hub's OAuth login sends it to the provider's
+    login page, the form posted there sends it back through the hub's OAuth callback."""
+
+    def login(self, password: str) -> None:
+        page = self.session.get(f"{self.base_url}/hub/oauth_login", timeout=30)
+        if page.status_code != 200 or "/interaction/" not in page.url:
+            raise AssertionError(f"no provider login page for {self.name}: {page.status_code} {page.url}")
+        done = self.session.post(
+            f"{page.url}/login", data={"username": self.name, "password": password}, timeout=60
+        )
+        if done.status_code != 200 or not done.url.startswith(f"{self.base_url}/hub/"):
+            raise AssertionError(
+                f"login of {self.name} through the provider failed: {done.status_code} {done.url}"
+                f" {done.text[:300]}"
+            )
 
 
 def start_provider(

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from .quantities import format_duration, parse_duration
 
@@ -45,13 +45,23 @@ class IdleTimeout(BaseModel):
             raise ValueError(f"{value!r} must be longer than 0 seconds")
         return value
 
+    @field_validator("default")
+    @classmethod
+    def _default_within(cls, value, info: ValidationInfo):
+        # Checked here, not in `_ordered`, so the error names the key: idle_timeout.default.
+        low, high = info.data.get("min"), info.data.get("max")
+        if value is None or low is None or high is None:
+            return value  # a bad min or max is reported on its own
+        low_s, high_s = parse_duration(low), parse_duration(high)
+        if low_s <= high_s and not low_s <= parse_duration(value) <= high_s:
+            raise ValueError(f"{value!r} is outside the range min {low!r} .. max {high!r}")
+        return value
+
     @model_validator(mode="after")
     def _ordered(self):
-        low, high, default = self.seconds
+        low, high, _ = self.seconds
         if low > high:
             raise ValueError(f"min {self.min!r} is above max {self.max!r}")
-        if default is not None and not low <= default <= high:
-            raise ValueError(f"default {self.default!r} is outside min {self.min!r} .. max {self.max!r}")
         return self
 
     @property

@@ -18,6 +18,7 @@ from playwright.sync_api import expect
 pytestmark = pytest.mark.e2e
 
 SPAWN_TIMEOUT_MS = 10 * 60_000  # a first spawn builds the tensorflow environment (~1.5 min)
+CPU_TORCH = {"profile": "pytorch", "accelerator": "cpu"}  # no GPU on this machine
 CODE = "import tensorflow as tf; print(tf.reduce_sum(tf.constant([1, 2, 3])).numpy() + 1)"
 
 # Records each progress message as the spawn-pending page adds it to its event
@@ -110,6 +111,8 @@ def test_log_in_pick_profile_and_run_tensorflow(spawn_hub, page):  # noqa: F811
     expect(pyspark.locator(".ah-resources")).to_have_text(large)
     size.select_option("medium")
     expect(pyspark.locator(".ah-resources")).to_contain_text("memory 2 GiB guaranteed, up to 4 GiB")
+    # A Spark session idles 30 minutes unless the analyst picks otherwise (profiles/pyspark.yaml).
+    expect(page.locator('select[name="idle_timeout.pyspark"] option:checked')).to_have_text("30m")
     screenshot(page, "spawn-form")
 
     # Pick TensorFlow and start.
@@ -138,3 +141,25 @@ def test_log_in_pick_profile_and_run_tensorflow(spawn_hub, page):  # noqa: F811
     expect(cell.locator(".jp-InputArea-prompt")).to_have_text("[1]:")
     path = screenshot(page, "jupyterlab-tensorflow")
     assert path.stat().st_size > 0
+
+
+def test_the_launcher_names_each_profiles_kernel(spawn_hub, page):  # noqa: F811
+    """JupyterLab's launcher offers a pyspark server's and a pytorch server's kernel under their
+    image's name ("PySpark (Spark 4, Java 17)", "PyTorch (CUDA)", from images/*/image.yaml), not
+    "Python 3 (ipykernel)", and a notebook opened from that card runs on that kernel."""
+    bob = spawn_hub.user("bob")
+    servers = {"spark": ({"profile": "pyspark"}, "pyspark"), "torch": (CPU_TORCH, "pytorch")}
+    for server, (options, _) in servers.items():
+        assert bob.start(options, server=server).status_code in (201, 202)
+    try:
+        for server in servers:
+            bob.wait_ready(server=server, timeout=SPAWN_TIMEOUT_MS / 1000)
+        log_in(page, spawn_hub.url, "bob", USERS["bob"])
+        for server, (_, image) in servers.items():
+            # ?reset: the servers share bob's home, and with it JupyterLab's saved layout.
+            page.goto(f"{spawn_hub.url}/user/bob/{server}/lab?reset")
+            open_python_notebook(page, image)  # finds the card by the image's display name
+            screenshot(page, f"launcher-kernel-{image}")
+    finally:
+        for server in servers:
+            bob.api.delete(bob.url(f"/users/bob/servers/{server}"))

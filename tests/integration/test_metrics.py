@@ -20,6 +20,7 @@ import requests
 import yaml
 from analysis_hub.metrics import exported_names
 from conftest import REPO, make_workdir, start_hub
+from harness import widen_idle_timeouts
 from notebooks import make_notebook
 from prometheus import RunningPrometheus
 from test_pipelines import deploy, publish, run_and_wait
@@ -41,6 +42,8 @@ def hub():
     (images / "broken" / "requirements.txt").write_text(BROKEN + "\n")
     broken = {"slug": "broken", "display_name": "Broken", "image": "broken", "allowed_groups": []}
     (catalog / "broken.yaml").write_text(yaml.safe_dump(broken))
+    # pyspark servers idle for 30 minutes by default; bob's chooses CULL_TIMEOUT to be culled here.
+    widen_idle_timeouts(catalog, "pyspark", CULL_TIMEOUT)
     running = start_hub(
         workdir,
         catalog=str(catalog),
@@ -76,8 +79,11 @@ def prometheus(hub, metrics_token):
 def servers(hub, prometheus):
     """alice (tensorflow) and bob (pyspark) running; what Prometheus said while they ran."""
     alice, bob = hub.user("alice"), hub.user("bob")
-    for user, profile in ((alice, "tensorflow"), (bob, "pyspark")):
-        assert user.start({"profile": profile}).status_code in (201, 202)
+    for user, options in (
+        (alice, {"profile": "tensorflow"}),
+        (bob, {"profile": "pyspark", "idle_timeout": CULL_TIMEOUT}),
+    ):
+        assert user.start(options).status_code in (201, 202)
     for user in (alice, bob):
         user.wait_ready()
     running = "analysis_hub_running_servers{{profile='{}',team='{}',backend='local'}}"

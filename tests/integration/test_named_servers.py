@@ -3,8 +3,9 @@
 One real hub for the module (`analysis-hub up`: JupyterHub, the proxy, and our
 culler `analysis_hub.culling`, which is jupyterhub-idle-culler's sweep with
 each server's own timeout), the local backend, and a copy of the repository's
-catalog whose idle-timeout ranges are shortened to seconds and minutes
-(pyspark and tensorflow 1 to 5 minutes). The culler sweeps every 10 s and
+catalog whose idle-timeout ranges are shortened to minutes (pyspark and
+tensorflow 1 to 5 minutes; pyspark keeps a default of its own, 2 minutes,
+as the shipped one has 30, tensorflow the site's). The culler sweeps every 10 s and
 servers report their activity as often. The site's `culler.timeout` is long
 (600 s), so every cull seen here comes from a server's own timeout.
 """
@@ -25,7 +26,10 @@ pytestmark = pytest.mark.integration
 
 EVERY = 10  # culler sweep and activity reports, seconds
 SITE_TIMEOUT = 600
-SHORT_RANGE = {"min": "1m", "max": "5m"}
+SHORT_RANGES = {
+    "pyspark": {"min": "1m", "max": "5m", "default": "2m"},
+    "tensorflow": {"min": "1m", "max": "5m"},
+}
 # A cull happens at the first sweep after the timeout: inactivity at cull time is under
 # timeout + one sweep (+ one activity report's worth of lag, and slack for 2 busy cores).
 ONE_SWEEP = 2 * EVERY + 5
@@ -40,10 +44,10 @@ def short_catalog(workdir):
     """The repository's profiles with pyspark's and tensorflow's idle-timeout ranges shortened."""
     catalog = workdir / "profiles"
     shutil.copytree(REPO / "profiles", catalog)
-    for slug in ("pyspark", "tensorflow"):
+    for slug, short_range in SHORT_RANGES.items():
         path = catalog / f"{slug}.yaml"
         profile = yaml.safe_load(path.read_text())
-        profile["idle_timeout"] = SHORT_RANGE
+        profile["idle_timeout"] = short_range
         path.write_text(yaml.safe_dump(profile))
     return catalog
 
@@ -62,11 +66,18 @@ def named_hub():
 
 
 def culled_after(hub, user: str, server: str) -> int:
-    """Seconds of inactivity the culler logged when it stopped user/server."""
-    found = re.findall(rf"Culling server {user}/{server} \(inactive for (\d+):(\d+):(\d+)\)", hub.log())
-    assert found, f"the culler logged no cull of {user}/{server}"
+    """Seconds of inactivity the culler logged when it stopped user/server ("": the default one)."""
+    logged = f"{user}/{server}" if server else user  # as jupyterhub-idle-culler names servers
+    found = re.findall(rf"Culling server {logged} \(inactive for (\d+):(\d+):(\d+)\)", hub.log())
+    assert found, f"the culler logged no cull of {logged}"
     h, m, s = map(int, found[-1])
     return h * 3600 + m * 60 + s
+
+
+def preselected(form: str, slug: str) -> list[str]:
+    """The idle timeouts the spawn form preselects for a profile."""
+    choices = form.split(f'name="idle_timeout.{slug}"')[1].split("</select>")[0]
+    return re.findall(r'<option value="(\d*)" selected>', choices)
 
 
 def wait_gone(user, server: str, within: float) -> None:
@@ -87,8 +98,9 @@ def test_two_named_servers_each_culled_on_its_own_activity_and_limits_refused(na
     alice = named_hub.user("alice")
     # "Add New Server" leads to the profile form, which offers each profile's idle timeouts.
     page = alice.session.get(f"{alice.base_url}/hub/spawn/alice/spark")
-    assert page.status_code == 200 and 'name="idle_timeout.pyspark"' in page.text
-    assert '<option value="" selected>' in page.text  # the test catalog's ranges have no default: the site's
+    assert page.status_code == 200
+    # pyspark's own default is preselected; tensorflow has none, so the site's is.
+    assert preselected(page.text, "pyspark") == ["120"] and preselected(page.text, "tensorflow") == [""]
     form = alice.spawn_from_form("spark", {"profile": "pyspark", "idle_timeout.pyspark": "60"})
     assert form.status_code == 302, form.text[:500]
     too_long = alice.start({"profile": "tensorflow", "idle_timeout": "2h"}, server="tf")
@@ -152,15 +164,21 @@ def test_two_named_servers_each_culled_on_its_own_activity_and_limits_refused(na
 def test_servers_with_one_and_three_minute_timeouts_are_culled_at_their_times(named_hub):
     """bob's two idle servers, with 1- and 3-minute idle timeouts (the site's is 10 minutes), are
     each culled at the first sweep after their own timeout: the 1-minute one while the 3-minute
-    one still runs, and each with its logged inactivity between its timeout and one sweep later."""
-    bob = named_hub.user("bob")
+    one still runs, and each with its logged inactivity between its timeout and one sweep later.
+    carol's pyspark server, started meanwhile without a choice, gets pyspark's own default
+    (2 minutes here), not the site's, and is culled at the first sweep after it."""
+    bob, carol = named_hub.user("bob"), named_hub.user("carol")
     for server, timeout in (("one", "1m"), ("three", "3m")):
         r = bob.start({"profile": "tensorflow", "idle_timeout": timeout}, server=server)
         assert r.status_code in (201, 202), r.text
+    assert carol.start({"profile": "pyspark"}).status_code in (201, 202)
     for server in ("one", "three"):
         bob.wait_ready(server=server, timeout=600)
+    assert carol.wait_ready(timeout=600)["user_options"] == {"profile": "pyspark", "idle_timeout": 120}
     wait_gone(bob, "one", within=60 + 3 * ONE_SWEEP)
     assert "three" in bob.model()["servers"], "the 3-minute server went with the 1-minute one"
+    wait_gone(carol, "", within=120 + 3 * ONE_SWEEP)
     wait_gone(bob, "three", within=180 + 3 * ONE_SWEEP)
     assert 60 <= culled_after(named_hub, "bob", "one") < 60 + ONE_SWEEP
+    assert 120 <= culled_after(named_hub, "carol", "") < 120 + ONE_SWEEP
     assert 180 <= culled_after(named_hub, "bob", "three") < 180 + ONE_SWEEP

@@ -26,6 +26,7 @@ import pytest
 import requests
 import yaml
 from conftest import REPO, make_workdir, start_hub
+from harness import widen_idle_timeouts
 from kernels import run_code
 from notebooks import make_notebook as notebook
 
@@ -77,6 +78,8 @@ def hub(tmp_path_factory):
     pytorch = yaml.safe_load((catalog / "pytorch.yaml").read_text())
     pytorch["allowed_groups"] = ["gpu-team"]
     (catalog / "pytorch.yaml").write_text(yaml.safe_dump(pytorch))
+    # pyspark servers idle for 30 minutes by default; the culling test chooses CULL_TIMEOUT.
+    widen_idle_timeouts(catalog, "pyspark", CULL_TIMEOUT)
     running = start_hub(
         workdir,
         catalog=str(catalog),
@@ -288,7 +291,7 @@ def test_rollback_and_the_next_scheduled_run_uses_v1_while_the_authors_server_is
     publish(hub, alice, p, V1)
     publish(hub, alice, p, V2, parent=1)
     deploy(hub, alice, p, version=2)
-    assert alice.start({"profile": "pyspark"}).status_code in (201, 202)
+    assert alice.start({"profile": "pyspark", "idle_timeout": CULL_TIMEOUT}).status_code in (201, 202)
     alice.wait_ready()
     # Publishing straight from her server: the service reads the notebook with her token.
     saved = alice.server_api("/contents/weekly.ipynb", method="PUT", json={"type": "notebook", "content": V1})

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
-from analysis_hub.catalog import Catalog, Profile, resolve
+import yaml
+from analysis_hub.catalog import Catalog, CatalogError, Profile, load_catalog, resolve
 from analysis_hub.culling import PerServerIdleCuller, cull_after_own_timeout, server_timeout
+from analysis_hub.forms import render_profile_form
 from analysis_hub.idle_timeouts import IdleTimeout, choose_idle_timeout, timeout_choices
 from analysis_hub.quantities import format_duration, parse_duration
 from analysis_hub.selection import ProfileRequestError, select_profile
@@ -49,7 +52,8 @@ def test_durations_format_for_people():
     ("section", "message"),
     [
         ({"min": "1h", "max": "10m"}, "min '1h' is above max '10m'"),
-        ({"min": "10m", "max": "1h", "default": "2h"}, "default '2h' is outside min '10m' .. max '1h'"),
+        ({"min": "10m", "max": "1h", "default": "2h"}, "'2h' is outside the range min '10m' .. max '1h'"),
+        ({"min": "1h", "max": "10m", "default": "2h"}, "min '1h' is above max '10m'"),
         ({"min": "0s", "max": "1h"}, "must be longer than 0 seconds"),
         ({"min": "10m", "max": "1h", "step": "5m"}, "Extra inputs are not permitted"),
         ({"min": "ten", "max": "1h"}, "is not a duration"),
@@ -59,6 +63,40 @@ def test_bad_ranges_are_refused(section, message):
     """A range out of order, a default outside it, a zero bound or an unknown key is a catalog error."""
     with pytest.raises(ValidationError, match=message):
         IdleTimeout.model_validate(section)
+
+
+@pytest.mark.parametrize("default", ["5h", "5m"])
+def test_a_default_outside_the_range_is_a_catalog_error_naming_file_and_key(catalog_dirs, default):
+    """A profile file whose idle_timeout.default lies outside its own min..max is refused when the
+    catalog loads, naming the file, the key and the range."""
+    catalog_dir, images_dir = catalog_dirs
+    path = catalog_dir / "pyspark.yaml"
+    profile = yaml.safe_load(path.read_text())
+    profile["idle_timeout"] = {"min": "10m", "max": "4h", "default": default}
+    path.write_text(yaml.safe_dump(profile))
+    with pytest.raises(CatalogError) as refused:
+        load_catalog(catalog_dir, images_dir)
+    assert refused.value.problems == [
+        f"{path}: idle_timeout.default: {default!r} is outside the range min '10m' .. max '4h'"
+    ]
+
+
+def test_the_shipped_catalog_keeps_spark_sessions_30_minutes_and_others_at_the_sites(repo_catalog):
+    """The repository's catalog (issue 17): pyspark 10m to 4h with a 30-minute default, which the
+    form preselects and a request without a choice gets; pytorch (10m to 30m) and tensorflow
+    (10m to 2h) have no default of their own: the site's culler.timeout (10 minutes)."""
+    bounds = {p.slug: p.idle_timeout.seconds for p in repo_catalog.profiles}
+    assert bounds == {
+        "pyspark": (600, 14400, 1800),
+        "pytorch": (600, 1800, None),
+        "tensorflow": (600, 7200, None),
+    }
+    assert select_profile(repo_catalog, set(), {"profile": "pyspark"}).idle_timeout == 1800
+    assert select_profile(repo_catalog, set(), {}).idle_timeout == 1800  # pyspark is the default profile
+    assert select_profile(repo_catalog, set(), {"profile": "tensorflow"}).idle_timeout is None
+    html = render_profile_form(list(repo_catalog.profiles))
+    pyspark_choices = html.split('name="idle_timeout.pyspark"')[1].split("</select>")[0]
+    assert re.findall(r'<option value="(\d*)" selected>', pyspark_choices) == ["1800"]
 
 
 def test_the_default_and_choices_within_the_range():

@@ -15,6 +15,7 @@ import pytest
 import yaml
 from analysis_hub.backends.kubernetes.spawner import CatalogKubeSpawner
 from analysis_hub.backends.kubernetes.z2jh import configure
+from analysis_hub.culling import server_timeout
 from kube_support import HUB, K8S_VERSION, find, hub_user, pod_as_dict, render_chart
 from test_kubernetes_z2jh import chart_defaults, z2jh_config
 from test_kubernetes_z2jh import hub_files as hub_files  # the fixture
@@ -90,14 +91,16 @@ async def test_a_users_servers_share_one_home_pvc(hub_files):
 
 
 async def test_idle_timeout_is_offered_validated_and_recorded_for_the_culler(hub_files):
-    """The profile list offers pyspark's timeouts; a request outside the range is a 400 naming it;
-    one inside is recorded in user_options (seconds) and the pod still builds."""
+    """The profile list offers pyspark's timeouts with its 30-minute default preselected; a request
+    outside the range is a 400 naming it; one inside is recorded in user_options (seconds) and the
+    pod still builds; without a request, pyspark's default is recorded and the culler uses it."""
     _, environ, _ = hub_files
     c = configure(chart_config(), environ)
     made = spawner(c, "spark", {"profile": "pyspark", "idle_timeout": "8h"})
     entry = next(p for p in made.profile_list(made) if p["slug"] == "pyspark")
     choices = entry["profile_options"]["idle_timeout"]["choices"]
-    assert choices[""]["default"] and "600" in choices and "14400" in choices and "28800" not in choices
+    assert [value for value, choice in choices.items() if choice["default"]] == ["1800"]
+    assert "" not in choices and "600" in choices and "14400" in choices and "28800" not in choices
     with pytest.raises(web.HTTPError) as refused:
         await made.load_user_options()
     assert refused.value.status_code == 400
@@ -105,6 +108,10 @@ async def test_idle_timeout_is_offered_validated_and_recorded_for_the_culler(hub
     made = spawner(c, "spark", {"profile": "pyspark", "idle_timeout": "2h"})
     await pod(made)
     assert made.user_options == {"profile": "pyspark", "idle_timeout": 7200}
+    made = spawner(c, "spark", {"profile": "pyspark"})
+    await pod(made)
+    assert made.user_options == {"profile": "pyspark", "idle_timeout": 1800}
+    assert server_timeout({"user_options": made.user_options}, 600) == 1800
 
 
 async def test_a_second_gpu_server_is_refused_as_on_the_other_backends(hub_files):
