@@ -83,12 +83,13 @@ def test_a_default_outside_the_range_is_a_catalog_error_naming_file_and_key(cata
 
 def test_the_shipped_catalog_keeps_spark_sessions_30_minutes_and_others_at_the_sites(repo_catalog):
     """The repository's catalog (issue 17): pyspark 10m to 4h with a 30-minute default, which the
-    form preselects and a request without a choice gets; pytorch (10m to 30m) and tensorflow
-    (10m to 2h) have no default of their own: the site's culler.timeout (10 minutes)."""
+    form preselects and a request without a choice gets; pytorch 10m to 30m with a 10-minute
+    default (GPUs are scarce, whatever the site's timeout); tensorflow (10m to 2h) has no default
+    of its own: the site's culler.timeout (10 minutes)."""
     bounds = {p.slug: p.idle_timeout.seconds for p in repo_catalog.profiles}
     assert bounds == {
         "pyspark": (600, 14400, 1800),
-        "pytorch": (600, 1800, None),
+        "pytorch": (600, 1800, 600),
         "tensorflow": (600, 7200, None),
     }
     assert select_profile(repo_catalog, set(), {"profile": "pyspark"}).idle_timeout == 1800
@@ -97,6 +98,8 @@ def test_the_shipped_catalog_keeps_spark_sessions_30_minutes_and_others_at_the_s
     html = render_profile_form(list(repo_catalog.profiles))
     pyspark_choices = html.split('name="idle_timeout.pyspark"')[1].split("</select>")[0]
     assert re.findall(r'<option value="(\d*)" selected>', pyspark_choices) == ["1800"]
+    pytorch_choices = html.split('name="idle_timeout.pytorch"')[1].split("</select>")[0]
+    assert re.findall(r'<option value="(\d*)" selected>', pytorch_choices) == ["600"]
 
 
 def test_the_default_and_choices_within_the_range():

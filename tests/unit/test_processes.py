@@ -25,6 +25,9 @@ def spawn():
     def start(argv, **kwargs):
         process = subprocess.Popen(argv, start_new_session=True, **kwargs)
         started.append(process)
+        # Until the child has exec'd, its command line is still this Python's (a busy machine).
+        while argv[0] not in processes.command_line(process.pid) and process.poll() is None:
+            time.sleep(0.01)
         return process
 
     yield start
