@@ -53,7 +53,7 @@ from .gates import Gates
 from .models import UNFINISHED, AuditEvent, Pipeline, Run, StepRun, now
 from .run_metrics import record_run
 from .specs import SpecError, declared_parameters, run_parameters
-from .steps import is_workflow, step_facts, step_folder, version_steps
+from .steps import is_workflow, run_folder, step_facts, step_folder, version_steps
 from .triggers import AFTER, HTTP, MANUAL, REPAIR
 from .versions import Versions, find_version
 from .views import run_view
@@ -271,11 +271,10 @@ class Runs:
                 )
             )
             result = run_view(run)
-        shared = self.runs_root / str(run_id) / "shared"
+        shared = run_folder(self.runs_root, run_id, workflow=True)
         if shared.is_dir():  # the kept steps' data, for the steps that run again
-            await asyncio.to_thread(
-                shutil.copytree, shared, self.runs_root / str(result["id"]) / "shared", symlinks=True
-            )
+            copy = run_folder(self.runs_root, result["id"], workflow=True)
+            await asyncio.to_thread(shutil.copytree, shared, copy, symlinks=True)
         self.follow(result["id"])
         return result
 
