@@ -1,0 +1,372 @@
+"""Workflows of notebooks, for real: steps across profiles, data between steps, repair, approval gates.
+
+One hub (started with `analysis-hub up`, so the pipelines service is the hub's
+own, on the local backend) is shared by the module. alice is in data-team,
+bob in gpu-team, carol in ml-leads (the approver group), admin is an admin.
+Every workflow is published over REST as `pipeline.yaml` with its notebooks,
+and its steps run with real papermill in the real environments of their
+images (the shared ones under ANALYSIS_HUB_TEST_ROOT/envs), as the team's
+run user. Each test publishes its own pipeline, so the tests pass in any order.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import nbformat
+import psutil
+import pytest
+import yaml
+from conftest import ENVS_DIR, make_workdir, start_hub
+from notebooks import make_notebook as notebook
+
+pytestmark = pytest.mark.integration
+
+GROUPS = {"data-team": ["alice"], "gpu-team": ["bob"], "ml-leads": ["carol"]}
+
+
+@pytest.fixture(scope="module")
+def hub():
+    running = start_hub(make_workdir(), auth={"groups": GROUPS})
+    running.api = f"{running.url}/services/pipelines/api"
+    yield running
+    running.stop()
+
+
+def api(hub, user, method: str, path: str, **kwargs):
+    return user.api.request(method, f"{hub.api}/{path}", timeout=120, **kwargs)
+
+
+def publish_workflow(hub, user, pipeline: str, spec: dict, notebooks: dict) -> dict:
+    body = {"spec": yaml.safe_dump(spec, sort_keys=False), "notebooks": notebooks, "message": "workflow"}
+    response = api(hub, user, "POST", f"pipelines/{pipeline}/versions", json=body)
+    assert response.status_code == 201, response.text
+    deployed = api(hub, user, "PUT", f"pipelines/{pipeline}/deployment", json={})
+    assert deployed.status_code == 200, deployed.text
+    return response.json()
+
+
+def start_run(hub, user, pipeline: str) -> int:
+    started = api(hub, user, "POST", f"pipelines/{pipeline}/runs", json={"parameters": {}})
+    assert started.status_code == 201, started.text
+    return started.json()["id"]
+
+
+def wait_run(hub, user, run_id: int, until=lambda run: run["finished"], timeout: float = 600) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = api(hub, user, "GET", f"runs/{run_id}").json()
+        if until(run):
+            return run
+        time.sleep(0.5)
+    raise AssertionError(f"run {run_id} did not get there in {timeout} s: {run}")
+
+
+def steps_of(run: dict) -> dict[str, dict]:
+    return {s["step"]: s for s in run["steps"]}
+
+
+def step_output(hub, user, run_id: int, step: str) -> nbformat.NotebookNode:
+    response = api(hub, user, "GET", f"runs/{run_id}/steps/{step}/output")
+    assert response.status_code == 200, response.text
+    return nbformat.reads(response.text, as_version=4)
+
+
+def printed(nb: nbformat.NotebookNode) -> str:
+    return "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
+
+
+def injected(nb: nbformat.NotebookNode) -> str:
+    return "".join(c.source for c in nb.cells if "injected-parameters" in c.metadata.get("tags", []))
+
+
+def run_folder(hub, run_id: int) -> Path:
+    return Path(hub.settings["data_dir"]) / "pipelines" / "runs" / str(run_id) / "shared"
+
+
+WHERE = "import sys\nprint('python:', sys.executable)"
+
+# Spark writes the dataset as Parquet, and the same rows as CSV: the tensorflow image has no
+# Parquet reader (no pyarrow or pandas in images/tensorflow/requirements.txt), while tf.data reads CSV.
+PREPARE = notebook(
+    WHERE,
+    "import os\n"
+    "from pyspark.sql import SparkSession\n"
+    "from analysis_hub_outputs import record\n"
+    "folder = os.environ['ANALYSIS_HUB_RUN_FOLDER']\n"
+    "spark = (SparkSession.builder.master('local[1]').config('spark.ui.enabled', 'false')\n"
+    "         .config('spark.sql.shuffle.partitions', '1').getOrCreate())\n"
+    "df = spark.range(rows).selectExpr('id / rows as x', '2 * id / rows + 1 as y')\n"
+    "df.write.parquet(f'{folder}/data.parquet')\n"
+    "df.coalesce(1).write.csv(f'{folder}/data.csv')\n"
+    "record('rows', spark.read.parquet(f'{folder}/data.parquet').count())\n"
+    "spark.stop()",
+    parameters="rows = 10",
+)
+TRAIN = notebook(
+    WHERE,
+    "import glob, os\n"
+    "import tensorflow as tf\n"
+    "from analysis_hub_outputs import record\n"
+    "print('prepare_rows:', prepare_rows)\n"
+    "files = sorted(glob.glob(os.environ['ANALYSIS_HUB_RUN_FOLDER'] + '/data.csv/part-*.csv'))\n"
+    "data = tf.data.experimental.CsvDataset(files, [tf.float32, tf.float32])\n"
+    "record('rows_read', sum(1 for _ in data))\n"
+    "tf.keras.utils.set_random_seed(1)\n"
+    "model = tf.keras.Sequential([tf.keras.Input((1,)), tf.keras.layers.Dense(1)])\n"
+    "model.compile(optimizer='sgd', loss='mse')\n"
+    "history = model.fit(data.map(lambda x, y: (tf.reshape(x, [1]), y)).batch(8), epochs=1, verbose=0)\n"
+    "record('loss', float(history.history['loss'][-1]))",
+    parameters="prepare_rows = 0",
+)
+REPORT = notebook(
+    WHERE,
+    "import os\n"
+    "from analysis_hub_outputs import record\n"
+    "path = os.environ['ANALYSIS_HUB_RUN_FOLDER'] + '/report.txt'\n"
+    "with open(path, 'w') as f:\n"
+    "    f.write(f'{prepare_rows} rows, loss {train_loss}')\n"
+    "record('report', path)",
+    parameters="prepare_rows = 0\ntrain_loss = -1.0",
+)
+ACROSS_PROFILES = {
+    "steps": [
+        {"name": "prepare", "notebook": "prepare.ipynb", "profile": "pyspark", "parameters": {"rows": 40}},
+        {
+            "name": "train",
+            "notebook": "train.ipynb",
+            "profile": "tensorflow",
+            "depends_on": ["prepare"],
+            "when": "prepare.rows > 0",
+        },
+        {
+            "name": "report",
+            "notebook": "report.ipynb",
+            "profile": "pytorch",
+            "choices": {"accelerator": "cpu"},
+            "depends_on": ["train"],
+            "when": ["train.loss < 100"],
+        },
+        # The threshold's other side: a step that must not run when the metric passes.
+        {
+            "name": "retrain",
+            "notebook": "report.ipynb",
+            "profile": "pytorch",
+            "choices": {"accelerator": "cpu"},
+            "depends_on": ["train"],
+            "when": ["train.loss >= 100"],
+        },
+    ]
+}
+
+
+def test_three_steps_across_profiles_share_data_and_outputs(hub):
+    """A pyspark step writes a Parquet dataset into the run folder and records its row count; a
+    tensorflow step, run because `prepare.rows > 0`, gets `prepare_rows`, reads the data and trains
+    one epoch, recording its loss; the pytorch report runs because the loss passes its threshold and
+    the opposite branch is skipped with the reason. Each step ran in its own image's environment and
+    each step's output notebook is served."""
+    alice, p = hub.user("alice"), "data-team/across-profiles"
+    notebooks = {"prepare.ipynb": PREPARE, "train.ipynb": TRAIN, "report.ipynb": REPORT}
+    version = publish_workflow(hub, alice, p, ACROSS_PROFILES, notebooks)
+    assert [(s["name"], s["image"]) for s in version["steps"]] == [
+        ("prepare", "pyspark"),
+        ("train", "tensorflow"),
+        ("report", "pytorch"),
+        ("retrain", "pytorch"),
+    ]
+    run = wait_run(hub, alice, start_run(hub, alice, p))
+    steps = steps_of(run)
+    assert run["status"] == "succeeded", run
+    assert {name: s["status"] for name, s in steps.items()} == {
+        "prepare": "succeeded",
+        "train": "succeeded",
+        "report": "succeeded",
+        "retrain": "skipped",
+    }, run
+    assert steps["prepare"]["outputs"] == {"rows": 40}
+    assert steps["train"]["outputs"]["rows_read"] == 40
+    loss = steps["train"]["outputs"]["loss"]
+    assert 0 <= loss < 100
+    assert steps["retrain"]["reason"] == f"skipped: 'train.loss >= 100' does not hold (train.loss is {loss})"
+    folder = run_folder(hub, run["id"])
+    assert steps["report"]["outputs"] == {"report": str(folder / "report.txt")}
+    assert (folder / "report.txt").read_text() == f"40 rows, loss {loss}"
+    assert (folder / "data.parquet" / "_SUCCESS").exists()
+    assert list((folder / "data.parquet").glob("part-*.parquet"))
+
+    outputs = {name: step_output(hub, alice, run["id"], name) for name in ("prepare", "train", "report")}
+    assert "prepare_rows = 40" in injected(outputs["train"])
+    assert "prepare_rows: 40" in printed(outputs["train"])
+    assert "prepare_rows = 40" in injected(outputs["report"])
+    assert f"train_loss = {loss}" in injected(outputs["report"])
+    pythons = {
+        name: next(line for line in printed(nb).splitlines() if line.startswith("python: "))[8:]
+        for name, nb in outputs.items()
+    }
+    for name, image in (("prepare", "pyspark"), ("train", "tensorflow"), ("report", "pytorch")):
+        env = Path(pythons[name]).parent.parent
+        assert env.parent == ENVS_DIR and env.name.startswith(f"{image}-"), pythons
+    log = api(hub, alice, "GET", f"runs/{run['id']}/steps/train/log")
+    assert log.status_code == 200
+    missing = api(hub, alice, "GET", f"runs/{run['id']}/steps/retrain/output")
+    assert missing.status_code == 404, "a skipped step ran nothing"
+
+
+FIRST = notebook(
+    "import os\n"
+    "from analysis_hub_outputs import record\n"
+    "with open(os.environ['ANALYSIS_HUB_RUN_FOLDER'] + '/first-ran.txt', 'a') as f:\n"
+    "    f.write('ran\\n')\n"
+    "record('n', 7)",
+    parameters="",
+)
+SECOND = notebook(
+    "import os\n"
+    "from analysis_hub_outputs import record\n"
+    "if not os.path.exists(flag):\n"
+    "    raise RuntimeError(f'no flag at {flag}')\n"
+    "record('doubled', 2 * first_n)",
+    parameters="flag = ''\nfirst_n = 0",
+)
+THIRD = notebook(
+    "from analysis_hub_outputs import record\nrecord('total', second_doubled + 1)",
+    parameters="second_doubled = 0",
+)
+
+
+def test_a_failed_step_skips_the_rest_and_repair_reruns_from_it_reusing_what_succeeded(hub):
+    """Step 2 fails while a flag file the test controls is missing: step 3 is skipped with the
+    reason and the run fails at step 2. Once the flag exists, a repair (a new run linked to the
+    first) re-runs step 2 then step 3, and keeps step 1 as it was: its outputs, its timestamps,
+    `reused_from` the first run, and its notebook didn't run again (the line it appends to a file
+    in the run folder appears once in the repaired run's copy)."""
+    alice, p = hub.user("alice"), "data-team/repairable"
+    flags = make_workdir()  # 0755, readable by the team's run user
+    flag = flags / "go"
+    spec = {
+        "steps": [
+            {"name": "first", "notebook": "first.ipynb", "profile": "pyspark"},
+            {
+                "name": "second",
+                "notebook": "second.ipynb",
+                "profile": "pyspark",
+                "depends_on": ["first"],
+                "parameters": {"flag": str(flag)},
+            },
+            {"name": "third", "notebook": "third.ipynb", "profile": "pyspark", "depends_on": ["second"]},
+        ]
+    }
+    notebooks = {"first.ipynb": FIRST, "second.ipynb": SECOND, "third.ipynb": THIRD}
+    publish_workflow(hub, alice, p, spec, notebooks)
+    failed = wait_run(hub, alice, start_run(hub, alice, p))
+    steps = steps_of(failed)
+    assert (failed["status"], [steps[n]["status"] for n in ("first", "second", "third")]) == (
+        "failed",
+        ["succeeded", "failed", "skipped"],
+    ), failed
+    assert steps["third"]["reason"] == "skipped: second failed"
+    assert failed["reason"].startswith("step second failed") and "no flag at" in failed["reason"], failed
+    assert (run_folder(hub, failed["id"]) / "first-ran.txt").read_text() == "ran\n"
+
+    flag.write_text("go")
+    repaired = api(hub, alice, "POST", f"runs/{failed['id']}/repair")
+    assert repaired.status_code == 201, repaired.text
+    run = wait_run(hub, alice, repaired.json()["id"])
+    assert (run["status"], run["repair_of"], run["trigger"]) == ("succeeded", failed["id"], "repair"), run
+    again = steps_of(run)
+    assert [again[n]["status"] for n in ("first", "second", "third")] == ["succeeded"] * 3
+    kept = again["first"]
+    assert kept["reused_from"] == failed["id"]
+    assert kept["outputs"] == {"n": 7} == steps["first"]["outputs"]
+    assert (kept["started_at"], kept["finished_at"], kept["attempts"]) == (
+        steps["first"]["started_at"],
+        steps["first"]["finished_at"],
+        steps["first"]["attempts"],
+    )
+    assert again["second"]["reused_from"] is None and again["third"]["reused_from"] is None
+    assert again["second"]["started_at"] > steps["second"]["finished_at"]
+    assert again["second"]["outputs"] == {"doubled": 14} and again["third"]["outputs"] == {"total": 15}
+    assert (run_folder(hub, run["id"]) / "first-ran.txt").read_text() == "ran\n", "step 1 ran once"
+    assert "first_n = 7" in injected(step_output(hub, alice, run["id"], "second"))
+    # The kept step's output notebook is the first run's, served through the repaired run.
+    assert printed(step_output(hub, alice, run["id"], "first")) == printed(
+        step_output(hub, alice, failed["id"], "first")
+    )
+    actions = [e["action"] for e in api(hub, alice, "GET", "audit?team=data-team&pipeline=repairable").json()]
+    assert "repair" in actions
+
+
+def processes_in(folder: Path) -> list[psutil.Process]:
+    """Processes whose working directory or command line is inside `folder`."""
+    found = []
+    for proc in psutil.process_iter(["cwd", "cmdline"]):
+        cwd, cmdline = proc.info["cwd"] or "", " ".join(proc.info["cmdline"] or [])
+        if cwd.startswith(str(folder)) or str(folder) in cmdline:
+            found.append(proc)
+    return found
+
+
+def test_a_run_waits_at_an_approval_gate_holding_no_process_until_an_approver_approves(hub):
+    """A run reaching a gate is `waiting` with no process of the run left; alice (team member, not
+    an approver) and admin get 403; carol (ml-leads) approves with a comment and the run goes on
+    to the step after the gate and succeeds. The audit has the request and the decision."""
+    alice, carol, admin, p = hub.user("alice"), hub.user("carol"), hub.user("admin"), "data-team/gated"
+    spec = {
+        "steps": [
+            {"name": "first", "notebook": "first.ipynb", "profile": "pyspark"},
+            {"name": "review", "kind": "approval", "approvers": "ml-leads", "depends_on": ["first"]},
+            {"name": "ship", "notebook": "ship.ipynb", "profile": "pyspark", "depends_on": ["review"]},
+        ]
+    }
+    ship = notebook(
+        "from analysis_hub_outputs import record\nrecord('shipped', first_n)", parameters="first_n = 0"
+    )
+    publish_workflow(hub, alice, p, spec, {"first.ipynb": FIRST, "ship.ipynb": ship})
+    run_id = start_run(hub, alice, p)
+    waiting = wait_run(hub, alice, run_id, until=lambda r: r["finished"] or r["status"] == "waiting")
+    steps = steps_of(waiting)
+    assert (waiting["status"], steps["first"]["status"], steps["review"]["status"]) == (
+        "waiting",
+        "succeeded",
+        "waiting",
+    ), waiting
+    assert steps["review"]["approvers"] == "ml-leads" and steps["review"]["deadline"]
+    assert "ship" not in steps or steps["ship"]["status"] == "pending"
+    run_dir = run_folder(hub, run_id).parent
+    assert run_dir.is_dir()
+    assert processes_in(run_dir) == [], "a run waiting at a gate holds no process"
+
+    for refused in (alice, admin):
+        response = api(hub, refused, "POST", f"runs/{run_id}/steps/review/approve", json={"comment": "me"})
+        assert response.status_code == 403, response.text
+        assert "only members of ml-leads" in response.json()["message"]
+    assert api(hub, alice, "GET", f"runs/{run_id}").json()["status"] == "waiting"
+
+    decided = api(hub, carol, "POST", f"runs/{run_id}/steps/review/approve", json={"comment": "looks good"})
+    assert decided.status_code == 200, decided.text
+    run = wait_run(hub, alice, run_id)
+    steps = steps_of(run)
+    assert run["status"] == "succeeded", run
+    assert (steps["review"]["status"], steps["review"]["decided_by"], steps["review"]["comment"]) == (
+        "approved",
+        "carol",
+        "looks good",
+    )
+    assert (steps["ship"]["status"], steps["ship"]["outputs"]) == ("succeeded", {"shipped": 7})
+    again = api(hub, carol, "POST", f"runs/{run_id}/steps/review/reject", json={})
+    assert again.status_code == 409, "a decided gate can't be decided again"
+
+    events = api(hub, alice, "GET", "audit?team=data-team&pipeline=gated").json()
+    gate_events = [
+        (e["actor"], e["action"]) for e in events if e["action"] in ("approval-requested", "approve")
+    ]
+    assert gate_events == [("alice", "approval-requested"), ("carol", "approve")], events
+    approve = next(e for e in events if e["action"] == "approve")
+    assert approve["after"] == {
+        "run": run_id,
+        "step": "review",
+        "decision": "approved",
+        "comment": "looks good",
+    }
