@@ -97,7 +97,7 @@ PREPARE = notebook(
     "folder = os.environ['ANALYSIS_HUB_RUN_FOLDER']\n"
     "spark = (SparkSession.builder.master('local[1]').config('spark.ui.enabled', 'false')\n"
     "         .config('spark.sql.shuffle.partitions', '1').getOrCreate())\n"
-    "df = spark.range(rows).selectExpr('id / rows as x', '2 * id / rows + 1 as y')\n"
+    "df = spark.range(rows).selectExpr(f'id / {rows} as x', f'2 * id / {rows} + 1 as y')\n"
     "df.write.parquet(f'{folder}/data.parquet')\n"
     "df.coalesce(1).write.csv(f'{folder}/data.csv')\n"
     "record('rows', spark.read.parquet(f'{folder}/data.parquet').count())\n"
@@ -178,7 +178,7 @@ def test_three_steps_across_profiles_share_data_and_outputs(hub):
     ]
     run = wait_run(hub, alice, start_run(hub, alice, p))
     steps = steps_of(run)
-    assert run["status"] == "succeeded", run
+    assert run["status"] == "succeeded", (run["reason"], steps)
     assert {name: s["status"] for name, s in steps.items()} == {
         "prepare": "succeeded",
         "train": "succeeded",
@@ -348,7 +348,7 @@ def test_a_run_waits_at_an_approval_gate_holding_no_process_until_an_approver_ap
     assert decided.status_code == 200, decided.text
     run = wait_run(hub, alice, run_id)
     steps = steps_of(run)
-    assert run["status"] == "succeeded", run
+    assert run["status"] == "succeeded", (run["reason"], steps)
     assert (steps["review"]["status"], steps["review"]["decided_by"], steps["review"]["comment"]) == (
         "approved",
         "carol",
