@@ -378,6 +378,49 @@ def test_a_run_waits_at_an_approval_gate_holding_no_process_until_an_approver_ap
     }
 
 
+def gated_spec(timeout: str | None = None) -> dict:
+    review = {"name": "review", "kind": "approval", "approvers": "ml-leads", "depends_on": ["first"]}
+    if timeout:
+        review["timeout"] = timeout
+    return {
+        "steps": [
+            {"name": "first", "notebook": "first.ipynb", "profile": "pyspark"},
+            review,
+            {"name": "ship", "notebook": "third.ipynb", "profile": "pyspark", "depends_on": ["review"]},
+        ]
+    }
+
+
+def test_a_rejected_or_timed_out_gate_ends_the_run_rejected_and_skips_what_follows(hub):
+    """carol rejects one run's gate with a comment; another run's gate has a 3 s timeout and nobody
+    decides: both runs end `rejected` at the gate, the step after it is skipped with the reason and
+    never runs, and the audit has each rejection with who (carol, or `timeout`) and the comment."""
+    alice, carol = hub.user("alice"), hub.user("carol")
+    notebooks = {"first.ipynb": FIRST, "third.ipynb": THIRD}
+    publish_workflow(hub, alice, "data-team/refused", gated_spec(), notebooks)
+    publish_workflow(hub, alice, "data-team/unanswered", gated_spec("3s"), notebooks)
+    refused = start_run(hub, alice, "data-team/refused")
+    unanswered = start_run(hub, alice, "data-team/unanswered")
+    wait_run(hub, alice, refused, until=lambda r: r["finished"] or r["status"] == "waiting")
+    decided = api(hub, carol, "POST", f"runs/{refused}/steps/review/reject", json={"comment": "not yet"})
+    assert decided.status_code == 200, decided.text
+    for run_id, actor, comment in ((refused, "carol", "not yet"), (unanswered, "timeout", "no decision")):
+        run = wait_run(hub, alice, run_id)
+        steps = steps_of(run)
+        assert (run["status"], run["reason"].split(":")[0]) == ("rejected", "step review rejected"), run
+        review, ship = steps["review"], steps["ship"]
+        assert (review["status"], review["decided_by"]) == ("rejected", actor)
+        assert review["comment"].startswith(comment), review
+        assert (ship["status"], ship["reason"]) == ("skipped", "skipped: review rejected")
+        assert ship["started_at"] is None and ship["outputs"] == {}
+        missing = api(hub, alice, "GET", f"runs/{run_id}/steps/ship/output")
+        assert missing.status_code == 404, "the step after a rejected gate ran nothing"
+    for name, actor in (("refused", "carol"), ("unanswered", "timeout")):
+        events = api(hub, alice, "GET", f"audit?team=data-team&pipeline={name}").json()
+        gate = [(e["actor"], e["action"]) for e in events if e["action"] in ("approval-requested", "reject")]
+        assert gate == [("alice", "approval-requested"), (actor, "reject")], events
+
+
 # -- the docker backend: each step in a container of its own image ------------------------------
 
 IMAGE_TAGS = REPO / "build" / "image-tags.json"  # what `make images` wrote; the docker backend's default
