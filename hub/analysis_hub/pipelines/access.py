@@ -7,6 +7,10 @@ Contract:
   Nobody else may do any of it (`Forbidden`, 403).
 - `find_pipeline` / `find_run` look a row up for a caller: a missing (or
   deleted) pipeline is `NotFound` (404), another team's is `Forbidden`.
+  Seeing a run (`find_run(..., approvers_too=True)`: its steps, outputs and
+  logs, and its page) is also open to the approver group of a gate the run
+  has reached, who may be outside the team: they are asked to decide on it.
+  Deciding is theirs alone (`gates.py`); changing the run stays the team's.
 - An HTTP trigger is the one way in without a hub login: the pipeline's own
   token, stored only as a hash (`new_trigger_token`, `pipeline_for_token`).
 - `Conflict` (409) and `TooLarge` (413) are the service's other refusals;
@@ -65,13 +69,15 @@ def find_pipeline(db, caller: Caller, team: str, name: str) -> Pipeline:
     return pipeline
 
 
-def find_run(db, caller: Caller, run_id: int) -> Run:
+def find_run(db, caller: Caller, run_id: int, approvers_too: bool = False) -> Run:
     run = db.get(Run, run_id)
     if run is None:
         raise NotFound(f"no run {run_id}")
-    if not caller.member_of(run.pipeline.team):
-        raise Forbidden(f"run {run_id} belongs to another team's pipeline")
-    return run
+    if caller.member_of(run.pipeline.team):
+        return run
+    if approvers_too and any(step.approvers in caller.groups for step in run.steps if step.approvers):
+        return run
+    raise Forbidden(f"run {run_id} belongs to another team's pipeline")
 
 
 def new_trigger_token() -> tuple[str, str]:

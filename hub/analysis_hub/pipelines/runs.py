@@ -119,9 +119,10 @@ class Runs:
             return [run_view(r) for r in recent_runs(db, find_pipeline(db, caller, team, name), limit)]
 
     def get(self, caller: Caller, run_id: int, step: str | None = None) -> tuple[dict, Path]:
-        """A run as the API shows it, and its folder of files (a workflow step's, given `step`)."""
+        """A run as the API shows it, and its folder of files (a workflow step's, given `step`);
+        also to the approvers of a gate it reached, whom the gate asks to look at it."""
         with self.sessions() as db:
-            run = find_run(db, caller, run_id)
+            run = find_run(db, caller, run_id, approvers_too=True)
             version = find_version(run.pipeline, run.version)
             workflow = is_workflow(version)
             view = {**run_view(run), "team": run.pipeline.team, "pipeline": run.pipeline.name}
