@@ -16,7 +16,9 @@ step-outputs module.
 from __future__ import annotations
 
 import json
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import nbformat
@@ -44,11 +46,12 @@ def api(hub, user, method: str, path: str, **kwargs):
     return user.api.request(method, f"{hub.api}/{path}", timeout=120, **kwargs)
 
 
-def publish_workflow(hub, user, pipeline: str, spec: dict, notebooks: dict) -> dict:
+def publish_workflow(hub, user, pipeline: str, spec: dict, notebooks: dict, **deployment) -> dict:
+    """Publish `spec` (pipeline.yaml) with its notebooks as the next version, and deploy it."""
     body = {"spec": yaml.safe_dump(spec, sort_keys=False), "notebooks": notebooks, "message": "workflow"}
     response = api(hub, user, "POST", f"pipelines/{pipeline}/versions", json=body)
     assert response.status_code == 201, response.text
-    deployed = api(hub, user, "PUT", f"pipelines/{pipeline}/deployment", json={})
+    deployed = api(hub, user, "PUT", f"pipelines/{pipeline}/deployment", json=deployment)
     assert deployed.status_code == 200, deployed.text
     return response.json()
 
@@ -57,6 +60,27 @@ def start_run(hub, user, pipeline: str) -> int:
     started = api(hub, user, "POST", f"pipelines/{pipeline}/runs", json={"parameters": {}})
     assert started.status_code == 201, started.text
     return started.json()["id"]
+
+
+@pytest.fixture
+def webhooks():
+    """A webhook receiver on loopback: (its URL, the JSON bodies it received)."""
+    received: list[dict] = []
+
+    class Webhooks(BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Webhooks)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/hook", received
+    server.shutdown()
+    server.server_close()
 
 
 def wait_run(hub, user, run_id: int, until=lambda run: run["finished"], timeout: float = 600) -> dict:
@@ -273,6 +297,8 @@ def test_a_failed_step_skips_the_rest_and_repair_reruns_from_it_reusing_what_suc
         ["succeeded", "failed", "skipped"],
     ), failed
     assert steps["third"]["reason"] == "skipped: second failed"
+    failed_cell = step_output(hub, alice, failed["id"], "second").cells[steps["second"]["error_cell"]]
+    assert "raise RuntimeError" in failed_cell.source
     assert failed["reason"].startswith("step second failed") and "no flag at" in failed["reason"], failed
     assert (run_folder(hub, failed["id"]) / "first-ran.txt").read_text() == "ran\n"
 
@@ -314,11 +340,15 @@ def processes_in(folder: Path) -> list[psutil.Process]:
     return found
 
 
-def test_a_run_waits_at_an_approval_gate_holding_no_process_until_an_approver_approves(hub):
-    """A run reaching a gate is `waiting` with no process of the run left; alice (team member, not
-    an approver) and admin get 403; carol (ml-leads) approves with a comment and the run goes on
-    to the step after the gate and succeeds. The audit has the request and the decision."""
-    alice, carol, admin, p = hub.user("alice"), hub.user("carol"), hub.user("admin"), "data-team/gated"
+def test_a_run_waits_at_an_approval_gate_holding_no_process_until_an_approver_approves(hub, webhooks):
+    """A run reaching a gate is `waiting` with no process of the run left, and the deployment's
+    webhook gets a message linking to the run's page; alice (team member, not an approver), admin
+    and bob get 403; carol (ml-leads, outside the team) opens the linked page and approves with a
+    comment, and the run goes on to the step after the gate and succeeds. The audit has the
+    request and the decision."""
+    webhook_url, received = webhooks
+    alice, carol, admin, bob = (hub.user(name) for name in ("alice", "carol", "admin", "bob"))
+    p = "data-team/gated"
     spec = {
         "steps": [
             {"name": "first", "notebook": "first.ipynb", "profile": "pyspark"},
@@ -329,7 +359,7 @@ def test_a_run_waits_at_an_approval_gate_holding_no_process_until_an_approver_ap
     ship = notebook(
         "from analysis_hub_outputs import record\nrecord('shipped', first_n)", parameters="first_n = 0"
     )
-    publish_workflow(hub, alice, p, spec, {"first.ipynb": FIRST, "ship.ipynb": ship})
+    publish_workflow(hub, alice, p, spec, {"first.ipynb": FIRST, "ship.ipynb": ship}, notify_url=webhook_url)
     run_id = start_run(hub, alice, p)
     waiting = wait_run(hub, alice, run_id, until=lambda r: r["finished"] or r["status"] == "waiting")
     steps = steps_of(waiting)
@@ -343,8 +373,26 @@ def test_a_run_waits_at_an_approval_gate_holding_no_process_until_an_approver_ap
     run_dir = run_folder(hub, run_id).parent
     assert run_dir.is_dir()
     assert processes_in(run_dir) == [], "a run waiting at a gate holds no process"
+    deadline = time.monotonic() + 10
+    while not received and time.monotonic() < deadline:
+        time.sleep(0.2)
+    [asked] = received
+    assert asked["analysis_hub"] == {
+        "team": "data-team",
+        "pipeline": "gated",
+        "run": run_id,
+        "step": "review",
+        "url": f"{hub.url}/services/pipelines/runs/{run_id}",
+    }
+    assert "a member of ml-leads approves or rejects it" in asked["text"]
+    # carol is outside data-team: as an approver of the run's gate she may see the run, not change it.
+    page = carol.api.get(asked["analysis_hub"]["url"])
+    assert page.status_code == 200 and "review" in page.text, "the approver can open the linked page"
+    assert api(hub, carol, "GET", f"runs/{run_id}").json()["status"] == "waiting"
+    assert api(hub, carol, "POST", f"runs/{run_id}/cancel").status_code == 403
+    assert api(hub, bob, "GET", f"runs/{run_id}").status_code == 403, "other users still see nothing"
 
-    for refused in (alice, admin):
+    for refused in (alice, admin, bob):
         response = api(hub, refused, "POST", f"runs/{run_id}/steps/review/approve", json={"comment": "me"})
         assert response.status_code == 403, response.text
         assert "only members of ml-leads" in response.json()["message"]
