@@ -387,7 +387,8 @@ def test_a_run_waits_at_an_approval_gate_holding_no_process_until_an_approver_ap
     assert "a member of ml-leads approves or rejects it" in asked["text"]
     # carol is outside data-team: as an approver of the run's gate she may see the run, not change it.
     page = carol.api.get(asked["analysis_hub"]["url"])
-    assert page.status_code == 200 and "review" in page.text, "the approver can open the linked page"
+    assert page.status_code == 200 and 'id="approve-review"' in page.text, "the approver's page"
+    assert 'id="approve-review"' not in alice.api.get(asked["analysis_hub"]["url"]).text
     assert api(hub, carol, "GET", f"runs/{run_id}").json()["status"] == "waiting"
     assert api(hub, carol, "POST", f"runs/{run_id}/cancel").status_code == 403
     assert api(hub, bob, "GET", f"runs/{run_id}").status_code == 403, "other users still see nothing"
