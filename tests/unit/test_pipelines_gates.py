@@ -293,3 +293,27 @@ async def test_a_gate_of_an_interrupted_run_is_closed_with_it(tmp_path):
         restarted.schedules.stop()
         scripted.gate.set()
         await pipelines.runs.wait_idle()
+
+
+async def test_an_approver_outside_the_team_sees_the_run_but_cannot_change_it(tmp_path, webhooks):
+    """erin is in ml-leads but not in data-team: asked to decide, she sees the run and its steps
+    (the page the approval message links to), and decides; cancelling or repairing it stays the
+    team's. bob, in neither group, still sees nothing of it."""
+    from analysis_hub.pipelines.access import Caller
+    from pipelines_support import BOB
+
+    erin = Caller("erin", frozenset({"ml-leads"}))
+    pipelines, _, run_id = await at_the_gate(tmp_path, webhooks)
+    run, _ = pipelines.runs.get(erin, run_id, "train")
+    assert (run["status"], [s["step"] for s in run["steps"]][:3]) == (
+        "waiting",
+        ["prepare", "train", "review"],
+    )
+    with pytest.raises(Forbidden):
+        pipelines.runs.get(BOB, run_id)
+    with pytest.raises(Forbidden):
+        await pipelines.runs.cancel(erin, run_id)
+    assert pipelines.runs.gates.decide(erin, run_id, "review", False, "not yet")["status"] == "rejected"
+    await pipelines.runs.wait_idle()
+    with pytest.raises(Forbidden):
+        await pipelines.runs.repair(erin, run_id)
