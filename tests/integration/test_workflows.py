@@ -1,4 +1,5 @@
-"""Workflows of notebooks, for real: steps across profiles, data between steps, repair, approval gates.
+"""Workflows of notebooks, for real: steps across profiles, data between steps, repair, approval
+gates, chained pipelines.
 
 One hub (started with `analysis-hub up`, so the pipelines service is the hub's
 own, on the local backend) is shared by the module. alice is in data-team,
@@ -468,6 +469,64 @@ def test_a_rejected_or_timed_out_gate_ends_the_run_rejected_and_skips_what_follo
         events = api(hub, alice, "GET", f"audit?team=data-team&pipeline={name}").json()
         gate = [(e["actor"], e["action"]) for e in events if e["action"] in ("approval-requested", "reject")]
         assert gate == [("alice", "approval-requested"), (actor, "reject")], events
+
+
+def wait_runs(hub, user, pipeline: str, count: int, timeout: float = 300) -> list[dict]:
+    """The pipeline's runs once `count` of them have finished (newest first)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = api(hub, user, "GET", f"pipelines/{pipeline}/runs").json()
+        if len(runs) >= count and all(r["finished"] for r in runs):
+            return runs
+        time.sleep(0.5)
+    raise AssertionError(f"{pipeline} has not {count} finished runs in {timeout} s: {runs}")
+
+
+def test_a_failure_starts_the_chained_pipelines_once_and_loops_and_unallowed_teams_are_refused(hub):
+    """retrain (data-team) runs after monitor fails; gpu-team's follow is refused until data-team
+    lists gpu-team among monitor's subscribers; chaining monitor after retrain is refused as a
+    loop, naming it. Then one failed monitor run starts retrain and follow exactly once each,
+    recorded with the upstream run."""
+    alice, bob = hub.user("alice"), hub.user("bob")
+    for user, pipeline, nb in (
+        (alice, "data-team/monitor", notebook("1/0")),
+        (alice, "data-team/retrain", notebook("print('retrained')")),
+        (bob, "gpu-team/follow", notebook("print('followed')")),
+    ):
+        published = api(
+            hub, user, "POST", f"pipelines/{pipeline}/versions", json={"notebook": nb, "profile": "pyspark"}
+        )
+        assert published.status_code == 201, published.text
+    after_monitor = {"trigger": "after", "after_pipeline": "data-team/monitor", "after_on": "failure"}
+    assert api(hub, alice, "PUT", "pipelines/data-team/monitor/deployment", json={}).status_code == 200
+    assert (
+        api(hub, alice, "PUT", "pipelines/data-team/retrain/deployment", json=after_monitor).status_code
+        == 200
+    )
+
+    refused = api(hub, bob, "PUT", "pipelines/gpu-team/follow/deployment", json=after_monitor)
+    assert refused.status_code == 400
+    assert "team data-team doesn't allow team gpu-team to chain after data-team/monitor" in refused.text
+    loop = {"trigger": "after", "after_pipeline": "data-team/retrain", "after_on": "any"}
+    looped = api(hub, alice, "PUT", "pipelines/data-team/monitor/deployment", json=loop)
+    assert looped.status_code == 400
+    assert "a loop: data-team/monitor → data-team/retrain → data-team/monitor" in looped.json()["message"]
+    assert api(hub, alice, "GET", "pipelines/data-team/monitor").json()["trigger"] == "manual"
+    assert api(hub, bob, "GET", "pipelines/gpu-team/follow").json()["active_version"] is None
+
+    consent = api(
+        hub, alice, "PUT", "pipelines/data-team/monitor/deployment", json={"subscribers": ["gpu-team"]}
+    )
+    assert consent.status_code == 200, consent.text
+    assert api(hub, bob, "PUT", "pipelines/gpu-team/follow/deployment", json=after_monitor).status_code == 200
+
+    upstream = wait_run(hub, alice, start_run(hub, alice, "data-team/monitor"))
+    assert upstream["status"] == "failed"
+    for user, pipeline in ((alice, "data-team/retrain"), (bob, "gpu-team/follow")):
+        [run] = wait_runs(hub, user, pipeline, 1)
+        assert (run["trigger"], run["upstream_run"], run["status"]) == ("after", upstream["id"], "succeeded")
+        assert run["started_by"] == f"data-team/monitor run {upstream['id']}"
+    assert len(api(hub, alice, "GET", "pipelines/data-team/monitor/runs").json()) == 1, "no loop ran"
 
 
 # -- the docker backend: each step in a container of its own image ------------------------------
