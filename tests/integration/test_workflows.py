@@ -2,7 +2,8 @@
 gates, chained pipelines.
 
 One hub (started with `analysis-hub up`, so the pipelines service is the hub's
-own, on the local backend) is shared by the module. alice is in data-team,
+own, on the local backend, with a catalog copy adding `gpu-only`, a profile
+only gpu-team may use) is shared by the module. alice is in data-team,
 bob in gpu-team, carol in ml-leads (the approver group), admin is an admin.
 Every workflow is published over REST as `pipeline.yaml` with its notebooks,
 and its steps run with real papermill in the real environments of their
@@ -17,6 +18,7 @@ step-outputs module.
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -37,7 +39,12 @@ GROUPS = {"data-team": ["alice"], "gpu-team": ["bob"], "ml-leads": ["carol"]}
 
 @pytest.fixture(scope="module")
 def hub():
-    running = start_hub(make_workdir(), auth={"groups": GROUPS})
+    workdir = make_workdir()
+    catalog = workdir / "catalog"
+    shutil.copytree(REPO / "profiles", catalog)
+    gpu_only = {"slug": "gpu-only", "display_name": "GPU team's", "image": "pyspark"}
+    (catalog / "gpu-only.yaml").write_text(yaml.safe_dump({**gpu_only, "allowed_groups": ["gpu-team"]}))
+    running = start_hub(workdir, catalog=str(catalog), auth={"groups": GROUPS})
     running.api = f"{running.url}/services/pipelines/api"
     yield running
     running.stop()
@@ -469,6 +476,43 @@ def test_a_rejected_or_timed_out_gate_ends_the_run_rejected_and_skips_what_follo
         events = api(hub, alice, "GET", f"audit?team=data-team&pipeline={name}").json()
         gate = [(e["actor"], e["action"]) for e in events if e["action"] in ("approval-requested", "reject")]
         assert gate == [("alice", "approval-requested"), (actor, "reject")], events
+
+
+def test_a_bad_workflow_spec_is_refused_naming_file_step_and_key_and_nothing_is_published(hub):
+    """A cycle, an unknown step in depends_on, an unknown key, a condition on a step that isn't
+    upstream, a profile data-team may not use, and a parameter the notebook doesn't have: each
+    refused (400) with a message naming pipeline.yaml, the step and the key; no version exists."""
+    alice, p = hub.user("alice"), "data-team/badly-specified"
+    first = {"name": "first", "notebook": "first.ipynb", "profile": "pyspark"}
+    third = {"name": "third", "notebook": "third.ipynb", "profile": "pyspark", "depends_on": ["first"]}
+    cases = [
+        (
+            [{**first, "depends_on": ["third"]}, third],
+            "pipeline.yaml: step first: depends_on: a cycle: first → third → first",
+        ),
+        ([first, {**third, "depends_on": ["second"]}], "step third: depends_on: 'second' is not a step"),
+        ([first, {**third, "image": "x"}], "step third: image: unknown key"),
+        (
+            [first, {**third, "depends_on": [], "when": "first.n > 1"}],
+            "step third: when: 'first.n > 1' names 'first', which is not upstream of third",
+        ),
+        ([first, {**third, "profile": "gpu-only"}], "step third: profile: Unknown profile 'gpu-only'"),
+        (
+            [first, {**third, "parameters": {"second_doubled": 1, "epochs": 3}}],
+            "step third: third.ipynb: parameters",
+        ),
+    ]
+    notebooks = {"first.ipynb": FIRST, "third.ipynb": THIRD}
+    answers = []
+    for steps, _ in cases:
+        body = {"spec": yaml.safe_dump({"steps": steps}), "notebooks": notebooks}
+        response = api(hub, alice, "POST", f"pipelines/{p}/versions", json=body)
+        answers.append((response.status_code, response.json()["message"]))
+    wrong = [(a, m) for a, (_, m) in zip(answers, cases, strict=True) if a[0] != 400 or m not in a[1]]
+    assert wrong == [], wrong
+    assert "epochs" in answers[-1][1], "the unknown parameter is named"
+    described = api(hub, alice, "GET", f"pipelines/{p}")
+    assert described.status_code == 404 or described.json()["versions"] == [], described.text
 
 
 def wait_runs(hub, user, pipeline: str, count: int, timeout: float = 300) -> list[dict]:
