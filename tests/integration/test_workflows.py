@@ -9,10 +9,8 @@ Every workflow is published over REST as `pipeline.yaml` with its notebooks,
 and its steps run with real papermill in the real environments of their
 images (the shared ones under ANALYSIS_HUB_TEST_ROOT/envs), as the team's
 run user. Each test publishes its own pipeline, so the tests pass in any order.
-The docker variant starts a second hub (backend docker) with the images
-`make images` built (build/image-tags.json) and runs each step in a container
-of its own image; it is skipped, saying why, when those images predate the
-step-outputs module.
+The docker variant is test_workflows_docker.py; the helpers and notebooks
+are in tests/workflow_runs.py.
 """
 
 from __future__ import annotations
@@ -24,13 +22,30 @@ import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
-import nbformat
 import psutil
 import pytest
 import yaml
 from conftest import ENVS_DIR, REPO, make_workdir, start_hub
-from dockerengine import docker, hub_prefix, remove_hub_objects
 from notebooks import make_notebook as notebook
+from workflow_runs import (
+    ACROSS_PROFILES,
+    FIRST,
+    PREPARE,
+    REPORT,
+    SECOND,
+    THIRD,
+    TRAIN,
+    api,
+    injected,
+    printed,
+    publish_workflow,
+    run_folder,
+    start_run,
+    step_output,
+    steps_of,
+    wait_run,
+    wait_runs,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -48,26 +63,6 @@ def hub():
     running.api = f"{running.url}/services/pipelines/api"
     yield running
     running.stop()
-
-
-def api(hub, user, method: str, path: str, **kwargs):
-    return user.api.request(method, f"{hub.api}/{path}", timeout=120, **kwargs)
-
-
-def publish_workflow(hub, user, pipeline: str, spec: dict, notebooks: dict, **deployment) -> dict:
-    """Publish `spec` (pipeline.yaml) with its notebooks as the next version, and deploy it."""
-    body = {"spec": yaml.safe_dump(spec, sort_keys=False), "notebooks": notebooks, "message": "workflow"}
-    response = api(hub, user, "POST", f"pipelines/{pipeline}/versions", json=body)
-    assert response.status_code == 201, response.text
-    deployed = api(hub, user, "PUT", f"pipelines/{pipeline}/deployment", json=deployment)
-    assert deployed.status_code == 200, deployed.text
-    return response.json()
-
-
-def start_run(hub, user, pipeline: str) -> int:
-    started = api(hub, user, "POST", f"pipelines/{pipeline}/runs", json={"parameters": {}})
-    assert started.status_code == 201, started.text
-    return started.json()["id"]
 
 
 @pytest.fixture
@@ -89,114 +84,6 @@ def webhooks():
     yield f"http://127.0.0.1:{server.server_port}/hook", received
     server.shutdown()
     server.server_close()
-
-
-def wait_run(hub, user, run_id: int, until=lambda run: run["finished"], timeout: float = 600) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        run = api(hub, user, "GET", f"runs/{run_id}").json()
-        if until(run):
-            return run
-        time.sleep(0.5)
-    raise AssertionError(f"run {run_id} did not get there in {timeout} s: {run}")
-
-
-def steps_of(run: dict) -> dict[str, dict]:
-    return {s["step"]: s for s in run["steps"]}
-
-
-def step_output(hub, user, run_id: int, step: str) -> nbformat.NotebookNode:
-    response = api(hub, user, "GET", f"runs/{run_id}/steps/{step}/output")
-    assert response.status_code == 200, response.text
-    return nbformat.reads(response.text, as_version=4)
-
-
-def printed(nb: nbformat.NotebookNode) -> str:
-    return "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
-
-
-def injected(nb: nbformat.NotebookNode) -> str:
-    return "".join(c.source for c in nb.cells if "injected-parameters" in c.metadata.get("tags", []))
-
-
-def run_folder(hub, run_id: int) -> Path:
-    return Path(hub.settings["data_dir"]) / "pipelines" / "runs" / str(run_id) / "shared"
-
-
-WHERE = "import sys\nprint('python:', sys.executable)"
-
-# Spark writes the dataset as Parquet, and the same rows as CSV: the tensorflow image has no
-# Parquet reader (no pyarrow or pandas in images/tensorflow/requirements.txt), while tf.data reads CSV.
-PREPARE = notebook(
-    WHERE,
-    "import os\n"
-    "from pyspark.sql import SparkSession\n"
-    "from analysis_hub_outputs import record\n"
-    "folder = os.environ['ANALYSIS_HUB_RUN_FOLDER']\n"
-    "spark = (SparkSession.builder.master('local[1]').config('spark.ui.enabled', 'false')\n"
-    "         .config('spark.sql.shuffle.partitions', '1').getOrCreate())\n"
-    "df = spark.range(rows).selectExpr(f'id / {rows} as x', f'2 * id / {rows} + 1 as y')\n"
-    "df.write.parquet(f'{folder}/data.parquet')\n"
-    "df.coalesce(1).write.csv(f'{folder}/data.csv')\n"
-    "record('rows', spark.read.parquet(f'{folder}/data.parquet').count())\n"
-    "spark.stop()",
-    parameters="rows = 10",
-)
-TRAIN = notebook(
-    WHERE,
-    "import glob, os\n"
-    "import tensorflow as tf\n"
-    "from analysis_hub_outputs import record\n"
-    "print('prepare_rows:', prepare_rows)\n"
-    "files = sorted(glob.glob(os.environ['ANALYSIS_HUB_RUN_FOLDER'] + '/data.csv/part-*.csv'))\n"
-    "data = tf.data.experimental.CsvDataset(files, [tf.float32, tf.float32])\n"
-    "record('rows_read', sum(1 for _ in data))\n"
-    "tf.keras.utils.set_random_seed(1)\n"
-    "model = tf.keras.Sequential([tf.keras.Input((1,)), tf.keras.layers.Dense(1)])\n"
-    "model.compile(optimizer='sgd', loss='mse')\n"
-    "history = model.fit(data.map(lambda x, y: (tf.reshape(x, [1]), y)).batch(8), epochs=1, verbose=0)\n"
-    "record('loss', float(history.history['loss'][-1]))",
-    parameters="prepare_rows = 0",
-)
-REPORT = notebook(
-    WHERE,
-    "import os\n"
-    "from analysis_hub_outputs import record\n"
-    "path = os.environ['ANALYSIS_HUB_RUN_FOLDER'] + '/report.txt'\n"
-    "with open(path, 'w') as f:\n"
-    "    f.write(f'{prepare_rows} rows, loss {train_loss}')\n"
-    "record('report', path)",
-    parameters="prepare_rows = 0\ntrain_loss = -1.0",
-)
-ACROSS_PROFILES = {
-    "steps": [
-        {"name": "prepare", "notebook": "prepare.ipynb", "profile": "pyspark", "parameters": {"rows": 40}},
-        {
-            "name": "train",
-            "notebook": "train.ipynb",
-            "profile": "tensorflow",
-            "depends_on": ["prepare"],
-            "when": "prepare.rows > 0",
-        },
-        {
-            "name": "report",
-            "notebook": "report.ipynb",
-            "profile": "pytorch",
-            "choices": {"accelerator": "cpu"},
-            "depends_on": ["train"],
-            "when": ["train.loss < 100"],
-        },
-        # The threshold's other side: a step that must not run when the metric passes.
-        {
-            "name": "retrain",
-            "notebook": "report.ipynb",
-            "profile": "pytorch",
-            "choices": {"accelerator": "cpu"},
-            "depends_on": ["train"],
-            "when": ["train.loss >= 100"],
-        },
-    ]
-}
 
 
 def test_three_steps_across_profiles_share_data_and_outputs(hub):
@@ -250,28 +137,6 @@ def test_three_steps_across_profiles_share_data_and_outputs(hub):
     assert log.status_code == 200
     missing = api(hub, alice, "GET", f"runs/{run['id']}/steps/retrain/output")
     assert missing.status_code == 404, "a skipped step ran nothing"
-
-
-FIRST = notebook(
-    "import os\n"
-    "from analysis_hub_outputs import record\n"
-    "with open(os.environ['ANALYSIS_HUB_RUN_FOLDER'] + '/first-ran.txt', 'a') as f:\n"
-    "    f.write('ran\\n')\n"
-    "record('n', 7)",
-    parameters="",
-)
-SECOND = notebook(
-    "import os\n"
-    "from analysis_hub_outputs import record\n"
-    "if not os.path.exists(flag):\n"
-    "    raise RuntimeError(f'no flag at {flag}')\n"
-    "record('doubled', 2 * first_n)",
-    parameters="flag = ''\nfirst_n = 0",
-)
-THIRD = notebook(
-    "from analysis_hub_outputs import record\nrecord('total', second_doubled + 1)",
-    parameters="second_doubled = 0",
-)
 
 
 def test_a_failed_step_skips_the_rest_and_repair_reruns_from_it_reusing_what_succeeded(hub):
@@ -515,17 +380,6 @@ def test_a_bad_workflow_spec_is_refused_naming_file_step_and_key_and_nothing_is_
     assert described.status_code == 404 or described.json()["versions"] == [], described.text
 
 
-def wait_runs(hub, user, pipeline: str, count: int, timeout: float = 300) -> list[dict]:
-    """The pipeline's runs once `count` of them have finished (newest first)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        runs = api(hub, user, "GET", f"pipelines/{pipeline}/runs").json()
-        if len(runs) >= count and all(r["finished"] for r in runs):
-            return runs
-        time.sleep(0.5)
-    raise AssertionError(f"{pipeline} has not {count} finished runs in {timeout} s: {runs}")
-
-
 def test_a_failure_starts_the_chained_pipelines_once_and_loops_and_unallowed_teams_are_refused(hub):
     """retrain (data-team) runs after monitor fails; gpu-team's follow is refused until data-team
     lists gpu-team among monitor's subscribers; chaining monitor after retrain is refused as a
@@ -571,74 +425,3 @@ def test_a_failure_starts_the_chained_pipelines_once_and_loops_and_unallowed_tea
         assert (run["trigger"], run["upstream_run"], run["status"]) == ("after", upstream["id"], "succeeded")
         assert run["started_by"] == f"data-team/monitor run {upstream['id']}"
     assert len(api(hub, alice, "GET", "pipelines/data-team/monitor/runs").json()) == 1, "no loop ran"
-
-
-# -- the docker backend: each step in a container of its own image ------------------------------
-
-IMAGE_TAGS = REPO / "build" / "image-tags.json"  # what `make images` wrote; the docker backend's default
-
-
-@pytest.fixture(scope="module")
-def docker_hub():
-    """A hub on the docker backend with the images `make images` built. Images built before the
-    step-outputs module existed can't record outputs: then the test is skipped, saying so (building
-    images takes a long time and is `make images`' job, not this test's)."""
-    if not IMAGE_TAGS.exists():
-        pytest.skip(f"{IMAGE_TAGS} is missing: run `make images`")
-    tags = json.loads(IMAGE_TAGS.read_text())
-    for image in ("pyspark", "tensorflow", "pytorch"):
-        probe = ["run", "--rm", "--network", "none", "--entrypoint", "python", tags[image]]
-        found = docker(*probe, "-c", "import analysis_hub_outputs", check=False, timeout=300)
-        if found.returncode != 0:
-            pytest.skip(f"{tags[image]} has no analysis_hub_outputs: rebuild it with `make images`")
-    running = start_hub(backend="docker", docker={"image_tags_file": str(IMAGE_TAGS)})
-    running.api = f"{running.url}/services/pipelines/api"
-    yield running, tags
-    running.stop()
-    remove_hub_objects(running)
-
-
-def test_on_docker_each_step_runs_in_a_container_of_its_own_image(docker_hub):
-    """The three-step workflow on the docker backend: the same outputs and conditions, each step in
-    a container of its profile's image (the kernel's display name is the image's), the run folder
-    shared by the steps' containers at one path."""
-    hub, tags = docker_hub
-    alice, p = hub.user("alice"), "data-team/across-images"
-    notebooks = {"prepare.ipynb": PREPARE, "train.ipynb": TRAIN, "report.ipynb": REPORT}
-    publish_workflow(hub, alice, p, ACROSS_PROFILES, notebooks)
-    since = int(time.time()) - 1
-    run = wait_run(hub, alice, start_run(hub, alice, p))
-    steps = steps_of(run)
-    assert run["status"] == "succeeded", (run["reason"], steps)
-    assert [steps[n]["status"] for n in ("prepare", "train", "report", "retrain")] == [
-        "succeeded",
-        "succeeded",
-        "succeeded",
-        "skipped",
-    ]
-    assert steps["prepare"]["outputs"] == {"rows": 40} and steps["train"]["outputs"]["rows_read"] == 40
-    loss = steps["train"]["outputs"]["loss"]
-    folder = run_folder(hub, run["id"])
-    assert (folder / "report.txt").read_text() == f"40 rows, loss {loss}"
-    assert (folder / "data.parquet" / "_SUCCESS").exists()
-    inside = steps["report"]["outputs"]["report"]
-    assert inside.endswith("/report.txt") and not inside.startswith(str(folder)), "mounted in the container"
-    # The engine's own record of the containers it created for the run, and from which image.
-    created = docker(
-        "events",
-        "--since",
-        str(since),
-        "--until",
-        str(int(time.time()) + 1),
-        "--filter",
-        "type=container",
-        "--filter",
-        "event=create",
-        "--format",
-        "{{.Actor.Attributes.name}} {{.Actor.Attributes.image}}",
-    ).stdout.split("\n")
-    prefix = f"{hub_prefix(hub)}-run-{run['id']}-"
-    images = dict(line[len(prefix) :].split() for line in created if line.startswith(prefix))
-    assert images == {"prepare": tags["pyspark"], "train": tags["tensorflow"], "report": tags["pytorch"]}
-    leftover = docker("ps", "-aq", "--filter", f"name={hub_prefix(hub)}-run-", check=False).stdout.split()
-    assert leftover == [], "each step's container is removed"

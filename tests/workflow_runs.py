@@ -1,0 +1,173 @@
+"""What the workflow integration tests share: REST helpers for a running hub's pipelines service,
+and the notebooks of the issue's workflows (pyspark → tensorflow → pytorch; a step that fails
+until a flag file exists). Each notebook step records its outputs with analysis_hub_outputs."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import nbformat
+import yaml
+from notebooks import make_notebook as notebook
+
+
+def api(hub, user, method: str, path: str, **kwargs):
+    return user.api.request(method, f"{hub.api}/{path}", timeout=120, **kwargs)
+
+
+def publish_workflow(hub, user, pipeline: str, spec: dict, notebooks: dict, **deployment) -> dict:
+    """Publish `spec` (pipeline.yaml) with its notebooks as the next version, and deploy it."""
+    body = {"spec": yaml.safe_dump(spec, sort_keys=False), "notebooks": notebooks, "message": "workflow"}
+    response = api(hub, user, "POST", f"pipelines/{pipeline}/versions", json=body)
+    assert response.status_code == 201, response.text
+    deployed = api(hub, user, "PUT", f"pipelines/{pipeline}/deployment", json=deployment)
+    assert deployed.status_code == 200, deployed.text
+    return response.json()
+
+
+def start_run(hub, user, pipeline: str) -> int:
+    started = api(hub, user, "POST", f"pipelines/{pipeline}/runs", json={"parameters": {}})
+    assert started.status_code == 201, started.text
+    return started.json()["id"]
+
+
+def wait_run(hub, user, run_id: int, until=lambda run: run["finished"], timeout: float = 600) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = api(hub, user, "GET", f"runs/{run_id}").json()
+        if until(run):
+            return run
+        time.sleep(0.5)
+    raise AssertionError(f"run {run_id} did not get there in {timeout} s: {run}")
+
+
+def steps_of(run: dict) -> dict[str, dict]:
+    return {s["step"]: s for s in run["steps"]}
+
+
+def step_output(hub, user, run_id: int, step: str) -> nbformat.NotebookNode:
+    response = api(hub, user, "GET", f"runs/{run_id}/steps/{step}/output")
+    assert response.status_code == 200, response.text
+    return nbformat.reads(response.text, as_version=4)
+
+
+def printed(nb: nbformat.NotebookNode) -> str:
+    return "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
+
+
+def injected(nb: nbformat.NotebookNode) -> str:
+    return "".join(c.source for c in nb.cells if "injected-parameters" in c.metadata.get("tags", []))
+
+
+def run_folder(hub, run_id: int) -> Path:
+    return Path(hub.settings["data_dir"]) / "pipelines" / "runs" / str(run_id) / "shared"
+
+
+def wait_runs(hub, user, pipeline: str, count: int, timeout: float = 300) -> list[dict]:
+    """The pipeline's runs once `count` of them have finished (newest first)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = api(hub, user, "GET", f"pipelines/{pipeline}/runs").json()
+        if len(runs) >= count and all(r["finished"] for r in runs):
+            return runs
+        time.sleep(0.5)
+    raise AssertionError(f"{pipeline} has not {count} finished runs in {timeout} s: {runs}")
+
+
+WHERE = "import sys\nprint('python:', sys.executable)"
+
+# Spark writes the dataset as Parquet, and the same rows as CSV: the tensorflow image has no
+# Parquet reader (no pyarrow or pandas in images/tensorflow/requirements.txt), while tf.data reads CSV.
+PREPARE = notebook(
+    WHERE,
+    "import os\n"
+    "from pyspark.sql import SparkSession\n"
+    "from analysis_hub_outputs import record\n"
+    "folder = os.environ['ANALYSIS_HUB_RUN_FOLDER']\n"
+    "spark = (SparkSession.builder.master('local[1]').config('spark.ui.enabled', 'false')\n"
+    "         .config('spark.sql.shuffle.partitions', '1').getOrCreate())\n"
+    "df = spark.range(rows).selectExpr(f'id / {rows} as x', f'2 * id / {rows} + 1 as y')\n"
+    "df.write.parquet(f'{folder}/data.parquet')\n"
+    "df.coalesce(1).write.csv(f'{folder}/data.csv')\n"
+    "record('rows', spark.read.parquet(f'{folder}/data.parquet').count())\n"
+    "spark.stop()",
+    parameters="rows = 10",
+)
+TRAIN = notebook(
+    WHERE,
+    "import glob, os\n"
+    "import tensorflow as tf\n"
+    "from analysis_hub_outputs import record\n"
+    "print('prepare_rows:', prepare_rows)\n"
+    "files = sorted(glob.glob(os.environ['ANALYSIS_HUB_RUN_FOLDER'] + '/data.csv/part-*.csv'))\n"
+    "data = tf.data.experimental.CsvDataset(files, [tf.float32, tf.float32])\n"
+    "record('rows_read', sum(1 for _ in data))\n"
+    "tf.keras.utils.set_random_seed(1)\n"
+    "model = tf.keras.Sequential([tf.keras.Input((1,)), tf.keras.layers.Dense(1)])\n"
+    "model.compile(optimizer='sgd', loss='mse')\n"
+    "history = model.fit(data.map(lambda x, y: (tf.reshape(x, [1]), y)).batch(8), epochs=1, verbose=0)\n"
+    "record('loss', float(history.history['loss'][-1]))",
+    parameters="prepare_rows = 0",
+)
+REPORT = notebook(
+    WHERE,
+    "import os\n"
+    "from analysis_hub_outputs import record\n"
+    "path = os.environ['ANALYSIS_HUB_RUN_FOLDER'] + '/report.txt'\n"
+    "with open(path, 'w') as f:\n"
+    "    f.write(f'{prepare_rows} rows, loss {train_loss}')\n"
+    "record('report', path)",
+    parameters="prepare_rows = 0\ntrain_loss = -1.0",
+)
+ACROSS_PROFILES = {
+    "steps": [
+        {"name": "prepare", "notebook": "prepare.ipynb", "profile": "pyspark", "parameters": {"rows": 40}},
+        {
+            "name": "train",
+            "notebook": "train.ipynb",
+            "profile": "tensorflow",
+            "depends_on": ["prepare"],
+            "when": "prepare.rows > 0",
+        },
+        {
+            "name": "report",
+            "notebook": "report.ipynb",
+            "profile": "pytorch",
+            "choices": {"accelerator": "cpu"},
+            "depends_on": ["train"],
+            "when": ["train.loss < 100"],
+        },
+        # The threshold's other side: a step that must not run when the metric passes.
+        {
+            "name": "retrain",
+            "notebook": "report.ipynb",
+            "profile": "pytorch",
+            "choices": {"accelerator": "cpu"},
+            "depends_on": ["train"],
+            "when": ["train.loss >= 100"],
+        },
+    ]
+}
+
+
+FIRST = notebook(
+    "import os\n"
+    "from analysis_hub_outputs import record\n"
+    "with open(os.environ['ANALYSIS_HUB_RUN_FOLDER'] + '/first-ran.txt', 'a') as f:\n"
+    "    f.write('ran\\n')\n"
+    "record('n', 7)",
+    parameters="",
+)
+SECOND = notebook(
+    "import os\n"
+    "from analysis_hub_outputs import record\n"
+    "if not os.path.exists(flag):\n"
+    "    raise RuntimeError(f'no flag at {flag}')\n"
+    "record('doubled', 2 * first_n)",
+    parameters="flag = ''\nfirst_n = 0",
+)
+THIRD = notebook(
+    "from analysis_hub_outputs import record\nrecord('total', second_doubled + 1)",
+    parameters="second_doubled = 0",
+)
