@@ -75,7 +75,15 @@ def wait_runs(hub, user, pipeline: str, count: int, timeout: float = 300) -> lis
     raise AssertionError(f"{pipeline} has not {count} finished runs in {timeout} s: {runs}")
 
 
-WHERE = "import sys\nprint('python:', sys.executable)"
+# Where a step runs: its interpreter, and the memory limit of its cgroup (cgroup v1, as here).
+WHERE = (
+    "import pathlib, sys\n"
+    "print('python:', sys.executable)\n"
+    "lines = open('/proc/self/cgroup').read().splitlines()\n"
+    "groups = {c: p for _, c, p in (line.split(':', 2) for line in lines)}\n"
+    "limit = pathlib.Path('/sys/fs/cgroup/memory' + groups.get('memory', '/?'), 'memory.limit_in_bytes')\n"
+    "print('memory limit:', limit.read_text().strip() if limit.exists() else None)"
+)
 
 # Spark writes the dataset as Parquet, and the same rows as CSV: the tensorflow image has no
 # Parquet reader (no pyarrow or pandas in images/tensorflow/requirements.txt), while tf.data reads CSV.

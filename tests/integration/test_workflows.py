@@ -90,8 +90,8 @@ def test_three_steps_across_profiles_share_data_and_outputs(hub):
     """A pyspark step writes a Parquet dataset into the run folder and records its row count; a
     tensorflow step, run because `prepare.rows > 0`, gets `prepare_rows`, reads the data and trains
     one epoch, recording its loss; the pytorch report runs because the loss passes its threshold and
-    the opposite branch is skipped with the reason. Each step ran in its own image's environment and
-    each step's output notebook is served."""
+    the opposite branch is skipped with the reason. Each step ran in its own image's environment,
+    within its own profile's memory limit, and each step's output notebook is served."""
     alice, p = hub.user("alice"), "data-team/across-profiles"
     notebooks = {"prepare.ipynb": PREPARE, "train.ipynb": TRAIN, "report.ipynb": REPORT}
     version = publish_workflow(hub, alice, p, ACROSS_PROFILES, notebooks)
@@ -133,6 +133,12 @@ def test_three_steps_across_profiles_share_data_and_outputs(hub):
     for name, image in (("prepare", "pyspark"), ("train", "tensorflow"), ("report", "pytorch")):
         env = Path(pythons[name]).parent.parent
         assert env.parent == ENVS_DIR and env.name.startswith(f"{image}-"), pythons
+    # Each step in its own profile's limits: pyspark 4 GiB, tensorflow 6 GiB, pytorch on CPU 4 GiB.
+    limits = {
+        name: next(line for line in printed(nb).splitlines() if line.startswith("memory limit: "))[14:]
+        for name, nb in outputs.items()
+    }
+    assert limits == {"prepare": str(4 * 2**30), "train": str(6 * 2**30), "report": str(4 * 2**30)}
     log = api(hub, alice, "GET", f"runs/{run['id']}/steps/train/log")
     assert log.status_code == 200
     missing = api(hub, alice, "GET", f"runs/{run['id']}/steps/retrain/output")
