@@ -178,6 +178,11 @@ def test_a_failed_step_skips_the_rest_and_repair_reruns_from_it_reusing_what_suc
     assert steps["third"]["reason"] == "skipped: second failed"
     failed_cell = step_output(hub, alice, failed["id"], "second").cells[steps["second"]["error_cell"]]
     assert "raise RuntimeError" in failed_cell.source
+    # The run page links the failed step's HTML at its error cell.
+    html = f"runs/{failed['id']}/steps/second/output.html"
+    page = alice.api.get(f"{hub.url}/services/pipelines/runs/{failed['id']}").text
+    assert f"{html}#papermill-error-cell" in page and "steps/first/output.html#" not in page
+    assert 'id="papermill-error-cell"' in alice.api.get(f"{hub.url}/services/pipelines/{html}").text
     assert failed["reason"].startswith("step second failed") and "no flag at" in failed["reason"], failed
     assert (run_folder(hub, failed["id"]) / "first-ran.txt").read_text() == "ran\n"
 
