@@ -143,6 +143,12 @@ def test_three_steps_across_profiles_share_data_and_outputs(hub):
     assert log.status_code == 200
     missing = api(hub, alice, "GET", f"runs/{run['id']}/steps/retrain/output")
     assert missing.status_code == 404, "a skipped step ran nothing"
+    # The run page links each step's output, and no run-level output a workflow doesn't have.
+    page = alice.api.get(f"{hub.url}/services/pipelines/runs/{run['id']}").text
+    for name in ("prepare", "train", "report"):
+        assert f"runs/{run['id']}/steps/{name}/output.html" in page
+    assert "steps/retrain/output.html" not in page
+    assert f"api/runs/{run['id']}/output" not in page and "No output yet" not in page
 
 
 def test_a_failed_step_skips_the_rest_and_repair_reruns_from_it_reusing_what_succeeded(hub):
