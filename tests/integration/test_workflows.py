@@ -110,6 +110,8 @@ def test_three_steps_across_profiles_share_data_and_outputs(hub):
         "report": "succeeded",
         "retrain": "skipped",
     }, run
+    assert all(steps[n]["duration_s"] > 0 for n in ("prepare", "train", "report"))
+    assert steps["retrain"]["duration_s"] is None and steps["retrain"]["started_at"] is None
     assert steps["prepare"]["outputs"] == {"rows": 40}
     assert steps["train"]["outputs"]["rows_read"] == 40
     loss = steps["train"]["outputs"]["loss"]
