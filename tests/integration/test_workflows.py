@@ -222,18 +222,23 @@ def test_a_failed_step_skips_the_rest_and_repair_reruns_from_it_reusing_what_suc
     assert "repair" in actions
 
 
-def processes_in(folder: Path) -> list[psutil.Process]:
-    """Processes whose working directory or command line is inside `folder`."""
+def processes_in(folder: Path) -> list[dict]:
+    """Processes whose working directory or command line is inside `folder`: pid, user, command."""
     found = []
-    for proc in psutil.process_iter(["cwd", "cmdline"]):
+    for proc in psutil.process_iter(["pid", "cwd", "cmdline", "username"]):
         cwd, cmdline = proc.info["cwd"] or "", " ".join(proc.info["cmdline"] or [])
         if cwd.startswith(str(folder)) or str(folder) in cmdline:
-            found.append(proc)
+            found.append({"pid": proc.info["pid"], "user": proc.info["username"], "command": cmdline})
     return found
 
 
+def papermill_in(folder: Path) -> list[dict]:
+    return [p for p in processes_in(folder) if "-m papermill" in p["command"]]
+
+
 def test_a_run_waits_at_an_approval_gate_holding_no_process_until_an_approver_approves(hub, webhooks):
-    """A run reaching a gate is `waiting` with no process of the run left, and the deployment's
+    """While the first step runs, its papermill process is seen in the run's folder as the team's
+    run user; once the run reaches the gate it is `waiting` with no process left, and the deployment's
     webhook gets a message linking to the run's page; alice (team member, not an approver), admin
     and bob get 403; carol (ml-leads, outside the team) opens the linked page and approves with a
     comment, and the run goes on to the step after the gate and succeeds. The audit has the
@@ -251,8 +256,27 @@ def test_a_run_waits_at_an_approval_gate_holding_no_process_until_an_approver_ap
     ship = notebook(
         "from analysis_hub_outputs import record\nrecord('shipped', first_n)", parameters="first_n = 0"
     )
-    publish_workflow(hub, alice, p, spec, {"first.ipynb": FIRST, "ship.ipynb": ship}, notify_url=webhook_url)
+    # The first step holds until the test lets it go: meanwhile its processes are seen where the
+    # check below looks for them, so that check can tell a held process from none.
+    release = make_workdir() / "go"
+    first = notebook(
+        "import os, time\n"
+        "from analysis_hub_outputs import record\n"
+        "while not os.path.exists(release):\n"
+        "    time.sleep(0.2)\n"
+        "record('n', 7)",
+        parameters=f"release = {str(release)!r}",
+    )
+    notebooks = {"first.ipynb": first, "ship.ipynb": ship}
+    publish_workflow(hub, alice, p, spec, notebooks, notify_url=webhook_url)
     run_id = start_run(hub, alice, p)
+    run_dir = run_folder(hub, run_id).parent
+    deadline = time.monotonic() + 300
+    while not papermill_in(run_dir) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    held = papermill_in(run_dir)
+    assert [p["user"] for p in held] == ["pipelines-data-team"], held
+    release.write_text("go")
     waiting = wait_run(hub, alice, run_id, until=lambda r: r["finished"] or r["status"] == "waiting")
     steps = steps_of(waiting)
     assert (waiting["status"], steps["first"]["status"], steps["review"]["status"]) == (
@@ -262,8 +286,6 @@ def test_a_run_waits_at_an_approval_gate_holding_no_process_until_an_approver_ap
     ), waiting
     assert steps["review"]["approvers"] == "ml-leads" and steps["review"]["deadline"]
     assert "ship" not in steps or steps["ship"]["status"] == "pending"
-    run_dir = run_folder(hub, run_id).parent
-    assert run_dir.is_dir()
     assert processes_in(run_dir) == [], "a run waiting at a gate holds no process"
     deadline = time.monotonic() + 10
     while not received and time.monotonic() < deadline:
