@@ -1,15 +1,38 @@
-"""What the workflow integration tests share: REST helpers for a running hub's pipelines service,
-and the notebooks of the issue's workflows (pyspark → tensorflow → pytorch; a step that fails
-until a flag file exists). Each notebook step records its outputs with analysis_hub_outputs."""
+"""What the workflow integration tests share: their hub (`start_workflows_hub`), REST helpers for
+its pipelines service, a webhook receiver, the processes a run holds, and the notebooks of the
+issue's workflows (pyspark → tensorflow → pytorch; a step that fails until a flag file exists).
+Each notebook step records its outputs with analysis_hub_outputs."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import shutil
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import nbformat
+import psutil
 import yaml
+from harness import REPO, make_workdir, start_hub
 from notebooks import make_notebook as notebook
+
+GROUPS = {"data-team": ["alice"], "gpu-team": ["bob"], "ml-leads": ["carol"]}  # ml-leads approve
+
+
+def start_workflows_hub():
+    """A hub for the workflow tests: alice in data-team, bob in gpu-team, carol in ml-leads, and a
+    catalog copy adding `gpu-only`, a profile only gpu-team may use; `hub.api` is the service's."""
+    workdir = make_workdir()
+    catalog = workdir / "catalog"
+    shutil.copytree(REPO / "profiles", catalog)
+    gpu_only = {"slug": "gpu-only", "display_name": "GPU team's", "image": "pyspark"}
+    (catalog / "gpu-only.yaml").write_text(yaml.safe_dump({**gpu_only, "allowed_groups": ["gpu-team"]}))
+    running = start_hub(workdir, catalog=str(catalog), auth={"groups": GROUPS})
+    running.api = f"{running.url}/services/pipelines/api"
+    return running
 
 
 def api(hub, user, method: str, path: str, **kwargs):
@@ -73,6 +96,43 @@ def wait_runs(hub, user, pipeline: str, count: int, timeout: float = 300) -> lis
             return runs
         time.sleep(0.5)
     raise AssertionError(f"{pipeline} has not {count} finished runs in {timeout} s: {runs}")
+
+
+@contextlib.contextmanager
+def receive_webhooks():
+    """A webhook receiver on loopback: (its URL, the JSON bodies it received)."""
+    received: list[dict] = []
+
+    class Webhooks(BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Webhooks)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/hook", received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def processes_in(folder: Path) -> list[dict]:
+    """Processes whose working directory or command line is inside `folder`: pid, user, command."""
+    found = []
+    for proc in psutil.process_iter(["pid", "cwd", "cmdline", "username"]):
+        cwd, cmdline = proc.info["cwd"] or "", " ".join(proc.info["cmdline"] or [])
+        if cwd.startswith(str(folder)) or str(folder) in cmdline:
+            found.append({"pid": proc.info["pid"], "user": proc.info["username"], "command": cmdline})
+    return found
+
+
+def papermill_in(folder: Path) -> list[dict]:
+    return [p for p in processes_in(folder) if "-m papermill" in p["command"]]
 
 
 # Where a step runs: its interpreter, and the memory limit of its cgroup (cgroup v1, as here).

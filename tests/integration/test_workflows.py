@@ -1,31 +1,26 @@
 """Workflows of notebooks, for real: steps across profiles, data between steps, repair, approval
-gates, chained pipelines.
+gates.
 
-One hub (started with `analysis-hub up`, so the pipelines service is the hub's
-own, on the local backend, with a catalog copy adding `gpu-only`, a profile
-only gpu-team may use) is shared by the module. alice is in data-team,
-bob in gpu-team, carol in ml-leads (the approver group), admin is an admin.
+One hub (`workflow_runs.start_workflows_hub`: `analysis-hub up`, so the
+pipelines service is the hub's own, on the local backend) is shared by the
+module. alice is in data-team, bob in gpu-team, carol in ml-leads (the
+approver group), admin is an admin.
 Every workflow is published over REST as `pipeline.yaml` with its notebooks,
 and its steps run with real papermill in the real environments of their
 images (the shared ones under ANALYSIS_HUB_TEST_ROOT/envs), as the team's
 run user. Each test publishes its own pipeline, so the tests pass in any order.
-The docker variant is test_workflows_docker.py; the helpers and notebooks
-are in tests/workflow_runs.py.
+Bad specs and chained pipelines are test_workflow_chains.py, the docker
+variant test_workflows_docker.py; the helpers and notebooks are in
+tests/workflow_runs.py.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
-import psutil
 import pytest
-import yaml
-from conftest import ENVS_DIR, REPO, make_workdir, start_hub
+from conftest import ENVS_DIR, make_workdir
 from notebooks import make_notebook as notebook
 from workflow_runs import (
     ACROSS_PROFILES,
@@ -37,30 +32,25 @@ from workflow_runs import (
     TRAIN,
     api,
     injected,
+    papermill_in,
     printed,
+    processes_in,
     publish_workflow,
+    receive_webhooks,
     run_folder,
     start_run,
+    start_workflows_hub,
     step_output,
     steps_of,
     wait_run,
-    wait_runs,
 )
 
 pytestmark = pytest.mark.integration
 
-GROUPS = {"data-team": ["alice"], "gpu-team": ["bob"], "ml-leads": ["carol"]}
-
 
 @pytest.fixture(scope="module")
 def hub():
-    workdir = make_workdir()
-    catalog = workdir / "catalog"
-    shutil.copytree(REPO / "profiles", catalog)
-    gpu_only = {"slug": "gpu-only", "display_name": "GPU team's", "image": "pyspark"}
-    (catalog / "gpu-only.yaml").write_text(yaml.safe_dump({**gpu_only, "allowed_groups": ["gpu-team"]}))
-    running = start_hub(workdir, catalog=str(catalog), auth={"groups": GROUPS})
-    running.api = f"{running.url}/services/pipelines/api"
+    running = start_workflows_hub()
     yield running
     running.stop()
 
@@ -68,22 +58,8 @@ def hub():
 @pytest.fixture
 def webhooks():
     """A webhook receiver on loopback: (its URL, the JSON bodies it received)."""
-    received: list[dict] = []
-
-    class Webhooks(BaseHTTPRequestHandler):
-        def do_POST(self):
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Webhooks)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}/hook", received
-    server.shutdown()
-    server.server_close()
+    with receive_webhooks() as receiver:
+        yield receiver
 
 
 def test_three_steps_across_profiles_share_data_and_outputs(hub):
@@ -220,20 +196,6 @@ def test_a_failed_step_skips_the_rest_and_repair_reruns_from_it_reusing_what_suc
     )
     actions = [e["action"] for e in api(hub, alice, "GET", "audit?team=data-team&pipeline=repairable").json()]
     assert "repair" in actions
-
-
-def processes_in(folder: Path) -> list[dict]:
-    """Processes whose working directory or command line is inside `folder`: pid, user, command."""
-    found = []
-    for proc in psutil.process_iter(["pid", "cwd", "cmdline", "username"]):
-        cwd, cmdline = proc.info["cwd"] or "", " ".join(proc.info["cmdline"] or [])
-        if cwd.startswith(str(folder)) or str(folder) in cmdline:
-            found.append({"pid": proc.info["pid"], "user": proc.info["username"], "command": cmdline})
-    return found
-
-
-def papermill_in(folder: Path) -> list[dict]:
-    return [p for p in processes_in(folder) if "-m papermill" in p["command"]]
 
 
 def test_a_run_waits_at_an_approval_gate_holding_no_process_until_an_approver_approves(hub, webhooks):
@@ -382,87 +344,3 @@ def test_a_rejected_or_timed_out_gate_ends_the_run_rejected_and_skips_what_follo
         events = api(hub, alice, "GET", f"audit?team=data-team&pipeline={name}").json()
         gate = [(e["actor"], e["action"]) for e in events if e["action"] in ("approval-requested", "reject")]
         assert gate == [("alice", "approval-requested"), (actor, "reject")], events
-
-
-def test_a_bad_workflow_spec_is_refused_naming_file_step_and_key_and_nothing_is_published(hub):
-    """A cycle, an unknown step in depends_on, an unknown key, a condition on a step that isn't
-    upstream, a profile data-team may not use, and a parameter the notebook doesn't have: each
-    refused (400) with a message naming pipeline.yaml, the step and the key; no version exists."""
-    alice, p = hub.user("alice"), "data-team/badly-specified"
-    first = {"name": "first", "notebook": "first.ipynb", "profile": "pyspark"}
-    third = {"name": "third", "notebook": "third.ipynb", "profile": "pyspark", "depends_on": ["first"]}
-    cases = [
-        (
-            [{**first, "depends_on": ["third"]}, third],
-            "pipeline.yaml: step first: depends_on: a cycle: first → third → first",
-        ),
-        ([first, {**third, "depends_on": ["second"]}], "step third: depends_on: 'second' is not a step"),
-        ([first, {**third, "image": "x"}], "step third: image: unknown key"),
-        (
-            [first, {**third, "depends_on": [], "when": "first.n > 1"}],
-            "step third: when: 'first.n > 1' names 'first', which is not upstream of third",
-        ),
-        ([first, {**third, "profile": "gpu-only"}], "step third: profile: Unknown profile 'gpu-only'"),
-        (
-            [first, {**third, "parameters": {"second_doubled": 1, "epochs": 3}}],
-            "step third: third.ipynb: parameters",
-        ),
-    ]
-    notebooks = {"first.ipynb": FIRST, "third.ipynb": THIRD}
-    answers = []
-    for steps, _ in cases:
-        body = {"spec": yaml.safe_dump({"steps": steps}), "notebooks": notebooks}
-        response = api(hub, alice, "POST", f"pipelines/{p}/versions", json=body)
-        answers.append((response.status_code, response.json()["message"]))
-    wrong = [(a, m) for a, (_, m) in zip(answers, cases, strict=True) if a[0] != 400 or m not in a[1]]
-    assert wrong == [], wrong
-    assert "epochs" in answers[-1][1], "the unknown parameter is named"
-    described = api(hub, alice, "GET", f"pipelines/{p}")
-    assert described.status_code == 404 or described.json()["versions"] == [], described.text
-
-
-def test_a_failure_starts_the_chained_pipelines_once_and_loops_and_unallowed_teams_are_refused(hub):
-    """retrain (data-team) runs after monitor fails; gpu-team's follow is refused until data-team
-    lists gpu-team among monitor's subscribers; chaining monitor after retrain is refused as a
-    loop, naming it. Then one failed monitor run starts retrain and follow exactly once each,
-    recorded with the upstream run."""
-    alice, bob = hub.user("alice"), hub.user("bob")
-    for user, pipeline, nb in (
-        (alice, "data-team/monitor", notebook("1/0")),
-        (alice, "data-team/retrain", notebook("print('retrained')")),
-        (bob, "gpu-team/follow", notebook("print('followed')")),
-    ):
-        published = api(
-            hub, user, "POST", f"pipelines/{pipeline}/versions", json={"notebook": nb, "profile": "pyspark"}
-        )
-        assert published.status_code == 201, published.text
-    after_monitor = {"trigger": "after", "after_pipeline": "data-team/monitor", "after_on": "failure"}
-    assert api(hub, alice, "PUT", "pipelines/data-team/monitor/deployment", json={}).status_code == 200
-    assert (
-        api(hub, alice, "PUT", "pipelines/data-team/retrain/deployment", json=after_monitor).status_code
-        == 200
-    )
-
-    refused = api(hub, bob, "PUT", "pipelines/gpu-team/follow/deployment", json=after_monitor)
-    assert refused.status_code == 400
-    assert "team data-team doesn't allow team gpu-team to chain after data-team/monitor" in refused.text
-    loop = {"trigger": "after", "after_pipeline": "data-team/retrain", "after_on": "any"}
-    looped = api(hub, alice, "PUT", "pipelines/data-team/monitor/deployment", json=loop)
-    assert looped.status_code == 400
-    assert "a loop: data-team/monitor → data-team/retrain → data-team/monitor" in looped.json()["message"]
-    assert api(hub, alice, "GET", "pipelines/data-team/monitor").json()["trigger"] == "manual"
-    assert api(hub, bob, "GET", "pipelines/gpu-team/follow").json()["active_version"] is None
-
-    consent = api(
-        hub, alice, "PUT", "pipelines/data-team/monitor/deployment", json={"subscribers": ["gpu-team"]}
-    )
-    assert consent.status_code == 200, consent.text
-    assert api(hub, bob, "PUT", "pipelines/gpu-team/follow/deployment", json=after_monitor).status_code == 200
-
-    upstream = wait_run(hub, alice, start_run(hub, alice, "data-team/monitor"))
-    assert upstream["status"] == "failed"
-    for user, pipeline in ((alice, "data-team/retrain"), (bob, "gpu-team/follow")):
-        [run] = wait_runs(hub, user, pipeline, 1)
-        assert (run["trigger"], run["upstream_run"], run["status"]) == ("after", upstream["id"], "succeeded")
-        assert run["started_by"] == f"data-team/monitor run {upstream['id']}"
-    assert len(api(hub, alice, "GET", "pipelines/data-team/monitor/runs").json()) == 1, "no loop ran"
