@@ -22,15 +22,16 @@ from notebooks import make_notebook as notebook
 GROUPS = {"data-team": ["alice"], "gpu-team": ["bob"], "ml-leads": ["carol"]}  # ml-leads approve
 
 
-def start_workflows_hub():
+def start_workflows_hub(**settings):
     """A hub for the workflow tests: alice in data-team, bob in gpu-team, carol in ml-leads, and a
-    catalog copy adding `gpu-only`, a profile only gpu-team may use; `hub.api` is the service's."""
+    catalog copy adding `gpu-only`, a profile only gpu-team may use; `hub.api` is the service's.
+    `settings` go to `start_hub` (a backend, say)."""
     workdir = make_workdir()
     catalog = workdir / "catalog"
     shutil.copytree(REPO / "profiles", catalog)
     gpu_only = {"slug": "gpu-only", "display_name": "GPU team's", "image": "pyspark"}
     (catalog / "gpu-only.yaml").write_text(yaml.safe_dump({**gpu_only, "allowed_groups": ["gpu-team"]}))
-    running = start_hub(workdir, catalog=str(catalog), auth={"groups": GROUPS})
+    running = start_hub(workdir, catalog=str(catalog), auth={"groups": GROUPS}, **settings)
     running.api = f"{running.url}/services/pipelines/api"
     return running
 
@@ -238,4 +239,8 @@ SECOND = notebook(
 THIRD = notebook(
     "from analysis_hub_outputs import record\nrecord('total', second_doubled + 1)",
     parameters="second_doubled = 0",
+)
+
+SHIP = notebook(  # after an approval gate
+    "from analysis_hub_outputs import record\nrecord('shipped', first_n)", parameters="first_n = 0"
 )

@@ -28,6 +28,7 @@ from workflow_runs import (
     PREPARE,
     REPORT,
     SECOND,
+    SHIP,
     THIRD,
     TRAIN,
     api,
@@ -215,9 +216,6 @@ def test_a_run_waits_at_an_approval_gate_holding_no_process_until_an_approver_ap
             {"name": "ship", "notebook": "ship.ipynb", "profile": "pyspark", "depends_on": ["review"]},
         ]
     }
-    ship = notebook(
-        "from analysis_hub_outputs import record\nrecord('shipped', first_n)", parameters="first_n = 0"
-    )
     # The first step holds until the test lets it go: meanwhile its processes are seen where the
     # check below looks for them, so that check can tell a held process from none.
     release = make_workdir() / "go"
@@ -229,7 +227,7 @@ def test_a_run_waits_at_an_approval_gate_holding_no_process_until_an_approver_ap
         "record('n', 7)",
         parameters=f"release = {str(release)!r}",
     )
-    notebooks = {"first.ipynb": first, "ship.ipynb": ship}
+    notebooks = {"first.ipynb": first, "ship.ipynb": SHIP}
     publish_workflow(hub, alice, p, spec, notebooks, notify_url=webhook_url)
     run_id = start_run(hub, alice, p)
     run_dir = run_folder(hub, run_id).parent

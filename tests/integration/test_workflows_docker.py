@@ -15,16 +15,20 @@ import json
 import time
 
 import pytest
-from conftest import REPO, start_hub
+from conftest import REPO
 from dockerengine import docker, hub_prefix, remove_hub_objects
 from workflow_runs import (
     ACROSS_PROFILES,
+    FIRST,
     PREPARE,
     REPORT,
+    SHIP,
     TRAIN,
+    api,
     publish_workflow,
     run_folder,
     start_run,
+    start_workflows_hub,
     steps_of,
     wait_run,
 )
@@ -47,16 +51,34 @@ def docker_hub():
         found = docker(*probe, "-c", "import analysis_hub_outputs", check=False, timeout=300)
         if found.returncode != 0:
             pytest.skip(f"{tags[image]} has no analysis_hub_outputs: rebuild it with `make images`")
-    running = start_hub(backend="docker", docker={"image_tags_file": str(IMAGE_TAGS)})
-    running.api = f"{running.url}/services/pipelines/api"
+    running = start_workflows_hub(backend="docker", docker={"image_tags_file": str(IMAGE_TAGS)})
     yield running, tags
     running.stop()
     remove_hub_objects(running)
 
 
+def created_containers(hub, run_id: int, since: int) -> dict[str, str]:
+    """The engine's own record of the containers it created for the run's steps: step -> image."""
+    created = docker(
+        "events",
+        "--since",
+        str(since),
+        "--until",
+        str(int(time.time()) + 1),
+        "--filter",
+        "type=container",
+        "--filter",
+        "event=create",
+        "--format",
+        "{{.Actor.Attributes.name}} {{.Actor.Attributes.image}}",
+    ).stdout.split("\n")
+    prefix = f"{hub_prefix(hub)}-run-{run_id}-"
+    return dict(line[len(prefix) :].split() for line in created if line.startswith(prefix))
+
+
 def test_on_docker_each_step_runs_in_a_container_of_its_own_image(docker_hub):
     """The three-step workflow on the docker backend: the same outputs and conditions, each step in
-    a container of its profile's image (the kernel's display name is the image's), the run folder
+    a container of its profile's image (as the engine's create events name them), the run folder
     shared by the steps' containers at one path."""
     hub, tags = docker_hub
     alice, p = hub.user("alice"), "data-team/across-images"
@@ -79,22 +101,36 @@ def test_on_docker_each_step_runs_in_a_container_of_its_own_image(docker_hub):
     assert (folder / "data.parquet" / "_SUCCESS").exists()
     inside = steps["report"]["outputs"]["report"]
     assert inside.endswith("/report.txt") and not inside.startswith(str(folder)), "mounted in the container"
-    # The engine's own record of the containers it created for the run, and from which image.
-    created = docker(
-        "events",
-        "--since",
-        str(since),
-        "--until",
-        str(int(time.time()) + 1),
-        "--filter",
-        "type=container",
-        "--filter",
-        "event=create",
-        "--format",
-        "{{.Actor.Attributes.name}} {{.Actor.Attributes.image}}",
-    ).stdout.split("\n")
-    prefix = f"{hub_prefix(hub)}-run-{run['id']}-"
-    images = dict(line[len(prefix) :].split() for line in created if line.startswith(prefix))
+    images = created_containers(hub, run["id"], since)
     assert images == {"prepare": tags["pyspark"], "train": tags["tensorflow"], "report": tags["pytorch"]}
     leftover = docker("ps", "-aq", "--filter", f"name={hub_prefix(hub)}-run-", check=False).stdout.split()
     assert leftover == [], "each step's container is removed"
+
+
+def test_on_docker_a_run_waiting_at_a_gate_holds_no_container(docker_hub):
+    """The first step ran in a container of its own; at the gate the run is `waiting` and no
+    container of the run exists; carol (ml-leads) approves and the step after the gate runs in a
+    container of its own image, with the first step's output."""
+    hub, tags = docker_hub
+    alice, carol, p = hub.user("alice"), hub.user("carol"), "data-team/gated-on-docker"
+    spec = {
+        "steps": [
+            {"name": "first", "notebook": "first.ipynb", "profile": "pyspark"},
+            {"name": "review", "kind": "approval", "approvers": "ml-leads", "depends_on": ["first"]},
+            {"name": "ship", "notebook": "ship.ipynb", "profile": "tensorflow", "depends_on": ["review"]},
+        ]
+    }
+    publish_workflow(hub, alice, p, spec, {"first.ipynb": FIRST, "ship.ipynb": SHIP})
+    since = int(time.time()) - 1
+    run_id = start_run(hub, alice, p)
+    waiting = wait_run(hub, alice, run_id, until=lambda r: r["finished"] or r["status"] == "waiting")
+    assert waiting["status"] == "waiting", waiting
+    assert created_containers(hub, run_id, since) == {"first": tags["pyspark"]}
+    name = f"{hub_prefix(hub)}-run-{run_id}"
+    assert docker("ps", "-aq", "--filter", f"name={name}").stdout.split() == [], "no container at the gate"
+    decided = api(hub, carol, "POST", f"runs/{run_id}/steps/review/approve", json={"comment": "ok"})
+    assert decided.status_code == 200, decided.text
+    run = wait_run(hub, alice, run_id)
+    assert run["status"] == "succeeded", run
+    assert steps_of(run)["ship"]["outputs"] == {"shipped": 7}
+    assert created_containers(hub, run_id, since) == {"first": tags["pyspark"], "ship": tags["tensorflow"]}
