@@ -146,8 +146,7 @@ WHERE = (
     "print('memory limit:', limit.read_text().strip() if limit.exists() else None)"
 )
 
-# Spark writes the dataset as Parquet, and the same rows as CSV: the tensorflow image has no
-# Parquet reader (no pyarrow or pandas in images/tensorflow/requirements.txt), while tf.data reads CSV.
+# Spark writes the dataset as Parquet; the tensorflow step reads it with pyarrow (in its image).
 PREPARE = notebook(
     WHERE,
     "import os\n"
@@ -158,20 +157,22 @@ PREPARE = notebook(
     "         .config('spark.sql.shuffle.partitions', '1').getOrCreate())\n"
     "df = spark.range(rows).selectExpr(f'id / {rows} as x', f'2 * id / {rows} + 1 as y')\n"
     "df.write.parquet(f'{folder}/data.parquet')\n"
-    "df.coalesce(1).write.csv(f'{folder}/data.csv')\n"
     "record('rows', spark.read.parquet(f'{folder}/data.parquet').count())\n"
     "spark.stop()",
     parameters="rows = 10",
 )
 TRAIN = notebook(
     WHERE,
-    "import glob, os\n"
+    "import os\n"
+    "import pyarrow.parquet as pq\n"
     "import tensorflow as tf\n"
     "from analysis_hub_outputs import record\n"
     "print('prepare_rows:', prepare_rows)\n"
-    "files = sorted(glob.glob(os.environ['ANALYSIS_HUB_RUN_FOLDER'] + '/data.csv/part-*.csv'))\n"
-    "data = tf.data.experimental.CsvDataset(files, [tf.float32, tf.float32])\n"
-    "record('rows_read', sum(1 for _ in data))\n"
+    "table = pq.read_table(os.environ['ANALYSIS_HUB_RUN_FOLDER'] + '/data.parquet')\n"
+    "record('rows_read', table.num_rows)\n"
+    "xs = table.column('x').to_numpy().astype('float32')\n"
+    "ys = table.column('y').to_numpy().astype('float32')\n"
+    "data = tf.data.Dataset.from_tensor_slices((xs, ys))\n"
     "tf.keras.utils.set_random_seed(1)\n"
     "model = tf.keras.Sequential([tf.keras.Input((1,)), tf.keras.layers.Dense(1)])\n"
     "model.compile(optimizer='sgd', loss='mse')\n"
