@@ -247,9 +247,9 @@ def apply_pipelines(settings: Settings, c: Config) -> None:
 
 
 def pipelines_url_for_servers(settings: Settings) -> str:
-    """The service's URL as a user's server reaches it: through the proxy, like a browser.
-
-    docker: '' (the containers' firewall opens only the hub's API port on the host)."""
+    """The service's URL as a user's server reaches it: through the proxy, like a browser; on
+    docker, the service itself on the bridge's gateway (the containers' firewall opens it there,
+    `backends.docker.translate.host_ports`; the proxy stays on the host's loopback)."""
     prefix = pipelines_service_prefix(settings.hub.base_url)
     if settings.backend == "kubernetes":
         # z2jh's proxy Service; user pods may reach the proxy's HTTP port.
@@ -257,6 +257,10 @@ def pipelines_url_for_servers(settings: Settings) -> str:
     if settings.backend == "local":
         host = "127.0.0.1" if settings.hub.ip in ("", "0.0.0.0") else settings.hub.ip
         return f"http://{host}:{settings.hub.port}{prefix}"
+    if settings.backend == "docker" and settings.docker.network_subnet:
+        from .backends.docker.translate import gateway_address
+
+        return f"http://{gateway_address(settings.docker.network_subnet)}:{settings.pipelines.port}{prefix}"
     return ""
 
 

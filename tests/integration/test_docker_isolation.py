@@ -129,8 +129,9 @@ def probe(user, targets: list[tuple[str, int]]) -> dict[str, str]:
 def test_containers_reach_neither_each_other_nor_host_services_but_the_hub_api(hub):
     """alice's container can't connect to ports bob's container listens on (its own address or its
     loopback), nor to a host service on 127.0.0.1, nor to a host service on the bridge's gateway,
-    nor to bob's server port published on the host; only the hub API's port on the gateway
-    answers. bob's listeners are up (he reaches them himself), and the hub reaches both servers:
+    nor to bob's server port published on the host, nor to the proxy; only the hub API's port and
+    the pipelines service's (where JupyterLab publishes, every call with a hub token) on the
+    gateway answer. bob's listeners are up (he reaches them himself), and the hub reaches both servers:
     their APIs answer through the proxy."""
     network = hub_network(hub)
     gateway = network["IPAM"]["Config"][0]["Gateway"]
@@ -169,7 +170,7 @@ def test_containers_reach_neither_each_other_nor_host_services_but_the_hub_api(h
         ]
         seen = probe(alice, targets)
         opened = {target for target, result in seen.items() if result == "open"}
-        assert opened == {f"{gateway}:{hub_port}"}, seen
+        assert opened == {f"{gateway}:{hub_port}", f"{gateway}:{hub.settings['pipelines']['port']}"}, seen
 
         for user in (alice, bob):
             response = user.server_api("/status")
@@ -322,11 +323,12 @@ def test_the_hosts_rules_are_exact_and_installed_once(hub):
     from analysis_hub.backends.docker.network import ensure_container_network
     from analysis_hub.backends.docker.translate import container_network, host_firewall
 
-    prefix, port = hub_prefix(hub), hub.settings["hub"]["internal_port"]
+    prefix = hub_prefix(hub)
+    ports = (hub.settings["hub"]["internal_port"], hub.settings["pipelines"]["port"])
     subnet = hub_network(hub)["IPAM"]["Config"][0]["Subnet"]
     for _ in range(2):
-        ensure_container_network(docker_sdk.APIClient(version="auto"), prefix, None, port)
-    firewall = host_firewall(container_network(prefix, subnet), port)
+        ensure_container_network(docker_sdk.APIClient(version="auto"), prefix, None, ports)
+    firewall = host_firewall(container_network(prefix, subnet), ports)
 
     def rules(chain: str) -> list[list[str]]:
         listed = subprocess.run(["iptables", "-S", chain], capture_output=True, text=True, check=True)
@@ -334,6 +336,36 @@ def test_the_hosts_rules_are_exact_and_installed_once(hub):
 
     assert [rule for rule in rules("INPUT") if rule[-1] == prefix] == firewall.hooks
     assert rules(prefix) == firewall.rules
+
+
+def test_jupyterlab_in_a_container_publishes_with_the_servers_own_token(hub):
+    """The JupyterLab extension's server side, in alice's container: it reaches the pipelines
+    service on the bridge's gateway with the server's own token (alice never handles one), sees
+    her teams' pipelines only, and publishes a notebook by its path in the server; the service
+    still refuses a team she is not in."""
+    alice = hub.user("alice")
+    spawn(alice)
+    try:
+        notebook = make_notebook("print(n)", parameters="n = 3")
+        saved = alice.server_api("/contents/lab.ipynb", "PUT", json={"type": "notebook", "content": notebook})
+        assert saved.status_code in (200, 201), saved.text
+        base = f"{alice.base_url}{alice.server_prefix('')}analysis-hub"
+        listed = alice.api.get(f"{base}/pipelines/api/pipelines")
+        assert listed.status_code == 200, listed.text
+        published = alice.api.post(
+            f"{base}/publish",
+            json={"path": "lab.ipynb", "team": "data-team", "name": "from-lab", "profile": "pyspark"},
+        )
+        assert published.status_code == 200, published.text
+        described = alice.api.get(f"{hub.url}/services/pipelines/api/pipelines/data-team/from-lab").json()
+        assert described["versions"][-1]["parameters"] == {"n": {"type": "int", "default": 3}}
+        refused = alice.api.post(
+            f"{base}/publish",
+            json={"path": "lab.ipynb", "team": "gpu-team", "name": "x", "profile": "pyspark"},
+        )
+        assert refused.status_code == 403, refused.text
+    finally:
+        alice.stop()
 
 
 def test_a_server_outlives_a_hub_restart_on_the_same_network(hub):

@@ -205,10 +205,14 @@ def test_docker_backend_config(tmp_path):
     assert c.CatalogSpawner.activity_interval == 30
     assert c.CatalogSpawner.catalog_dir == str(tmp_path / "profiles")
     assert c.CatalogSpawner.start_timeout == settings.docker.start_timeout
-    assert (spawner.network_name, spawner.network_subnet, spawner.hub_api_port) == (
+    # The containers reach the hub API and the pipelines service (servers publish to it).
+    assert (spawner.network_name, spawner.network_subnet, spawner.host_ports) == (
         f"{settings.instance_name}-net",
         "10.200.0.0/24",
-        8181,
+        [8181, settings.pipelines.port],
+    )
+    assert (
+        c.CatalogSpawner.pipelines_url == f"http://10.200.0.1:{settings.pipelines.port}/services/pipelines/"
     )
     # The hub API listens on the network's gateway: the one host address containers reach.
     assert c.JupyterHub.hub_bind_url == "http://10.200.0.1:8181"
@@ -324,11 +328,12 @@ def test_the_hubs_container_network():
         _ = unpinned.gateway
 
 
-def test_host_firewall_lets_containers_reach_the_hub_api_port_only():
+def test_host_firewall_lets_containers_reach_the_hub_api_and_pipelines_ports_only():
     """Everything from the bridge to the host, and anything but the host itself to the gateway,
-    goes to the hub's chain: replies pass, the hub API's port on the gateway passes, the rest is
-    refused. In `iptables -S` form, so the rules can be compared with what is installed."""
-    firewall = host_firewall(container_network("analysis-hub-1a2b3c4d", "10.200.0.0/24"), 8181)
+    goes to the hub's chain: replies pass, the hub API's and the pipelines service's ports on the
+    gateway pass, the rest is refused. In `iptables -S` form, so the rules can be compared with
+    what is installed."""
+    firewall = host_firewall(container_network("analysis-hub-1a2b3c4d", "10.200.0.0/24"), (8181, 9102))
     reject = ["-j", "REJECT", "--reject-with", "icmp-port-unreachable"]
     assert firewall == HostFirewall(
         chain="analysis-hub-1a2b3c4d",
@@ -340,6 +345,7 @@ def test_host_firewall_lets_containers_reach_the_hub_api_port_only():
             ["!", "-i", "ah-1a2b3c4d", *reject],
             ["-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"],
             ["-d", "10.200.0.1/32", "-p", "tcp", "-m", "tcp", "--dport", "8181", "-j", "ACCEPT"],
+            ["-d", "10.200.0.1/32", "-p", "tcp", "-m", "tcp", "--dport", "9102", "-j", "ACCEPT"],
             reject,
         ],
     )

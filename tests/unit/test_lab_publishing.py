@@ -89,8 +89,11 @@ def test_servers_hold_a_token_for_the_pipelines_service_and_know_its_address(tmp
     assert c.CatalogSpawner.pipelines_url == "http://127.0.0.1:8000/services/pipelines/"
     kube = settings.model_copy(update={"backend": "kubernetes"})
     assert pipelines_url_for_servers(kube) == "http://proxy-public/services/pipelines/"
-    # The docker backend's containers reach only the hub's API port: no URL, the lab says why.
-    assert pipelines_url_for_servers(settings.model_copy(update={"backend": "docker"})) == ""
+    # The docker backend's containers reach the service itself on the bridge's gateway.
+    docker_settings = settings.docker.model_copy(update={"network_subnet": "10.200.0.0/24"})
+    on_docker = settings.model_copy(update={"backend": "docker", "docker": docker_settings})
+    port = settings.pipelines.port
+    assert pipelines_url_for_servers(on_docker) == f"http://10.200.0.1:{port}/services/pipelines/"
 
 
 def fake_wheel(path, chunk: str) -> None:

@@ -16,7 +16,7 @@ from types import SimpleNamespace
 
 import pytest
 from analysis_hub.config import PIPELINES_ACCESS, pipelines_oauth
-from analysis_hub.pipelines.__main__ import SETTINGS_ENV, listen_address, service_settings
+from analysis_hub.pipelines.__main__ import SETTINGS_ENV, listen_addresses, service_settings
 from analysis_hub.pipelines.models import open_database
 from analysis_hub.pipelines.web import make_app
 from analysis_hub.settings import Settings
@@ -82,7 +82,7 @@ def test_the_service_pod_reads_the_hubs_settings_file_with_its_database_from_the
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     assert settings.pipelines.data_dir.parent == Path(mounts["state"])
     [port] = container["ports"]
-    assert listen_address(settings, environ) == ("0.0.0.0", port["containerPort"])
+    assert listen_addresses(settings, environ) == (["0.0.0.0"], port["containerPort"])
 
 
 def test_one_machine_keeps_the_hub_managed_service_on_loopback():
@@ -91,7 +91,13 @@ def test_one_machine_keeps_the_hub_managed_service_on_loopback():
     settings = Settings.model_validate({"pipelines": {"port": 9102}})
     environ = {SETTINGS_ENV: settings.model_dump_json(), "JUPYTERHUB_SERVICE_URL": "http://127.0.0.1:9102"}
     assert service_settings(environ) == settings
-    assert listen_address(settings, environ) == ("127.0.0.1", 9102)
+    assert listen_addresses(settings, environ) == (["127.0.0.1"], 9102)
+    # On docker also on the bridge's gateway: servers in containers publish from JupyterLab.
+    on_docker = Settings.model_validate(
+        {"backend": "docker", "pipelines": {"port": 9102}, "docker": {"network_subnet": "10.200.0.0/24"}}
+    )
+    environ[SETTINGS_ENV] = on_docker.model_dump_json()
+    assert listen_addresses(on_docker, environ) == (["127.0.0.1", "10.200.0.1"], 9102)
 
 
 def test_the_service_pods_hub_oauth_is_the_client_the_hub_registers(tmp_path, monkeypatch):

@@ -32,6 +32,8 @@ import signal
 import socket
 from urllib.parse import urlparse
 
+from tornado.httpserver import HTTPServer
+
 from ..backends import backend_for
 from ..catalog_source import CatalogSource
 from ..settings import Settings, load_settings
@@ -73,12 +75,18 @@ def service_settings(environ: dict[str, str]) -> Settings:
     return load_settings(environ=environ)
 
 
-def listen_address(settings: Settings, environ: dict[str, str]) -> tuple[str, int]:
+def listen_addresses(settings: Settings, environ: dict[str, str]) -> tuple[list[str], int]:
     if SETTINGS_ENV in environ:
         url = urlparse(environ.get("JUPYTERHUB_SERVICE_URL", f"http://127.0.0.1:{settings.pipelines.port}"))
-        return url.hostname, url.port
+        addresses = [url.hostname]
+        if settings.backend == "docker" and settings.docker.network_subnet:
+            # Servers in containers publish from JupyterLab: they reach the host's gateway only.
+            from ..backends.docker.translate import gateway_address
+
+            addresses.append(gateway_address(settings.docker.network_subnet))
+        return addresses, url.port
     # Its own pod: reached through its Kubernetes Service, whose target is this port.
-    return "0.0.0.0", settings.pipelines.port
+    return ["0.0.0.0"], settings.pipelines.port
 
 
 async def serve() -> None:
@@ -89,16 +97,20 @@ async def serve() -> None:
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/pipelines/")
     app = make_app(pipelines, prefix, settings.pipelines.max_notebook_mb * 2**20)
     app.settings["cookie_secret"] = secrets.token_bytes(32)  # browser sessions re-use the hub's login
-    address, port = listen_address(settings, dict(os.environ))
+    addresses, port = listen_addresses(settings, dict(os.environ))
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     # Room for a notebook at the limit, JSON-escaped; the handler answers 413 above the limit.
-    server = app.listen(port, address=address, max_body_size=4 * settings.pipelines.max_notebook_mb * 2**20)
+    server = HTTPServer(app, max_body_size=4 * settings.pipelines.max_notebook_mb * 2**20)
+    for address in addresses:
+        server.listen(port, address=address)
     pipelines.start()
     log = logging.getLogger(__name__)
     log.info(
-        "pipelines service (replica %s) at http://%s:%s%s", pipelines.config.replica, address, port, prefix
+        "pipelines service (replica %s) at %s",
+        pipelines.config.replica,
+        ", ".join(f"http://{address}:{port}{prefix}" for address in addresses),
     )
     in_step = asyncio.create_task(replicas.keep_in_step(pipelines))  # heartbeats, other replicas' changes
     await stop.wait()

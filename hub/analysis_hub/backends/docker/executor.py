@@ -52,7 +52,7 @@ from ...teams import TeamFolder, member_teams
 from .network import NetworkError, ensure_container_network
 from .spawner import read_image_tags
 from .team_volumes import TeamVolumeError, ensure_team_volumes, run_folders, team_volumes
-from .translate import DockerHostFacts, ImageNotBuilt, docker_run_settings
+from .translate import DockerHostFacts, ImageNotBuilt, docker_run_settings, host_ports
 
 WORK = "work"
 JOVYAN_UID, JOVYAN_GID = 1000, 100
@@ -65,7 +65,7 @@ class DockerExecutor:
         image_tags_file: str,
         image_references: dict[str, str],
         name_prefix: str,
-        hub_api_port: int,
+        host_ports: tuple[int, ...],
         gpus: GpuPool,
         network_subnet: str | None = None,
         hadoop_conf_dir: str | None = None,
@@ -74,7 +74,7 @@ class DockerExecutor:
         teams: tuple[TeamFolder, ...] = (),
     ):
         self.image_tags_file, self.image_references = image_tags_file, dict(image_references)
-        self.name_prefix, self.hub_api_port, self.network_subnet = name_prefix, hub_api_port, network_subnet
+        self.name_prefix, self.host_ports, self.network_subnet = name_prefix, host_ports, network_subnet
         self.gpus, self.hadoop_conf_dir, self.hadoop_images = gpus, hadoop_conf_dir, hadoop_images
         self._client = client
         self.teams = teams  # every team folder the settings declare; a run mounts its team's
@@ -141,7 +141,7 @@ class DockerExecutor:
                 self.client,
                 self.name_prefix,
                 self.network_subnet,
-                self.hub_api_port,
+                self.host_ports,
             )
             container = await asyncio.to_thread(self._create, settings)
         except (ImageNotBuilt, NetworkError, TeamVolumeError, docker.errors.DockerException) as e:
@@ -216,7 +216,7 @@ def docker_executor(settings) -> DockerExecutor:
         str(docker_settings.image_tags_file),
         dict(docker_settings.images),
         settings.instance_name,
-        settings.hub.internal_port,
+        host_ports(settings),
         machine_gpu_pool(settings.gpu_state_file),
         docker_settings.network_subnet,
         str(hadoop_conf_dir) if hadoop_conf_dir else None,

@@ -9,7 +9,7 @@ Contract:
   `translate.host_firewall`'s: its chain holds those rules and INPUT jumps to
   it through those hooks, nothing more (stale hooks of the chain are removed).
   A no-op when they are in place already, so every spawn and run may call it.
-- `ensure_container_network(client, name_prefix, subnet, hub_port)` is both,
+- `ensure_container_network(client, name_prefix, subnet, ports)` is both,
   what the hub's start, the spawner and the pipeline executor call.
 - `remove_container_network(client, name_prefix)` undoes it all.
 - `prepare_network(settings)` runs at hub start (`startup.prepare`): it makes
@@ -34,6 +34,7 @@ from .translate import (
     container_network,
     gateway_address,
     host_firewall,
+    host_ports,
     network_create_arguments,
 )
 
@@ -105,10 +106,10 @@ def ensure_firewall(firewall: HostFirewall, iptables: str = "iptables") -> None:
 
 
 def ensure_container_network(
-    client: docker.APIClient, name_prefix: str, subnet: str | None, hub_port: int
+    client: docker.APIClient, name_prefix: str, subnet: str | None, ports: tuple[int, ...]
 ) -> ContainerNetwork:
     network = ensure_network(client, container_network(name_prefix, subnet))
-    ensure_firewall(host_firewall(network, hub_port))
+    ensure_firewall(host_firewall(network, tuple(ports)))
     return network
 
 
@@ -134,7 +135,7 @@ def prepare_network(settings):
     try:
         client = docker.APIClient(version="auto")
         network = ensure_container_network(
-            client, settings.instance_name, settings.docker.network_subnet, settings.hub.internal_port
+            client, settings.instance_name, settings.docker.network_subnet, host_ports(settings)
         )
     except docker.errors.DockerException as e:
         raise SettingsError("docker", [f"backend docker: the Docker engine does not answer ({e})"]) from None

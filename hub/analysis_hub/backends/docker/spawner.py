@@ -30,7 +30,7 @@ from pathlib import Path
 import docker.errors
 from dockerspawner import DockerSpawner
 from tornado import web
-from traitlets import Dict, Integer, Unicode, default
+from traitlets import Dict, Integer, List, Unicode, default
 
 from ...images import hadoop_images
 from ...kernels import kernel_display_name
@@ -75,7 +75,12 @@ class CatalogDockerSpawner(CatalogProfileForm, DockerSpawner):
     # ---- networking: the hub's bridge, the port published on host loopback ----
 
     network_subnet = Unicode("", config=True, help="subnet of network_name (set by wiring.py)")
-    hub_api_port = Integer(8081, config=True, help="the hub API's port, the one host port containers reach")
+    host_ports = List(
+        Integer(),
+        [8081],
+        config=True,
+        help="the host ports containers reach on the gateway: the hub API's, the pipelines'",
+    )
 
     @default("use_internal_ip")
     def _default_use_internal_ip(self):
@@ -114,7 +119,7 @@ class CatalogDockerSpawner(CatalogProfileForm, DockerSpawner):
                 self.client,
                 self.prefix,
                 self.network_subnet or None,
-                self.hub_api_port,
+                tuple(self.host_ports),
             )
             await asyncio.to_thread(
                 ensure_team_volumes,

@@ -197,8 +197,9 @@ def network_create_arguments(network: ContainerNetwork) -> dict:
     return arguments
 
 
-def host_firewall(network: ContainerNetwork, hub_port: int) -> HostFirewall:
-    """What containers may reach on the host: the hub API's port on the gateway, nothing else.
+def host_firewall(network: ContainerNetwork, ports: tuple[int, ...]) -> HostFirewall:
+    """What containers may reach on the host: the given ports on the gateway (the hub API's, and
+    the pipelines service's for the servers' publishing), nothing else.
 
     Traffic from the bridge to any host address goes to the chain; so does
     traffic to the gateway from anywhere but the host itself (a neighbour
@@ -215,10 +216,20 @@ def host_firewall(network: ContainerNetwork, hub_port: int) -> HostFirewall:
         rules=[
             ["!", "-i", network.bridge, *REJECT],
             ["-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"],
-            ["-d", gateway, "-p", "tcp", "-m", "tcp", "--dport", str(hub_port), "-j", "ACCEPT"],
+            *(
+                ["-d", gateway, "-p", "tcp", "-m", "tcp", "--dport", str(port), "-j", "ACCEPT"]
+                for port in ports
+            ),
             REJECT,
         ],
     )
+
+
+def host_ports(settings) -> tuple[int, ...]:
+    """The host ports containers reach on the gateway: the hub API, and the pipelines service
+    (servers publish to it; it still checks every caller's hub token)."""
+    pipelines = settings.pipelines
+    return (settings.hub.internal_port, *((pipelines.port,) if pipelines.enabled else ()))
 
 
 # ---- what every container shares -------------------------------------------

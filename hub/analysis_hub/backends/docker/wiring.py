@@ -52,7 +52,7 @@ class DockerBackend(OneMachine):
 def apply_networking(settings, c) -> None:
     """Containers on the hub's own bridge (translate.py says why), the hub API on its gateway."""
     from ...settings import SettingsError
-    from .translate import container_network
+    from .translate import container_network, host_ports
 
     subnet = settings.docker.network_subnet
     if not subnet:
@@ -64,7 +64,7 @@ def apply_networking(settings, c) -> None:
     spawner = c.CatalogDockerSpawner
     spawner.network_name = network.name
     spawner.network_subnet = subnet
-    spawner.hub_api_port = settings.hub.internal_port
+    spawner.host_ports = list(host_ports(settings))
     # Containers can't reach the host's 127.0.0.1: the hub API listens on the
     # bridge's gateway, the one host address the containers' rules let through.
     c.JupyterHub.hub_bind_url = f"http://{network.gateway}:{settings.hub.internal_port}"
