@@ -24,7 +24,7 @@ from analysis_hub.pipelines.models import MIGRATIONS, Base, open_database
 
 pytestmark = pytest.mark.postgres
 
-TABLES = {"alembic_version", "pipelines", "versions", "runs", "audit", "replicas"}
+TABLES = {"alembic_version", "pipelines", "versions", "runs", "audit", "replicas", "step_runs"}
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -65,11 +65,15 @@ def test_an_empty_database_is_migrated_to_exactly_the_models_schema(empty_url):
 
 
 def test_downgrades_step_back_to_nothing_and_up_again(empty_url):
-    """Every migration has a working downgrade: head -> 0002 removes the replicas' additions (0003),
-    -> base removes everything, and the database upgrades to head again."""
+    """Every migration has a working downgrade: head -> 0003 removes the workflows' additions (0004),
+    -> 0002 the replicas' (0003), -> base everything, and the database upgrades to head again."""
     engine = open_database(empty_url).kw["bind"]
+    alembic(engine, "downgrade", "0003")
+    assert tables(engine) == TABLES - {"step_runs"}
+    assert not {"repair_of", "upstream_run"} & {c["name"] for c in sa.inspect(engine).get_columns("runs")}
+    assert "steps" not in {c["name"] for c in sa.inspect(engine).get_columns("versions")}
     alembic(engine, "downgrade", "0002")
-    assert tables(engine) == TABLES - {"replicas"}
+    assert tables(engine) == TABLES - {"replicas", "step_runs"}
     assert "replica" not in {c["name"] for c in sa.inspect(engine).get_columns("runs")}
     alembic(engine, "downgrade", "base")
     assert tables(engine) == {"alembic_version"}
