@@ -16,9 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import nbformat
@@ -29,6 +27,7 @@ from conftest import REPO, make_workdir, start_hub
 from harness import widen_idle_timeouts
 from kernels import run_code
 from notebooks import make_notebook as notebook
+from workflow_runs import receive_webhooks
 
 pytestmark = pytest.mark.integration
 
@@ -43,22 +42,8 @@ V2 = notebook("print('before the error')", "1/0", "print('never')")
 @pytest.fixture
 def webhooks():
     """A webhook receiver on loopback: (its URL, the JSON bodies it received)."""
-    received: list[dict] = []
-
-    class Webhooks(BaseHTTPRequestHandler):
-        def do_POST(self):
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Webhooks)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}/hook", received
-    server.shutdown()
-    server.server_close()
+    with receive_webhooks() as hook:
+        yield hook
 
 
 @pytest.fixture(scope="module")
