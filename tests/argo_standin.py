@@ -13,14 +13,20 @@ Argo's own specification) don't read back unchanged, a Workflow name Argo
 would refuse (over 63 characters) and invalid label values. It records every
 call as the (API group, resource, verb) that Kubernetes' RBAC would check,
 and ends every watch after one event, as a real server ends watches at its
-own timeout, so a client must read again and watch again.
+own timeout, so a client must read again and watch again. It also serves
+core/v1 `persistentvolumeclaims` (create, get, list by labels, merge-patch,
+delete), refusing (422) a claim that kubernetes-validate (1.32, strict)
+refuses, and plays the volume provisioner: a claim is a folder under
+`storage`, deleted with it, and a claim with a `dataSource` starts as a
+copy of its source's folder (CSI volume cloning).
 
 `StandInArgo` plays the controller for the tests: `run_pod` runs the
 Workflow's step as Argo's pod would, from the referenced template with the
 Workflow's parameters substituted (`{{workflow.name}}`,
 `{{workflow.parameters.X}}`), as a process with the container's command,
 args and env (a Secret's values for `secretKeyRef`), "python" being this
-environment's interpreter, and reports Running, then Succeeded or Failed with
+environment's interpreter, a mounted claim being its folder (the mount path
+rewritten to it in the env), and reports Running, then Succeeded or Failed with
 the pod node's exit code. A stop (`spec.shutdown`) sends the process SIGTERM,
 as Argo does, and ends the Workflow as Argo reports a stop. `finish` sets any
 other final status a test scripts.
@@ -33,10 +39,14 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import sys
+import tempfile
 import uuid
+from pathlib import Path
 
+import kubernetes_validate
 from aiohttp import web
 from hera.workflows import models as argo
 
@@ -44,6 +54,8 @@ PREFIX = "/apis/argoproj.io/v1alpha1/namespaces/{namespace}/{plural}"
 MODELS = {"workflows": argo.Workflow, "workflowtemplates": argo.WorkflowTemplate}
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+CLAIMS = "persistentvolumeclaims"
+K8S = "1.32.0"
 PARAMETER = re.compile(r"\{\{workflow\.parameters\.([A-Za-z0-9_-]+)\}\}")
 
 
@@ -64,8 +76,9 @@ def _merge(target: dict, patch: dict) -> dict:
 
 
 class StandInKubernetes:
-    def __init__(self, namespace: str):
+    def __init__(self, namespace: str, storage: Path | None = None):
         self.namespace = namespace
+        self.storage = Path(storage or tempfile.mkdtemp(prefix="stand-in-volumes-"))
         self.objects: dict[tuple[str, str], dict] = {}
         self.calls: list[tuple[str, str, str]] = []  # (API group, resource, verb)
         self.received: list[tuple[str, str, dict]] = []  # (verb, resource, body) as sent
@@ -98,9 +111,17 @@ class StandInKubernetes:
 
     # -- the API ------------------------------------------------------------
 
+    def claim_folder(self, name: str) -> Path | None:
+        """Where a claim's volume is, if the claim exists."""
+        return self.storage / name if (CLAIMS, name) in self.objects else None
+
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         match = re.fullmatch(r"/apis/([^/]+)/v1alpha1/namespaces/([^/]+)/([^/]+)(?:/([^/]+))?", request.path)
-        group, namespace, plural, name = match.groups() if match else ("?", "?", request.path, None)
+        core = re.fullmatch(r"/api/v1/namespaces/([^/]+)/(persistentvolumeclaims)(?:/([^/]+))?", request.path)
+        if core:
+            group, (namespace, plural, name) = "", core.groups()
+        else:
+            group, namespace, plural, name = match.groups() if match else ("?", "?", request.path, None)
         watching = request.query.get("watch", "").lower() in ("1", "t", "true")  # as Go's ParseBool
         verb = {
             "GET": "watch" if watching else ("get" if name else "list"),
@@ -110,7 +131,7 @@ class StandInKubernetes:
             "DELETE": "delete",
         }.get(request.method, request.method.lower())
         self.calls.append((group, plural, verb))
-        if group != "argoproj.io" or plural not in MODELS:
+        if not core and (group != "argoproj.io" or plural not in MODELS):
             return self._status(404, f"no {request.path} here")
         if namespace != self.namespace:  # the service's Role is namespaced
             message = (
@@ -121,6 +142,8 @@ class StandInKubernetes:
         body = await request.json() if request.can_read_body else None
         if body is not None:
             self.received.append((verb, plural, body))
+        if core:
+            return await self._claims(request, verb, name, body)
         if verb == "create":
             return await self._create(plural, body)
         if verb == "get":
@@ -138,6 +161,47 @@ class StandInKubernetes:
             )
         if verb == "watch":
             return await self._watch(request, plural)
+        return self._status(405, f"{request.method} is not served here")
+
+    async def _claims(self, request: web.Request, verb: str, name: str | None, body) -> web.Response:
+        """PersistentVolumeClaims, and the provisioner's folders behind them."""
+        found = self.objects.get((CLAIMS, name)) if name else None
+        if verb == "create":
+            try:
+                kubernetes_validate.validate(body, K8S, strict=True)
+            except kubernetes_validate.ValidationError as e:
+                self.refused.append(f"{CLAIMS}: {e.message}")
+                return self._status(422, f"PersistentVolumeClaim is invalid: {e.message}")
+            name = body["metadata"]["name"]
+            if (CLAIMS, name) in self.objects:
+                return self._status(409, f'persistentvolumeclaims "{name}" already exists')
+            source = ((body.get("spec") or {}).get("dataSource") or {}).get("name")
+            folder = self.storage / name
+            if source and self.claim_folder(source):
+                shutil.copytree(self.storage / source, folder)  # a CSI driver's clone
+            else:
+                folder.mkdir()
+            stored = await self._store(
+                CLAIMS, {**body, "metadata": {**body["metadata"], "uid": str(uuid.uuid4())}}
+            )
+            return web.json_response(stored, status=201)
+        if verb == "list":
+            items = [o for (p, _), o in self.objects.items() if p == CLAIMS and self._selected(o, request)]
+            return web.json_response(
+                {"apiVersion": "v1", "kind": "PersistentVolumeClaimList", "items": items}
+            )
+        if found is None:
+            return self._status(404, f'persistentvolumeclaims "{name}" not found')
+        if verb == "get":
+            return web.json_response(found)
+        if verb == "patch":
+            if request.content_type != "application/merge-patch+json" or set(body) != {"metadata"}:
+                return self._status(422, f"unexpected patch {request.content_type} {body}")
+            return web.json_response(await self._store(CLAIMS, _merge(found, body), "MODIFIED"))
+        if verb == "delete":
+            del self.objects[(CLAIMS, name)]
+            shutil.rmtree(self.storage / name)  # reclaim policy Delete
+            return web.json_response(found)
         return self._status(405, f"{request.method} is not served here")
 
     def _refuse(self, plural: str, body: dict) -> str | None:
@@ -258,9 +322,13 @@ class StandInArgo:
                 "activeDeadlineSeconds", spec.get("activeDeadlineSeconds")
             ),
         }
-        for key in ("nodeSelector", "tolerations", "volumes", "securityContext", "serviceAccountName"):
+        for key in ("nodeSelector", "tolerations", "securityContext", "serviceAccountName"):
             if key in spec:
                 pod_spec[key] = spec[key]
+        # Argo merges the Workflow's volumes into its template's, by name.
+        volumes = {v["name"]: v for v in [*spec.get("volumes", []), *wf["spec"].get("volumes", [])]}
+        if volumes:
+            pod_spec["volumes"] = list(volumes.values())
         pod_spec["automountServiceAccountToken"] = spec.get("automountServiceAccountToken", True)
         labels = {
             **(spec.get("podMetadata") or {}).get("labels", {}),
@@ -271,12 +339,24 @@ class StandInArgo:
 
     async def run_pod(self, name: str) -> None:
         """Run the step as its pod would; Running, then Succeeded or Failed (or stopped)."""
-        container = self.pod_of(name)["spec"]["containers"][0]
+        pod = self.pod_of(name)
+        container = pod["spec"]["containers"][0]
         command = [sys.executable if x == "python" else x for x in container["command"]] + container["args"]
         env = {"PATH": os.environ["PATH"], "HOME": str(self.workdir)}
         for var in container.get("env", []):
             ref = (var.get("valueFrom") or {}).get("secretKeyRef")
             env[var["name"]] = self.secrets[ref["name"]][ref["key"]] if ref else var["value"]
+        volumes = {v["name"]: v for v in pod["spec"].get("volumes", [])}
+        for mount in container.get("volumeMounts", []):
+            claim = (volumes[mount["name"]].get("persistentVolumeClaim") or {}).get("claimName")
+            if claim is None:
+                continue  # /dev/shm, the Hadoop configuration: nothing the notebooks here read
+            folder = self.api.claim_folder(claim)
+            if folder is None:  # the pod can't be scheduled; Argo fails it at its deadline
+                message = f'persistentvolumeclaim "{claim}" not found'
+                return await self.finish(name, "Failed", message, None, message)
+            path = mount["mountPath"]
+            env = {k: str(folder) + v[len(path) :] if v.startswith(path) else v for k, v in env.items()}
         await self.api.set_status(name, {"phase": "Running"})
         process = await asyncio.create_subprocess_exec(
             *command, env=env, cwd=self.workdir, start_new_session=True

@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 import logging
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import boto3
 import kubernetes_validate
@@ -29,6 +32,7 @@ from analysis_hub.backends.kubernetes.argo_executor import ARGO_ROLE_RULES, Argo
 from analysis_hub.backends.kubernetes.profiles import CHART_USER_TOLERATIONS, ClusterFacts
 from analysis_hub.backends.kubernetes.workflows import (
     WorkflowSettings,
+    run_folder_claim_name,
     template_name,
     version_pod,
     workflow,
@@ -74,7 +78,7 @@ def s3():
 
 @pytest.fixture(scope="module")
 async def cluster(s3, tmp_path_factory):
-    api = StandInKubernetes(NAMESPACE)
+    api = StandInKubernetes(NAMESPACE, tmp_path_factory.mktemp("volumes"))
     url = await api.start()
     secret = {
         "accesskey": CREDENTIALS["AWS_ACCESS_KEY_ID"],
@@ -306,6 +310,89 @@ async def test_a_run_the_api_refuses_fails_with_the_apis_reason(cluster, tmp_pat
     assert len(api.objects) == before
 
 
+WRITES_ROWS = make_notebook(
+    "import os\nfolder = os.environ['ANALYSIS_HUB_RUN_FOLDER']",
+    "open(f'{folder}/rows.txt', 'w').write('3')",
+)
+READS_ROWS_THEN_FAILS = make_notebook(
+    "import os\nfolder = os.environ['ANALYSIS_HUB_RUN_FOLDER']",
+    "print('rows:', open(f'{folder}/rows.txt').read())",
+    "1/0",
+)
+READS_ROWS = make_notebook(
+    "import os\nfolder = os.environ['ANALYSIS_HUB_RUN_FOLDER']",
+    "print('rows:', open(f'{folder}/rows.txt').read())\nopen(f'{folder}/model.txt', 'w').write('ok')",
+)
+
+
+async def test_a_workflows_steps_share_the_runs_folder_and_a_repair_starts_from_its_copy(
+    cluster, executor, tmp_path
+):
+    """A workflow's steps are Workflows of their own step templates that mount one claim per run at
+    /home/jovyan/run-folder (`ANALYSIS_HUB_RUN_FOLDER`): what the first step writes, the second
+    reads. The claim passes kubernetes-validate (the stand-in refuses others). A failed run keeps its
+    claim for 7 days (annotated); its repair's claim is a clone of it (`dataSource`), so the step
+    that runs again reads the kept step's file, and the clone's writes leave the original alone. A
+    succeeded run's claim is deleted when it ends, an expired one at the next end, and a repair
+    whose source is gone fails with that reason before submitting anything."""
+    api, argo, _ = cluster
+    flow = functools.partial(spec, pipeline="flow", run_folder=Path("/not/on/this/machine"))
+    prepare, model = flow(80, step="prepare"), flow(80, step="model")
+    first, _ = await run_with_controller(executor, api, argo.run_pod, prepare, WRITES_ROWS, tmp_path / "1")
+    failed, name = await run_with_controller(
+        executor, api, argo.run_pod, model, READS_ROWS_THEN_FAILS, tmp_path / "2"
+    )
+    assert (first.status, failed.status) == ("succeeded", "failed")
+    assert "rows: 3" in (tmp_path / "2" / "log.txt").read_text()
+    claim = run_folder_claim_name("data-team", "flow", 80)
+    pod = argo.pod_of(name)
+    volume = next(v for v in pod["spec"]["volumes"] if v["name"] == "run-folder")
+    assert volume["persistentVolumeClaim"] == {"claimName": claim}
+    main = pod["spec"]["containers"][0]
+    assert {"name": "run-folder", "mountPath": "/home/jovyan/run-folder"} in main["volumeMounts"]
+    assert {"name": "ANALYSIS_HUB_RUN_FOLDER", "value": "/home/jovyan/run-folder"} in main["env"]
+    stored = api.objects[("persistentvolumeclaims", claim)]
+    assert stored["metadata"]["labels"]["analysis-hub/run"] == "80"
+    assert stored["spec"]["resources"] == {"requests": {"storage": "10Gi"}}
+    assert [n for p, n in api.objects if p == "persistentvolumeclaims"] == [claim]  # one per run
+
+    await executor.end_run(80, "failed")
+    kept = api.objects[("persistentvolumeclaims", claim)]["metadata"]["annotations"][
+        "analysis-hub/delete-after"
+    ]
+    assert timedelta(days=6.9) < datetime.fromisoformat(kept) - datetime.now(UTC) <= timedelta(days=7)
+
+    repair = flow(81, step="model", run_folder_copy_of=80)
+    repaired, _ = await run_with_controller(executor, api, argo.run_pod, repair, READS_ROWS, tmp_path / "3")
+    assert repaired.status == "succeeded"
+    assert "rows: 3" in (tmp_path / "3" / "log.txt").read_text()
+    copy = run_folder_claim_name("data-team", "flow", 81)
+    assert api.objects[("persistentvolumeclaims", copy)]["spec"]["dataSource"] == {
+        "kind": "PersistentVolumeClaim",
+        "name": claim,
+    }
+    assert (api.claim_folder(copy) / "model.txt").exists()
+    assert not (api.claim_folder(claim) / "model.txt").exists()
+
+    await executor.end_run(81, "succeeded")
+    assert api.claim_folder(copy) is None and api.claim_folder(claim) is not None
+    api.objects[("persistentvolumeclaims", claim)]["metadata"]["annotations"]["analysis-hub/delete-after"] = (
+        "2026-01-01T00:00:00+00:00"
+    )
+    await executor.end_run(81, "succeeded")  # any run's end deletes what has expired
+    assert api.claim_folder(claim) is None
+
+    workflows = len([p for p, _ in api.objects if p == "workflows"])
+    gone = await executor.run(
+        flow(82, step="model", run_folder_copy_of=80), json.dumps(READS_ROWS), tmp_path / "4"
+    )
+    assert (
+        gone.status == "failed" and "run folder of run 80" in gone.reason and "no longer kept" in gone.reason
+    )
+    assert len([p for p, _ in api.objects if p == "workflows"]) == workflows
+    assert api.claim_folder(run_folder_claim_name("data-team", "flow", 82)) is None
+
+
 async def test_every_object_sent_passes_argos_schema_and_its_pods_are_valid(cluster, executor):
     """Every object the executor sent passed hera's models of Argo's schema (the stand-in refuses
     others), and the pod each Workflow makes, a GPU version's included, is a valid Kubernetes 1.32
@@ -318,9 +405,9 @@ async def test_every_object_sent_passes_argos_schema_and_its_pods_are_valid(clus
         workflow(gpu, workflow_name(gpu, "gpu"), version_pod(gpu, executor.cluster))
     )
     assert api.refused == []
-    assert {r for _, r, _ in api.received} == {"workflows", "workflowtemplates"}
+    assert {r for _, r, _ in api.received} == {"workflows", "workflowtemplates", "persistentvolumeclaims"}
     names = [n for (p, n) in api.objects if p == "workflows"]
-    assert len(names) == 11  # every Workflow of the tests before, and the GPU one
+    assert len(names) == 14  # every Workflow of the tests before, and the GPU one
     for name in names:
         pod = argo.pod_of(name)
         kubernetes_validate.validate(pod, K8S, strict=True)

@@ -37,7 +37,8 @@ class ScriptedExecutor(Executor):
     `gate` is closed, runs wait at it, so a test can hold a run "running" (`entered` tells when
     one got there). For a workflow's steps, `steps` gives a step its own outcomes (keyed by
     `spec.step`, used up the same way) and `outputs` the values it records, left in its output
-    notebook as `analysis_hub_outputs.record` leaves them. The real executors
+    notebook as `analysis_hub_outputs.record` leaves them. `ended` lists the runs the service
+    said had ended (`end_run`), with their status. The real executors
     (papermill in the local sandbox, in a container) are covered by the integration tests."""
 
     def __init__(
@@ -51,6 +52,7 @@ class ScriptedExecutor(Executor):
         self.outputs = dict(outputs or {})
         self.runs: list[tuple[RunSpec, str]] = []
         self.prepared: list[RunSpec] = []
+        self.ended: list[tuple[int, str]] = []
         self.gate = asyncio.Event()
         self.gate.set()
         self.entered = asyncio.Event()  # set when a run reached the executor
@@ -69,6 +71,9 @@ class ScriptedExecutor(Executor):
 
     async def prepare(self, spec: RunSpec) -> None:
         self.prepared.append(spec)
+
+    async def end_run(self, run_id: int, status: str) -> None:
+        self.ended.append((run_id, status))
 
 
 def recording(notebook: str, values: dict) -> str:

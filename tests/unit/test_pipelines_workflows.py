@@ -157,6 +157,10 @@ async def test_repair_reruns_the_failed_step_and_its_dependants_but_not_what_suc
     assert rows["train"].started_at > old["prepare"].finished_at
     assert rows["publish"].status == "succeeded"
     assert ("alice", "repair") in audit_actions(pipelines)
+    # An executor that keeps run folders itself (Argo) is told whose folder to copy, and when
+    # each run ended, with its status.
+    assert {specs[s].run_folder_copy_of for s in ("train", "publish")} == {failed_id}
+    assert scripted.ended == [(failed_id, "failed"), (repaired["id"], "succeeded")]
 
 
 async def test_a_repair_of_a_repair_reuses_from_the_run_that_ran_the_step(tmp_path):
@@ -307,6 +311,7 @@ async def test_cancelling_a_workflow_stops_its_step_and_cancels_what_is_left(tmp
         "publish": "cancelled",
     }
     assert run_row(pipelines, run_id).status == "cancelled" and len(scripted.runs) == 1
+    assert scripted.ended == [(run_id, "cancelled")]  # told once, by the cancel
     repaired = await pipelines.runs.repair(ALICE, run_id)
     await pipelines.runs.wait_idle()
     assert [spec.step for spec, _ in scripted.runs[1:]] == ["prepare", "train", "publish"]

@@ -18,8 +18,10 @@ Contract:
   `cancelled`; a cancelled run is never overwritten by a late outcome.
 - When the run ends: its status and reason (the first failed step's),
   the single-notebook run's exit code and error cell, the run metrics; the
-  webhook on failure (on success too if asked); and `on_finished(run_id)`,
-  which starts the pipelines chained after this one (`chains.py`).
+  webhook on failure (on success too if asked); the executor's `end_run`
+  where it has one (`end_run` here: Argo deletes or keeps the run's folder);
+  and `on_finished(run_id)`, which starts the pipelines chained after this
+  one (`chains.py`).
 """
 
 from __future__ import annotations
@@ -141,6 +143,7 @@ class Execution:
         finally:
             self._wake.pop(run_id, None)
         log.info("run %s of %s/%s: %s %s", run_id, team, name, result["status"], result["reason"])
+        await end_run(self.executor, run_id, result["status"])
         if notify_url and (result["status"] != "succeeded" or on_success):
             url = f"{self.public_url}/services/pipelines/runs/{run_id}"
             await notify.send(notify_url, notify.run_message(team, name, result, url))
@@ -189,6 +192,7 @@ class Execution:
                 retries if inside else 0,
                 run_folder(self.runs_root, run_id, workflow),
                 workflow,
+                copy_of=run.repair_of if workflow else None,
             )
             attempts = 1 if inside else retries + 1
         notebook = await asyncio.to_thread(
@@ -269,6 +273,17 @@ class Execution:
     def _record_cancelled(self, run_id: int) -> None:
         if self._cancelled(run_id):
             cancel_steps(self.sessions, run_id)
+
+
+async def end_run(executor, run_id: int, status: str) -> None:
+    """Tell an executor that keeps something for a run across its steps that the run ended."""
+    end = getattr(executor, "end_run", None)
+    if end is None:
+        return
+    try:
+        await end(run_id, status)
+    except Exception:  # the run is recorded; what the executor kept is cleaned up later
+        log.exception("run %s: the executor could not release what it kept for the run", run_id)
 
 
 def cancel_steps(sessions, run_id: int) -> None:

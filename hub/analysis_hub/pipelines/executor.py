@@ -19,7 +19,10 @@ Contract:
   run's `run` then returns the status `cancelled`), False when none was; and
   `retries_itself = True`, for an executor that retries a failed run within
   one run (Argo's `retryStrategy`, from `spec.retries`): the service then
-  calls `run` once instead of once per attempt.
+  calls `run` once instead of once per attempt; and `async end_run(run_id,
+  status)`, called once a run has ended (cancelled included), for an
+  executor that keeps something across a run's steps (Argo: the claim of a
+  workflow run's folder).
 - Which executor a service uses follows the backend table
   (`analysis_hub.backends`): the local backend's runs in the machine's
   sandbox, docker's in a container of the version's image, Kubernetes' as

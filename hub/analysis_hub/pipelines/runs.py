@@ -47,7 +47,7 @@ from sqlalchemy.exc import IntegrityError
 from . import replicas
 from .access import Caller, Conflict, NotFound, find_pipeline, find_run, pipeline_for_token
 from .chains import chained_after
-from .execution import Execution, cancel_steps
+from .execution import Execution, cancel_steps, end_run
 from .executor import Executor
 from .gates import Gates
 from .models import UNFINISHED, AuditEvent, Pipeline, Run, StepRun, now
@@ -311,6 +311,7 @@ class Runs:
             task.cancel()
             # Answer once the executor has stopped what it started (processes, a container).
             await asyncio.wait({task})
+        await end_run(self.executor, run_id, "cancelled")
         return result
 
     async def _start_chained(self, run_id: int) -> None:

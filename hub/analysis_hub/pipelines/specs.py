@@ -65,6 +65,9 @@ class RunSpec:
     # backend has one on this machine (local, docker; Argo mounts its own per-run volume).
     step: str | None = None
     run_folder: Path | None = None
+    # A repair's: the run whose shared folder this run's starts as a copy of. The service
+    # copies `run_folder` itself; an executor that keeps run folders elsewhere (Argo) copies.
+    run_folder_copy_of: int | None = None
 
 
 def check_name(kind: str, name: str) -> str:

@@ -13,7 +13,8 @@ Contract:
   named `<step>.<name>` (plain names for a single notebook), and each upstream
   step's recorded outputs as `<upstream>_<output>` where the notebook declares
   such a parameter; an upstream output wins over a run's value.
-- `step_spec(...)` is the executor's `RunSpec` for one step; `deployment_specs`
+- `step_spec(...)` is the executor's `RunSpec` for one step (a repair's names
+  the run its folder is a copy of); `deployment_specs`
   those a deployment's runs start from (run id 0: what `Executor.prepare`
   stores), and `run_spec` a single-notebook version's one.
 """
@@ -93,6 +94,7 @@ def step_spec(
     retries: int,
     shared: Path | None,
     workflow: bool,
+    copy_of: int | None = None,
 ) -> RunSpec:
     assert step.kind == NOTEBOOK
     settings = step.resources
@@ -117,6 +119,7 @@ def step_spec(
         profile=profile,
         step=step.name if workflow else None,
         run_folder=shared,
+        run_folder_copy_of=copy_of,
     )
 
 

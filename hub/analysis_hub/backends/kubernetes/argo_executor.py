@@ -10,16 +10,19 @@ Contract (see `pipelines.executor`):
   pipeline, version and run id, with the run's parameters, timeout and
   retries), follows it through the Kubernetes API (get, then watch from the
   resourceVersion read, again after every watch that ends) until it
-  finishes, downloads `output.ipynb` and `log.txt` that papermill wrote from
+  finishes (a workflow's step first makes sure its run's folder has a
+  claim: `run_folders.RunFolders.ensure`), downloads `output.ipynb` and `log.txt` that papermill wrote from
   the pod into `out_dir`, and returns the same `RunOutcome` as a local run
   (`finish_outcome`: output.html, the error cell). Status: succeeded, failed,
   timed_out (a deadline), or cancelled (a stopped Workflow).
 - `cancel(run_id)` (optional in the executor protocol) stops the run's
   Workflows with Argo's stop (`spec.shutdown: Stop`); the run then ends as
-  cancelled.
-- `ArgoApi` is every Kubernetes API call this module makes; `ARGO_ROLE_RULES`
-  is the namespaced Role that allows exactly those calls (the chart's Role is
-  checked against it). No pod logs are read: the log is in the artifact store.
+  cancelled. `end_run(run_id, status)` (optional too) deletes or keeps the
+  run's folder (`RunFolders.end`).
+- `ArgoApi` is every Kubernetes API call this module makes, `ClaimsApi`
+  those of `run_folders`; `ARGO_ROLE_RULES` is the namespaced Role that
+  allows exactly those calls (the chart's Role is checked against it). No
+  pod logs are read: the log is in the artifact store.
 - The executor never executes a notebook itself.
 """
 
@@ -40,6 +43,8 @@ from ...pipelines.executor import INPUT, LOG, OUTPUT, PARAMETERS, RunOutcome, fi
 from ...pipelines.specs import RunSpec
 from ...quantities import format_memory
 from .profiles import ClusterFacts
+from .run_folders import ROLE_RULES as CLAIM_RULES
+from .run_folders import ClaimsApi, RunFolderGone, RunFolders
 from .sensors import sensor_for
 from .workflow_dag import dag_template
 from .workflows import (
@@ -64,6 +69,7 @@ log = logging.getLogger(__name__)
 ARGO_ROLE_RULES = (
     {"apiGroups": [GROUP], "resources": ["workflowtemplates"], "verbs": ["get", "create", "update"]},
     {"apiGroups": [GROUP], "resources": ["workflows"], "verbs": ["create", "get", "list", "watch", "patch"]},
+    *CLAIM_RULES,
 )
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 WATCH_SECONDS = 300  # a watch the server ends after this; the executor reads the Workflow and watches again
@@ -185,7 +191,7 @@ class ArgoExecutor:
         grace_seconds: int = 300,
     ):
         self.namespace, self.cluster, self.settings = namespace, cluster, settings
-        self._api_client_factory, self._api = api_client, None
+        self._api_client_factory, self._api, self._folders = api_client, None, None
         self.store = ArtifactStore(s3_client or _boto3_client(settings.s3_endpoint_url, settings.s3_region))
         self._running: dict[int, str] = {}  # run id -> Workflow name, for cancel
         self.grace_seconds = grace_seconds  # past a run's deadline, before Argo is taken to be gone
@@ -219,11 +225,17 @@ class ArgoExecutor:
             self._api = ArgoApi(self._api_client_factory(), self.namespace)
         return self._api
 
+    @property
+    def run_folders(self) -> RunFolders:
+        if self._folders is None:
+            self._folders = RunFolders(ClaimsApi(self.api.objects.api_client, self.namespace), self.settings)
+        return self._folders
+
     async def close(self) -> None:
         """Close the API client's connections (the service's shutdown)."""
         if self._api is not None:
             await self._api.objects.api_client.close()
-            self._api = None
+            self._api, self._folders = None, None
 
     def template_for(self, spec: RunSpec) -> dict:
         """The version's WorkflowTemplate, as `prepare` stores it (for `GET .../argo`)."""
@@ -273,6 +285,8 @@ class ArgoExecutor:
         self._running[spec.run_id] = name
         try:
             await self.prepare(spec)
+            if spec.step:  # a workflow's step: its run's shared folder
+                await self.run_folders.ensure(spec, spec.run_folder_copy_of)
             await self.store.put_text(urls.input, notebook)
             await self.api.create_workflow(workflow(spec, name, version_pod(spec, self.cluster)))
             log.info("run %s: submitted Workflow %s", spec.run_id, name)
@@ -280,6 +294,9 @@ class ArgoExecutor:
         except ApiException as e:
             (out_dir / LOG).write_text(f"{e.status} {e.reason}\n{e.body}\n")
             return RunOutcome("failed", None, f"the Kubernetes API refused the run: {_api_message(e)}")
+        except RunFolderGone as e:
+            (out_dir / LOG).write_text(f"{e}\n")
+            return RunOutcome("failed", None, str(e))
         finally:
             self._running.pop(spec.run_id, None)
         await self.store.download(urls.output, out_dir / OUTPUT)
@@ -309,6 +326,10 @@ class ArgoExecutor:
             await self.api.stop_workflow(name)
             log.info("run %s: stopping Workflow %s", run_id, name)
         return bool(names)
+
+    async def end_run(self, run_id: int, status: str) -> None:
+        """The run ended: its folder's claim goes, or stays while it may be repaired."""
+        await self.run_folders.end(run_id, status)
 
     async def _follow(self, name: str) -> dict:
         """The Workflow once finished: read it, watch it from there, read it again when a watch ends."""

@@ -57,17 +57,20 @@ from hera.workflows import models as m
 from ...pipelines.dag import APPROVAL, ancestors
 from ...pipelines.specs import RUN_FOLDER_ENV, stored_profile
 from ...pipelines.workflow import WorkflowStep, dag_steps
-from .profiles import HOME, ClusterFacts
+from .profiles import ClusterFacts
 from .workflows import (
     KEEP_FINISHED_SECONDS,
     LABEL_PREFIX,
     PIPELINE_RUN_LABEL,
+    RUN_FOLDER,
+    RUN_VOLUME,
     WorkflowSettings,
     container_resources,
     notebook_env,
     notebook_security_context,
     pod_labels,
     pod_security_context,
+    run_folder_claim_spec,
     runner_source,
     step_artifact_urls,
     team_run_pod,
@@ -77,8 +80,6 @@ from .workflows import (
 )
 
 ENTRYPOINT = "workflow"
-RUN_FOLDER = f"{HOME}/run-folder"  # where the docker backend mounts it too (SHARED_RUN_DIR)
-RUN_VOLUME = "run-folder"
 OUTPUTS = "outputs"
 OUTPUTS_FOLDER = f"{RUN_FOLDER}/.analysis-hub/outputs"  # <step>.json, for later steps' parameters
 RESULTS = "/tmp/analysis-hub"  # in the step's container: what Argo reads its output parameters from
@@ -302,14 +303,7 @@ def _workflow_parameter(step: WorkflowStep) -> str:
 
 def _run_folder_claim(settings: WorkflowSettings) -> m.PersistentVolumeClaim:
     return m.PersistentVolumeClaim(
-        metadata=m.ObjectMeta(name=RUN_VOLUME),
-        spec=m.PersistentVolumeClaimSpec(
-            access_modes=[settings.run_folder_access_mode],
-            storage_class_name=settings.run_folder_storage_class,
-            resources=m.VolumeResourceRequirements(
-                requests={"storage": m.Quantity(settings.run_folder_size)}
-            ),
-        ),
+        metadata=m.ObjectMeta(name=RUN_VOLUME), spec=run_folder_claim_spec(settings)
     )
 
 

@@ -11,13 +11,21 @@ Contract:
   without an API token in the notebook's container, and the team's folder
   (its claim at /home/jovyan/teams/<team>, the path its members' servers
   have) when the team has one. Its name and labels say team, pipeline and version.
+  A workflow's step (`spec.step`) has its own template, whose notebook
+  container also mounts the run's shared folder at `RUN_FOLDER` (named by
+  `ANALYSIS_HUB_RUN_FOLDER`); each run's Workflow supplies the volume.
 - `workflow(spec, name, pod)` is one run: a `Workflow` that references
   that template (`workflowTemplateRef`), with the run's parameters, its
   `activeDeadlineSeconds` (the deployment's timeout) and a `retryStrategy`
   when the run may be retried, labelled with team, pipeline, version and
   run id (always valid label values; the exact names are annotations); its
   pods also carry `analysis-hub/pipeline-run: "true"`, which the chart's
-  NetworkPolicy for run pods selects.
+  NetworkPolicy for run pods selects. A workflow step's Workflow names its
+  run's claim as the volume `RUN_VOLUME`.
+- `run_folder_claim(spec, settings, copy_of)`: a workflow run's shared
+  folder, one `PersistentVolumeClaim` per run (`run_folder_claim_name`) that
+  every step's Workflow mounts; a repair's starts as a clone of the repaired
+  run's claim (`dataSource`: CSI volume cloning, same storage class).
 - `artifact_urls(spec, name, settings)`: where a run's files live in the
   artifact store. The version's notebook is `<output_url>/<team>/<pipeline>/
   v<N>/input.ipynb` (the executor uploads it), a run's output notebook and log
@@ -46,8 +54,8 @@ from hera.workflows import models as m
 
 from ...catalog import Profile, ResolvedProfile, Resources
 from ...pipelines.executor import INPUT, LOG, OUTPUT
-from ...pipelines.specs import RunSpec
-from .profiles import ClusterFacts, pod_override, team_volumes
+from ...pipelines.specs import RUN_FOLDER_ENV, RunSpec
+from .profiles import HOME, ClusterFacts, pod_override, team_volumes
 
 GROUP, VERSION = "argoproj.io", "v1alpha1"
 STEP = "notebook"
@@ -62,6 +70,9 @@ SECRET_KEYS = {"AWS_ACCESS_KEY_ID": "accesskey", "AWS_SECRET_ACCESS_KEY": "secre
 # files are the service's and the artifact store's.
 KEEP_FINISHED_SECONDS = 7 * 86400
 FINISHED_PHASES = ("Succeeded", "Failed", "Error")
+RUN_FOLDER = f"{HOME}/run-folder"  # a workflow run's shared folder in every step; docker's path too
+RUN_VOLUME = "run-folder"
+RUN_FOLDER_LABEL = {LABEL_PREFIX + "run-folder": "true"}  # on every run folder's claim
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _DEADLINE = re.compile(r"exceeded its deadline|longer than the specified deadline|DeadlineExceeded", re.I)
 _STOPPED = re.compile(r"^Stopped with strategy|shutdown with strategy", re.I)
@@ -76,9 +87,9 @@ class WorkflowSettings:
     s3_endpoint_url: str | None = None  # an S3-compatible store's URL (MinIO, Ceph); None: AWS
     s3_credentials_secret: str | None = None  # a Secret with keys accesskey and secretkey
     s3_region: str | None = None
-    # A workflow run's shared folder: a volume claimed per Workflow (`volumeClaimTemplates`),
-    # deleted with it. ReadWriteOnce suits steps that run one after another (the volume follows
-    # them from node to node); steps in parallel on different nodes need ReadWriteMany.
+    # A workflow run's shared folder: a volume claimed per run. ReadWriteOnce suits steps that
+    # run one after another (the volume follows them from node to node); steps in parallel on
+    # different nodes need ReadWriteMany.
     run_folder_size: str = "10Gi"
     run_folder_storage_class: str | None = None  # None: the cluster's default
     run_folder_access_mode: str = "ReadWriteOnce"
@@ -245,14 +256,19 @@ def workflow_template(spec: RunSpec, pod: dict, settings: WorkflowSettings) -> d
         pod_metadata=m.Metadata(labels=pod_labels(pod)),
         ttl_strategy=m.TTLStrategy(seconds_after_completion=KEEP_FINISHED_SECONDS),
     ) as template:
+        mounts = [m.VolumeMount(**v) for v in pod.get("volume_mounts") or []]
+        shared = {}
+        if spec.step:  # a workflow's step: the run's folder, whose claim each run's Workflow names
+            mounts.append(m.VolumeMount(name=RUN_VOLUME, mount_path=RUN_FOLDER))
+            shared = {RUN_FOLDER_ENV: RUN_FOLDER}
         Container(
             name=STEP,
             image=pod["image"],
             command=["python", "-c", runner_source()],
             args=[urls.input, urls.output, urls.log, spec.kernel, PARAMETERS_VALUE],
-            env=notebook_env(pod, settings),
+            env=notebook_env(pod, settings, shared),
             resources=container_resources(pod),
-            volume_mounts=[m.VolumeMount(**v) for v in pod.get("volume_mounts") or []] or None,
+            volume_mounts=mounts or None,
             security_context=notebook_security_context(pod),
         )
     return template.to_dict()
@@ -301,6 +317,17 @@ def pod_labels(pod: dict) -> dict[str, str]:
 def workflow(spec: RunSpec, name: str, pod: dict) -> dict:
     labels = run_labels(spec)
     retry = RetryStrategy(limit=spec.retries, retry_policy="Always") if spec.retries else None
+    volumes = None
+    if spec.step:
+        # The run's folder, and the template's volumes again: Argo merges a Workflow's volumes
+        # with its template's by name, and a list that replaced them would still be whole.
+        claim = m.PersistentVolumeClaimVolumeSource(
+            claim_name=run_folder_claim_name(spec.team, spec.pipeline, spec.run_id)
+        )
+        volumes = [
+            *(m.Volume(**v) for v in pod.get("volumes") or []),
+            m.Volume(name=RUN_VOLUME, persistent_volume_claim=claim),
+        ]
     return Workflow(
         name=name,
         labels=labels,
@@ -309,10 +336,43 @@ def workflow(spec: RunSpec, name: str, pod: dict) -> dict:
         arguments=Parameter(name=PARAMETERS, value=json.dumps(spec.parameters)),
         active_deadline_seconds=spec.timeout,
         retry_strategy=retry,
+        volumes=volumes,
         # The pods carry the run's labels too (kubectl get pods -l analysis-hub/team=...), and the
         # template's pod labels again, whether Argo merges the two podMetadata or takes this one.
         pod_metadata=m.Metadata(labels={**pod_labels(pod), **labels}),
     ).to_dict()
+
+
+def run_folder_claim_name(team: str, pipeline: str, run_id: int) -> str:
+    return object_name(f"{team}-{pipeline}-{run_id}", "run-folder")
+
+
+def run_folder_claim_spec(
+    settings: WorkflowSettings, copy_of: str | None = None
+) -> m.PersistentVolumeClaimSpec:
+    """The run folder's volume (`pipelines.run_folder_*`), a clone of the claim `copy_of` if given."""
+    source = m.TypedLocalObjectReference(kind="PersistentVolumeClaim", name=copy_of) if copy_of else None
+    return m.PersistentVolumeClaimSpec(
+        access_modes=[settings.run_folder_access_mode],
+        storage_class_name=settings.run_folder_storage_class,
+        resources=m.VolumeResourceRequirements(requests={"storage": m.Quantity(settings.run_folder_size)}),
+        data_source=source,
+    )
+
+
+def run_folder_claim(spec: RunSpec, settings: WorkflowSettings, copy_of: str | None = None) -> dict:
+    """A workflow run's shared folder: the claim its steps' Workflows mount (`run_folder_claim_name`)."""
+    claim = m.PersistentVolumeClaim(
+        api_version="v1",
+        kind="PersistentVolumeClaim",
+        metadata=m.ObjectMeta(
+            name=run_folder_claim_name(spec.team, spec.pipeline, spec.run_id),
+            labels={**run_labels(spec), **RUN_FOLDER_LABEL},
+            annotations=_annotations(spec),
+        ),
+        spec=run_folder_claim_spec(settings, copy_of),
+    )
+    return claim.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
 def workflow_result(wf: dict) -> WorkflowResult | None:
