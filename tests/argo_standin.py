@@ -302,8 +302,9 @@ class StandInKubernetes:
 class StandInArgo:
     """What Argo's controller and a pod would do with a Workflow, for the tests (see the module)."""
 
-    def __init__(self, api: StandInKubernetes, secrets: dict[str, dict[str, str]], workdir):
+    def __init__(self, api: StandInKubernetes, secrets: dict[str, dict[str, str]], workdir, python_path=None):
         self.api, self.secrets, self.workdir = api, secrets, workdir
+        self.python_path = python_path  # what the image has on its Python path besides the venv's
 
     def pod_of(self, name: str) -> dict:
         """The Workflow's step as a Kubernetes Pod (main container only), parameters substituted."""
@@ -343,6 +344,8 @@ class StandInArgo:
         container = pod["spec"]["containers"][0]
         command = [sys.executable if x == "python" else x for x in container["command"]] + container["args"]
         env = {"PATH": os.environ["PATH"], "HOME": str(self.workdir)}
+        if self.python_path:
+            env["PYTHONPATH"] = str(self.python_path)
         for var in container.get("env", []):
             ref = (var.get("valueFrom") or {}).get("secretKeyRef")
             env[var["name"]] = self.secrets[ref["name"]][ref["key"]] if ref else var["value"]

@@ -20,11 +20,9 @@ import asyncio
 import dataclasses
 import functools
 import json
-import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import boto3
 import kubernetes_validate
 import nbformat
 import pytest
@@ -41,80 +39,16 @@ from analysis_hub.backends.kubernetes.workflows import (
 from analysis_hub.catalog import resolve
 from analysis_hub.catalog_source import CatalogSource
 from analysis_hub.pipelines.specs import RunSpec
-from argo_standin import StandInArgo, StandInKubernetes
-from harness import REPO, free_port
-from moto.server import ThreadedMotoServer
+from argo_cluster import BUCKET, IMAGE_REFS
+from harness import REPO
 from notebooks import make_notebook
 
 pytestmark = pytest.mark.integration
+pytest_plugins = ["argo_cluster"]  # the fixtures s3, cluster and executor
 
-NAMESPACE = "analysis-hub"
-BUCKET = "pipeline-runs"
-CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "stand-in",
-    "AWS_SECRET_ACCESS_KEY": "stand-in",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
-IMAGE_REFS = {
-    n: f"registry.example.com/analysis-hub/{n}:abc123" for n in ("pyspark", "pytorch", "tensorflow")
-}
 K8S = "1.32.0"
 FAILING = make_notebook("print(greeting * n)", "1/0", "print('never')")
 SLOW = make_notebook("print('started', flush=True)", "import time\ntime.sleep(600)")
-
-
-@pytest.fixture(scope="module")
-def s3():
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server logs every request
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    client = boto3.client("s3", endpoint_url=url, **_boto3_credentials())
-    client.create_bucket(Bucket=BUCKET)
-    yield url, client
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-async def cluster(s3, tmp_path_factory):
-    api = StandInKubernetes(NAMESPACE, tmp_path_factory.mktemp("volumes"))
-    url = await api.start()
-    secret = {
-        "accesskey": CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        "secretkey": CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-    }
-    argo = StandInArgo(api, {"s3-credentials": secret}, tmp_path_factory.mktemp("pod"))
-    yield api, argo, url
-    await api.stop()
-
-
-@pytest.fixture(scope="module")
-async def executor(cluster, s3):
-    from kubernetes_asyncio.client import ApiClient, Configuration
-
-    _, _, api_url = cluster
-    s3_url, _ = s3
-    configuration = Configuration(host=api_url)
-    output_url, region = f"s3://{BUCKET}/analysis-hub", CREDENTIALS["AWS_DEFAULT_REGION"]
-    settings = WorkflowSettings(output_url, "analysis-hub-pipeline-run", s3_url, "s3-credentials", region)
-    executor = ArgoExecutor(
-        NAMESPACE,
-        ClusterFacts(images=IMAGE_REFS, hadoop_configmap="hadoop-conf"),
-        settings,
-        api_client=lambda: ApiClient(configuration),
-        s3_client=lambda: boto3.client("s3", endpoint_url=s3_url, **_boto3_credentials()),
-    )
-    yield executor
-    await executor.close()
-
-
-def _boto3_credentials() -> dict:
-    return {
-        "aws_access_key_id": CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        "aws_secret_access_key": CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        "region_name": CREDENTIALS["AWS_DEFAULT_REGION"],
-    }
 
 
 def spec(run_id: int, pipeline: str = "daily", profile: str = "pyspark", **changes) -> RunSpec:
