@@ -163,8 +163,9 @@ async def test_a_paused_chained_pipeline_is_not_started(tmp_path):
 
 
 async def test_an_interrupted_upstream_run_starts_the_chain_after_failure(tmp_path):
-    """A's run is interrupted by a service restart (recorded failed at start): B, chained after
-    A's failures, starts once for it on the restarted service."""
+    """A's run is interrupted by a service restart (recorded failed at start): the restarted
+    service's executor is told it ended (Argo keeps its folder for a repair), and B, chained after
+    A's failures, starts once for it."""
     stuck = ScriptedExecutor()
     stuck.gate.clear()  # A's run is in the executor when the service "stops"
     pipelines = make_service(tmp_path, stuck)
@@ -172,11 +173,13 @@ async def test_an_interrupted_upstream_run_starts_the_chain_after_failure(tmp_pa
     await published(pipelines, "b", deploy=AFTER_A_FAILS)
     run_id = (await pipelines.runs.run_now(ALICE, "data-team", "a"))["id"]
     await stuck.entered.wait()
-    restarted = make_service(tmp_path, ScriptedExecutor())
+    after_restart = ScriptedExecutor()
+    restarted = make_service(tmp_path, after_restart)
     restarted.start()
     try:
         await restarted.runs.wait_idle()
         assert runs_of(restarted, "data-team", "a")[0].status == "failed"
+        assert (run_id, "failed") in after_restart.ended
         assert [(r.upstream_run, r.status) for r in runs_of(restarted, "data-team", "b")] == [
             (run_id, "succeeded")
         ]

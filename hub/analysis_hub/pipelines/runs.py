@@ -29,8 +29,9 @@ Contract:
   one within `CANCEL_POLL_S` and stops its executor the same way.
 - `recover()`, at start, fails the runs this replica's previous process left
   unfinished (never another live replica's: replicas.py). Each run records
-  the replica that started it. An interrupted run starts the pipelines
-  chained after its failure like any failed run (`ended_elsewhere`).
+  the replica that started it. An interrupted run ends like any failed run
+  (`ended_elsewhere`): the executor's `end_run`, then the pipelines chained
+  after its failure.
 - Every run that ends or is skipped is counted (`run_metrics.record_run`).
 """
 
@@ -107,9 +108,10 @@ class Runs:
             task.add_done_callback(self._tasks.discard)
 
     async def ended_elsewhere(self, run_ids: list[int]) -> None:
-        """Runs recorded as ended without their task (interrupted: failed): start the pipelines
-        chained after them, as a run's own end does."""
+        """Runs recorded as ended without their task (interrupted: failed): tell the executor and
+        start the pipelines chained after them, as a run's own end does."""
         for run_id in run_ids:
+            await end_run(self.executor, run_id, "failed")
             await self._start_chained(run_id)
 
     # -- reading ------------------------------------------------------------
