@@ -7,7 +7,8 @@ Contract:
   file's folder (the working directory when there is no file). It raises
   `SettingsError` naming the file, the key and what is allowed.
 - `Settings` is the whole model; every field has a default, so an empty
-  file is a working single-machine hub.
+  file is a working single-machine hub. Each backend's own section is in
+  `backend_settings`.
 - The file holds no secrets: passwords live in the data directory's
   private `hub/` folder (see `auth`).
 """
@@ -15,27 +16,23 @@ Contract:
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import os
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
+from .backend_settings import DockerSettings, KubernetesSettings, LocalSettings
 from .errors import SettingsError
 from .teams import check_team_claims, checked_team_names
-from .validation import DNS_NAME, HTTP_URL, S3_URL, describe_validation_error, matching
+from .validation import DNS_NAME, HTTP_URL, S3_URL, Section, describe_validation_error, matching
 
 ENV_PREFIX = "ANALYSIS_HUB_"
 SETTINGS_PATH_ENV = "ANALYSIS_HUB_SETTINGS"
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class HubSettings(_Section):
+class HubSettings(Section):
     ip: str = Field("127.0.0.1", description="address the proxy listens on")
     port: int = Field(8000, ge=1, le=65535)
     base_url: str = Field("/", pattern=r"^/([^/].*/)?$", description="path prefix, '/' or '/x/'")
@@ -47,7 +44,7 @@ class HubSettings(_Section):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
-class OAuthSettings(_Section):
+class OAuthSettings(Section):
     """The hub as an OAuth client of the company's identity provider."""
 
     client_id: str = Field(min_length=1, description="the hub's client id at the provider")
@@ -84,7 +81,7 @@ class GitHubSettings(OAuthSettings):
     allowed_organizations: list[str] = Field([], description="organizations or `org:team`s that may log in")
 
 
-class AuthSettings(_Section):
+class AuthSettings(Section):
     """Who may log in: built-in passwords (the default), OpenID Connect, or GitHub.
 
     `admins` and `users` name users directly with every login type; with
@@ -120,13 +117,13 @@ class AuthSettings(_Section):
         return self
 
 
-class CullerSettings(_Section):
+class CullerSettings(Section):
     enabled: bool = True
     timeout: int = Field(600, ge=1, description="seconds without real activity before a server stops")
     every: int = Field(60, ge=1, description="seconds between culler sweeps (and activity reports)")
 
 
-class ServersSettings(_Section):
+class ServersSettings(Section):
     """Several servers per user (JupyterHub's named servers), each from its own profile."""
 
     max_per_user: int = Field(
@@ -137,7 +134,7 @@ class ServersSettings(_Section):
     )
 
 
-class PipelinesSettings(_Section):
+class PipelinesSettings(Section):
     """The pipelines service: published notebooks run on schedules (see analysis_hub.pipelines)."""
 
     enabled: bool = True
@@ -197,100 +194,13 @@ class PipelinesSettings(_Section):
         return matching(value, *rule[info.field_name])
 
 
-class TeamSettings(_Section):
+class TeamSettings(Section):
     """A hub group with a team folder at ~/teams/<team> in its members' servers and runs."""
 
     read_only: bool = Field(False, description="members may read but not write (admins fill it)")
 
 
-class KubernetesSettings(_Section):
-    """The kubernetes backend (KubeSpawner); the Helm chart writes this section."""
-
-    images: dict[str, str] = Field({}, description="catalog image name -> pullable reference (tag or digest)")
-    hadoop_configmap: str | None = Field(None, description="ConfigMap holding the Hadoop client XML files")
-    krb5_conf: bool = Field(False, description="the Hadoop ConfigMap also holds krb5.conf (/etc/krb5.conf)")
-    spark_service_account: str | None = Field(
-        None,
-        description="service account pyspark pods use to start Spark executors as pods; none: no API token",
-    )
-    start_timeout: int = Field(
-        600, ge=30, description="seconds a pod may take to start, a first pull of a multi-GB image included"
-    )
-    team_claims: dict[str, str] = Field(
-        {}, description="team -> its ReadWriteMany PersistentVolumeClaim (the chart creates and names them)"
-    )
-    namespace: str | None = Field(
-        None, description="pipelines' Argo Workflows; default: the service's own namespace"
-    )
-    workflow_service_account: str = Field(
-        "analysis-hub-pipeline-run",
-        description="service account of Argo's own containers in run pods (the notebook's gets no token)",
-    )
-
-    @field_validator("namespace", "workflow_service_account")
-    @classmethod
-    def _names(cls, value):
-        return matching(value, *DNS_NAME)
-
-
-class DockerSettings(_Section):
-    """The docker backend: a container per user from the curated images (DockerSpawner)."""
-
-    image_tags_file: Path = Field(
-        Path("build/image-tags.json"), description="image -> tag, written by scripts/build_images.py"
-    )
-    images: dict[str, str] = Field({}, description="catalog image name -> local image (overrides the tags)")
-    hadoop_conf_dir: Path | None = Field(None, description="host folder for /etc/hadoop/conf (read-only)")
-    start_timeout: int = Field(120, ge=10, description="seconds a container may take to answer")
-    network_subnet: str | None = Field(
-        None,
-        description="subnet (CIDR) of the network this hub's containers join; default: Docker picks a"
-        " free one at the first start. Set one that clashes with none of your company's addresses",
-    )
-
-    @field_validator("network_subnet")
-    @classmethod
-    def _cidr(cls, value):
-        if value is not None:
-            try:
-                network = ipaddress.IPv4Network(value)
-            except ValueError:
-                raise ValueError(f"{value!r} is not an IPv4 subnet such as 10.200.0.0/24") from None
-            if network.num_addresses < 8:
-                raise ValueError(f"{value!r} is too small: /29 or larger")
-        return value
-
-
-class LocalSettings(_Section):
-    """The local backend: a Python environment per image, a Unix user per hub user."""
-
-    envs_dir: Path | None = Field(None, description="default: <data_dir>/envs")
-    homes_dir: Path | None = Field(
-        None, description="default: /home when the hub runs as root, else <data_dir>/homes"
-    )
-    python: str | None = Field(
-        None,
-        description="interpreter for environments; default: the hub's, or a system one all users can run",
-    )
-    isolation: Literal["auto", "unix-users", "none"] = Field(
-        "auto", description="auto: a Unix user per hub user when the hub runs as root"
-    )
-    cgroups: Literal["auto", "required", "off"] = Field(
-        "auto", description="enforce profile CPU/memory limits with cgroups where writable"
-    )
-
-    @field_validator("cgroups", mode="before")
-    @classmethod
-    def _yaml_off(cls, value):
-        # YAML 1.1 reads a bare `off` as false; the admin meant "off".
-        return "off" if value is False else value
-
-    start_timeout: int = Field(
-        1800, ge=30, description="seconds a spawn may take, a first environment build included"
-    )
-
-
-class Settings(_Section):
+class Settings(Section):
     backend: Literal["local", "kubernetes", "docker"] = "local"
     data_dir: Path = Field(Path(".analysis-hub"), description="database, secrets, environments")
     catalog: Path = Field(Path("profiles"), description="folder of profile YAML files")

@@ -1,4 +1,5 @@
-"""Turn pydantic validation errors into lines a person can act on; shared field patterns.
+"""Turn pydantic validation errors into lines a person can act on; shared field patterns, and
+the base of every settings section.
 
 Pure. Each line reads `dotted.key: reason`, where an unknown key also lists
 the keys that are allowed there, so an admin sees which file, which key and
@@ -9,7 +10,13 @@ from __future__ import annotations
 
 import re
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+
+class Section(BaseModel):
+    """A part of the settings file: a key it doesn't know is an error, never ignored."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 def describe_validation_error(error: ValidationError, model: type[BaseModel] | None = None) -> list[str]:
