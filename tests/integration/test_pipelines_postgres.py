@@ -18,26 +18,34 @@ import time
 import nbformat
 import pytest
 import sqlalchemy as sa
-from analysis_hub.pipelines.access import Forbidden
+import yaml
+from analysis_hub.pipelines.access import Caller, Forbidden
+from analysis_hub.pipelines.models import Run
 from harness import make_workdir
 from notebooks import make_notebook
 from pipeline_replicas import ALICE, BOB, in_process, service_settings
 
 pytestmark = [pytest.mark.postgres, pytest.mark.integration]
 
+DAVE = Caller("dave", frozenset({"data-team", "ml-leads"}))
 V1 = make_notebook("print(greeting * n)")
 V2 = make_notebook("print('before the error')", "1/0", "print('never')")
 TEAM, NAME = "data-team", "daily-report"
 
 
 @pytest.fixture(scope="module")
-async def service(postgres_url):
-    workdir = make_workdir()
+def workdir():
+    folder = make_workdir()
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+async def service(postgres_url, workdir):
     pipelines = in_process(service_settings(workdir, postgres_url, "replica-a"))
     pipelines.start()
     yield pipelines
     pipelines.schedules.stop()
-    shutil.rmtree(workdir, ignore_errors=True)
 
 
 async def run_to_the_end(pipelines, timeout: float = 600) -> dict:
@@ -109,3 +117,64 @@ async def test_publish_deploy_run_roll_back_and_audit_on_postgresql(service, pos
         (third["id"], 1, "succeeded", "replica-a"),
     ]
     assert versions == 2
+
+
+GATED = {
+    "steps": [
+        {"name": "slow", "notebook": "slow.ipynb", "profile": "pyspark"},
+        {"name": "review", "kind": "approval", "approvers": "ml-leads"},
+        {"name": "ship", "notebook": "ship.ipynb", "profile": "pyspark", "depends_on": ["review"]},
+    ]
+}
+SLOW = make_notebook("import time\ntime.sleep(seconds)", parameters="seconds = 20")
+SHIP = make_notebook(
+    "import os\nopen(os.environ['ANALYSIS_HUB_RUN_FOLDER'] + '/shipped.txt', 'a').write(line)",
+    parameters="line = 'shipped\\n'",
+)
+
+
+async def test_a_gate_decided_through_another_replica_is_left_to_the_runs_driver(
+    service, postgres_url, workdir, monkeypatch
+):
+    """One replica drives a run at a time. Replica b drives a workflow whose slow step runs beside an
+    approval gate; the gate is decided through replica a, which doesn't drive the run (it is not
+    waiting: slow is running). a runs nothing; b notices the decision at its next look, while slow
+    still runs, and runs ship once; the run succeeds on b. slow outlives ship's end beside it: each
+    step holds its own cgroup."""
+    b = in_process(service_settings(workdir, postgres_url, "replica-b"))
+    notebooks = {"slow.ipynb": json.dumps(SLOW), "ship.ipynb": json.dumps(SHIP)}
+    await b.versions.publish_workflow(ALICE, TEAM, "gated", yaml.safe_dump(GATED), notebooks)
+    await b.deploy(ALICE, TEAM, "gated", {})
+    asked_of_a = []
+
+    async def recorded(spec, notebook, out_dir):
+        asked_of_a.append(spec.step)
+
+    monkeypatch.setattr(service.runs.execution.executor, "run", recorded)
+    run_id = (await b.runs.run_now(ALICE, TEAM, "gated"))["id"]
+    deadline = time.monotonic() + 60
+    while _steps(b, run_id).get("review", (None,))[0] != "waiting":
+        assert time.monotonic() < deadline, "the gate never opened"
+        await asyncio.sleep(0.2)
+    assert _steps(b, run_id)["slow"][0] == "running"
+
+    service.runs.gates.decide(DAVE, run_id, "review", True, "go")
+    await b.runs.wait_idle()
+
+    steps = _steps(b, run_id)
+    assert {name: status for name, (status, _, _) in steps.items()} == {
+        "slow": "succeeded",
+        "review": "approved",
+        "ship": "succeeded",
+    }
+    assert steps["ship"][1] < steps["slow"][2]  # b saw the decision before slow ended
+    assert (b.runs.runs_root / str(run_id) / "shared" / "shipped.txt").read_text() == "shipped\n"
+    assert asked_of_a == []
+    with b.sessions() as db:
+        assert (db.get(Run, run_id).status, db.get(Run, run_id).replica) == ("succeeded", "replica-b")
+
+
+def _steps(pipelines, run_id: int) -> dict[str, tuple]:
+    """step -> (status, started_at, finished_at)"""
+    with pipelines.sessions() as db:
+        return {r.step: (r.status, r.started_at, r.finished_at) for r in db.get(Run, run_id).steps}

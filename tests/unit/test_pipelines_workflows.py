@@ -56,6 +56,10 @@ async def test_three_steps_run_in_order_each_in_its_profile_with_upstream_output
     run_id = await run_once(pipelines)
     assert [spec.step for spec, _ in scripted.runs] == ["prepare", "train", "publish"]
     specs = specs_by_step(scripted, run_id)
+    # Each step holds its own cgroup and GPUs: steps that execute at once never share or free them.
+    assert [s.holder("-") for s in specs.values()] == [
+        f"run-{run_id}-{n}" for n in ("prepare", "train", "publish")
+    ]
     assert {n: s.profile.profile.slug for n, s in specs.items()} == {
         "prepare": "pyspark",
         "train": "tensorflow",
@@ -239,6 +243,7 @@ async def test_a_single_notebook_pipeline_runs_as_one_step_in_its_run_folder(tmp
     run_id = await run_once(pipelines, "report")
     [(spec, _)] = scripted.runs
     assert (spec.step, spec.run_folder, spec.parameters) == (None, None, {"n": 3, "greeting": "hi"})
+    assert spec.holder("/") == f"run/{run_id}"  # its cgroup and GPUs, named as before workflows
     run = run_row(pipelines, run_id)
     assert (run.status, run.reason, run.exit_code, run.error_cell, run.attempts) == (
         "failed",

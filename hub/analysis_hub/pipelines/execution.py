@@ -14,8 +14,13 @@ Contract:
   which counts everything but the waits at gates. An executor that raises
   fails the step with the error; nothing is left `running` by a bug.
 - A cancel (this replica: the task is cancelled; another: noticed within
-  `CANCEL_POLL_S`) stops the executor and records the unfinished steps
+  `ELSEWHERE_POLL_S`) stops the executor and records the unfinished steps
   `cancelled`; a cancelled run is never overwritten by a late outcome.
+- One process drives a run at a time. Each look locks the run's row (on
+  PostgreSQL; SQLite has one writer anyway), so a decision and a look never
+  cross: a gate decided through another replica either finds the run
+  `waiting` (nobody drives it; that replica takes it on) or is seen by the
+  driver's next look, within `ELSEWHERE_POLL_S` (`gates.py`).
 - When the run ends: its status and reason (the first failed step's),
   the single-notebook run's exit code and error cell, the run metrics; the
   webhook on failure (on success too if asked); the executor's `end_run`
@@ -48,7 +53,8 @@ from .workflow import dag_steps
 
 log = logging.getLogger(__name__)
 
-CANCEL_POLL_S = 2.0  # how soon a run cancelled through another replica stops on this one
+# How soon the process driving a run notices what another replica did to it: a cancel, a decision.
+ELSEWHERE_POLL_S = 2.0
 
 
 class Execution:
@@ -84,7 +90,7 @@ class Execution:
             while True:
                 opened: list[str] = []
                 with self.sessions.begin() as db:
-                    run = db.get(Run, run_id)
+                    run = db.get(Run, run_id, with_for_update=True)  # one look at a time (see above)
                     if run.status in FINISHED:
                         return
                     version = find_version(run.pipeline, run.version)
@@ -127,7 +133,9 @@ class Execution:
                     log.warning("run %s: nothing to start and nothing running; left as it is", run_id)
                     return
                 wake = asyncio.ensure_future(self._wake.setdefault(run_id, asyncio.Event()).wait())
-                done, _ = await asyncio.wait([*running.values(), wake], return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(
+                    [*running.values(), wake], timeout=ELSEWHERE_POLL_S, return_when=asyncio.FIRST_COMPLETED
+                )
                 wake.cancel()
                 self._wake[run_id].clear()
                 for name in [n for n, t in running.items() if t in done]:
@@ -250,11 +258,11 @@ class Execution:
 
     async def _until_cancelled(self, run_id: int, spec, notebook: str, out_dir: Path):
         """The executor's outcome, or None once the run is recorded cancelled by another replica
-        (checked every CANCEL_POLL_S; a cancel through this one cancels the task at once)."""
+        (checked every ELSEWHERE_POLL_S; a cancel through this one cancels the task at once)."""
         attempt = asyncio.ensure_future(self.executor.run(spec, notebook, out_dir))
         try:
             while True:
-                done, _ = await asyncio.wait({attempt}, timeout=CANCEL_POLL_S)
+                done, _ = await asyncio.wait({attempt}, timeout=ELSEWHERE_POLL_S)
                 if done:
                     return attempt.result()
                 if self._cancelled(run_id):

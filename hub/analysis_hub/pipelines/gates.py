@@ -11,7 +11,11 @@ Contract:
   waiting (`Conflict` otherwise). The decision (approved or rejected, who,
   when, the comment) is recorded on the step and audited (`approve` /
   `reject`), and the run goes on: downstream steps run, or are skipped and
-  the run ends `rejected`.
+  the run ends `rejected`. A run that was `waiting` is driven on from the
+  replica that recorded the decision; one still driven (another branch is
+  running) is left to its driver, woken here if it is this replica, else
+  noticing at its next look (`execution.py`). The run's row is locked while
+  the decision is recorded, so the two never miss each other.
 - `expire()` rejects every gate past its deadline (the step's `timeout`,
   72 h by default), audited with the actor `timeout`; the service calls it
   every few seconds (replicas.keep_in_step).
@@ -33,10 +37,11 @@ TIMEOUT_ACTOR = "timeout"
 
 
 class Gates:
-    def __init__(self, *, sessions, public_url: str, follow):
+    def __init__(self, *, sessions, public_url: str, follow, wake):
         self.sessions = sessions
         self.public_url = public_url
-        self.follow = follow  # runs.Runs.follow: drive the run on from here
+        self.follow = follow  # runs.Runs.follow: drive a waiting run on from here
+        self.wake = wake  # runs.Runs.wake: this process's driver of a running run looks again
 
     def run_url(self, run_id: int) -> str:
         return f"{self.public_url}/services/pipelines/runs/{run_id}"
@@ -69,7 +74,7 @@ class Gates:
 
     def decide(self, caller: Caller, run_id: int, step: str, approve: bool, comment: str = "") -> dict:
         with self.sessions.begin() as db:
-            run = db.get(Run, run_id)
+            run = db.get(Run, run_id, with_for_update=True)  # no look of its driver in between
             if run is None:
                 raise NotFound(f"no run {run_id}")
             row = next((r for r in run.steps if r.step == step and r.kind == "approval"), None)
@@ -79,8 +84,9 @@ class Gates:
                 raise Forbidden(f"only members of {row.approvers} may decide on {step} (you are not)")
             if row.status != "waiting":
                 raise Conflict(f"{step} of run {run_id} is not waiting for a decision ({row.status})")
+            resumes = run.status == "waiting"
             view = self._record(db, run, row, caller.name, approve, comment)
-        self.follow(run_id)
+        self._go_on(run_id, resumes)
         return view
 
     def expire(self) -> list[int]:
@@ -89,16 +95,24 @@ class Gates:
             # Replicas sweep together: each late gate is decided by the one that locks it first.
             query = select(StepRun).where(StepRun.status == "waiting", StepRun.deadline < now())
             late = db.scalars(query.with_for_update(skip_locked=True))
-            decided = []
+            decided = {}
             for row in late:
                 waited = round((row.deadline - row.started_at).total_seconds()) if row.started_at else 0
                 within = format_duration(waited)
-                self._record(db, row.run, row, TIMEOUT_ACTOR, False, f"no decision within {within}")
-                decided.append(row.run_id)
-        for run_id in decided:
+                run = db.get(Run, row.run_id, with_for_update=True, populate_existing=True)
+                # Two gates of one run may expire together: the first one's decision resumes it.
+                decided[row.run_id] = decided.get(row.run_id, False) or run.status == "waiting"
+                self._record(db, run, row, TIMEOUT_ACTOR, False, f"no decision within {within}")
+        for run_id, resumes in decided.items():
             log.info("run %s: an approval gate timed out and rejected it", run_id)
+            self._go_on(run_id, resumes)
+        return list(decided)
+
+    def _go_on(self, run_id: int, resumes: bool) -> None:
+        if resumes:  # nobody drives a waiting run: from here
             self.follow(run_id)
-        return decided
+        else:  # its driver goes on: at once if it is this process
+            self.wake(run_id)
 
     def _record(self, db, run: Run, row: StepRun, actor: str, approve: bool, comment: str) -> dict:
         row.status = "approved" if approve else "rejected"

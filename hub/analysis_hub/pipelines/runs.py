@@ -26,7 +26,7 @@ Contract:
   the run's task has ended. A finished run
   is a Conflict. A cancelled run is never overwritten by its late outcome.
   The replica that follows the run notices a cancel made through another
-  one within `CANCEL_POLL_S` and stops its executor the same way.
+  one within `ELSEWHERE_POLL_S` and stops its executor the same way.
 - `recover()`, at start, fails the runs this replica's previous process left
   unfinished (never another live replica's: replicas.py). Each run records
   the replica that started it. An interrupted run ends like any failed run
@@ -96,7 +96,7 @@ class Runs:
             public_url=self.public_url,
             on_finished=self._start_chained,
         )
-        self.gates = Gates(sessions=sessions, public_url=self.public_url, follow=self.follow)
+        self.gates = Gates(sessions=sessions, public_url=self.public_url, follow=self.follow, wake=self.wake)
         self.execution.gates = self.gates
 
     def recover(self) -> None:
@@ -212,6 +212,13 @@ class Runs:
         self._by_run[run_id] = task
         task.add_done_callback(self._tasks.discard)
         task.add_done_callback(lambda ended, run_id=run_id: self._forget(run_id, ended))
+
+    def wake(self, run_id: int) -> None:
+        """A run's gate was decided while the run was being driven: look again at once if it is
+        driven from here (another replica's driver notices within ELSEWHERE_POLL_S)."""
+        following = self._by_run.get(run_id)
+        if following is not None and not following.done():
+            self.execution.wake(run_id)
 
     def _forget(self, run_id: int, ended: asyncio.Task) -> None:
         if self._by_run.get(run_id) is ended:  # not a newer task following the same run

@@ -69,6 +69,11 @@ class RunSpec:
     # copies `run_folder` itself; an executor that keeps run folders elsewhere (Argo) copies.
     run_folder_copy_of: int | None = None
 
+    def holder(self, separator: str) -> str:
+        """The name of what this run (a workflow's step: this step) holds while it executes, its
+        cgroup or its GPUs: steps of one run that execute at once each hold their own."""
+        return f"run{separator}{self.run_id}" + (f"{separator}{self.step}" if self.step else "")
+
 
 def check_name(kind: str, name: str) -> str:
     if not isinstance(name, str) or not NAME_RE.match(name):

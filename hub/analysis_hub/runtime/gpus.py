@@ -14,7 +14,7 @@ Contract:
   the same GPU twice. Without one (unit tests), the pool is in memory.
 - `machine_gpu_pool(state_file)` is this process's pool for that file,
   detected once. Owners are hub servers (`alice`, `alice-named`) and runs
-  (`run/<id>`: a `/` can't appear in a hub user name).
+  (`run/<id>`, `run/<id>/<step>`: a `/` can't appear in a hub user name).
 Allocation is bookkeeping, so it is tested without a GPU.
 """
 

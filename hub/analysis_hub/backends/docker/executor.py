@@ -24,7 +24,7 @@ have it, so a notebook reading `~/teams/<team>/...` runs unchanged.
 
 GPUs: a run takes `spec.gpus` from the machine's pool, the one users' servers
 take from (`runtime.gpus.machine_gpu_pool`, shared across processes), as
-owner `run/<id>`, and gives them back when its container is gone.
+owner `run/<id>` (`run/<id>/<step>` for a workflow's step), and gives them back when its container is gone.
 
 `docker_executor(settings)` builds it for the pipelines service (`wiring.py`).
 """
@@ -100,7 +100,7 @@ class DockerExecutor:
         (work / PARAMETERS).write_text(json.dumps(spec.parameters))
         for path in (work / INPUT, work / PARAMETERS):
             _give_to_jovyan(path, 0o600)
-        owner = f"run/{spec.run_id}"
+        owner = spec.holder("/")
         try:
             gpu_ids = await asyncio.to_thread(self.gpus.allocate, owner, spec.gpus)
         except GpuUnavailable as e:

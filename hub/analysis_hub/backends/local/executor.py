@@ -89,8 +89,8 @@ class LocalExecutor:
         (out_dir / PARAMETERS).write_text(json.dumps(spec.parameters))
         user, home = self.run_users.for_team(spec.team) if self.run_users else (None, out_dir)
         request = Placement(
-            name=f"run-{spec.run_id}",
-            owner=f"run/{spec.run_id}",
+            name=spec.holder("-"),
+            owner=spec.holder("/"),
             image=spec.image,
             user=user,
             home=home,
