@@ -5,12 +5,8 @@ Each notebook step records its outputs with analysis_hub_outputs."""
 
 from __future__ import annotations
 
-import contextlib
-import json
 import shutil
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import nbformat
@@ -97,29 +93,6 @@ def wait_runs(hub, user, pipeline: str, count: int, timeout: float = 300) -> lis
             return runs
         time.sleep(0.5)
     raise AssertionError(f"{pipeline} has not {count} finished runs in {timeout} s: {runs}")
-
-
-@contextlib.contextmanager
-def receive_webhooks():
-    """A webhook receiver on loopback: (its URL, the JSON bodies it received)."""
-    received: list[dict] = []
-
-    class Webhooks(BaseHTTPRequestHandler):
-        def do_POST(self):
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Webhooks)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/hook", received
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def processes_in(folder: Path) -> list[dict]:

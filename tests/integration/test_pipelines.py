@@ -27,7 +27,7 @@ from conftest import REPO, make_workdir, start_hub
 from harness import widen_idle_timeouts
 from kernels import run_code
 from notebooks import make_notebook as notebook
-from workflow_runs import receive_webhooks
+from webhooks import receive_webhooks
 
 pytestmark = pytest.mark.integration
 

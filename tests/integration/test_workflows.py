@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from conftest import ENVS_DIR, make_workdir
 from notebooks import make_notebook as notebook
+from webhooks import receive_webhooks
 from workflow_runs import (
     ACROSS_PROFILES,
     FIRST,
@@ -37,7 +38,6 @@ from workflow_runs import (
     printed,
     processes_in,
     publish_workflow,
-    receive_webhooks,
     run_folder,
     start_run,
     start_workflows_hub,

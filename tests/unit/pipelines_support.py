@@ -1,12 +1,10 @@
 """What the pipelines unit tests share: a service on SQLite in a temporary folder, callers, a
-scripted executor, and a real webhook receiver on loopback. No hub, no papermill."""
+scripted executor. No hub, no papermill."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import nbformat
@@ -114,30 +112,6 @@ async def published(service: Pipelines, name: str = "report", deploy: dict | Non
     await service.versions.publish(caller, team, name, json.dumps(REPORT), "pyspark")
     if deploy is not None:
         await service.deploy(caller, team, name, deploy)
-
-
-class Webhooks:
-    """A real HTTP server on 127.0.0.1 that keeps every JSON body posted to it."""
-
-    def __init__(self):
-        received = self.received = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = HTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture

@@ -6,10 +6,12 @@ The executor is a scripted stand-in (pipelines_support.ScriptedExecutor)."""
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 
 import pytest
 from analysis_hub.pipelines.access import Conflict, Forbidden
-from pipelines_support import ADMIN, ALICE, CAROL, ScriptedExecutor, Webhooks, make_service
+from pipelines_support import ADMIN, ALICE, CAROL, ScriptedExecutor, make_service
+from webhooks import receive_webhooks
 from workflow_support import (
     DAVE,
     GATED,
@@ -27,9 +29,8 @@ RECORDS = {"prepare": {"rows": 5}, "train": {"accuracy": 0.9}}
 
 @pytest.fixture
 def webhooks():
-    receiver = Webhooks()
-    yield receiver
-    receiver.close()
+    with receive_webhooks() as (url, received):
+        yield SimpleNamespace(url=url, received=received)
 
 
 async def at_the_gate(tmp_path, webhooks, steps=GATED):

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 
 import pytest
 from analysis_hub.pipelines.specs import SpecError
@@ -12,19 +13,18 @@ from pipelines_support import (  # noqa: F401
     FAILED,
     SUCCEEDED,
     ScriptedExecutor,
-    Webhooks,
     executor,
     make_service,
     published,
     service,
 )
+from webhooks import receive_webhooks
 
 
 @pytest.fixture
 def webhooks():
-    receiver = Webhooks()
-    yield receiver
-    receiver.close()
+    with receive_webhooks() as (url, received):
+        yield SimpleNamespace(url=url, received=received)
 
 
 async def finished(pipelines, run: dict) -> dict:
