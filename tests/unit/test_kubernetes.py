@@ -180,26 +180,17 @@ async def test_a_profile_hidden_from_the_users_groups_cant_be_requested(tmp_path
     assert spawner.image != "evil/image:latest"
 
 
-async def test_the_argo_template_of_a_pytorch_pipeline_carries_the_gpu_and_tolerations_and_validates(
-    tmp_path,
-):
-    """A pytorch pipeline published and deployed on a cron schedule: `GET .../argo` exports only the
-    WorkflowTemplate (the service itself submits at cron time, so no CronWorkflow), which runs the
-    profile's pod settings (the GPU limit, the GPU node pool, the chart's and the GPU tolerations,
-    non-root, no API token for the notebook); the papermill pod it describes is a valid Kubernetes
-    1.32 pod, and the template reads back unchanged through hera's models of Argo's schema."""
-    import nbformat
+@pytest.fixture
+def export_service(tmp_path):
+    """A pipelines service whose executor is the Argo one with no cluster: deploying stores nothing,
+    and `GET .../argo` exports the objects the executor builds."""
     from analysis_hub.backends.kubernetes.argo_executor import ArgoExecutor
     from analysis_hub.backends.kubernetes.workflows import WorkflowSettings
     from analysis_hub.catalog_source import CatalogSource
-    from analysis_hub.pipelines.access import Caller
     from analysis_hub.pipelines.models import open_database
     from analysis_hub.pipelines.service import Pipelines, PipelinesConfig
-    from hera.workflows.models import WorkflowTemplate
 
     class TemplatesOnly(ArgoExecutor):
-        """No cluster here: deploying stores nothing; the template is the one the executor builds."""
-
         async def prepare(self, spec):
             pass
 
@@ -207,8 +198,7 @@ async def test_the_argo_template_of_a_pytorch_pipeline_carries_the_gpu_and_toler
     executor = TemplatesOnly(
         "analysis-hub", ClusterFacts(images=IMAGE_REFS), settings, lambda: None, lambda: None
     )
-
-    service = Pipelines(
+    return Pipelines(
         sessions=open_database(f"sqlite:///{tmp_path / 'p.sqlite'}"),
         config=PipelinesConfig(
             data_dir=tmp_path,
@@ -219,12 +209,32 @@ async def test_the_argo_template_of_a_pytorch_pipeline_carries_the_gpu_and_toler
         catalog=CatalogSource(PROFILES, IMAGES),
         executor=executor,
     )
+
+
+def _parameters_notebook(*cells: str) -> str:
+    import nbformat
+
     nb = nbformat.v4.new_notebook()
     cell = nbformat.v4.new_code_cell("epochs = 1")
     cell.metadata["tags"] = ["parameters"]
-    nb.cells = [cell, nbformat.v4.new_code_cell("import torch")]
+    nb.cells = [cell, *(nbformat.v4.new_code_cell(c) for c in cells)]
+    return nbformat.writes(nb)
+
+
+async def test_the_argo_template_of_a_pytorch_pipeline_carries_the_gpu_and_tolerations_and_validates(
+    export_service,
+):
+    """A pytorch pipeline published and deployed on a cron schedule: `GET .../argo` exports only the
+    WorkflowTemplate (the service itself submits at cron time, so no CronWorkflow), which runs the
+    profile's pod settings (the GPU limit, the GPU node pool, the chart's and the GPU tolerations,
+    non-root, no API token for the notebook); the papermill pod it describes is a valid Kubernetes
+    1.32 pod, and the template reads back unchanged through hera's models of Argo's schema."""
+    from analysis_hub.pipelines.access import Caller
+    from hera.workflows.models import WorkflowTemplate
+
+    service = export_service
     bob = Caller("bob", frozenset({"ml"}))
-    await service.versions.publish(bob, "ml", "train", nbformat.writes(nb), "pytorch")
+    await service.versions.publish(bob, "ml", "train", _parameters_notebook("import torch"), "pytorch")
     deployment = {
         "schedule": "0 6 * * 1-5",
         "timezone": "Europe/Paris",
@@ -265,46 +275,21 @@ async def test_the_argo_template_of_a_pytorch_pipeline_carries_the_gpu_and_toler
     kubernetes_validate.validate(as_pod, K8S, strict=True)
 
 
-async def test_the_argo_export_of_a_chained_workflow_is_its_dag_and_the_sensor_that_would_start_it(tmp_path):
+async def test_the_argo_export_of_a_chained_workflow_is_its_dag_and_the_sensor_that_would_start_it(
+    export_service,
+):
     """A workflow version deployed `after` another pipeline: `GET .../argo` exports one WorkflowTemplate
     whose entrypoint is a DAG of the version's steps (each its own template; the approval gate a
     `suspend`), and the Argo Events Sensor for the chained trigger, both read back unchanged through
     hera's models (no cluster here: nothing is submitted)."""
-    import nbformat
-    from analysis_hub.backends.kubernetes.argo_executor import ArgoExecutor
-    from analysis_hub.backends.kubernetes.workflows import WorkflowSettings
-    from analysis_hub.catalog_source import CatalogSource
     from analysis_hub.pipelines.access import Caller
-    from analysis_hub.pipelines.models import open_database
-    from analysis_hub.pipelines.service import Pipelines, PipelinesConfig
     from hera.events.models import Sensor
     from hera.workflows.models import WorkflowTemplate
 
-    class TemplatesOnly(ArgoExecutor):
-        async def prepare(self, spec):
-            pass
-
-    settings = WorkflowSettings(output_url="s3://runs", executor_service_account="analysis-hub-pipeline-run")
-    executor = TemplatesOnly(
-        "analysis-hub", ClusterFacts(images=IMAGE_REFS), settings, lambda: None, lambda: None
-    )
-    service = Pipelines(
-        sessions=open_database(f"sqlite:///{tmp_path / 'p.sqlite'}"),
-        config=PipelinesConfig(
-            data_dir=tmp_path,
-            public_url="https://hub.example.com",
-            max_notebook_bytes=2**20,
-            gpus_available=None,
-        ),
-        catalog=CatalogSource(PROFILES, IMAGES),
-        executor=executor,
-    )
-    nb = nbformat.v4.new_notebook()
-    cell = nbformat.v4.new_code_cell("epochs = 1")
-    cell.metadata["tags"] = ["parameters"]
-    nb.cells = [cell]
+    service = export_service
+    nb = _parameters_notebook()
     bob = Caller("bob", frozenset({"ml"}))
-    await service.versions.publish(bob, "ml", "monitor", nbformat.writes(nb), "pytorch")
+    await service.versions.publish(bob, "ml", "monitor", nb, "pytorch")
     await service.deploy(bob, "ml", "monitor", {})
     spec = (
         "steps:\n"
@@ -312,7 +297,7 @@ async def test_the_argo_export_of_a_chained_workflow_is_its_dag_and_the_sensor_t
         "  - {name: review, kind: approval, approvers: ml-leads, depends_on: [train]}\n"
         "  - {name: publish, notebook: train.ipynb, profile: pytorch, depends_on: [review]}\n"
     )
-    await service.versions.publish_workflow(bob, "ml", "train", spec, {"train.ipynb": nbformat.writes(nb)})
+    await service.versions.publish_workflow(bob, "ml", "train", spec, {"train.ipynb": nb})
     await service.deploy(bob, "ml", "train", {"after_pipeline": "ml/monitor", "after_on": "failure"})
     template, sensor = service.argo(bob, "ml", "train")
     dump = {"mode": "json", "by_alias": True, "exclude_none": True}
