@@ -24,7 +24,8 @@ have it, so a notebook reading `~/teams/<team>/...` runs unchanged.
 
 GPUs: a run takes `spec.gpus` from the machine's pool, the one users' servers
 take from (`runtime.gpus.machine_gpu_pool`, shared across processes), as
-owner `run/<id>` (`run/<id>/<step>` for a workflow's step), and gives them back when its container is gone.
+owner `run/<id>` (`run/<id>/<step>` for a workflow's step), and gives them
+back when its container is gone.
 
 `docker_executor(settings)` builds it for the pipelines service (`wiring.py`).
 """
