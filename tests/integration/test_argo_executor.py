@@ -132,6 +132,39 @@ async def test_a_redeployed_version_updates_its_template_and_a_good_run_succeeds
     assert "hihihi" in output.cells[-1].outputs[0]["text"]
 
 
+async def test_runs_of_one_version_at_once_leave_its_template_alone(cluster, executor, tmp_path):
+    """Two runs of one deployed version start together, each with its own parameters and deadline:
+    each Workflow carries its own, both succeed, and neither updates the version's template (a
+    Workflow's parameters and deadline override its template's), so runs never race to store it."""
+    api, argo, _ = cluster
+    await executor.prepare(spec(0, pipeline="hourly"))
+    stored = list(api.received)
+    notebook = make_notebook("print(greeting * n)")
+    runs = [
+        spec(110, pipeline="hourly", parameters={"n": 1, "greeting": "ho"}),
+        spec(111, pipeline="hourly", parameters={"n": 5, "greeting": "ho"}, timeout=300),
+    ]
+    (first, _), (second, _) = await asyncio.gather(
+        *(
+            run_with_controller(executor, api, argo.run_pod, run, notebook, tmp_path / str(run.run_id))
+            for run in runs
+        )
+    )
+    assert (first.status, second.status) == ("succeeded", "succeeded")
+    printed = [
+        nbformat.read(tmp_path / f / "output.ipynb", as_version=4).cells[-1].outputs[0]["text"]
+        for f in ("110", "111")
+    ]
+    assert printed == ["ho\n", "hohohohoho\n"]
+    assert [(v, r) for v, r, _ in api.received[len(stored) :] if r == "workflowtemplates"] == []
+    deadlines = {
+        o["metadata"]["labels"]["analysis-hub/run"]: o["spec"]["activeDeadlineSeconds"]
+        for (kind, _), o in api.objects.items()
+        if kind == "workflows" and o["metadata"]["labels"]["analysis-hub/run"] in ("110", "111")
+    }
+    assert deadlines == {"110": 600, "111": 300}
+
+
 @pytest.mark.parametrize(
     ("phase", "message", "node_message", "status", "reason"),
     [
@@ -341,7 +374,7 @@ async def test_every_object_sent_passes_argos_schema_and_its_pods_are_valid(clus
     assert api.refused == []
     assert {r for _, r, _ in api.received} == {"workflows", "workflowtemplates", "persistentvolumeclaims"}
     names = [n for (p, n) in api.objects if p == "workflows"]
-    assert len(names) == 14  # every Workflow of the tests before, and the GPU one
+    assert len(names) == 16  # every Workflow of the tests before, and the GPU one
     for name in names:
         pod = argo.pod_of(name)
         kubernetes_validate.validate(pod, K8S, strict=True)

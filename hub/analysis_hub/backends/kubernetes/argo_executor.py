@@ -35,13 +35,13 @@ import logging
 import secrets
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from urllib.parse import urlparse
 
 import aiohttp
 
 from ...pipelines.executor import INPUT, LOG, OUTPUT, PARAMETERS, RunOutcome, finish_outcome
 from ...pipelines.specs import RunSpec
 from ...quantities import format_memory
+from .artifact_store import ArtifactStore, boto3_client
 from .profiles import ClusterFacts
 from .run_folders import ROLE_RULES as CLAIM_RULES
 from .run_folders import ClaimsApi, RunFolderGone, RunFolders
@@ -72,6 +72,8 @@ ARGO_ROLE_RULES = (
     *CLAIM_RULES,
 )
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+# What each run's Workflow sets for itself, over its template's (`workflows.workflow`).
+RUN_VALUES = ("arguments", "activeDeadlineSeconds")
 WATCH_SECONDS = 300  # a watch the server ends after this; the executor reads the Workflow and watches again
 
 
@@ -145,37 +147,6 @@ class ArgoApi:
             raise
 
 
-class ArtifactStore:
-    """The S3-compatible store the run pods write to (boto3, in a thread)."""
-
-    def __init__(self, client_factory: Callable[[], object]):
-        self._factory, self._client = client_factory, None
-
-    def _s3(self):
-        if self._client is None:
-            self._client = self._factory()
-        return self._client
-
-    async def put_text(self, url: str, text: str) -> None:
-        bucket, key = _bucket_key(url)
-        await asyncio.to_thread(self._s3().put_object, Bucket=bucket, Key=key, Body=text.encode())
-
-    def _read(self, bucket: str, key: str) -> bytes:
-        return self._s3().get_object(Bucket=bucket, Key=key)["Body"].read()
-
-    async def download(self, url: str, path: Path) -> bool:
-        """Copy `url` to `path`; False when there is no such object."""
-        bucket, key = _bucket_key(url)
-        try:
-            body = await asyncio.to_thread(self._read, bucket, key)
-        except Exception as e:
-            if _missing(e):
-                return False
-            raise
-        path.write_bytes(body)
-        return True
-
-
 class ArgoExecutor:
     """Runs pipelines as Argo Workflows in `namespace`; see the module's contract."""
 
@@ -192,7 +163,7 @@ class ArgoExecutor:
     ):
         self.namespace, self.cluster, self.settings = namespace, cluster, settings
         self._api_client_factory, self._api, self._folders = api_client, None, None
-        self.store = ArtifactStore(s3_client or _boto3_client(settings.s3_endpoint_url, settings.s3_region))
+        self.store = ArtifactStore(s3_client or boto3_client(settings.s3_endpoint_url, settings.s3_region))
         self._running: dict[int, str] = {}  # run id -> Workflow name, for cancel
         self.grace_seconds = grace_seconds  # past a run's deadline, before Argo is taken to be gone
 
@@ -263,16 +234,29 @@ class ArgoExecutor:
         return sensor_for(team, name, on, template)
 
     async def prepare(self, spec: RunSpec) -> None:
+        await self._store_template(spec)
+
+    async def _store_template(self, spec: RunSpec, ignoring: tuple[str, ...] = ()) -> None:
+        """Create the template, or update it where it differs in more than `ignoring` (spec keys).
+        Runs racing to store it (409: created or updated meanwhile) read it again."""
+        from kubernetes_asyncio.client.exceptions import ApiException
+
         body = self.template_for(spec)
         name = template_name(spec)
-        current = await self.api.get_template(name)
-        if current is None:
-            await self.api.create_template(body)
-            log.info("created WorkflowTemplate %s", name)
-        elif _differs(current, body):
-            body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-            await self.api.update_template(name, body)
-            log.info("updated WorkflowTemplate %s", name)
+        for attempt in range(3):
+            current = await self.api.get_template(name)
+            try:
+                if current is None:
+                    await self.api.create_template(body)
+                    log.info("created WorkflowTemplate %s", name)
+                elif _differs(current, body, ignoring):
+                    body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+                    await self.api.update_template(name, body)
+                    log.info("updated WorkflowTemplate %s", name)
+                return
+            except ApiException as e:
+                if e.status != 409 or attempt == 2:
+                    raise
 
     async def run(self, spec: RunSpec, notebook: str, out_dir: Path) -> RunOutcome:
         from kubernetes_asyncio.client.exceptions import ApiException
@@ -284,7 +268,9 @@ class ArgoExecutor:
         urls = artifact_urls(spec, name, self.settings)
         self._running[spec.run_id] = name
         try:
-            await self.prepare(spec)
+            # Each Workflow sets its own parameters and deadline: only a change beyond them (the
+            # service's settings since the deploy) updates the template under the runs.
+            await self._store_template(spec, ignoring=RUN_VALUES)
             if spec.step:  # a workflow's step: its run's shared folder
                 await self.run_folders.ensure(spec, spec.run_folder_copy_of)
             await self.store.put_text(urls.input, notebook)
@@ -383,31 +369,10 @@ def in_cluster_api_client():
     return client.ApiClient(configuration)
 
 
-def _boto3_client(endpoint_url: str | None, region: str | None) -> Callable[[], object]:
-    def make():
-        import boto3  # only the kubernetes backend needs it
-
-        # Credentials: the standard chain (the chart gives the service AWS_* from the same Secret).
-        return boto3.client("s3", endpoint_url=endpoint_url, region_name=region)
-
-    return make
-
-
-def _bucket_key(url: str) -> tuple[str, str]:
-    parsed = urlparse(url)
-    if parsed.scheme != "s3" or not parsed.netloc:
-        raise ValueError(f"not an s3:// URL: {url}")
-    return parsed.netloc, parsed.path.lstrip("/")
-
-
-def _missing(error: Exception) -> bool:
-    code = getattr(error, "response", {}).get("Error", {}).get("Code") if hasattr(error, "response") else None
-    return code in ("NoSuchKey", "404", "NotFound")
-
-
-def _differs(current: dict, wanted: dict) -> bool:
+def _differs(current: dict, wanted: dict, ignoring: tuple[str, ...] = ()) -> bool:
     meta = current.get("metadata") or {}
-    return current.get("spec") != wanted["spec"] or any(
+    spec = {k: v for k, v in (current.get("spec") or {}).items() if k not in ignoring}
+    return spec != {k: v for k, v in wanted["spec"].items() if k not in ignoring} or any(
         meta.get(k) != wanted["metadata"].get(k) for k in ("labels", "annotations")
     )
 
