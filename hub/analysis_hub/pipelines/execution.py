@@ -150,6 +150,9 @@ class Execution:
             raise
         finally:
             self._wake.pop(run_id, None)
+            # A run found finished while steps still run was cancelled through another replica:
+            # each step stops its executor itself (_until_cancelled); the run ends once they have.
+            await asyncio.gather(*running.values(), return_exceptions=True)
         log.info("run %s of %s/%s: %s %s", run_id, team, name, result["status"], result["reason"])
         await end_run(self.executor, run_id, result["status"])
         if notify_url and (result["status"] != "succeeded" or on_success):
