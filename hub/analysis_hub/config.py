@@ -6,6 +6,18 @@ test can build a bare `Config()` and assert every trait. One function per
 area, as The Littlest JupyterHub's configurer does. Paths in `settings` are
 already absolute (see `settings.resolve_paths`).
 
+Two parts, so that both entry points share one policy:
+- `apply_policy(settings, c, credentials, host)` is what every deployment's hub
+  needs: `apply_hub_policy` (the activity proxy, our pages, the request log
+  that counts idle culls, JupyterLab, the server answer timeout, the servers'
+  way to the pipelines service), the login, the catalog spawner and the
+  backend's spawner. `apply_settings` (the one-machine `up`) and
+  `backends.kubernetes.z2jh.apply_under_z2jh` (z2jh's hook) both call it;
+  tests/unit/test_kubernetes_hub_policy.py compares it with both, trait by trait.
+- `apply_hub_process` is the one-machine hub's process (bind URLs, SQLite,
+  cookie secret, pid files, the proxy it starts), and `apply_culler` /
+  `apply_pipelines` the services it starts; under z2jh the chart owns those.
+
 A short comment above each non-default trait says why it is set.
 """
 
@@ -65,13 +77,20 @@ def apply_settings(
     # Services and roles are collected from each area below.
     c.JupyterHub.services = []
     c.JupyterHub.load_roles = []
-    apply_hub(settings, c)
-    apply_auth(settings, c, credentials or Credentials())
+    apply_hub_process(settings, c)
+    apply_policy(settings, c, credentials or Credentials(), host)
     apply_culler(settings, c)
     apply_pipelines(settings, c)
+    mark_managed_services(settings, c)
+    return c
+
+
+def apply_policy(settings: Settings, c: Config, credentials: Credentials, host: HostFacts) -> Config:
+    """The hub's policy on every deployment, one machine's and z2jh's alike (see the docstring)."""
+    apply_hub_policy(settings, c)
+    apply_auth(settings, c, credentials)
     apply_spawner(settings, c)
     backend_for(settings).apply(settings, c, host)
-    mark_managed_services(settings, c)
     return c
 
 
@@ -83,24 +102,30 @@ def mark_managed_services(settings: Settings, c: Config) -> None:
             service["environment"] = {**service.get("environment", {}), INSTANCE_ENV: settings.instance_name}
 
 
-def apply_hub(settings: Settings, c: Config) -> None:
+def apply_hub_process(settings: Settings, c: Config) -> None:
+    """The one-machine hub's own process: where it listens, its state files, the proxy it starts."""
     hub, state = settings.hub, settings.hub_state_dir
     c.JupyterHub.bind_url = f"http://{hub.ip}:{hub.port}{hub.base_url}"
     c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{hub.internal_port}"
     c.JupyterHub.db_url = f"sqlite:///{state / 'jupyterhub.sqlite'}"
     c.JupyterHub.cookie_secret_file = str(state / "jupyterhub_cookie_secret")
     c.JupyterHub.pid_file = str(state / HUB_PID_FILE)
-    c.JupyterHub.log_level = hub.log_level
-    # Users' servers outlive a hub restart (upgrades, config changes).
-    c.JupyterHub.cleanup_servers = False
     c.ConfigurableHTTPProxy.command = list(hub.proxy_command)
     c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{hub.proxy_api_port}"
     c.ConfigurableHTTPProxy.pid_file = str(state / PROXY_PID_FILE)
+
+
+def apply_hub_policy(settings: Settings, c: Config) -> None:
+    """What the hub does the same wherever it runs; never where it listens or keeps its state."""
+    c.JupyterHub.log_level = settings.hub.log_level
+    # Users' servers outlive a hub restart (upgrades, config changes).
+    c.JupyterHub.cleanup_servers = False
     # Proxy traffic (an open tab's polling) is not activity; see activity.py.
     c.JupyterHub.proxy_class = "analysis_hub.activity.ServerReportedActivityProxy"
     # Our pages (stop reasons) first, JupyterHub's behind them.
     c.JupyterHub.template_paths = [str(PACKAGE_DIR / "templates")]
     # JupyterHub's request log, which also counts the culler's stops (analysis_hub_culls_total).
+    # Merged: z2jh's own configuration sets tornado_settings (slow_spawn_timeout) before ours.
     c.JupyterHub.tornado_settings = {**c.JupyterHub.get("tornado_settings", {}), "log_function": request_log}
     # Land in JupyterLab, not the classic tree.
     c.Spawner.default_url = "/lab"
@@ -108,6 +133,11 @@ def apply_hub(settings: Settings, c: Config) -> None:
     # 30-user crowd benchmark on 2 cores, JupyterHub's default of 30 s failed
     # 8 spawns that would have succeeded a few seconds later.
     c.Spawner.http_timeout = SERVER_ANSWER_TIMEOUT
+    if settings.pipelines.enabled:
+        # Servers reach the pipelines service wherever it runs (a hub-managed service on one
+        # machine, the chart's Deployment on Kubernetes), so the lab extension publishes.
+        c.CatalogSpawner.server_token_scopes = SERVER_TOKEN_SCOPES
+        c.CatalogSpawner.pipelines_url = pipelines_url_for_servers(settings)
 
 
 def apply_auth(settings: Settings, c: Config, credentials: Credentials) -> None:
@@ -242,8 +272,6 @@ def apply_pipelines(settings: Settings, c: Config) -> None:
         }
     )
     add_pipelines_roles(c)
-    c.CatalogSpawner.server_token_scopes = SERVER_TOKEN_SCOPES
-    c.CatalogSpawner.pipelines_url = pipelines_url_for_servers(settings)
 
 
 def pipelines_url_for_servers(settings: Settings) -> str:

@@ -33,7 +33,7 @@ from . import processes
 if TYPE_CHECKING:
     from .settings import Settings
 
-# In the hub's state folder; config.apply_hub points JupyterHub at them.
+# In the hub's state folder; config.apply_hub_process points JupyterHub at them.
 HUB_PID_FILE = "jupyterhub.pid"
 PROXY_PID_FILE = "proxy.pid"
 STOP_GRACE_S = 3.0

@@ -8,12 +8,15 @@ Contract:
   and the auth-state keys (`CryptKeeper.keys`, kept in the chart's Secret).
   It then runs every `*.py` in `/usr/local/etc/jupyterhub/jupyterhub_config.d`;
   our chart mounts a two-line file there that calls `configure(c)`.
-- `apply_under_z2jh(settings, c, credentials)` is pure: it sets only what
-  z2jh does not (login, the catalog-driven `CatalogKubeSpawner`, our pages,
-  JupyterLab, the activity policy, named servers and their limits, the
-  pipelines service's OAuth client and roles), and never the hub's URLs,
+- `apply_under_z2jh(settings, c, credentials)` is pure: it sets the hub's
+  policy that every deployment shares (`config.apply_policy`: login, the
+  catalog-driven `CatalogKubeSpawner`, our pages, JupyterLab, the activity
+  proxy, the request log that counts culls, the answer timeout, named servers
+  and their limits, the servers' way to the pipelines service) plus the
+  pipelines service's OAuth client and roles, and never the hub's URLs,
   database, the proxy's address or the keys, so the chart's values keep their
-  meaning. The culler z2jh configures from `cull.*` keeps its options; only
+  meaning; the URL prefix is z2jh's `hub.baseUrl` (`settings_under_z2jh`).
+  The culler z2jh configures from `cull.*` keeps its options; only
   its module becomes ours (`analysis_hub.culling`: each server's own idle
   timeout, the same sweep). The
   pipelines service is never started in the hub pod: it is the chart's own
@@ -37,22 +40,21 @@ from traitlets.config import Config
 from ...auth import PasswordStore, ensure_initial_passwords
 from ...config import (
     CULLER_MODULE,
-    PACKAGE_DIR,
     PIPELINES_SERVICE,
     HostFacts,
     add_pipelines_roles,
-    apply_auth,
-    apply_spawner,
+    apply_policy,
     pipelines_oauth,
 )
 from ...credentials import CRYPT_KEY_ENV, Credentials, load_credentials
 from ...oauth import discover_oidc_endpoints
 from ...settings import Settings, SettingsError, load_settings
-from .. import backend_for
 
 # Set from the chart's Secret `analysis-hub-initial-admin` (templates/initial-admin.yaml). Not
 # ANALYSIS_HUB_*: that prefix is read as settings overrides.
 INITIAL_ADMIN_PASSWORD_ENV = "INITIAL_ADMIN_PASSWORD"
+# The hub pod: not root, and no cgroups of ours (Kubernetes limits the pods).
+Z2JH_HOST = HostFacts(is_root=False, cgroups_writable=False)
 
 
 def apply_under_z2jh(settings: Settings, c: Config, credentials: Credentials) -> Config:
@@ -65,21 +67,18 @@ def apply_under_z2jh(settings: Settings, c: Config, credentials: Credentials) ->
         raise SettingsError(
             key, [f"{key}: required on Kubernetes: https://<the hub's host>/hub/oauth_callback"]
         )
-    c.JupyterHub.log_level = settings.hub.log_level
-    # Our pages (stop reasons) first, JupyterHub's behind them.
-    c.JupyterHub.template_paths = [str(PACKAGE_DIR / "templates")]
-    # Land in JupyterLab, not the classic tree.
-    c.Spawner.default_url = "/lab"
-    # The activity policy of every backend: proxy traffic (an open tab's polling) is not
-    # activity; servers report real work as often as the culler looks (apply_spawner).
-    c.JupyterHub.proxy_class = "analysis_hub.activity.ServerReportedActivityProxy"
-    apply_auth(settings, c, credentials)
-    apply_spawner(settings, c)
-    backend_for(settings).apply(settings, c, HostFacts(is_root=False, cgroups_writable=False))
+    apply_policy(settings_under_z2jh(settings, c), c, credentials or Credentials(), Z2JH_HOST)
     if settings.pipelines.enabled:
         apply_external_pipelines(c)
     use_per_server_culler(c)
     return c
+
+
+def settings_under_z2jh(settings: Settings, c: Config) -> Settings:
+    """The settings as the hub pod sees them: its URL prefix is z2jh's (`hub.baseUrl`, set as
+    `JupyterHub.base_url`), which the chart's settings file does not repeat."""
+    base_url = c.JupyterHub.base_url if "base_url" in c.JupyterHub else "/"
+    return settings.model_copy(update={"hub": settings.hub.model_copy(update={"base_url": base_url})})
 
 
 UPSTREAM_CULLER_MODULE = "jupyterhub_idle_culler"
