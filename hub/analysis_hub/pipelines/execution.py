@@ -24,7 +24,7 @@ Contract:
 - When the run ends: its status and reason (the first failed step's),
   the single-notebook run's exit code and error cell, the run metrics; the
   webhook on failure (on success too if asked); the executor's `end_run`
-  where it has one (`end_run` here: Argo deletes or keeps the run's folder);
+  (`end_run` here: Kubernetes deletes or keeps the run folder's claim);
   and `on_finished(run_id)`, which starts the pipelines chained after this
   one (`chains.py`).
 """
@@ -188,7 +188,7 @@ class Execution:
             # recorded yet, and a parameter must not depend on which finished first.
             above = ancestors(dag_steps(list(steps.values())), name)
             upstream = {r.step: dict(r.outputs or {}) for r in run.steps if r.step in above and r.outputs}
-            inside = getattr(self.executor, "retries_itself", False)
+            inside = self.executor.retries_itself
             retries = pipeline.retries if step.retries is None else step.retries
             timeout = min(step.timeout or pipeline.timeout, self._time_left(run, pipeline.timeout))
             out_dir = step_folder(self.runs_root, run_id, name, workflow)
@@ -199,7 +199,7 @@ class Execution:
                 version.number,
                 step,
                 step_parameters(step, dict(run.parameters), upstream, workflow),
-                max(math.ceil(timeout), 1),  # whole seconds, as executors (Argo's deadline) take them
+                max(math.ceil(timeout), 1),  # whole seconds, as executors (a Job's deadline) take them
                 retries if inside else 0,
                 run_folder(self.runs_root, run_id, workflow),
                 workflow,
@@ -287,12 +287,9 @@ class Execution:
 
 
 async def end_run(executor, run_id: int, status: str) -> None:
-    """Tell an executor that keeps something for a run across its steps that the run ended."""
-    end = getattr(executor, "end_run", None)
-    if end is None:
-        return
+    """Tell the executor the run ended (one that keeps something across a run's steps releases it)."""
     try:
-        await end(run_id, status)
+        await executor.end_run(run_id, status)
     except Exception:  # the run is recorded; what the executor kept is cleaned up later
         log.exception("run %s: the executor could not release what it kept for the run", run_id)
 

@@ -10,23 +10,27 @@ Contract:
   pages and the API serve every backend's runs alike: `output.ipynb` (saved
   after every cell, so a run that dies keeps its partial output, with the
   error cell), `output.html` and `log.txt`.
-- `prepare(spec)` is called when a version is deployed or rolled back to,
-  before the change is stored (so a failing prepare refuses the change); the
-  spec is the deployment's, with `run_id` 0 (Argo stores a WorkflowTemplate
-  then). Executors that need nothing ahead of a run inherit the no-op.
-- Optional, where a backend can do it (look it up with `getattr`):
-  `async cancel(run_id) -> bool` stops a run that is going (Argo's stop; the
-  run's `run` then returns the status `cancelled`), False when none was; and
-  `retries_itself = True`, for an executor that retries a failed run within
-  one run (Argo's `retryStrategy`, from `spec.retries`): the service then
-  calls `run` once instead of once per attempt; and `async end_run(run_id,
-  status)`, called once a run has ended (cancelled included), for an
-  executor that keeps something across a run's steps (Argo: the claim of a
-  workflow run's folder).
+- `Executor` is the base every executor inherits; it declares the optional
+  parts with their defaults, so the service calls them without probing:
+  - `prepare(spec)` is called when a version is deployed or rolled back to,
+    before the change is stored (so a failing prepare refuses the change);
+    the spec is the deployment's, with `run_id` 0. Default: nothing to store.
+  - `async cancel(run_id) -> bool` stops a run that is going, wherever it
+    runs (Kubernetes: the run's Jobs are deleted; the run's `run` then
+    returns or is cancelled), False when there was none. Default: False,
+    for executors whose `run` stops what it started when its task is
+    cancelled.
+  - `retries_itself`: True for an executor that retries a failed run within
+    one `run` (a Kubernetes Job's `backoffLimit`, from `spec.retries`); the
+    service then calls `run` once instead of once per attempt. Default: False.
+  - `async end_run(run_id, status)` is called once a run has ended
+    (cancelled included), for an executor that keeps something across a
+    run's steps (Kubernetes: the claim of a workflow run's folder).
+    Default: nothing kept.
 - Which executor a service uses follows the backend table
   (`analysis_hub.backends`): the local backend's runs in the machine's
   sandbox, docker's in a container of the version's image, Kubernetes' as
-  Argo Workflows.
+  batch/v1 Jobs.
 
 `papermill_arguments` and `finish_outcome` are the parts the executors share.
 """
@@ -36,7 +40,6 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import nbformat
 
@@ -60,12 +63,24 @@ class RunOutcome:
     error_cell: int | None = None
 
 
-class Executor(Protocol):
+class Executor:
+    """The base of every backend's executor: `run` is theirs; the optional parts' defaults."""
+
+    retries_itself: bool = False
+
     async def run(self, spec: RunSpec, notebook: str, out_dir: Path) -> RunOutcome:
         """Execute `notebook` as `spec` says, leaving the run's files in `out_dir`."""
+        raise NotImplementedError
 
     async def prepare(self, spec: RunSpec) -> None:
-        """A version was deployed: store what later runs need (no-op by default)."""
+        """A version was deployed: store what later runs need (nothing by default)."""
+
+    async def cancel(self, run_id: int) -> bool:
+        """Stop the run `run_id` wherever it runs; False when there was nothing to stop."""
+        return False
+
+    async def end_run(self, run_id: int, status: str) -> None:
+        """The run ended: release what was kept for it across its steps (nothing by default)."""
 
 
 def papermill_arguments(kernel: str) -> list[str]:

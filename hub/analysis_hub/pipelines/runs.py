@@ -19,9 +19,10 @@ Contract:
   pipeline's token, trigger `http`) are the callers' ways in; the schedule
   calls `start` itself (`scheduler.py`).
 - `cancel(caller, run_id)` (a team member) stops a queued or running run:
-  the executor's own `cancel(run_id)` when it has one (Argo), and the run's
-  task here (the local executor kills papermill's processes on
-  cancellation, the docker one removes its container); the run is recorded
+  the executor's own `cancel(run_id)` (Kubernetes deletes the run's Jobs;
+  the others' default does nothing), and the run's task here (the local
+  executor kills papermill's processes on cancellation, the docker one
+  removes its container, the Kubernetes one deletes its Job); the run is recorded
   `cancelled` with who cancelled it, and audited (`cancel`); it answers once
   the run's task has ended. A finished run
   is a Conflict. A cancelled run is never overwritten by its late outcome.
@@ -309,12 +310,10 @@ class Runs:
             record_run(run)
             result = run_view(run)
         cancel_steps(self.sessions, run_id)
-        stop = getattr(self.executor, "cancel", None)
-        if stop is not None:
-            try:
-                await stop(run_id)
-            except Exception:  # the run is recorded cancelled; the task below is cancelled anyway
-                log.exception("run %s: the executor could not cancel it", run_id)
+        try:
+            await self.executor.cancel(run_id)
+        except Exception:  # the run is recorded cancelled; the task below is cancelled anyway
+            log.exception("run %s: the executor could not cancel it", run_id)
         task = self._by_run.get(run_id)
         if task is not None:
             task.cancel()

@@ -44,7 +44,7 @@ import docker
 import docker.errors
 
 from ...images import discover_images, hadoop_images
-from ...pipelines.executor import INPUT, LOG, PARAMETERS, RunOutcome, finish_outcome
+from ...pipelines.executor import INPUT, LOG, PARAMETERS, Executor, RunOutcome, finish_outcome
 from ...pipelines.specs import RunSpec
 from ...pipelines.state import PRIVATE_DIR
 from ...quantities import format_memory
@@ -60,7 +60,7 @@ JOVYAN_UID, JOVYAN_GID = 1000, 100
 KILLED = 137  # what the engine reports for a SIGKILLed container
 
 
-class DockerExecutor:
+class DockerExecutor(Executor):
     def __init__(
         self,
         image_tags_file: str,

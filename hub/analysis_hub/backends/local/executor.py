@@ -31,7 +31,15 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...pipelines.executor import INPUT, LOG, PARAMETERS, RunOutcome, finish_outcome, papermill_arguments
+from ...pipelines.executor import (
+    INPUT,
+    LOG,
+    PARAMETERS,
+    Executor,
+    RunOutcome,
+    finish_outcome,
+    papermill_arguments,
+)
 from ...pipelines.specs import RunSpec
 from ...pipelines.state import PRIVATE_DIR
 from ...quantities import format_memory
@@ -56,7 +64,7 @@ class RunUsers:
         return name, self.homes / name
 
 
-class LocalExecutor:
+class LocalExecutor(Executor):
     def __init__(
         self,
         sandbox: Sandbox,
