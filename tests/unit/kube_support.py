@@ -57,6 +57,14 @@ HUB = SimpleNamespace(
 )
 
 
+async def load_request(spawner) -> None:
+    """A spawn's handling of `spawner.user_options`, in JupyterHub's order (`User.spawn`): its
+    `apply_user_options` hook (our catalog check), then KubeSpawner's `load_user_options`, which
+    its `start()` calls first."""
+    await spawner._run_apply_user_options(spawner.user_options)
+    await spawner.load_user_options()
+
+
 def pod_as_dict(pod) -> dict:
     from kubernetes_asyncio.client import ApiClient
 

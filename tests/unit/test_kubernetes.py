@@ -19,6 +19,7 @@ from analysis_hub.backends.kubernetes.profiles import CHART_USER_TOLERATIONS, Cl
 from analysis_hub.backends.kubernetes.spawner import CatalogKubeSpawner
 from analysis_hub.config import HostFacts, apply_settings
 from analysis_hub.settings import load_settings
+from kube_support import load_request
 from traitlets.config import Config
 from unit_support import IMAGES, PROFILES
 
@@ -83,7 +84,7 @@ def spawner_for(tmp_path, groups: list[str], user_options: dict) -> CatalogKubeS
 
 async def manifest(tmp_path, groups, user_options) -> dict:
     spawner = spawner_for(tmp_path, groups, user_options)
-    await spawner.load_user_options()
+    await load_request(spawner)
     pod = await spawner.get_pod_manifest()
     return (
         spawner.api.api_client.sanitize_for_serialization(pod) if hasattr(spawner, "api") else _serialise(pod)
@@ -172,11 +173,11 @@ async def test_a_profile_hidden_from_the_users_groups_cant_be_requested(tmp_path
     spawner.catalog_dir = str(restricted)
     assert [p["slug"] for p in spawner.profile_list(spawner)] == ["pyspark", "tensorflow"]
     with pytest.raises(web.HTTPError) as refused:
-        await spawner.load_user_options()
+        await load_request(spawner)
     assert refused.value.status_code == 400 and "Unknown profile 'pytorch'" in refused.value.log_message
     spawner.user_options = {"profile": "pyspark", "image": "evil/image:latest"}
     with pytest.raises(web.HTTPError, match="400"):
-        await spawner.load_user_options()
+        await load_request(spawner)
     assert spawner.image != "evil/image:latest"
 
 

@@ -16,7 +16,7 @@ import yaml
 from analysis_hub.backends.kubernetes.spawner import CatalogKubeSpawner
 from analysis_hub.backends.kubernetes.z2jh import configure
 from analysis_hub.culling import server_timeout
-from kube_support import HUB, K8S_VERSION, find, hub_user, pod_as_dict, render_chart
+from kube_support import HUB, K8S_VERSION, find, hub_user, load_request, pod_as_dict, render_chart
 from test_kubernetes_z2jh import chart_defaults, z2jh_config
 from test_kubernetes_z2jh import hub_files as hub_files  # the fixture
 from tornado import web
@@ -53,7 +53,7 @@ def spawner(c, server: str, options: dict, siblings: dict | None = None) -> Cata
 
 
 async def pod(made: CatalogKubeSpawner) -> dict:
-    await made.load_user_options()
+    await load_request(made)
     manifest = pod_as_dict(await made.get_pod_manifest())
     kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
     return manifest
@@ -102,7 +102,7 @@ async def test_idle_timeout_is_offered_validated_and_recorded_for_the_culler(hub
     assert [value for value, choice in choices.items() if choice["default"]] == ["1800"]
     assert "" not in choices and "600" in choices and "14400" in choices and "28800" not in choices
     with pytest.raises(web.HTTPError) as refused:
-        await made.load_user_options()
+        await load_request(made)
     assert refused.value.status_code == 400
     assert "outside profile 'pyspark''s range 10m to 4h" in refused.value.log_message
     made = spawner(c, "spark", {"profile": "pyspark", "idle_timeout": "2h"})
@@ -122,7 +122,7 @@ async def test_a_second_gpu_server_is_refused_as_on_the_other_backends(hub_files
     running = {"train": SimpleNamespace(active=True, user_options={"profile": "pytorch"}, server_gpus=1)}
     made = spawner(c, "train2", {"profile": "pytorch"}, running)
     with pytest.raises(web.HTTPError) as refused:
-        await made.load_user_options()
+        await load_request(made)
     assert refused.value.status_code == 400
     assert "servers.max_gpu_per_user = 1" in refused.value.log_message
     assert "'train' (pytorch, 1 GPU)" in refused.value.log_message

@@ -28,6 +28,7 @@ from kube_support import (
     example_values,
     find,
     hub_user,
+    load_request,
     merge_values,
     pod_as_dict,
     render_chart,
@@ -126,7 +127,7 @@ def hub_files(tmp_path, monkeypatch):
 async def pod_for(config: Config, groups: list[str], options: dict) -> dict:
     spawner = CatalogKubeSpawner(config=config, user=hub_user("ana", groups), hub=HUB)
     spawner.user_options = options
-    await spawner.load_user_options()
+    await load_request(spawner)
     pod = pod_as_dict(await spawner.get_pod_manifest())
     kubernetes_validate.validate(pod, K8S_VERSION, strict=True)
     return pod
@@ -166,7 +167,7 @@ async def test_a_profile_the_chart_restricts_cant_be_requested(hub_files):
     assert [p["slug"] for p in spawner.profile_list(spawner)] == ["pyspark", "tensorflow"]
     spawner.user_options = {"profile": "pytorch"}
     with pytest.raises(web.HTTPError) as refused:
-        await spawner.load_user_options()
+        await load_request(spawner)
     assert refused.value.status_code == 400 and "Unknown profile 'pytorch'" in refused.value.log_message
     assert spawner.image != values_image("pytorch", hub_files)
     pod = await pod_for(c, ["ml-team"], {"profile": "pytorch"})

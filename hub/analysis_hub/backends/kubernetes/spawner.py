@@ -5,12 +5,17 @@ callable that KubeSpawner evaluates for the form and again in
 `load_user_options`; it returns only the profiles the user's groups may use,
 translated by `profiles.py`. The catalog is read through `CatalogSource`, so
 a catalog changed on disk (a `helm upgrade` updating the mounted ConfigMap)
-applies to the next form and spawn, and a broken one keeps the last good. Before
-KubeSpawner applies a request, `select_profile` checks it exactly as the other
-backends do, so an unknown or hidden profile, a bad choice or an extra key
-(an image, say) is refused with 400 and nothing is created; so is a server
-over the user's limits (`catalog_spawner.apply_profile_request`, shared with
-the other backends).
+applies to the next form and spawn, and a broken one keeps the last good.
+
+A request is handled in two steps, in JupyterHub's order. JupyterHub's
+`apply_user_options` hook, run before `start()`, checks it exactly as the
+other backends do (`catalog_spawner.apply_profile_request`): an unknown or
+hidden profile, a bad choice, an extra key (an image, say) or a server over
+the user's limits is refused with 400 before anything starts, and the chosen
+profile and idle timeout are recorded. Then KubeSpawner's `load_user_options`,
+inside `start()`, applies the profile and its choices to the pod. Having the
+hook also tells JupyterHub the options are handled: without one it logs
+"Received unhandled user_options" at every spawn.
 
 Team folders are per user, not per profile: `get_pod_manifest` adds the
 claims of the user's team folders (`profiles.team_volumes`) to every pod it
@@ -39,14 +44,20 @@ class CatalogKubeSpawner(CatalogSpawner, KubeSpawner):
     def _default_profile_list(self):
         return catalog_profile_list
 
+    @default("apply_user_options")
+    def _default_apply_user_options(self):
+        # JupyterHub's step for checking a request before start() (see the docstring): a
+        # refusal is a 400 before anything starts, as on the other backends.
+        return check_profile_request
+
     async def start(self):
         # Defined here so that the catalog spawner's metrics time it (spawn_metrics.timed_start).
         return await super().start()
 
     async def load_user_options(self):
-        apply_profile_request(self, self.user_options)
-        # KubeSpawner applies the profile and its choices; the idle timeout is the culler's
-        # alone (its form entry carries no override), so KubeSpawner doesn't see it.
+        # Called by KubeSpawner's start(), after the hook checked the request. KubeSpawner
+        # applies the profile and its choices; the idle timeout is the culler's alone (its
+        # form entry carries no override), so KubeSpawner doesn't see it.
         recorded = self.user_options
         self.user_options = {k: v for k, v in recorded.items() if k != IDLE_TIMEOUT_KEY}
         try:
@@ -65,6 +76,11 @@ class CatalogKubeSpawner(CatalogSpawner, KubeSpawner):
                 *(get_k8s_model(V1VolumeMount, m) for m in mounts),
             ]
         return pod
+
+
+def check_profile_request(spawner: CatalogKubeSpawner, user_options: dict) -> None:
+    """`apply_user_options`: the catalog's check and record, shared with the other backends."""
+    apply_profile_request(spawner, user_options)
 
 
 def catalog_profile_list(spawner: CatalogKubeSpawner) -> list[dict]:
