@@ -88,6 +88,155 @@ def test_pyspark_reads_the_mounted_hadoop_config_and_round_trips_a_hive_table(ta
     assert report["defaultFS"] == default_fs and report["hive_rows"] == 2
 
 
+# What Spark's executor ConfigMap holds: the driver's conf directory, read-only.
+EXECUTOR_CONF = "# the driver's spark-defaults.conf\nspark.sql.catalogImplementation   hive\n"
+
+
+def _json_line(container: str, key: str, seconds: float) -> dict:
+    """The first JSON line with `key` the container printed; fails if it exits or times out first."""
+    deadline = time.monotonic() + seconds
+    while True:
+        logs = docker("logs", container, check=False)
+        for line in logs.stdout.splitlines():
+            if line.startswith("{") and key in (fields := json.loads(line)):
+                return fields
+        state = docker("inspect", "--format", "{{.State.Running}}", container, check=False).stdout.strip()
+        if state != "true" or time.monotonic() > deadline:
+            output = f"{logs.stdout}\n{logs.stderr[-6000:]}"
+            raise AssertionError(f"{container} printed no {key!r} line:\n{output}")
+        time.sleep(0.5)
+
+
+def test_pyspark_image_runs_a_kubernetes_executor_from_sparks_executor_argument(tags, tmp_path):
+    """The pyspark image started as Spark starts an executor pod runs one, and it works.
+
+    A driver container (images/pyspark/tests/executor_driver.py: a standalone master
+    with no workers, so no executor can come from elsewhere) waits for an executor.
+    A second container of the image gets what a Kubernetes driver gives an executor
+    pod: the argument `executor`, the SPARK_* environment (JVM options as
+    SPARK_JAVA_OPT_<n>), and the driver's conf directory as a read-only mount at
+    SPARK_CONF_DIR=/opt/spark/conf; its root file system is read-only too, with a
+    /tmp (emptyDir-like) for SPARK_LOCAL_DIRS. Proves: the entry point execs
+    KubernetesExecutorBackend directly under tini (the JVM is PID 1's child, its
+    arguments Spark's, the options in index order and each one argument, the
+    memory from SPARK_EXECUTOR_MEMORY, the classpath the conf directory then
+    pip's pyspark jars); no start hook runs and nothing is written to the conf
+    directory; the executor registers with the driver, runs a JVM job and Python
+    tasks (in /opt/venv/bin/python, inside the executor's container), and exits
+    when the driver stops. The same round trip with a k8s:// driver creating
+    executor pods is proven by the cluster suite.
+    """
+    image = tags["pyspark"]
+    conf, handshake = tmp_path / "conf", tmp_path / "handshake"
+    conf.mkdir(mode=0o755)
+    handshake.mkdir(mode=0o755)
+    (conf / "spark-defaults.conf").write_text(EXECUTOR_CONF)
+    (conf / "spark-defaults.conf").chmod(0o644)
+    driver_port, blockmanager_port, master_port, master_ui_port = (_free_port() for _ in range(4))
+    suffix = uuid.uuid4().hex[:8]
+    driver, executor = f"analysis-hub-spark-driver-{suffix}", f"analysis-hub-spark-exec-{suffix}"
+    pod_name = f"analysis-hub-check-{suffix}-exec-1"
+    try:
+        docker(
+            "run", "--detach", "--name", driver, "--network", "host",
+            "--volume", f"{REPO / 'images'}:/images:ro", "--volume", f"{handshake}:/handshake:ro",
+            "--env", "SPARK_DRIVER_HOST=127.0.0.1", "--env", "SPARK_DRIVER_BIND_ADDRESS=127.0.0.1",
+            "--env", "SPARK_LOCAL_IP=127.0.0.1",
+            "--env", f"SPARK_DRIVER_PORT={driver_port}",
+            "--env", f"SPARK_BLOCKMANAGER_PORT={blockmanager_port}",
+            "--env", f"MASTER_PORT={master_port}", "--env", f"MASTER_UI_PORT={master_ui_port}",
+            "--env", "RELEASE_FILE=/handshake/release",
+            image, "python", "/images/pyspark/tests/executor_driver.py",
+        )  # fmt: skip
+        ready = _json_line(driver, "ready", 180)
+        executor_env = {
+            "SPARK_DRIVER_URL": ready["driver_url"],
+            "SPARK_EXECUTOR_ID": "1",
+            "SPARK_EXECUTOR_CORES": "1",
+            "SPARK_EXECUTOR_MEMORY": "512m",
+            "SPARK_APPLICATION_ID": ready["app_id"],
+            "SPARK_EXECUTOR_POD_IP": "127.0.0.1",
+            "SPARK_EXECUTOR_POD_NAME": pod_name,
+            "SPARK_RESOURCE_PROFILE_ID": "0",
+            "SPARK_CONF_DIR": "/opt/spark/conf",
+            "SPARK_LOCAL_DIRS": "/tmp/spark-local",
+            # Spark numbers them from 0; ten sorts after two, and a value may hold spaces.
+            "SPARK_JAVA_OPT_10": "-Danalysis.hub.order=10",
+            "SPARK_JAVA_OPT_0": f"-Dspark.driver.port={driver_port}",
+            "SPARK_JAVA_OPT_2": "-Danalysis.hub.order=2",
+            "SPARK_JAVA_OPT_1": "-Danalysis.hub.marker=one two",
+        }
+        env_args = [arg for key, value in executor_env.items() for arg in ("--env", f"{key}={value}")]
+        docker(
+            "run", "--detach", "--name", executor, "--network", "host",
+            "--read-only", "--tmpfs", "/tmp:rw,exec,mode=1777",
+            "--volume", f"{conf}:/opt/spark/conf:ro", *env_args,
+            image, "executor",
+        )  # fmt: skip
+        result = _json_line(driver, "result", 240)
+        assert result["count"] == 100_000 and result["executors"] == 1, result
+        assert result["python"] == [["/opt/venv/bin/python", "1", pod_name]], result
+
+        # tini (PID 1) -> java, nothing in between: the pod's SIGTERM reaches the JVM.
+        processes = docker("exec", executor, "ps", "-eo", "pid,ppid,comm", "--no-headers").stdout
+        java_pid = next(line.split()[0] for line in processes.splitlines() if line.split()[2] == "java")
+        assert ["1", "java"] in [line.split()[1:] for line in processes.splitlines()], processes
+        cmdline = docker("exec", executor, "cat", f"/proc/{java_pid}/cmdline").stdout.split("\0")[:-1]
+        java_opts = [f"-Dspark.driver.port={driver_port}", "-Danalysis.hub.marker=one two"]
+        java_opts += ["-Danalysis.hub.order=2", "-Danalysis.hub.order=10"]
+        assert cmdline == [
+            "/usr/lib/jvm/java-17-openjdk-amd64/bin/java",
+            *java_opts,
+            "-Xms512m",
+            "-Xmx512m",
+            "-cp",
+            "/opt/spark/conf:/etc/hadoop/conf:/opt/venv/lib/python3.11/site-packages/pyspark/jars/*",
+            "org.apache.spark.scheduler.cluster.k8s.KubernetesExecutorBackend",
+            *("--driver-url", ready["driver_url"], "--executor-id", "1", "--cores", "1"),
+            *("--app-id", ready["app_id"], "--hostname", "127.0.0.1", "--resourceProfileId", "0"),
+            *("--podName", pod_name),
+        ], cmdline
+
+        (handshake / "release").touch()
+        assert _json_line(driver, "stopped", 120)
+        assert docker("wait", driver, timeout=120).stdout.strip() == "0"
+        exit_code = docker("wait", executor, timeout=120).stdout.strip()
+        logs = docker("logs", executor).stderr
+        print(f"{executor}:\n{logs[:2500]}\n...\n{logs[-1000:]}")
+        assert "start.sh" not in logs, "an executor must run none of the notebook's start hooks"
+        assert "pyspark executor: exec " in logs and "Successfully registered with driver" in logs, logs
+        assert "Driver commanded a shutdown" in logs and exit_code == "0", (exit_code, logs[-3000:])
+        assert sorted(p.name for p in conf.iterdir()) == ["spark-defaults.conf"]
+        assert (conf / "spark-defaults.conf").read_text() == EXECUTOR_CONF
+    finally:
+        docker("rm", "--force", driver, executor, check=False)
+
+
+def test_pyspark_client_mode_hook_writes_the_kubernetes_executor_settings(tags):
+    """On Kubernetes the start hook points executors at this image, pulled only if absent
+    (images imported without a registry), run as the Spark service account, owned by this pod."""
+    env = {
+        "SPARK_KUBERNETES_EXECUTORS": "true",
+        "SPARK_KUBERNETES_SERVICE_ACCOUNT": "analysis-hub-spark",
+        "SPARK_KUBERNETES_NAMESPACE": "analysis-hub",
+        "JUPYTER_IMAGE": "analysis-hub/pyspark:check",
+        "KUBERNETES_SERVICE_HOST": "10.96.0.1",
+        "KUBERNETES_SERVICE_PORT": "443",
+    }
+    env_args = [arg for key, value in env.items() for arg in ("--env", f"{key}={value}")]
+    written = docker(
+        "run", "--rm", "--hostname", "jupyter-alice", *env_args, tags["pyspark"],
+        "bash", "-c", 'cat "$SPARK_CONF_DIR/spark-defaults.conf"',
+    ).stdout  # fmt: skip
+    settings = dict(line.split(None, 1) for line in written.splitlines() if line and not line.startswith("#"))
+    assert settings["spark.master"] == "k8s://https://10.96.0.1:443", written
+    assert settings["spark.kubernetes.namespace"] == "analysis-hub"
+    assert settings["spark.kubernetes.container.image"] == "analysis-hub/pyspark:check"
+    assert settings["spark.kubernetes.container.image.pullPolicy"] == "IfNotPresent"
+    assert settings["spark.kubernetes.authenticate.executor.serviceAccountName"] == "analysis-hub-spark"
+    assert settings["spark.kubernetes.driver.pod.name"] == "jupyter-alice"
+
+
 def _gpu_args() -> list[str]:
     return ["--gpus", "all", "--env", "EXPECT_GPU=1"] if EXPECT_GPU else []
 

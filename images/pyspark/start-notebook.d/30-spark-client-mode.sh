@@ -14,8 +14,21 @@
 # - without a hive-site.xml in HADOOP_CONF_DIR: an embedded Derby metastore and
 #   warehouse in the home directory, so Hive tables survive a re-spawn;
 # - SPARK_KUBERNETES_EXECUTORS=true (on Kubernetes): master k8s://, executors as
-#   pods in this pod's namespace from SPARK_EXECUTOR_IMAGE (default: this image's
-#   JUPYTER_IMAGE), with SPARK_KUBERNETES_SERVICE_ACCOUNT and SPARK_EXECUTOR_INSTANCES.
+#   pods in this pod's namespace (SPARK_KUBERNETES_NAMESPACE, else the service
+#   account's) from SPARK_EXECUTOR_IMAGE (default: this image, JUPYTER_IMAGE, whose
+#   entrypoint.sh starts an executor), pulled per SPARK_EXECUTOR_IMAGE_PULL_POLICY
+#   (default IfNotPresent: images imported into the cluster without a registry),
+#   SPARK_EXECUTOR_INSTANCES of them (default 2), running as
+#   SPARK_KUBERNETES_SERVICE_ACCOUNT, and owned by this pod
+#   (SPARK_DRIVER_POD_NAME, default HOSTNAME) so they go when the server goes.
+#   The driver talks to the API server with this pod's own service account token.
+#   Executors' Python workers run the driver's PYSPARK_PYTHON (/opt/venv/bin/python,
+#   named in every Python task), which the same image has. Executor pod names are
+#   Spark's default, the app name plus a unique id, so two kernels of one server
+#   never collide.
+#
+# Only notebook servers (drivers) run this: an executor pod, whose SPARK_CONF_DIR is
+# the driver's read-only ConfigMap, starts from entrypoint.sh without any hook.
 spark_conf=${SPARK_CONF_DIR:-/tmp/spark-conf}
 mkdir -p "$spark_conf"
 cp /etc/spark/conf/* "$spark_conf"/
@@ -42,9 +55,13 @@ fi
     echo "spark.submit.deployMode         client"
     echo "spark.kubernetes.namespace      ${namespace}"
     echo "spark.kubernetes.container.image ${SPARK_EXECUTOR_IMAGE:-${JUPYTER_IMAGE:-}}"
-    echo "spark.kubernetes.authenticate.driver.serviceAccountName ${SPARK_KUBERNETES_SERVICE_ACCOUNT:-default}"
-    # Executors are owned by this pod: deleting the server deletes them.
-    echo "spark.kubernetes.driver.pod.name ${HOSTNAME}"
+    echo "spark.kubernetes.container.image.pullPolicy ${SPARK_EXECUTOR_IMAGE_PULL_POLICY:-IfNotPresent}"
+    # The client-mode driver is this pod, whatever its account; this names the executors'.
+    echo "spark.kubernetes.authenticate.executor.serviceAccountName ${SPARK_KUBERNETES_SERVICE_ACCOUNT:-default}"
+    # Executors are owned by this pod: deleting the server deletes them. HOSTNAME is the
+    # pod's name unless the pod sets spec.hostname or the name is over 63 characters;
+    # a spawner can pass metadata.name as SPARK_DRIVER_POD_NAME (Spark refuses a wrong name).
+    echo "spark.kubernetes.driver.pod.name ${SPARK_DRIVER_POD_NAME:-${HOSTNAME}}"
     echo "spark.executor.instances        ${SPARK_EXECUTOR_INSTANCES:-2}"
   fi
 } >> "$spark_conf/spark-defaults.conf"
