@@ -261,9 +261,14 @@ def test_tensorflow_trains_a_step_and_reports_the_gpu(tags):
 
 
 def test_hub_image_carries_the_package_and_pinned_hub_components(tags):
+    """Also what the chart's pipelines Deployment runs from it: git, which keeps teams' versions,
+    committing and reading one back as the image's user (issue 24: the service answered 500
+    "No such file or directory: 'git'")."""
     report = run_in_image(tags["hub"], "hub/tests/test_hub.py")
     assert report["jupyterhub"] == "6.1.1"
     assert set(report["profiles"]) >= set(NOTEBOOK_IMAGES)
+    assert report["git"].startswith("git version "), report
+    assert report["pipelines_repository"] == "committed"
 
 
 class _StubHub(BaseHTTPRequestHandler):
