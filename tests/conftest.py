@@ -18,10 +18,6 @@ from harness import (  # noqa: F401  (re-exported for the test modules)
     start_hub,
 )
 
-# Fixture modules that test modules name in `pytest_plugins` and also import constants from:
-# their asserts are rewritten only if pytest knows them before the first import.
-pytest.register_assert_rewrite("argo_cluster")
-
 
 @pytest.fixture(scope="module")
 def hub():

@@ -31,17 +31,24 @@ class KubernetesSettings(Section):
         {}, description="team -> its ReadWriteMany PersistentVolumeClaim (the chart creates and names them)"
     )
     namespace: str | None = Field(
-        None, description="pipelines' Argo Workflows; default: the service's own namespace"
+        None, description="where pipeline steps run as Jobs; default: the pipelines service's own namespace"
     )
-    workflow_service_account: str = Field(
-        "analysis-hub-pipeline-run",
-        description="service account of Argo's own containers in run pods (the notebook's gets no token)",
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
+        "IfNotPresent", description="pipeline run pods' image pull policy (the chart: singleuser.image's)"
+    )
+    image_pull_secrets: list[str] = Field(
+        [], description="Secrets pipeline run pods pull their image with (the chart: z2jh's pull secrets)"
     )
 
-    @field_validator("namespace", "workflow_service_account")
+    @field_validator("namespace")
     @classmethod
     def _names(cls, value):
         return matching(value, *DNS_NAME)
+
+    @field_validator("image_pull_secrets")
+    @classmethod
+    def _secret_names(cls, value):
+        return [matching(name, *DNS_NAME) for name in value]
 
 
 class DockerSettings(Section):

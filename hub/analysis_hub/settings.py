@@ -26,7 +26,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from .backend_settings import DockerSettings, KubernetesSettings, LocalSettings
 from .errors import SettingsError
 from .teams import check_team_claims, checked_team_names
-from .validation import DNS_NAME, HTTP_URL, S3_URL, Section, describe_validation_error, matching
+from .validation import DNS_NAME, Section, describe_validation_error, matching
 
 ENV_PREFIX = "ANALYSIS_HUB_"
 SETTINGS_PATH_ENV = "ANALYSIS_HUB_SETTINGS"
@@ -157,22 +157,6 @@ class PipelinesSettings(Section):
     public_url: str | None = Field(
         None, description="the hub's URL as users reach it, for links in notifications"
     )
-    output_url: str = Field(
-        "s3://analysis-hub-pipelines",
-        description="kubernetes: the artifact store (s3://bucket[/prefix]) for runs' notebooks and logs",
-    )
-    s3_endpoint_url: str | None = Field(
-        None,
-        description="kubernetes: an S3-compatible store's URL (MinIO, Ceph); none: AWS S3",
-    )
-    s3_credentials_secret: str | None = Field(
-        None,
-        description="kubernetes: a Secret with keys accesskey and secretkey (as Argo's artifact"
-        " repository), the run pods' AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; none: their own identity",
-    )
-    s3_region: str | None = Field(
-        None, description="kubernetes: the artifact store's region (AWS_DEFAULT_REGION)"
-    )
     run_folder_size: str = Field(
         "10Gi",
         pattern=r"^[0-9]+(Ki|Mi|Gi|Ti)$",
@@ -186,12 +170,10 @@ class PipelinesSettings(Section):
         description="kubernetes: ReadWriteMany when a workflow's parallel steps may run on different nodes",
     )
 
-    @field_validator("output_url", "s3_endpoint_url", "s3_credentials_secret", "run_folder_storage_class")
+    @field_validator("run_folder_storage_class")
     @classmethod
-    def _store(cls, value, info):
-        rule = {"output_url": S3_URL, "s3_endpoint_url": HTTP_URL, "s3_credentials_secret": DNS_NAME}
-        rule["run_folder_storage_class"] = DNS_NAME
-        return matching(value, *rule[info.field_name])
+    def _storage_class(cls, value):
+        return matching(value, *DNS_NAME)
 
 
 class TeamSettings(Section):

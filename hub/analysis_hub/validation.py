@@ -78,11 +78,6 @@ def _model_in(annotation):
 
 
 # (pattern, what it means) for settings' field validators.
-S3_URL = (
-    r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/\S*)?$",
-    "an s3:// URL: s3://bucket or s3://bucket/prefix",
-)
-HTTP_URL = (r"^https?://[^/\s]+(/\S*)?$", "an http(s):// URL such as http://minio.storage:9000")
 DNS_NAME = (r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", "a Kubernetes name: lower-case letters, digits and '-'")
 
 

@@ -35,7 +35,6 @@ import sync_chart_catalog
 
 DEFAULTS = yaml.safe_load((CHART / "values.yaml").read_text())
 EXAMPLE = ("common.yaml", "production.yaml", "secrets.example.yaml")
-WITH_ARGO = ("common.yaml", "production.yaml", "pipelines-argo.yaml", "secrets.example.yaml")
 # Pipelines off, as README says: the switch and z2jh's registration of the service together.
 PIPELINES_OFF = {"pipelines": {"enabled": False}, "jupyterhub": {"hub": {"services": {"pipelines": None}}}}
 PIPELINES = {
@@ -45,9 +44,6 @@ PIPELINES = {
     ("ServiceAccount", "analysis-hub-pipelines"),
     ("Role", "analysis-hub-pipelines"),
     ("RoleBinding", "analysis-hub-pipelines"),
-    ("ServiceAccount", "analysis-hub-pipeline-run"),
-    ("Role", "analysis-hub-pipeline-run"),
-    ("RoleBinding", "analysis-hub-pipeline-run"),
     ("NetworkPolicy", "analysis-hub-pipelines"),
     ("NetworkPolicy", "analysis-hub-pipeline-runs"),
 }
@@ -89,15 +85,14 @@ def test_chart_lock_matches_the_dependency_on_zero_to_jupyterhub_4_4_0():
 
 @pytest.mark.parametrize(
     "layers",
-    [(), EXAMPLE, WITH_ARGO],
-    ids=["chart defaults", "example: common + production + secrets", "example + pipelines-argo"],
+    [(), EXAMPLE],
+    ids=["chart defaults", "example: common + production + secrets"],
 )
 def test_every_manifest_our_templates_render_is_valid_kubernetes(layers):
     """With the chart's defaults and with the example install layered on top (OIDC, a GPU node
-    pool, a Kerberized Hadoop cluster, Spark on Kubernetes, and the Argo layer's artifact
-    repository), every manifest our templates render is valid for Kubernetes 1.32, the pipelines
-    service's Deployment, Service, volume, RBAC and NetworkPolicies included (the z2jh
-    dependency is absent here: see the module docstring)."""
+    pool, a Kerberized Hadoop cluster, Spark on Kubernetes), every manifest our templates render
+    is valid for Kubernetes 1.32, the pipelines service's Deployment, Service, volume, RBAC and
+    NetworkPolicies included (the z2jh dependency is absent here: see the module docstring)."""
     manifests = render_chart(example_values(*layers) if layers else None)
     for manifest in manifests:
         kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
@@ -109,8 +104,6 @@ def test_every_manifest_our_templates_render_is_valid_kubernetes(layers):
         *(("DaemonSet", f"analysis-hub-puller-{image}") for image in ("pyspark", "pytorch", "tensorflow")),
         *PIPELINES,
     }
-    if layers == WITH_ARGO:
-        expected.add(("ConfigMap", "artifact-repositories"))
     if not layers:  # the built-in login: the admins' generated first password
         expected.add(("Secret", "analysis-hub-initial-admin"))
     if layers:
@@ -184,10 +177,9 @@ def test_a_catalog_given_in_values_reaches_the_hubs_mounted_files_unchanged(tmp_
         ),
         ({"apiServer": {"ports": [443, 70000]}}, "at '/apiServer/ports/1'"),
         (
-            {"pipelines": {"artifactStore": {"s3": {"bucket": "runs"}}}},
-            "at '/pipelines/artifactStore/s3': properties 'endpoint' required, if 'bucket' exists",
+            {"pipelines": {"outputUrl": "s3://runs"}},
+            "at '/pipelines': additional properties 'outputUrl' not allowed",
         ),
-        ({"pipelines": {"outputUrl": "/srv/outputs"}}, "at '/pipelines/outputUrl'"),
         (
             {"spark": {"kubernetesExecutors": "yes"}},
             "at '/spark/kubernetesExecutors': got string, want boolean",

@@ -16,13 +16,13 @@ import json
 import helm_python as helm
 import pytest
 import yaml
-from analysis_hub.backends.kubernetes.argo_executor import ARGO_ROLE_RULES
+from analysis_hub.backends.kubernetes.jobs_api import ROLE_RULES
 from analysis_hub.config import PIPELINES_ACCESS, pipelines_oauth, pipelines_service_prefix
 from analysis_hub.settings import Settings, env_overrides
 from kube_support import CHART, example_values, find, merge_values, render_chart
 
 DEFAULTS = yaml.safe_load((CHART / "values.yaml").read_text())
-WITH_ARGO = ("common.yaml", "production.yaml", "pipelines-argo.yaml", "secrets.example.yaml")
+EXAMPLE = ("common.yaml", "production.yaml", "secrets.example.yaml")
 Z2JH_TOKEN_KEY = "hub.services.pipelines.apiToken"
 PRIVATE = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]
 DNS = {
@@ -145,13 +145,13 @@ def test_the_hub_and_the_service_pod_agree_on_the_oauth_client(base_url):
     assert container["readinessProbe"]["httpGet"]["path"] == f"{pipelines_service_prefix(base_url)}health"
 
 
-def test_the_service_role_allows_exactly_what_the_argo_executor_uses():
-    """The service's Role, namespaced, holds exactly the Argo executor's rules (no cronworkflows:
-    the service submits scheduled runs itself) and is bound to its service account only; run
-    pods' own account may only report task results, Argo's documented executor minimum."""
+def test_the_service_role_allows_exactly_what_the_job_executor_uses():
+    """The service's Role, namespaced, holds exactly the Job executor's rules (`jobs_api.ROLE_RULES`:
+    every call `JobsApi` and the run folders' `ClaimsApi` make; no cronjobs: the service starts
+    scheduled runs itself) and is bound to its service account only; run pods get no identity of
+    their own (the notebook has no API token unless it is a Spark driver)."""
     manifests = render_chart()
-    # Exactly the calls the Argo executor makes (its test collects them from a stand-in API).
-    assert find(manifests, "Role", "analysis-hub-pipelines")["rules"] == list(ARGO_ROLE_RULES)
+    assert find(manifests, "Role", "analysis-hub-pipelines")["rules"] == list(ROLE_RULES)
     binding = find(manifests, "RoleBinding", "analysis-hub-pipelines")
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "analysis-hub-pipelines", "namespace": "analysis-hub"}
@@ -161,21 +161,17 @@ def test_the_service_role_allows_exactly_what_the_argo_executor_uses():
         "kind": "Role",
         "name": "analysis-hub-pipelines",
     }
-    assert find(manifests, "Role", "analysis-hub-pipeline-run")["rules"] == [
-        {"apiGroups": ["argoproj.io"], "resources": ["workflowtaskresults"], "verbs": ["create", "patch"]}
-    ]
-    run_binding = find(manifests, "RoleBinding", "analysis-hub-pipeline-run")
-    assert run_binding["subjects"][0]["name"] == "analysis-hub-pipeline-run"
+    assert not [m for m in manifests if "pipeline-run" in m["metadata"]["name"] and "Role" in m["kind"]]
     assert not [m for m in manifests if m["kind"].startswith("Cluster")]
-    assert "cronworkflows" not in json.dumps([m for m in manifests if m["kind"] == "Role"])
+    assert "cronjobs" not in json.dumps([m for m in manifests if m["kind"] == "Role"])
 
 
-def test_the_service_pod_talks_only_to_the_hub_the_api_dns_its_database_and_store():
+def test_the_service_pod_talks_only_to_the_hub_the_api_dns_and_its_database():
     """The service pod's NetworkPolicy: ingress only from z2jh's hub and proxy pods on the service
-    port; egress only to the hub's API port, the Kubernetes API server, DNS, PostgreSQL, the
-    artifact store and the extra (webhook) destinations, each at the addresses the values give;
-    the pod carries the label z2jh's hub policy admits."""
-    manifests = render_chart(example_values(*WITH_ARGO))
+    port; egress only to the hub's API port, the Kubernetes API server, DNS, PostgreSQL and the
+    extra (webhook) destinations, each at the addresses the values give; the pod carries the
+    label z2jh's hub policy admits."""
+    manifests = render_chart(example_values(*EXAMPLE))
     pod, _ = service_container(manifests)
     policy = find(manifests, "NetworkPolicy", "analysis-hub-pipelines")["spec"]
     assert policy["podSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
@@ -192,18 +188,17 @@ def test_the_service_pod_talks_only_to_the_hub_the_api_dns_its_database_and_stor
         to("10.0.0.1/32", 443),  # apiServer (production.yaml)
         DNS,
         to("10.30.0.15/32", 5432),  # pipelines.database.networks
-        to("10.40.0.20/32", 9000),  # pipelines.artifactStore.networks (pipelines-argo.yaml)
         to("10.50.0.0/24", 443),  # pipelines.extraEgress
     ]
 
 
 def test_pipeline_run_pods_get_a_user_pods_network():
-    """Pods labelled `analysis-hub/pipeline-run: "true"` (the Argo executor's runs) get what a
+    """Pods labelled `analysis-hub/pipeline-run: "true"` (the Job executor's runs) get what a
     user pod gets: no ingress, DNS, public addresses but never private ones or the cloud
     metadata address (as the chart's `singleuser.networkPolicy` values say), the Hadoop networks
-    user pods may reach, plus the artifact store and the API server Argo's executor reports to.
-    Opening private addresses to user pods opens them to runs too."""
-    values = example_values(*WITH_ARGO)
+    user pods may reach, and the API server only where Spark runs executors as pods (a pyspark
+    run is a Spark driver). Opening private addresses to user pods opens them to runs too."""
+    values = example_values(*EXAMPLE)
     manifests = render_chart(values)
     policy = find(manifests, "NetworkPolicy", "analysis-hub-pipeline-runs")["spec"]
     assert policy["podSelector"] == {"matchLabels": {"analysis-hub/pipeline-run": "true"}}
@@ -214,50 +209,57 @@ def test_pipeline_run_pods_get_a_user_pods_network():
         DNS,
         public,
         *user_hadoop,
-        to("10.40.0.20/32", 9000),
-        to("10.0.0.1/32", 443),
+        to("10.0.0.1/32", 443),  # spark.kubernetesExecutors (production.yaml)
     ]
+    without_spark = merge_values(values, {"spark": {"kubernetesExecutors": False}})
+    runs = find(render_chart(without_spark), "NetworkPolicy", "analysis-hub-pipeline-runs")
+    assert to("10.0.0.1/32", 443) not in runs["spec"]["egress"]
     opened = {"jupyterhub": {"singleuser": {"networkPolicy": {"egressAllowRules": {"privateIPs": True}}}}}
     runs = find(render_chart(merge_values(values, opened)), "NetworkPolicy", "analysis-hub-pipeline-runs")
     assert {"to": [{"ipBlock": {"cidr": cidr}} for cidr in PRIVATE]} in runs["spec"]["egress"]
 
 
-def test_the_argo_artifact_repository_and_the_service_share_one_store():
-    """With an S3 bucket in values, the chart writes Argo's default artifact repository for the
-    namespace (logs archived) and gives the service the same endpoint and credentials Secret,
-    by reference, and the settings its output prefix and the hub's public URL; without a
-    bucket, neither repository nor credentials are written."""
-    manifests = render_chart(example_values(*WITH_ARGO))
-    repositories = find(manifests, "ConfigMap", "artifact-repositories")
-    key = repositories["metadata"]["annotations"]["workflows.argoproj.io/default-artifact-repository"]
-    repository = yaml.safe_load(repositories["data"][key])
-    assert repository == {
-        "archiveLogs": True,
-        "s3": {
-            "bucket": "analysis-hub-pipelines",
-            "endpoint": "minio.example.com:9000",
-            "region": "us-east-1",
-            "insecure": False,
-            "accessKeySecret": {"name": "analysis-hub-artifacts", "key": "accesskey"},
-            "secretKeySecret": {"name": "analysis-hub-artifacts", "key": "secretkey"},
-        },
+def test_the_settings_give_run_pods_z2jhs_pull_policy_and_secrets_and_the_public_url():
+    """Run pods pull their image as z2jh's user pods do: the settings file's
+    `kubernetes.image_pull_policy` is `jupyterhub.singleuser.image.pullPolicy` (IfNotPresent when
+    unset) and `image_pull_secrets` the user pods' pull secrets by name (singleuser's, the global
+    ones, z2jh's injected Secret), each once; notifications link to the hub's public URL."""
+    defaults = chart_settings(render_chart())
+    assert (defaults.kubernetes.image_pull_policy, defaults.kubernetes.image_pull_secrets) == (
+        "IfNotPresent",
+        [],
+    )
+    z2jh = {
+        "fullnameOverride": "",
+        "imagePullSecrets": ["registry-a", {"name": "registry-b"}],
+        "imagePullSecret": {"create": True},
+        "singleuser": {"image": {"pullPolicy": "Always", "pullSecrets": [{"name": "registry-a"}]}},
     }
-    env = env_of(service_container(manifests)[1])
-    assert env["AWS_ENDPOINT_URL"] == "https://minio.example.com:9000"
-    assert env["AWS_ACCESS_KEY_ID"] == {"secretKeyRef": repository["s3"]["accessKeySecret"]}
-    assert env["AWS_SECRET_ACCESS_KEY"] == {"secretKeyRef": repository["s3"]["secretKeySecret"]}
-    settings = chart_settings(manifests)
-    assert settings.pipelines.output_url.startswith("s3://analysis-hub-pipelines/")
-    # Run notifications link to the hub's public address (common.yaml), not the pod's.
-    assert settings.pipelines.public_url == "https://hub.example.com"
-    # The Argo executor's run pods reach the same store with the same Secret.
-    assert settings.pipelines.s3_endpoint_url == "https://minio.example.com:9000"
-    assert settings.pipelines.s3_credentials_secret == "analysis-hub-artifacts"
-    assert settings.pipelines.s3_region == "us-east-1"
+    settings = chart_settings(render_chart(merge_values(example_values(*EXAMPLE), {"jupyterhub": z2jh})))
+    assert settings.kubernetes.image_pull_policy == "Always"
+    assert settings.kubernetes.image_pull_secrets == ["registry-a", "registry-b", "image-pull-secret"]
+    assert settings.pipelines.public_url == "https://hub.example.com"  # common.yaml
 
-    defaults = render_chart()
-    assert not [m for m in defaults if m["metadata"]["name"] == "artifact-repositories"]
-    assert not [name for name in env_of(service_container(defaults)[1]) if name.startswith("AWS_")]
+
+def test_the_charts_run_folder_values_become_the_services_settings():
+    """`pipelines.runFolder` in the chart's values reaches the service's settings file (the size,
+    class and access mode of each workflow run's folder claim); the defaults are the settings'
+    own, and a bad size is refused by the chart's schema before anything is installed."""
+    run_folder = {"size": "100Gi", "storageClassName": "cephfs", "accessMode": "ReadWriteMany"}
+    chosen = chart_settings(render_chart({"pipelines": {"runFolder": run_folder}})).pipelines
+    assert (chosen.run_folder_size, chosen.run_folder_storage_class, chosen.run_folder_access_mode) == (
+        "100Gi",
+        "cephfs",
+        "ReadWriteMany",
+    )
+    default = chart_settings(render_chart()).pipelines
+    assert (default.run_folder_size, default.run_folder_storage_class, default.run_folder_access_mode) == (
+        "10Gi",
+        None,
+        "ReadWriteOnce",
+    )
+    with pytest.raises(helm.HelmValuesError, match="/pipelines/runFolder/size"):
+        render_chart({"pipelines": {"runFolder": {"size": "lots"}}})
 
 
 def test_no_service_of_ours_is_named_like_a_settings_override():
@@ -265,7 +267,7 @@ def test_no_service_of_ours_is_named_like_a_settings_override():
     Service (`<NAME>_SERVICE_HOST`...); none of our Services' may be read by the settings
     loader as an `ANALYSIS_HUB_*` override, which would stop the hub with an unknown key."""
     services = [
-        m["metadata"]["name"] for m in render_chart(example_values(*WITH_ARGO)) if m["kind"] == "Service"
+        m["metadata"]["name"] for m in render_chart(example_values(*EXAMPLE)) if m["kind"] == "Service"
     ]
     assert services == ["pipelines"]
     for name in services:
@@ -292,16 +294,12 @@ def test_no_service_of_ours_is_named_like_a_settings_override():
             "jupyterhub.hub.services.pipelines: set it to null while pipelines.enabled is false",
         ),
         ({"pipelines": {"replicas": 2}}, "pipelines.replicas: more than 1 needs"),
-        (
-            {"pipelines": {"artifactStore": {"s3": {"bucket": "runs-bucket", "endpoint": "s3.example.com"}}}},
-            "pipelines.outputUrl: must be in the artifact store's bucket, s3://runs-bucket/...",
-        ),
     ],
 )
 def test_pipelines_values_that_cant_work_are_refused_naming_the_key(values, message):
     """Values that would leave the hub and the service disagreeing (a URL other than the
-    Service's, a registered service that doesn't run, or none registered), replicas sharing a
-    ReadWriteOnce volume, or outputs outside Argo's bucket fail the render with the key."""
+    Service's, a registered service that doesn't run, or none registered) or replicas sharing a
+    ReadWriteOnce volume fail the render with the key."""
     with pytest.raises(helm.HelmError) as refused:
         render_chart(values)
     assert message in str(refused.value)

@@ -4,8 +4,8 @@ No Kubernetes API server can run here. KubeSpawner is the real one; its
 constructor reads a kubeconfig, so a dummy one points at https://127.0.0.1:6443
 (never contacted: `get_pod_manifest()` makes no API calls). The hub's user is
 a stand-in object with a name and groups. Each manifest is checked field by field and validated
-with kubernetes-validate against the Kubernetes 1.32 schemas. The Argo
-Workflows objects of a pytorch pipeline are built from the same pod settings.
+with kubernetes-validate against the Kubernetes 1.32 schemas. A pipeline
+step's Job is built from the same pod settings (test_kubernetes_jobs.py).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 import kubernetes_validate
 import pytest
-from analysis_hub.backends.kubernetes.profiles import CHART_USER_TOLERATIONS, ClusterFacts
+from analysis_hub.backends.kubernetes.profiles import CHART_USER_TOLERATIONS
 from analysis_hub.backends.kubernetes.spawner import CatalogKubeSpawner
 from analysis_hub.config import HostFacts, apply_settings
 from analysis_hub.settings import load_settings
@@ -179,135 +179,3 @@ async def test_a_profile_hidden_from_the_users_groups_cant_be_requested(tmp_path
     with pytest.raises(web.HTTPError, match="400"):
         await load_request(spawner)
     assert spawner.image != "evil/image:latest"
-
-
-@pytest.fixture
-def export_service(tmp_path):
-    """A pipelines service whose executor is the Argo one with no cluster: deploying stores nothing,
-    and `GET .../argo` exports the objects the executor builds."""
-    from analysis_hub.backends.kubernetes.argo_executor import ArgoExecutor
-    from analysis_hub.backends.kubernetes.workflows import WorkflowSettings
-    from analysis_hub.catalog_source import CatalogSource
-    from analysis_hub.pipelines.models import open_database
-    from analysis_hub.pipelines.service import Pipelines, PipelinesConfig
-
-    class TemplatesOnly(ArgoExecutor):
-        async def prepare(self, spec):
-            pass
-
-    settings = WorkflowSettings(output_url="s3://runs", executor_service_account="analysis-hub-pipeline-run")
-    executor = TemplatesOnly(
-        "analysis-hub", ClusterFacts(images=IMAGE_REFS), settings, lambda: None, lambda: None
-    )
-    return Pipelines(
-        sessions=open_database(f"sqlite:///{tmp_path / 'p.sqlite'}"),
-        config=PipelinesConfig(
-            data_dir=tmp_path,
-            public_url="https://hub.example.com",
-            max_notebook_bytes=2**20,
-            gpus_available=None,
-        ),
-        catalog=CatalogSource(PROFILES, IMAGES),
-        executor=executor,
-    )
-
-
-def _parameters_notebook(*cells: str) -> str:
-    import nbformat
-
-    nb = nbformat.v4.new_notebook()
-    cell = nbformat.v4.new_code_cell("epochs = 1")
-    cell.metadata["tags"] = ["parameters"]
-    nb.cells = [cell, *(nbformat.v4.new_code_cell(c) for c in cells)]
-    return nbformat.writes(nb)
-
-
-async def test_the_argo_template_of_a_pytorch_pipeline_carries_the_gpu_and_tolerations_and_validates(
-    export_service,
-):
-    """A pytorch pipeline published and deployed on a cron schedule: `GET .../argo` exports only the
-    WorkflowTemplate (the service itself submits at cron time, so no CronWorkflow), which runs the
-    profile's pod settings (the GPU limit, the GPU node pool, the chart's and the GPU tolerations,
-    non-root, no API token for the notebook); the papermill pod it describes is a valid Kubernetes
-    1.32 pod, and the template reads back unchanged through hera's models of Argo's schema."""
-    from analysis_hub.pipelines.access import Caller
-    from hera.workflows.models import WorkflowTemplate
-
-    service = export_service
-    bob = Caller("bob", frozenset({"ml"}))
-    await service.versions.publish(bob, "ml", "train", _parameters_notebook("import torch"), "pytorch")
-    deployment = {
-        "schedule": "0 6 * * 1-5",
-        "timezone": "Europe/Paris",
-        "retries": 2,
-        "parameters": {"epochs": "3"},
-    }
-    await service.deploy(bob, "ml", "train", deployment)
-    [template] = service.argo(bob, "ml", "train")
-    read_back = WorkflowTemplate.model_validate(template).model_dump(
-        mode="json", by_alias=True, exclude_none=True
-    )
-    assert read_back == template
-    spec = template["spec"]
-    [step] = spec["templates"]
-    container = step["container"]
-    assert container["image"] == IMAGE_REFS["pytorch"]
-    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
-    assert spec["nodeSelector"] == {"analysis-hub/node-pool": "gpu"}
-    assert spec["tolerations"] == [*CHART_USER_TOLERATIONS, GPU_TOLERATION]
-    assert spec["activeDeadlineSeconds"] == 3600  # each run's Workflow sets its own, and its retries
-    assert spec["arguments"]["parameters"][0]["value"] == '{"epochs": 3}'
-    assert container["args"][0] == "s3://runs/ml/train/v1/input.ipynb"  # uploaded at each run
-    assert template["metadata"]["name"] == "ml-train-v1"
-    assert spec["automountServiceAccountToken"] is False and spec["executor"]["serviceAccountName"]
-    as_pod = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": "ml-train-run"},
-        "spec": {
-            "containers": [{k: v for k, v in container.items() if k != "args"} | {"name": "papermill"}],
-            "nodeSelector": spec["nodeSelector"],
-            "tolerations": spec["tolerations"],
-            "volumes": spec["volumes"],
-            "securityContext": spec["securityContext"],
-            "automountServiceAccountToken": spec["automountServiceAccountToken"],
-        },
-    }
-    kubernetes_validate.validate(as_pod, K8S, strict=True)
-
-
-async def test_the_argo_export_of_a_chained_workflow_is_its_dag_and_the_sensor_that_would_start_it(
-    export_service,
-):
-    """A workflow version deployed `after` another pipeline: `GET .../argo` exports one WorkflowTemplate
-    whose entrypoint is a DAG of the version's steps (each its own template; the approval gate a
-    `suspend`), and the Argo Events Sensor for the chained trigger, both read back unchanged through
-    hera's models (no cluster here: nothing is submitted)."""
-    from analysis_hub.pipelines.access import Caller
-    from hera.events.models import Sensor
-    from hera.workflows.models import WorkflowTemplate
-
-    service = export_service
-    nb = _parameters_notebook()
-    bob = Caller("bob", frozenset({"ml"}))
-    await service.versions.publish(bob, "ml", "monitor", nb, "pytorch")
-    await service.deploy(bob, "ml", "monitor", {})
-    spec = (
-        "steps:\n"
-        "  - {name: train, notebook: train.ipynb, profile: pytorch}\n"
-        "  - {name: review, kind: approval, approvers: ml-leads, depends_on: [train]}\n"
-        "  - {name: publish, notebook: train.ipynb, profile: pytorch, depends_on: [review]}\n"
-    )
-    await service.versions.publish_workflow(bob, "ml", "train", spec, {"train.ipynb": nb})
-    await service.deploy(bob, "ml", "train", {"after_pipeline": "ml/monitor", "after_on": "failure"})
-    template, sensor = service.argo(bob, "ml", "train")
-    dump = {"mode": "json", "by_alias": True, "exclude_none": True}
-    assert WorkflowTemplate.model_validate(template).model_dump(**dump) == template
-    # hera's Sensor model has no apiVersion/kind fields: the rest reads back unchanged.
-    bare = {k: v for k, v in sensor.items() if k not in ("apiVersion", "kind")}
-    assert Sensor.model_validate(bare).model_dump(**dump) == bare
-    templates = {t["name"]: t for t in template["spec"]["templates"]}
-    entry = templates[template["spec"]["entrypoint"]]
-    assert [t["name"] for t in entry["dag"]["tasks"]] == ["train", "review", "publish"]
-    assert "suspend" in templates[entry["dag"]["tasks"][1]["template"]]
-    assert sensor["kind"] == "Sensor" and template["metadata"]["name"] in json.dumps(sensor)

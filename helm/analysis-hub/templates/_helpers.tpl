@@ -47,6 +47,14 @@ decides (backend, paths, the kubernetes section). Mounted at
 {{- if .Values.spark.kubernetesExecutors }}
 {{- $_ := set $kubernetes "spark_service_account" .Values.spark.serviceAccountName }}
 {{- end }}
+{{- /* Pipeline run pods pull their image as z2jh's user pods do (unset: IfNotPresent, KubeSpawner's default). */}}
+{{- with dig "singleuser" "image" "pullPolicy" "" (.Values.jupyterhub | default dict) }}
+{{- $_ := set $kubernetes "image_pull_policy" . }}
+{{- end }}
+{{- $pullSecrets := include "analysis-hub.userPullSecrets" . | fromYamlArray }}
+{{- if $pullSecrets }}
+{{- $_ := set $kubernetes "image_pull_secrets" $pullSecrets }}
+{{- end }}
 {{- $teams := dict -}}
 {{- $claims := dict -}}
 {{- range $team, $folder := .Values.teams.folders }}
@@ -68,6 +76,31 @@ decides (backend, paths, the kubernetes section). Mounted at
 {{- $_ := set $chart "teams" $teams }}
 {{- end }}
 {{- mustMergeOverwrite (deepCopy .Values.settings) $chart | toYaml }}
+{{- end }}
+
+{{/*
+The pull secrets z2jh 4.4.0 gives user pods (KubeSpawner's image_pull_secrets), by
+name, for pipeline run pods: `jupyterhub.singleuser.image.pullSecrets` and the global
+`jupyterhub.imagePullSecrets` (plain names or {name: ...}), plus the Secret z2jh
+creates from `jupyterhub.imagePullSecret` when `create` is on and
+`automaticReferenceInjection` is not off; each once. As for the hub image (_hub-image.tpl).
+*/}}
+{{- define "analysis-hub.userPullSecrets" -}}
+{{- $z2jh := .Values.jupyterhub | default dict -}}
+{{- $given := concat (dig "singleuser" "image" "pullSecrets" list $z2jh | default list) ($z2jh.imagePullSecrets | default list) -}}
+{{- $created := $z2jh.imagePullSecret | default dict -}}
+{{- if and $created.create (dig "automaticReferenceInjection" true $created) -}}
+{{- $given = append $given (printf "%simage-pull-secret" (include "analysis-hub.z2jhNamePrefix" .)) -}}
+{{- end -}}
+{{- $names := list -}}
+{{- range $given -}}
+{{- $name := . -}}
+{{- if kindIs "map" . }}{{ $name = .name }}{{ end -}}
+{{- if not (has $name $names) -}}
+{{- $names = append $names $name -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml $names -}}
 {{- end }}
 
 {{/* A team folder's PersistentVolumeClaim (the settings' kubernetes.team_claims name it for the hub). */}}
@@ -115,12 +148,10 @@ app.kubernetes.io/name: analysis-hub
 app.kubernetes.io/instance: {{ .Release.Name | quote }}
 app.kubernetes.io/component: pipelines
 {{- end }}
-{{/* The label the Argo executor puts on every pipeline run's pods (the run pods' NetworkPolicy selects it). */}}
+{{/* The label on every pipeline run's pods (analysis_hub.backends.kubernetes.run_names.PIPELINE_RUN_LABEL; the run pods' NetworkPolicy selects it). */}}
 {{- define "analysis-hub.pipelineRunSelector" -}}
 analysis-hub/pipeline-run: "true"
 {{- end }}
-{{/* The service account of pipeline run pods (Argo's executor reports results through the API). */}}
-{{- define "analysis-hub.pipelineRunServiceAccount" -}}analysis-hub-pipeline-run{{- end }}
 {{/* Where the service keeps its state (teams' git repositories) on its volume. */}}
 {{- define "analysis-hub.pipelines.volumeMount" -}}/srv/analysis-hub-pipelines{{- end }}
 
@@ -130,22 +161,10 @@ hub (the database URL comes from its Secret, as $ANALYSIS_HUB_PIPELINES__DATABAS
 */}}
 {{- define "analysis-hub.pipelines.settings" -}}
 enabled: {{ .Values.pipelines.enabled }}
-output_url: {{ .Values.pipelines.outputUrl | quote }}
 port: {{ include "analysis-hub.pipelines.port" . }}
 data_dir: {{ include "analysis-hub.pipelines.volumeMount" . }}/state
 {{- with .Values.pipelines.publicUrl }}
 public_url: {{ . | quote }}
-{{- end }}
-{{- with .Values.pipelines.artifactStore.s3 }}
-{{- with .endpoint }}
-s3_endpoint_url: {{ printf "%s://%s" (ternary "http" "https" ($.Values.pipelines.artifactStore.s3.insecure | default false)) . | quote }}
-{{- end }}
-{{- with .credentialsSecret }}
-s3_credentials_secret: {{ . | quote }}
-{{- end }}
-{{- with .region }}
-s3_region: {{ . | quote }}
-{{- end }}
 {{- end }}
 {{- with .Values.pipelines.runFolder }}
 {{- with .size }}

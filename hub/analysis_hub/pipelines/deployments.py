@@ -13,8 +13,8 @@ Contract:
 - `rollback(caller, team, name, to)` points a deployed pipeline at an
   earlier version; nothing is rebuilt.
 - Before a deploy or rollback is stored, the executor prepares the version
-  (`Executor.prepare`: a no-op on one machine, a stored WorkflowTemplate on
-  Argo); if that fails, nothing changes.
+  (`Executor.prepare`: no backend stores anything ahead today); if that
+  fails, nothing changes.
 - `delete` hides the pipeline (its runs, versions and git history stay) and
   stops its schedule; the name can't be reused.
 - After each change the schedule is synced (`scheduler.Schedules.sync`).

@@ -22,8 +22,7 @@ Contract:
 - `start()` (in the running event loop) fails runs a previous process left
   unfinished and registers every schedule from the database.
 - The read side lives here: a pipeline's summary combines its deployment,
-  its last run and the schedule's next time; `argo` gives the active
-  version's WorkflowTemplate when the executor is Argo's (Kubernetes).
+  its last run and the schedule's next time.
 """
 
 from __future__ import annotations
@@ -40,10 +39,7 @@ from .executor import Executor
 from .models import AuditEvent, Pipeline
 from .runs import Runs, recent_runs
 from .scheduler import Schedules
-from .specs import SpecError, declared_parameters, run_parameters
-from .steps import is_workflow, run_spec, version_steps
-from .triggers import AFTER
-from .versions import Versions, find_version
+from .versions import Versions
 from .views import audit_view, pipeline_summary, run_view, version_view
 
 
@@ -121,34 +117,6 @@ class Pipelines:
             if name:
                 query = query.where(AuditEvent.pipeline == name)
             return [audit_view(e) for e in db.scalars(query) if caller.member_of(e.team)]
-
-    def argo(self, caller: Caller, team: str, name: str) -> list[dict]:
-        """The Argo `WorkflowTemplate` that runs the active version, exactly as the Kubernetes
-        executor stores it at deploy (no CronWorkflow: the service submits at cron time); for a
-        workflow, one WorkflowTemplate with its DAG, and for a chained trigger the Argo Events
-        Sensor that would start it."""
-        template_for = getattr(self.executor, "template_for", None)
-        if template_for is None:
-            raise SpecError("Argo manifests exist only with backend: kubernetes (runs on Argo Workflows)")
-        with self.sessions() as db:
-            pipeline = find_pipeline(db, caller, team, name)
-            if not pipeline.deployed:
-                raise SpecError(f"{team}/{name} is not deployed; deploy a version first")
-            version = find_version(pipeline, pipeline.active_version)
-            values = run_parameters(declared_parameters(version.parameters), pipeline.parameters, {})
-            if is_workflow(version):
-                steps = version_steps(version)
-                template = self.executor.dag_template_for(
-                    team, name, version.number, steps, values, pipeline.timeout, pipeline.retries
-                )
-            else:
-                spec = run_spec(0, team, name, version, pipeline.timeout, values, retries=pipeline.retries)
-                template = template_for(spec)
-            manifests = [template]
-            if pipeline.trigger == AFTER:
-                on, upstream = pipeline.after_on, pipeline.after_pipeline
-                manifests.append(self.executor.sensor_for(upstream, on, template["metadata"]["name"]))
-        return manifests
 
     def _summary(self, db, pipeline: Pipeline) -> dict:
         last = recent_runs(db, pipeline, limit=1)

@@ -56,17 +56,17 @@ class RunSpec:
     memory_limit: int | None = None
     gpus: int = 0
     timeout: int = 3600
-    # For executors that retry a run themselves (Argo's retryStrategy) and build the version's
+    # For executors that retry a run themselves (a Kubernetes Job's backoffLimit) and build the version's
     # pod from its resolved profile (the Kubernetes translation); the others ignore both.
     retries: int = 0
     profile: ResolvedProfile | None = None
     # A workflow's step: its name (None for a single-notebook version), and the run's folder
     # that all its steps share (`RUN_FOLDER_ENV` names it inside the step), where the
-    # backend has one on this machine (local, docker; Argo mounts its own per-run volume).
+    # backend has one on this machine (local, docker; Kubernetes mounts its own per-run volume).
     step: str | None = None
     run_folder: Path | None = None
     # A repair's: the run whose shared folder this run's starts as a copy of. The service
-    # copies `run_folder` itself; an executor that keeps run folders elsewhere (Argo) copies.
+    # copies `run_folder` itself; an executor that keeps run folders elsewhere (Kubernetes) copies.
     run_folder_copy_of: int | None = None
 
     def holder(self, separator: str) -> str:

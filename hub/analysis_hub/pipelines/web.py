@@ -249,12 +249,6 @@ class Deployment(ApiHandler):
         self.send(await self.pipelines.deploy(self.caller, team, name, self.body()))
 
 
-class Argo(ApiHandler):
-    @web.authenticated
-    def get(self, team, name):
-        self.send(self.pipelines.argo(self.caller, team, name))
-
-
 class Rollback(ApiHandler):
     @web.authenticated
     async def post(self, team, name):
@@ -361,7 +355,6 @@ def make_app(pipelines: Pipelines, prefix: str, max_bytes: int) -> web.Applicati
         (rf"api/pipelines/{P}/diff", Diff),
         (rf"api/pipelines/{P}/deployment", Deployment),
         (rf"api/pipelines/{P}/rollback", Rollback),
-        (rf"api/pipelines/{P}/argo", Argo),
         (rf"api/pipelines/{P}/runs", Runs),
         (rf"api/pipelines/{P}/trigger", Trigger),
         (r"api/runs/(?P<run_id>\d+)", RunItem),

@@ -1,159 +1,151 @@
-"""What runs inside a pipeline's pod: papermill, then the log into the artifact store.
+"""What runs inside a pipeline step's pod: papermill, then the output notebook framed on stdout.
 
-Contract: `python -c <this file's text> INPUT_URL OUTPUT_URL LOG_URL KERNEL PARAMETERS_JSON [OPTION...]`
-(the Argo WorkflowTemplate's container command, see `workflows.py`) executes
-the notebook at INPUT_URL with papermill, writing it to OUTPUT_URL after
-every cell (so a run that dies keeps its partial output and its error cell),
-with the typed parameters from PARAMETERS_JSON. The log, papermill's with
-every cell's output, goes to the pod's stdout (Argo's and kubectl's logs) and
-to LOG_URL when the run ends, also when it is stopped (Argo's stop and
-deadlines send SIGTERM). The URLs are anything papermill's own I/O handlers
-take (s3://... needs boto3 in the image). Exit status: 0 when every cell ran,
-1 when a cell or papermill failed, 128 + the signal when stopped.
+Contract: `python notebook_runner.py INPUT_DIR WORK_DIR TOKEN -- COMMAND...`
+(the Job's container arguments, see `jobs.py`; the image's entry point, its
+start hooks and tini, runs first, as for a server):
+- copies `input.ipynb` and `parameters.json` from INPUT_DIR (the run's
+  ConfigMap, mounted read-only) into WORK_DIR (the pod's writable folder);
+- runs COMMAND (papermill's command line, `pipelines.executor.
+  papermill_arguments`, the same as the docker and local backends') in
+  WORK_DIR, its output going straight to the pod's log as it comes, so the
+  service streams it to the run's `log.txt` while the notebook runs;
+- when COMMAND ends, fails, or is stopped (SIGTERM from the Job's deadline
+  or from a cancel, forwarded to COMMAND), writes WORK_DIR/output.ipynb (the
+  partial notebook, too: papermill saves it after every cell) to stdout as
+  one framed block: a `begin` line, the gzip-compressed notebook as base64
+  lines, and an `end` line with the SHA-256 of the compressed bytes, each
+  marker carrying TOKEN (chosen by the service per run) so a notebook's own
+  output can't pass for the frame;
+- exits with COMMAND's exit status (128 + the signal when it was stopped).
 
-A workflow step (`workflow_dag.py`) adds options, each `--name=JSON`:
-- `--upstream={"prepare_rows": ["/run/.../prepare.json", "rows"]}`: before the
-  run, each named papermill parameter takes that output from that upstream
-  step's outputs file where the file has it (a step that didn't run or
-  didn't record it leaves the parameter as it is);
-- `--outputs=["/tmp/...json", ...]`: after the run (also a failed or stopped
-  one), the outputs the notebook recorded (`recorded_outputs`, the cell
-  outputs `analysis_hub_outputs.record` displays) are written as one JSON
-  object to each path;
-- `--conditions=[["/tmp/.../c0", "rows", ">", 0], ...]`: each condition on
-  those outputs is written to its path as `true` or `false`, with the
-  semantics of `pipelines.dag.Condition` (an output not recorded, or values
-  that don't compare, make it false).
-
-It runs in the curated images, not in the hub: the standard library and
-papermill only, never `analysis_hub`. Argo substitutes its double-brace expressions in
-every string of a template, so this file must never hold two opening braces in
-a row.
+`frame_lines` writes the frame and `FrameReader` reads it back from the log,
+line by line; the service imports both from this file (`job_executor.py`).
+This file runs in the curated images, not in the hub: the standard library
+only, never `analysis_hub`.
 """
 
-import io
-import json
-import logging
-import operator
+import base64
+import contextlib
+import gzip
+import hashlib
 import os
+import shutil
 import signal
+import subprocess
 import sys
 
-# What analysis_hub_outputs.record displays, read as pipelines.notebooks.recorded_outputs reads it
-# (this file can't import either; a unit test checks they agree).
-OUTPUT_MEDIA_TYPE = "application/vnd.analysis-hub.output+json"
-COMPARE = {
-    "==": operator.eq,
-    "!=": operator.ne,
-    ">=": operator.ge,
-    "<=": operator.le,
-    ">": operator.gt,
-    "<": operator.lt,
-}
+INPUTS = ("input.ipynb", "parameters.json")
+OUTPUT = "output.ipynb"
+MARK = "===== analysis-hub output.ipynb"
+LINE_CHARS = 1000  # base64 characters per log line, well under any runtime's line limit
 
 
-def recorded_outputs(notebook: dict) -> dict:
-    """A notebook's recorded outputs, name -> value; a name recorded twice keeps its last value."""
-    found = {}
-    for cell in notebook.get("cells") or []:
-        for output in cell.get("outputs") or []:
-            record = (output.get("data") or {}).get(OUTPUT_MEDIA_TYPE)
-            if isinstance(record, dict) and isinstance(record.get("name"), str):
-                found[record["name"]] = record.get("value")
-    return found
+def begin_line(token: str) -> str:
+    return f"{MARK} {token} begin ====="
 
 
-def condition_holds(outputs: dict, name: str, op: str, value) -> bool:
-    if name not in outputs:
-        return False
-    try:
-        return bool(COMPARE[op](outputs[name], value))
-    except TypeError:
-        return False
+def end_line(token: str, digest: str) -> str:
+    return f"{MARK} {token} end {digest} ====="
 
 
-def upstream_parameters(wiring: dict) -> dict:
-    """The papermill parameters taken from upstream steps' outputs files (see the contract)."""
-    found = {}
-    for parameter, (path, name) in wiring.items():
+def frame_lines(data: bytes, token: str) -> list:
+    """The framed block for `data` (the output notebook's bytes), one string per log line."""
+    packed = gzip.compress(data, mtime=0)
+    text = base64.b64encode(packed).decode("ascii")
+    body = [text[i : i + LINE_CHARS] for i in range(0, len(text), LINE_CHARS)]
+    return [begin_line(token), *body, end_line(token, hashlib.sha256(packed).hexdigest())]
+
+
+class FrameReader:
+    """Reads a pod's log line by line: `feed` says whether a line belongs to a frame (so it stays
+    out of the run's log), and `data` is the last complete, intact frame's notebook bytes."""
+
+    def __init__(self, token: str):
+        self.begin = begin_line(token)
+        self.end_prefix = f"{MARK} {token} end "
+        self.data = None
+        self._body = None  # the base64 lines of a frame being read
+
+    def feed(self, line: str) -> bool:
+        line = line.rstrip("\r\n")
+        if line == self.begin:
+            self._body = []
+            return True
+        if self._body is None:
+            return False
+        if line.startswith(self.end_prefix):
+            digest = line[len(self.end_prefix) :].split(" ", 1)[0]
+            self._finish(digest)
+            return True
+        self._body.append(line.strip())
+        return True
+
+    def _finish(self, digest: str) -> None:
+        body, self._body = self._body, None
         try:
-            with open(path) as f:
-                outputs = json.load(f)
-        except (OSError, ValueError):
-            continue
-        if isinstance(outputs, dict) and name in outputs:
-            found[parameter] = outputs[name]
-    return found
+            packed = base64.b64decode("".join(body), validate=True)
+        except ValueError:
+            return  # mangled on the way: keep any earlier frame
+        if hashlib.sha256(packed).hexdigest() == digest:
+            self.data = gzip.decompress(packed)
 
 
-def write_results(output_url: str, paths: list, conditions: list, log) -> None:
-    outputs = {}
+def read_frame(text: str, token: str):
+    """The notebook bytes framed in a whole log `text`, or None."""
+    reader = FrameReader(token)
+    for line in text.splitlines():
+        reader.feed(line)
+    return reader.data
+
+
+def write_frame(path: str, token: str, out=None) -> bool:
+    """Frame the file at `path` to `out` (stdout); False when there is no such file."""
+    out = out or sys.stdout
     try:
-        from papermill.iorw import papermill_io
-
-        outputs = recorded_outputs(json.loads(papermill_io.read(output_url)))
-    except Exception:
-        log.exception("the recorded outputs could not be read from %s", output_url)
-    for path in paths:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "w") as f:
-            json.dump(outputs, f)
-    for path, name, op, value in conditions:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "w") as f:
-            f.write("true" if condition_holds(outputs, name, op, value) else "false")
-    if paths:
-        log.info("recorded outputs: %s", ", ".join(sorted(outputs)) or "none")
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return False
+    out.write("\n".join(frame_lines(data, token)) + "\n")
+    out.flush()
+    return True
 
 
-def main(argv: list[str]) -> int:
-    source, output, log_url, kernel, parameters = argv[:5]
-    options = dict(arg[2:].split("=", 1) for arg in argv[5:])
-    buffer = io.StringIO()
-    handlers = [logging.StreamHandler(sys.stdout), logging.StreamHandler(buffer)]
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", handlers=handlers)
-    log = logging.getLogger("pipeline")
+def say(message: str) -> None:
+    print(f"notebook_runner: {message}", flush=True)
 
-    def stop(signum, _frame):
-        raise SystemExit(128 + signum)
 
-    signal.signal(signal.SIGTERM, stop)
-    code = 0
-    try:
-        import papermill  # here, so that an import error is logged too
+def main(argv: list) -> int:
+    if "--" not in argv or argv.index("--") != 3 or len(argv) < 5:
+        say("usage: notebook_runner.py INPUT_DIR WORK_DIR TOKEN -- COMMAND...")
+        return 2
+    input_dir, work_dir, token = argv[:3]
+    command = argv[4:]
+    os.makedirs(work_dir, exist_ok=True)
+    for name in INPUTS:
+        shutil.copyfile(os.path.join(input_dir, name), os.path.join(work_dir, name))
+    stopped, children = [], []
 
-        values = json.loads(parameters)
-        values.update(upstream_parameters(json.loads(options.get("upstream", "{}"))))
-        papermill.execute_notebook(
-            source,
-            output,
-            parameters=values,
-            kernel_name=kernel,
-            log_output=True,
-            progress_bar=False,
-        )
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 1
-        log.error("stopped by signal %s (Argo's stop or the run's deadline)", code - 128)
-    except Exception:
-        log.exception("the notebook failed")
-        code = 1
-    if "outputs" in options or "conditions" in options:
-        paths, conditions = (
-            json.loads(options.get("outputs", "[]")),
-            json.loads(options.get("conditions", "[]")),
-        )
-        try:
-            write_results(output, paths, conditions, log)
-        except Exception:
-            log.exception("the outputs could not be written")
-            code = code or 1
-    try:
-        from papermill.iorw import papermill_io
+    def forward(signum, _frame):
+        stopped.append(signum)
+        for child in children:
+            with contextlib.suppress(OSError):  # tini -g has sent it already where tini runs
+                child.send_signal(signum)
 
-        papermill_io.write(buffer.getvalue(), log_url, extensions=[".txt"])
-    except Exception:
-        log.exception("the log could not be written to %s", log_url)
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    if stopped:  # stopped before papermill started
+        return 128 + stopped[0]
+    children.append(subprocess.Popen(command, cwd=work_dir))
+    code = children[0].wait()
+    if code < 0:
+        code = 128 - code
+    if stopped:
+        say(f"stopped by signal {stopped[0]} (the run's deadline or a cancel); exit status {code}")
+    else:
+        say(f"papermill exited with status {code}")
+    if not write_frame(os.path.join(work_dir, OUTPUT), token):
+        say("no output notebook was written")
     return code
 
 

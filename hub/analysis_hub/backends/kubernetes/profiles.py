@@ -20,7 +20,7 @@ Contract:
   folders, whatever the profile: each team's ReadWriteMany claim at
   /home/jovyan/teams/<team>, read-only where flagged. Membership is per user,
   so the spawner adds these to the pod itself, never through a profile's
-  override; a team's pipeline run pod gets its team's (`workflows.version_pod`).
+  override; a team's pipeline run pod gets its team's (`jobs.run_pod_settings`).
 - `kernel_override(resolved, images)` names the kernel after the image
   (`kernels.container_command`), in the profile's override: the image is the
   profile's.
@@ -36,8 +36,8 @@ a key (a CPU-only option leaving the GPU node pool) sets it to None, which
 KubeSpawner treats as removal. For the same reason `profile_list_entries`
 gives volumes and mounts as dicts (by name, by mount path): the Zero to
 JupyterHub chart configures the home PVC as dicts too, and a list would
-replace it. `pod_override` keeps plain lists, the shape of a pod spec (the
-pipelines' Argo manifests use it).
+replace it. `pod_override` keeps plain lists, the shape of a pod spec (a
+pipeline step's Job builds its pod from it, `jobs.py`).
 """
 
 from __future__ import annotations
@@ -76,6 +76,9 @@ class ClusterFacts:
     team_claims: dict[str, str] = field(default_factory=dict)  # team -> its PVC (the chart's)
     teams: tuple[TeamFolder, ...] = ()  # every team folder the settings declare (pipeline runs: one)
     kernel_names: dict[str, str] = field(default_factory=dict)  # image -> its kernel's display name
+    # Pipeline run pods' container image pull policy and pull secrets (servers get z2jh's own).
+    image_pull_policy: str | None = "IfNotPresent"
+    image_pull_secrets: tuple[str, ...] = ()
 
 
 def image_reference(image: str, cluster: ClusterFacts) -> str:

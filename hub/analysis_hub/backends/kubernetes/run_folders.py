@@ -1,19 +1,24 @@
 """A workflow run's shared folder on Kubernetes: one claim per run, made, kept and deleted (I/O).
 
 Contract:
-- `ensure(spec, copy_of)` runs before each step's Workflow is submitted: it
-  creates the run's claim (`workflows.run_folder_claim`) unless an earlier
-  step, or one running beside it, already did. A repair's claim (`copy_of`:
-  the repaired run's id) starts as a clone of that run's claim, so the steps
-  that run again see the files the kept steps wrote, as on the other
-  backends; when that claim is no longer kept, `RunFolderGone` says so, and
-  the step fails with that reason instead of waiting on a volume that can't
-  be made.
+- `run_folder_claim(spec, settings, copy_of)` (pure) is a workflow run's
+  shared folder: one `PersistentVolumeClaim` per run
+  (`run_names.run_folder_claim_name`) that every step's Job mounts at
+  `run_names.RUN_FOLDER`; a repair's starts as a clone of the repaired run's
+  claim (`dataSource`: CSI volume cloning, same storage class). Its size,
+  class and access mode are `RunFolderSettings` (`pipelines.run_folder_*`).
+- `ensure(spec, copy_of)` runs before each step's Job is created: it
+  creates the run's claim unless an earlier step, or one running beside it,
+  already did. A repair's claim (`copy_of`: the repaired run's id) starts as
+  a clone of that run's claim, so the steps that run again see the files the
+  kept steps wrote, as on the other backends; when that claim is no longer
+  kept, `RunFolderGone` says so, and the step fails with that reason instead
+  of waiting on a volume that can't be made.
 - `end(run_id, status)` runs when a run ends. A succeeded run's claim is
   deleted. A run that can still be repaired (failed, timed out, cancelled,
-  rejected) keeps its claim for `KEEP_FINISHED_SECONDS` (as long as Argo
-  keeps its Workflows), with the annotation `analysis-hub/delete-after`.
-  Every claim past that mark is deleted then, so nothing accumulates.
+  rejected) keeps its claim for `KEEP_FINISHED_SECONDS` (as long as its
+  Jobs are kept), with the annotation `analysis-hub/delete-after`. Every
+  claim past that mark is deleted then, so nothing accumulates.
 - `ClaimsApi` holds every Kubernetes call made here (core/v1
   `persistentvolumeclaims`); `ROLE_RULES` allows exactly those, and the
   executor's Role includes them.
@@ -22,16 +27,17 @@ Contract:
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from ...pipelines.specs import RunSpec
-from .workflows import (
+from .run_names import (
     KEEP_FINISHED_SECONDS,
     LABEL_PREFIX,
     RUN_FOLDER_LABEL,
-    WorkflowSettings,
-    run_folder_claim,
+    run_annotations,
     run_folder_claim_name,
+    run_labels,
     run_selector,
 )
 
@@ -47,6 +53,39 @@ ROLE_RULES = (
 DELETE_AFTER = LABEL_PREFIX + "delete-after"
 SUCCEEDED = "succeeded"  # nothing left to repair: the claim goes at once
 FOLDER_SELECTOR = ",".join(f"{k}={v}" for k, v in RUN_FOLDER_LABEL.items())
+
+
+@dataclass(frozen=True)
+class RunFolderSettings:
+    """A workflow run's shared folder: a volume claimed per run (`pipelines.run_folder_*`).
+    ReadWriteOnce suits steps that run one after another (the volume follows them from node to
+    node); steps in parallel on different nodes need ReadWriteMany."""
+
+    size: str = "10Gi"
+    storage_class: str | None = None  # None: the cluster's default
+    access_mode: str = "ReadWriteOnce"
+
+
+def run_folder_claim(spec: RunSpec, settings: RunFolderSettings, copy_of: str | None = None) -> dict:
+    """The run's folder claim (pure), a clone of the claim `copy_of` if given."""
+    claim_spec = {
+        "accessModes": [settings.access_mode],
+        "resources": {"requests": {"storage": settings.size}},
+    }
+    if settings.storage_class:
+        claim_spec["storageClassName"] = settings.storage_class
+    if copy_of:
+        claim_spec["dataSource"] = {"kind": "PersistentVolumeClaim", "name": copy_of}
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {
+            "name": run_folder_claim_name(spec.team, spec.pipeline, spec.run_id),
+            "labels": {**run_labels(spec, with_step=False), **RUN_FOLDER_LABEL},
+            "annotations": run_annotations(spec, with_step=False),
+        },
+        "spec": claim_spec,
+    }
 
 
 class RunFolderGone(RuntimeError):
@@ -112,7 +151,7 @@ class ClaimsApi:
 class RunFolders:
     """The run folders' claims in the executor's namespace; see the module's contract."""
 
-    def __init__(self, api: ClaimsApi, settings: WorkflowSettings):
+    def __init__(self, api: ClaimsApi, settings: RunFolderSettings):
         self.api, self.settings = api, settings
 
     async def ensure(self, spec: RunSpec, copy_of: int | None = None) -> None:

@@ -1,11 +1,12 @@
-"""The kubernetes backend's wiring: KubeSpawner pods, and pipelines on Argo Workflows (see `backends`).
+"""The kubernetes backend's wiring: KubeSpawner pods, and pipeline steps as Jobs (see `backends`).
 
 Contract: `BACKEND` sets `CatalogKubeSpawner` and its traits (pure), has
 nothing to check before `up` (the chart and the cluster decide), and gives
-the pipelines service the Argo executor: a run is a Workflow in the
-cluster, never a process in the service's pod. `cluster_facts(settings)`
-is the one place the cluster's facts are read from settings, for the
-spawner and the pipelines alike.
+the pipelines service the Job executor (`job_executor.py`): a step is a
+batch/v1 Job in the cluster, its pod built as the profile's server pod,
+never a process in the service's pod. `cluster_facts(settings)` is the one
+place the cluster's facts are read from settings, for the spawner and the
+pipelines alike.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ def cluster_facts(settings) -> ClusterFacts:
         hadoop_configmap=k8s.hadoop_configmap or None,
         krb5_conf=k8s.krb5_conf,
         spark_service_account=k8s.spark_service_account or None,
+        image_pull_policy=k8s.image_pull_policy,
+        image_pull_secrets=tuple(k8s.image_pull_secrets),
     )
 
 
@@ -56,9 +59,9 @@ class KubernetesBackend:
         return []
 
     def executor(self, settings):
-        from .argo_executor import argo_executor
+        from .job_executor import job_executor
 
-        return argo_executor(settings, cluster_facts(settings))
+        return job_executor(settings, cluster_facts(settings))
 
     def known_images(self, settings) -> tuple[str, ...]:
         # A pod can only run an image the cluster can pull: one kubernetes.images names.
