@@ -1,4 +1,7 @@
-"""The Job executor's I/O half against a scripted API: what it creates, follows, writes and returns.
+"""The Job executor: Job and pod states as run states, and its I/O against a scripted API.
+
+`job_status.job_result` maps Jobs and pods written by hand in the shapes the
+API reports.
 
 No API server runs here. `ScriptedApi` has the methods of `jobs_api.JobsApi`
 and plays a Job through the states a cluster reports (a pod pending, then
@@ -16,6 +19,7 @@ import nbformat
 import pytest
 from analysis_hub.backends.kubernetes import notebook_runner
 from analysis_hub.backends.kubernetes.job_executor import JobExecutor
+from analysis_hub.backends.kubernetes.job_status import job_finished, job_result, pod_problem
 from analysis_hub.backends.kubernetes.jobs import MAX_NOTEBOOK_BYTES
 from analysis_hub.backends.kubernetes.profiles import ClusterFacts
 from analysis_hub.backends.kubernetes.run_folders import RunFolderSettings
@@ -30,6 +34,153 @@ def notebook(*sources: str, error: bool = False) -> str:
     if error:  # as papermill marks the cell that failed
         nb.cells[-1].metadata["papermill"] = {"exception": True}
     return nbformat.writes(nb)
+
+
+NOT_YET = {"type": "Complete", "status": "False"}
+
+
+def job(*conditions: dict, deleting: bool = False) -> dict:
+    meta = {
+        "name": "j",
+        "resourceVersion": "7",
+        **({"deletionTimestamp": "2026-12-01T10:00:00Z"} if deleting else {}),
+    }
+    return {"metadata": meta, "status": {"conditions": list(conditions)}}
+
+
+def pod(name: str, state: dict | None = None, **status) -> dict:
+    statuses = [{"name": "notebook", "state": state}] if state else []
+    return {
+        "metadata": {"name": name, "creationTimestamp": f"2026-12-01T10:00:0{name[-1]}Z"},
+        "status": {"containerStatuses": statuses, **status},
+    }
+
+
+def ended(code: int, reason: str = "Error") -> dict:
+    return {"terminated": {"exitCode": code, "reason": reason}}
+
+
+FAILED_JOB = {
+    "type": "Failed",
+    "status": "True",
+    "reason": "BackoffLimitExceeded",
+    "message": "Job has reached the specified backoff limit",
+}
+DEADLINE_JOB = {
+    "type": "Failed",
+    "status": "True",
+    "reason": "DeadlineExceeded",
+    "message": "Job was active longer than specified deadline",
+}
+PULL = {
+    "waiting": {"reason": "ImagePullBackOff", "message": 'Back-off pulling image "registry.example.com/x"'}
+}
+UNSCHEDULABLE = {
+    "phase": "Pending",
+    "conditions": [
+        {
+            "type": "PodScheduled",
+            "status": "False",
+            "reason": "Unschedulable",
+            "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu.",
+        }
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    ("the_job", "pods", "expected"),
+    [
+        (
+            job({"type": "Complete", "status": "True"}),
+            [pod("p1", ended(0, "Completed"))],
+            ("succeeded", 0, "", False),
+        ),
+        (job(FAILED_JOB), [pod("p1", ended(1)), pod("p2", ended(1))], ("failed", 1, "", False)),
+        (job(FAILED_JOB), [pod("p1", ended(137, "OOMKilled"))], ("failed", 137, "", True)),
+        (job(DEADLINE_JOB), [pod("p1", ended(143))], ("timed_out", 143, "", False)),
+        (
+            job(DEADLINE_JOB),
+            [pod("p1", PULL)],
+            (
+                "timed_out",
+                None,
+                'no pod ran the notebook: ImagePullBackOff: Back-off pulling image "registry.example.com/x"',
+                False,
+            ),
+        ),
+        (
+            job(DEADLINE_JOB),
+            [pod("p1", None, **UNSCHEDULABLE)],
+            (
+                "timed_out",
+                None,
+                "no pod ran the notebook: the pod could not be scheduled: "
+                "0/3 nodes are available: 3 Insufficient nvidia.com/gpu.",
+                False,
+            ),
+        ),
+        (None, [pod("p1", ended(143))], ("cancelled", 143, "cancelled: the run's Job was deleted", False)),
+        (job(NOT_YET, deleting=True), [], ("cancelled", None, "cancelled: the run's Job was deleted", False)),
+        (
+            job(FAILED_JOB),
+            [
+                pod(
+                    "p1",
+                    {
+                        "waiting": {
+                            "reason": "CreateContainerConfigError",
+                            "message": 'configmap "x" not found',
+                        }
+                    },
+                )
+            ],
+            ("failed", None, 'CreateContainerConfigError: configmap "x" not found', False),
+        ),
+        (
+            job(FAILED_JOB),
+            [
+                pod(
+                    "p1",
+                    None,
+                    phase="Failed",
+                    reason="Evicted",
+                    message="The node was low on resource: memory.",
+                )
+            ],
+            ("failed", None, "Evicted: The node was low on resource: memory.", False),
+        ),
+    ],
+    ids=[
+        "complete",
+        "failed-retried",
+        "oom",
+        "deadline",
+        "deadline-image-pull",
+        "deadline-unschedulable",
+        "deleted",
+        "deleting",
+        "config-error",
+        "evicted",
+    ],
+)
+def test_job_and_pod_states_map_to_run_states(the_job, pods, expected):
+    """Complete is succeeded (exit 0); Failed is failed with the last attempt's exit code, OOMKilled
+    said so; the Job's DeadlineExceeded is timed_out, and when no pod ever ran the notebook the
+    reason says why (an image that can't be pulled, no node with a free GPU); a deleted Job is
+    cancelled; a pod that never ran says why (a missing ConfigMap, an eviction)."""
+    result = job_result(the_job, pods)
+    assert (result.status, result.exit_code, result.reason, result.out_of_memory) == expected
+
+
+def test_a_job_is_finished_only_with_its_terminal_condition():
+    """A Job is finished once its Complete or Failed condition is True, not before (pods may still be
+    stopping), and a waiting container that is only being created is no problem to report."""
+    assert not job_finished(job(NOT_YET)) and not job_finished(
+        job({"type": "FailureTarget", "status": "True"})
+    )
+    assert job_finished(job(FAILED_JOB)) and job_finished(job({"type": "Complete", "status": "True"}))
+    assert pod_problem(pod("p1", {"waiting": {"reason": "ContainerCreating"}})) == ""
 
 
 class ScriptedApi:
