@@ -177,10 +177,6 @@ def test_a_catalog_given_in_values_reaches_the_hubs_mounted_files_unchanged(tmp_
         ),
         ({"apiServer": {"ports": [443, 70000]}}, "at '/apiServer/ports/1'"),
         (
-            {"pipelines": {"outputUrl": "s3://runs"}},
-            "at '/pipelines': additional properties 'outputUrl' not allowed",
-        ),
-        (
             {"spark": {"kubernetesExecutors": "yes"}},
             "at '/spark/kubernetesExecutors': got string, want boolean",
         ),

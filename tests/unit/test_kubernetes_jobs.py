@@ -284,12 +284,11 @@ def test_names_and_labels_are_always_valid_and_keep_runs_apart():
         ("kubernetes: {image_pull_policy: Sometimes}", "kubernetes.image_pull_policy"),
         ("kubernetes: {image_pull_secrets: ['Registry Keys']}", "kubernetes.image_pull_secrets"),
         ("pipelines: {run_folder_size: 10GB}", "pipelines.run_folder_size"),
-        ("pipelines: {output_url: 's3://runs'}", "pipelines.output_url"),
     ],
 )
 def test_bad_job_settings_are_refused_by_key(tmp_path, yaml, message):
     """The Jobs' namespace, pull policy and secrets and the run folder are checked at start, each
-    error naming the key; the artifact store's settings are gone (unknown keys are refused)."""
+    error naming the key."""
     path = tmp_path / "settings.yaml"
     path.write_text(yaml)
     with pytest.raises(SettingsError, match=re.escape(message)):

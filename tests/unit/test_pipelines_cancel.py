@@ -11,7 +11,7 @@ from pipelines_support import ALICE, BOB, ScriptedExecutor, make_service, publis
 
 
 class CancellableExecutor(ScriptedExecutor):
-    """The scripted executor with Argo's optional `cancel(run_id)`, which it records."""
+    """The scripted executor with its own `cancel(run_id)` (as the Kubernetes one has), which it records."""
 
     def __init__(self):
         super().__init__()

@@ -164,7 +164,7 @@ async def test_a_paused_chained_pipeline_is_not_started(tmp_path):
 
 async def test_an_interrupted_upstream_run_starts_the_chain_after_failure(tmp_path):
     """A's run is interrupted by a service restart (recorded failed at start): the restarted
-    service's executor is told it ended (Argo keeps its folder for a repair), and B, chained after
+    service's executor is told it ended (Kubernetes keeps its folder for a repair), and B, chained after
     A's failures, starts once for it."""
     stuck = ScriptedExecutor()
     stuck.gate.clear()  # A's run is in the executor when the service "stops"

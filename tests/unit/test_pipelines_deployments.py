@@ -121,7 +121,7 @@ async def test_a_bad_deployment_names_every_bad_field_and_changes_nothing(servic
 
 
 async def test_a_failing_prepare_refuses_the_deploy_and_changes_nothing(service, executor):  # noqa: F811
-    """If the executor can't prepare the version (Argo unreachable, say), the deploy fails and the
+    """If the executor can't prepare the version (its cluster unreachable, say), the deploy fails and the
     pipeline keeps its deployment."""
     await published(service, deploy={})
     before, audit = service.summary(ALICE, "data-team", "report"), service.audit(ALICE)

@@ -161,7 +161,7 @@ async def test_repair_reruns_the_failed_step_and_its_dependants_but_not_what_suc
     assert rows["train"].started_at > old["prepare"].finished_at
     assert rows["publish"].status == "succeeded"
     assert ("alice", "repair") in audit_actions(pipelines)
-    # An executor that keeps run folders itself (Argo) is told whose folder to copy, and when
+    # An executor that keeps run folders itself (Kubernetes) is told whose folder to copy, and when
     # each run ended, with its status.
     assert {specs[s].run_folder_copy_of for s in ("train", "publish")} == {failed_id}
     assert scripted.ended == [(failed_id, "failed"), (repaired["id"], "succeeded")]
