@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import logging
+import time
 from pathlib import Path
 
 import aiohttp
@@ -77,9 +78,13 @@ class JobFollower:
 
     async def _wait(self, job: dict) -> None:
         """Until the Job changes (a pod started or ended, a condition) or `wait_seconds` pass."""
+        from kubernetes_asyncio.client.exceptions import ApiException
+
         try:
             await self.api.next_job_change(self.name, job["metadata"]["resourceVersion"], self.wait_seconds)
-        except NETWORK_ERRORS as e:
+        except (*NETWORK_ERRORS, ApiException) as e:
+            if isinstance(e, ApiException) and not (_transient(e) or e.status == 410):
+                raise  # 410: the version read is too old to watch from; the Job is read again
             log.warning("watching Job %s: %s", self.name, e)
             await asyncio.sleep(RETRY_SECONDS)
 
@@ -117,6 +122,7 @@ class JobFollower:
             self._header(pod)
         skip, seen, tail = self.lines[name], 0, ""
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        started_at = time.monotonic()
         try:
             async for chunk in self.api.pod_log(name, follow):
                 *complete, tail = (tail + decoder.decode(chunk)).split("\n")
@@ -127,7 +133,8 @@ class JobFollower:
                         self.lines[name] = seen
                 self._flush()
         except ApiException as e:
-            if e.status == 404:  # the pod is gone: what was followed is all there is
+            if e.status == 404 or (e.status == 400 and not follow):
+                # The pod is gone, or ended without a log to give: what was read is all there is.
                 self._finish(name, self.tails.pop(name, ""))
                 return
             if e.status != 400:
@@ -139,10 +146,13 @@ class JobFollower:
                 raise
             self.tails[name] = tail  # a quiet log: read on from the last complete line
             return
-        if follow:
-            self.tails[name] = tail
-        else:
+        if not follow:
             self._finish(name, tail)
+            return
+        self.tails[name] = tail
+        if seen <= skip and time.monotonic() - started_at < 1:
+            # The log ended at once with nothing new while the container runs: no busy loop.
+            await asyncio.sleep(RETRY_SECONDS)
 
     def _finish(self, name: str, tail: str) -> None:
         if tail:
