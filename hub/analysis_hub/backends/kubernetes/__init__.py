@@ -1,1 +1,1 @@
-"""The Kubernetes backend: KubeSpawner fed from the shared catalog (see profiles.py)."""
+"""The Kubernetes backend: KubeSpawner from the shared catalog (profiles.py); pipeline steps as Jobs."""
