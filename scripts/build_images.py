@@ -10,7 +10,9 @@ Contract:
 - Images: `base` (Debian, Python, jovyan, tini, start hooks, the activity
   policy), the notebook images built FROM it (every `images/<name>/` with an
   `image.yaml`: today `pyspark`, `pytorch`, `tensorflow`), and
-  `hub` (the Kubernetes hub image). Naming any image builds `base` first.
+  `hub` (the Kubernetes hub image) and `proxy` (configurable-http-proxy for the
+  chart's proxy pod, where its default image can't be pulled). Naming any image
+  builds `base` first.
 - Tags are content addresses: `<prefix><name>:<12 hex>`, the SHA-256 of the
   build context (the Dockerfile, lock files, hooks, helpers, for `base` the
   server extension from hub/analysis_hub/singleuser, and for the notebook
@@ -77,8 +79,8 @@ from analysis_hub.runtime.lab_extension import built_wheel  # noqa: E402
 
 def build_order(images_dir: Path = IMAGES_DIR) -> tuple[str, ...]:
     """Every image this build makes, in order: base, the notebook images (each folder with an
-    image.yaml), the hub."""
-    return ("base", *discover_images(images_dir), "hub")
+    image.yaml), the hub, the proxy."""
+    return ("base", *discover_images(images_dir), "hub", "proxy")
 
 
 ALL_IMAGES = build_order()

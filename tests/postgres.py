@@ -44,7 +44,11 @@ OWNER = "owner.pid"  # the test process that started the server
 
 
 class PostgresCluster:
-    def __init__(self):
+    def __init__(self, listen: tuple[str, ...] = (), trusted_network: str = ""):
+        """`listen`: addresses besides loopback (the test cluster's bridge, for its pods);
+        `trusted_network`: the network whose clients may connect (trust, like loopback)."""
+        self.listen = ("127.0.0.1", *listen)
+        self.trusted_network = trusted_network
         self.bin = server_binaries()
         self.port = free_port()
         remove_abandoned(self.bin)
@@ -72,8 +76,12 @@ class PostgresCluster:
             str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
             "--no-sync",
         )  # fmt: skip
-        # Loopback TCP only, the socket in our own folder; fsync off: a test database is throwaway.
-        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} -c fsync=off"
+        if self.trusted_network:
+            with open(self.data / "pg_hba.conf", "a") as hba:
+                hba.write(f"host all all {self.trusted_network} trust\n")
+        # Loopback TCP (and `listen`) only, the socket in our own folder; fsync off: throwaway.
+        addresses = ",".join(self.listen)
+        options = f"-p {self.port} -c listen_addresses={addresses} -k {self.root} -c fsync=off"
         pg_ctl = str(self.bin / "pg_ctl")
         self._run(pg_ctl, "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start")
         return self

@@ -41,11 +41,11 @@ def with_a_fourth_image(tmp_path):
 
 def test_a_fourth_image_folder_reaches_the_catalog_the_build_and_the_chart(tmp_path):
     """With only the new folder added: the catalog accepts a profile naming it, the build
-    lists it between base and hub, and the chart's image list gets its tag."""
+    lists it between base and the hub (and its proxy), and the chart's image list gets its tag."""
     images, catalog = with_a_fourth_image(tmp_path)
     assert "rapids" in [p.slug for p in load_catalog(catalog, images).profiles]
     order = build_images.build_order(images)
-    assert order[0] == "base" and order[-1] == "hub" and RAPIDS in order
+    assert order[0] == "base" and order[-2:] == ("hub", "proxy") and RAPIDS in order[1:-2]
     tags = {name: f"analysis-hub/{name}:0123456789ab" for name in order}
     report = helm_values.write_image_tags(tags, tmp_path / "absent" / "values.yaml", images_dir=images)
     overlay = yaml.safe_load((tmp_path / "absent" / "image-tags.yaml").read_text())
