@@ -32,7 +32,7 @@ from pathlib import Path
 import requests
 import yaml
 from dockerengine import build_images
-from kubecluster import KubeCluster
+from kubecluster import STORAGE_CLASS, KubeCluster
 
 REPO = Path(__file__).resolve().parent.parent
 CHART = REPO / "helm" / "analysis-hub"
@@ -121,7 +121,7 @@ def test_values(tags: dict[str, str]) -> dict:
             },
         },
         # Any class name: the tests' provisioner binds every claim (ReadWriteMany included).
-        "teams": {"folders": {TEAM: {}}, "size": "1Gi", "storageClassName": "test-hostpath"},
+        "teams": {"folders": {TEAM: {}}, "size": "1Gi", "storageClassName": STORAGE_CLASS},
         "spark": {"kubernetesExecutors": True},
         # Small guarantees: the node has 2 CPUs for every pod of the suite. A minute's idle
         # timeout for tensorflow, so that a cull is seen within the test.

@@ -14,8 +14,9 @@
     (KubeSpawner in the hub pod, Spark drivers) reach the API by its Service;
   - **forwarding**: Docker's FORWARD policy is DROP and the bridge's traffic passes
     iptables (br_netfilter), so our own chain accepts the cluster bridge's packets;
-  - **volumes**: a small provisioner (a thread) binds every pending claim to a
-    `hostPath` PersistentVolume under ROOT/volumes (world-writable, as a fresh NFS
+  - **volumes**: a default StorageClass (`test-hostpath`, bound at first use) and a
+    small provisioner (a thread) that binds every pending claim to a `hostPath`
+    PersistentVolume under ROOT/volumes (world-writable, as a fresh NFS
     export would be), copies the source claim's folder for a claim with a
     `dataSource` (what CSI cloning does for repairs), and deletes released volumes;
 - anywhere else, the cluster `KUBECONFIG` names (kind, k3d), taken as it is: it
@@ -56,6 +57,7 @@ DOMAIN = "cluster.local"
 # Set (to anything) on a developer's machine: the cluster outlives the test run and the next
 # run adopts it, images and all. CI never sets it.
 KEEP_ENV = "ANALYSIS_HUB_TEST_KEEP_CLUSTER"
+STORAGE_CLASS = "test-hostpath"
 ROUTE_LOCALNET = "net.ipv4.conf.all.route_localnet"
 
 
@@ -137,7 +139,7 @@ class KubeCluster:
             f"--metrics-bind-address=127.0.0.1:{API_PORT + 400}",
             f"--healthz-bind-address=127.0.0.1:{API_PORT + 500}",
         )  # fmt: skip
-        self.apply(api_server_endpoints(self.bridge_ip, API_PORT))
+        self.apply([*api_server_endpoints(self.bridge_ip, API_PORT), storage_class()])
         self._addons = _Addons(self)
         self._addons.start()
 
@@ -223,6 +225,22 @@ def api_server_endpoints(address: str, port: int) -> list[dict]:
             "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
         }
     ]
+
+
+def storage_class() -> dict:
+    """The default class, bound when a pod first uses a claim (as cloud and CSI classes are): the
+    scheduler then waits for our provisioner instead of failing the pod on an unbound claim."""
+    return {
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": {
+            "name": STORAGE_CLASS,
+            "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+        },
+        "provisioner": "analysis-hub-tests/hostpath",
+        "volumeBindingMode": "WaitForFirstConsumer",
+        "reclaimPolicy": "Delete",
+    }
 
 
 def dns_hosts(services: list[dict]) -> str:

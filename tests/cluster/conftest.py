@@ -3,14 +3,22 @@
 `kube_cluster` is the tests' Kubernetes (`kubecluster.KubeCluster.find()`: ../shared/k8s
 as root, else the cluster KUBECONFIG names); without one, every test here is skipped with
 the reason. `cluster_postgres` is a real PostgreSQL that the cluster's pods reach on the
-bridge address, for the pipelines service the chart runs on PostgreSQL.
+bridge address, for the pipelines service the chart runs on PostgreSQL. `chart` is the
+chart installed once for the suite (`chart_install.install`), with passwords for alice
+(data-team) and bob set through the hub pod's `analysis-hub users set-password`.
 """
 
 from __future__ import annotations
 
+import os
+
 import pytest
-from kubecluster import SUBNET, KubeCluster
+from chart_install import database_url_for_pods, install
+from hubclient import HubUser
+from kubecluster import KEEP_ENV, SUBNET, KubeCluster
 from postgres import PostgresCluster
+
+USERS = ("alice", "bob")
 
 
 @pytest.fixture(scope="session")
@@ -28,3 +36,18 @@ def cluster_postgres(kube_cluster):
     server = PostgresCluster(listen=listen, trusted_network=SUBNET if listen else "").start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def chart(kube_cluster, cluster_postgres):
+    installed = install(kube_cluster, database_url_for_pods(cluster_postgres, kube_cluster, "pipelines"))
+    for user in USERS:
+        installed.hub_exec("analysis-hub", "users", "set-password", user, input=f"{user}-password\n")
+    yield installed
+    if not os.environ.get(KEEP_ENV):  # a developer's kept cluster keeps the install to look at
+        installed.uninstall()
+
+
+@pytest.fixture(scope="session")
+def admin(chart):
+    return HubUser(chart.url, "admin", chart.admin_password)
