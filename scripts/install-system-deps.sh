@@ -3,7 +3,7 @@
 # Chromium and its driver (browser tests), a Java 17+ runtime (pyspark),
 # Docker and debootstrap (images, docker backend), Prometheus and promtool (metrics),
 # PostgreSQL (the pipelines service's tests start a throwaway server with its
-# initdb and pg_ctl).
+# initdb and pg_ctl), dnsmasq (cluster DNS for the Kubernetes suite).
 # Idempotent; needs root (or sudo) only when something is missing.
 set -euo pipefail
 
@@ -19,6 +19,8 @@ command -v debootstrap >/dev/null || missing+=(debootstrap)
 # A real Prometheus for the metrics round trip; promtool checks the chart's rules and queries.
 command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+# The cluster suite's names for Services (tests/kubecluster.py: dnsmasq on the cluster's bridge).
+command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || missing+=(dnsmasq-base)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
