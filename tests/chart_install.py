@@ -41,6 +41,7 @@ NAMESPACE = "analysis-hub"
 RELEASE = "analysis-hub"
 IMAGES = ("hub", "proxy", "pyspark", "tensorflow")
 TEAM = "data-team"
+APPROVERS = "ml-leads"  # bob: approves data-team's gates from outside the team
 CULL_EVERY = 15  # seconds between the culler's sweeps (servers report activity as often)
 
 
@@ -117,7 +118,7 @@ def test_values(tags: dict[str, str]) -> dict:
                 "type": "builtin",
                 "admins": ["admin"],
                 "users": ["alice", "bob"],
-                "groups": {TEAM: ["alice"]},
+                "groups": {TEAM: ["alice"], APPROVERS: ["bob"]},
             },
         },
         # Any class name: the tests' provisioner binds every claim (ReadWriteMany included).

@@ -1,4 +1,7 @@
-"""The cluster suite's shared parts: one real cluster per test run, one install per module.
+"""The cluster suite's shared parts: one real cluster and one install for the suite.
+
+Package-scoped (this folder is a package): the cluster and its pods are gone before the rest
+of the run's tests, which share the machine's 2 cores.
 
 `kube_cluster` is the tests' Kubernetes (`kubecluster.KubeCluster.find()`: ../shared/k8s
 as root, else the cluster KUBECONFIG names); without one, every test here is skipped with
@@ -21,7 +24,7 @@ from postgres import PostgresCluster
 USERS = ("alice", "bob")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def kube_cluster():
     cluster, why = KubeCluster.find()
     if cluster is None:
@@ -30,7 +33,7 @@ def kube_cluster():
     cluster.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def cluster_postgres(kube_cluster):
     listen = (kube_cluster.bridge_ip,) if kube_cluster.bridge_ip else ()
     server = PostgresCluster(listen=listen, trusted_network=SUBNET if listen else "").start()
@@ -38,7 +41,7 @@ def cluster_postgres(kube_cluster):
     server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def chart(kube_cluster, cluster_postgres):
     installed = install(kube_cluster, database_url_for_pods(cluster_postgres, kube_cluster, "pipelines"))
     for user in USERS:
@@ -48,6 +51,6 @@ def chart(kube_cluster, cluster_postgres):
         installed.uninstall()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def admin(chart):
     return HubUser(chart.url, "admin", chart.admin_password)
