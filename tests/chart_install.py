@@ -53,6 +53,11 @@ class Install:
     admin_password: str
     tags: dict[str, str]
 
+    @property
+    def api(self) -> str:
+        """The pipelines service's REST API through proxy-public (what `workflow_runs.api` calls)."""
+        return f"{self.url}/services/pipelines/api"
+
     def pods(self, selector: str) -> list[dict]:
         return self.cluster.get("pods", "-n", self.namespace, "-l", selector)["items"]
 

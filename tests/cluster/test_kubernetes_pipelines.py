@@ -9,12 +9,15 @@ builder, and its log and output notebook come back to the run's pages.
 from __future__ import annotations
 
 import json
-import time
+from pathlib import Path
 
 import nbformat
 import pytest
+from chart_install import APPROVERS
 from hubclient import HubUser
 from kernels import run_code
+from notebooks import make_notebook
+from workflow_runs import api, publish_workflow, start_run, steps_of, wait_run
 
 PIPELINE = "data-team/cluster-report"
 
@@ -49,20 +52,8 @@ def alice(chart):
     user.api.delete(user.url("/users/alice/server"))
 
 
-def api(chart, user, method: str, path: str, **kwargs):
-    return user.api.request(method, f"{chart.url}/services/pipelines/api/{path}", timeout=120, **kwargs)
-
-
-def run_and_wait(chart, user, timeout: float = 600) -> dict:
-    started = api(chart, user, "POST", f"pipelines/{PIPELINE}/runs", json={"parameters": {}})
-    assert started.status_code == 201, started.text
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        run = api(chart, user, "GET", f"runs/{started.json()['id']}").json()
-        if run["finished"]:
-            return run
-        time.sleep(2)
-    raise AssertionError(f"run not finished in {timeout} s: {run}")
+def run_and_wait(chart, user) -> dict:
+    return wait_run(chart, user, start_run(chart, user, PIPELINE))
 
 
 def job_of(chart, run_id: int) -> dict:
@@ -116,3 +107,69 @@ def test_published_from_a_server_pod_run_as_a_job_then_a_failure_and_a_rollback(
     assert api(chart, alice, "POST", f"pipelines/{PIPELINE}/rollback", json={"to": 1}).status_code == 200
     again = run_and_wait(chart, alice)
     assert (again["status"], again["version"]) == ("succeeded", 1), again
+
+
+WORKFLOW = "data-team/cluster-flow"
+PREPARE = make_notebook(
+    "import os\n"
+    "from analysis_hub_outputs import record\n"
+    "folder = os.environ['ANALYSIS_HUB_RUN_FOLDER']\n"
+    "open(os.path.join(folder, 'rows.txt'), 'w').write(str(rows))\n"
+    "record('rows', rows)",
+    parameters="rows = 12",
+)
+CHECK = make_notebook(
+    "import os\n"
+    "folder = os.environ['ANALYSIS_HUB_RUN_FOLDER']\n"
+    "if not os.path.exists(os.path.join(folder, 'go')):\n"
+    "    raise RuntimeError('no go file yet')\n"
+    "import tensorflow as tf\n"
+    "print('total', int(tf.constant(int(open(os.path.join(folder, 'rows.txt')).read())) * factor))",
+    parameters="factor = 2",
+)
+
+
+def run_folder_path(chart, run_id: int) -> Path:
+    """Where the tests' provisioner keeps a run's folder claim (a hostPath under the cluster)."""
+    [claim] = chart.cluster.get("pvc", "-n", chart.namespace, "-l", f"analysis-hub/run={run_id}")["items"]
+    return chart.cluster.root / "volumes" / claim["spec"]["volumeName"]
+
+
+def test_a_workflow_across_images_waits_at_its_gate_without_a_pod_then_fails_and_is_repaired(chart, alice):
+    """A pyspark step writes to the run's folder claim; the run waits at an approval gate with no
+    step pod running; bob (ml-leads, outside the team) approves; the tensorflow step mounts the
+    same claim, reads the first step's file, and fails for want of a flag file. Once the flag is
+    in the failed run's folder, a repair (its claim a copy of that one) reuses the pyspark step
+    and runs the tensorflow step to success."""
+    bob = HubUser(chart.url, "bob", "bob-password")
+    spec = {
+        "steps": [
+            {"name": "prepare", "notebook": "prepare.ipynb", "profile": "pyspark"},
+            {"name": "review", "kind": "approval", "approvers": APPROVERS, "depends_on": ["prepare"]},
+            {"name": "check", "notebook": "check.ipynb", "profile": "tensorflow", "depends_on": ["review"]},
+        ]
+    }
+    publish_workflow(chart, alice, WORKFLOW, spec, {"prepare.ipynb": PREPARE, "check.ipynb": CHECK})
+    run_id = start_run(chart, alice, WORKFLOW)
+
+    waiting = wait_run(chart, alice, run_id, until=lambda r: r["finished"] or r["status"] == "waiting")
+    assert waiting["status"] == "waiting", waiting
+    live = [
+        p for p in chart.pods(f"analysis-hub/run={run_id}") if p["status"]["phase"] in ("Pending", "Running")
+    ]
+    assert live == [], "no step pod runs at the gate"
+    decided = api(chart, bob, "POST", f"runs/{run_id}/steps/review/approve", json={"comment": "fine"})
+    assert decided.status_code == 200, decided.text
+    failed = wait_run(chart, alice, run_id)
+    steps = steps_of(failed)
+    assert [steps[n]["status"] for n in ("prepare", "review", "check")] == ["succeeded", "approved", "failed"]
+    assert "no go file yet" in failed["reason"], failed
+
+    (run_folder_path(chart, run_id) / "go").write_text("go")
+    repaired = api(chart, alice, "POST", f"runs/{run_id}/repair")
+    assert repaired.status_code == 201, repaired.text
+    run = wait_run(chart, alice, repaired.json()["id"])
+    again = steps_of(run)
+    assert run["status"] == "succeeded", run
+    assert again["prepare"]["reused_from"] == run_id and again["check"]["reused_from"] is None
+    assert "total 24" in api(chart, alice, "GET", f"runs/{run['id']}/steps/check/output").text

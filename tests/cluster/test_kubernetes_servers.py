@@ -15,7 +15,7 @@ import time
 import requests
 from chart_install import CULL_EVERY, TEAM
 from hubclient import HubUser
-from kernels import run_code
+from kernels import run_code, start_kernel
 
 SPARK_COUNT = """
 from pyspark.sql import SparkSession
@@ -165,3 +165,46 @@ def test_the_gpu_profiles_pod_stays_pending_and_the_spawn_page_says_why(chart, a
     assert pod["status"]["phase"] == "Pending"
     admin.api.delete(admin.url("/users/admin/servers/gpu"), json={"remove": True})
     wait_gone(chart, "hub.jupyter.org/username=admin,hub.jupyter.org/servername=gpu", 120)
+
+
+SPARK_ON_KUBERNETES = """
+import socket, time
+from pyspark.sql import SparkSession
+spark = (
+    SparkSession.builder.config("spark.executor.instances", "2")
+    # Two small executors beside the suite's other pods on a 2-CPU node.
+    .config("spark.kubernetes.executor.request.cores", "100m")
+    .config("spark.executor.memory", "512m")
+    .getOrCreate()
+)
+tracker = spark.sparkContext._jsc.sc().statusTracker()
+deadline = time.time() + 300
+while len(tracker.getExecutorInfos()) < 3 and time.time() < deadline:  # the driver and 2 executors
+    time.sleep(2)
+hosts = spark.sparkContext.parallelize(range(8), 8).map(lambda _: socket.gethostname()).distinct().collect()
+print(spark.sparkContext.master, spark.range(1000000).count(), len(set(hosts)))
+"""
+
+
+def test_spark_on_kubernetes_starts_two_executor_pods_that_go_with_the_session_and_the_server(chart, admin):
+    """In a pyspark server, a SparkSession uses the k8s:// master the image's start hook writes:
+    the chart's Spark ServiceAccount starts 2 executor pods from the pyspark image, a range is
+    counted with tasks on both, the executors are deleted by `spark.stop()`, and the ones of a
+    second session are deleted with the server's pod (their owner)."""
+    r = admin.start({"profile": "pyspark"}, server="spark")
+    assert r.status_code in (201, 202), r.text
+    admin.wait_ready(server="spark", timeout=600)
+    executors = "spark-role=executor"
+    kernel = start_kernel(admin, server="spark")
+    printed = run_code(admin, SPARK_ON_KUBERNETES, kernel, timeout=600, server="spark").split()
+    assert printed[0].startswith("k8s://https://") and printed[1:] == ["1000000", "2"], printed
+    pods = chart.pods(executors)
+    assert len(pods) == 2 and {p["spec"]["serviceAccountName"] for p in pods} == {"analysis-hub-spark"}
+    assert {p["spec"]["containers"][0]["image"] for p in pods} == {chart.tags["pyspark"]}
+    run_code(admin, "spark.stop()", kernel, server="spark")
+    wait_gone(chart, executors, 120)
+
+    run_code(admin, SPARK_ON_KUBERNETES, kernel, timeout=600, server="spark")
+    assert len(chart.pods(executors)) == 2
+    admin.api.delete(admin.url("/users/admin/servers/spark"))
+    wait_gone(chart, executors, 180)

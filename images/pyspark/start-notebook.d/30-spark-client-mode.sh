@@ -6,7 +6,9 @@
 # - spark.driver.bindAddress: SPARK_DRIVER_BIND_ADDRESS, else all interfaces
 #   (executors elsewhere connect to the driver); the docker backend's host
 #   network passes 127.0.0.1, so nothing of a user's Spark is reachable from
-#   the network there;
+#   the network there; with Kubernetes executors, the pod's own address: Spark
+#   builds the SPARK_DRIVER_URL its executor pods connect to from the bind
+#   address in client mode, and 0.0.0.0 there made every executor fail;
 # - fixed driver and block-manager ports when SPARK_DRIVER_PORT and
 #   SPARK_BLOCKMANAGER_PORT are set (Kubernetes: the network policy opens them
 #   to executors); otherwise Spark picks free ones, as containers sharing the
@@ -40,7 +42,9 @@ fi
 {
   echo "# written by start-notebook.d/30-spark-client-mode.sh"
   echo "spark.driver.host               ${driver_host:-127.0.0.1}"
-  echo "spark.driver.bindAddress        ${SPARK_DRIVER_BIND_ADDRESS:-0.0.0.0}"
+  bind_address=0.0.0.0
+  [ "${SPARK_KUBERNETES_EXECUTORS:-false}" != "true" ] || bind_address=${driver_host:-0.0.0.0}
+  echo "spark.driver.bindAddress        ${SPARK_DRIVER_BIND_ADDRESS:-$bind_address}"
   [ -z "${SPARK_DRIVER_PORT:-}" ] || echo "spark.driver.port               $SPARK_DRIVER_PORT"
   [ -z "${SPARK_BLOCKMANAGER_PORT:-}" ] || echo "spark.blockManager.port         $SPARK_BLOCKMANAGER_PORT"
   if [ ! -f "${HADOOP_CONF_DIR:-/etc/hadoop/conf}/hive-site.xml" ]; then
@@ -67,4 +71,4 @@ fi
 } >> "$spark_conf/spark-defaults.conf"
 mkdir -p "${HOME}/.spark"
 export SPARK_CONF_DIR=$spark_conf
-unset spark_conf driver_host namespace namespace_file
+unset spark_conf driver_host bind_address namespace namespace_file
