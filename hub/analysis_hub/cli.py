@@ -227,7 +227,7 @@ def cmd_usage(args) -> int:
     import time
     from datetime import UTC, datetime
 
-    from .pipelines.state import SQLITE_FILES
+    from .pipelines.store.state_folder import SQLITE_FILES
     from .usage import COLUMNS, USAGE_FILE, UsageLog, parse_since, pipeline_sessions, report
 
     settings = _settings(args)

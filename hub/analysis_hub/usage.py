@@ -96,7 +96,7 @@ class UsageLog:
 def pipeline_sessions(database_url: str, since: float) -> list[Session]:
     from sqlalchemy import or_, select
 
-    from .pipelines.models import Run, open_database
+    from .pipelines.store.models import Run, open_database
 
     sessions = open_database(database_url)
     cutoff = datetime.fromtimestamp(since, UTC).replace(tzinfo=None)

@@ -20,7 +20,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from analysis_hub.pipelines.models import MIGRATIONS, Base, open_database
+from analysis_hub.pipelines.store.models import MIGRATIONS, Base, open_database
 
 pytestmark = pytest.mark.postgres
 
@@ -137,7 +137,7 @@ def test_replicas_starting_together_migrate_once(postgres):
     url = postgres.database(f"together_{uuid.uuid4().hex[:12]}")
     at = time.time() + 5  # every process imported by then: they open the database together
     code = (
-        "import time; from analysis_hub.pipelines.models import open_database;"
+        "import time; from analysis_hub.pipelines.store.models import open_database;"
         f" time.sleep(max(0, {at} - time.time())); open_database({url!r})"
     )
     starting = [subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE) for _ in range(4)]

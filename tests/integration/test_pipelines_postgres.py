@@ -20,7 +20,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 from analysis_hub.pipelines.access import Caller, Forbidden
-from analysis_hub.pipelines.models import Run
+from analysis_hub.pipelines.store.models import Run
 from harness import make_workdir
 from notebooks import make_notebook
 from pipeline_replicas import ALICE, BOB, in_process, service_settings

@@ -11,11 +11,11 @@ import nbformat
 import pytest
 from analysis_hub.catalog_source import CatalogSource
 from analysis_hub.pipelines.access import Caller
-from analysis_hub.pipelines.executor import HTML, LOG, OUTPUT, Executor, RunOutcome
-from analysis_hub.pipelines.models import open_database
-from analysis_hub.pipelines.notebooks import OUTPUT_MEDIA_TYPE
+from analysis_hub.pipelines.engine.executor import HTML, LOG, OUTPUT, Executor, RunOutcome
+from analysis_hub.pipelines.publishing.notebooks import OUTPUT_MEDIA_TYPE
+from analysis_hub.pipelines.publishing.specs import RunSpec
 from analysis_hub.pipelines.service import Pipelines, PipelinesConfig
-from analysis_hub.pipelines.specs import RunSpec
+from analysis_hub.pipelines.store.models import open_database
 from notebooks import make_notebook
 from unit_support import IMAGES, PROFILES
 

@@ -7,7 +7,7 @@ import asyncio
 import os
 
 from analysis_hub.backends.docker.executor import DockerExecutor, collect_outputs, container_folder
-from analysis_hub.pipelines.specs import RunSpec
+from analysis_hub.pipelines.publishing.specs import RunSpec
 from analysis_hub.runtime.gpus import GpuPool
 
 

@@ -25,7 +25,7 @@ from analysis_hub.catalog import resolve
 from analysis_hub.config import HostFacts, apply_settings
 from analysis_hub.images import discover_images, hadoop_images
 from analysis_hub.kernels import container_command
-from analysis_hub.pipelines.specs import RunSpec
+from analysis_hub.pipelines.publishing.specs import RunSpec
 from analysis_hub.settings import SettingsError, load_settings
 from analysis_hub.teams import TeamFolder
 from traitlets.config import Config

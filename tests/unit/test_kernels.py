@@ -19,7 +19,7 @@ from analysis_hub.kernels import (
     kernel_display_name,
     profile_for_kernel,
 )
-from analysis_hub.pipelines.notebooks import kernel_name, notebook_parameters
+from analysis_hub.pipelines.publishing.notebooks import kernel_name, notebook_parameters
 from analysis_hub.runtime.environments import READY_MARKER, EnvironmentBuilder
 from unit_support import IMAGES
 

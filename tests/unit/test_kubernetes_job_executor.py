@@ -23,7 +23,7 @@ from analysis_hub.backends.kubernetes.job_status import job_finished, job_result
 from analysis_hub.backends.kubernetes.jobs import MAX_NOTEBOOK_BYTES
 from analysis_hub.backends.kubernetes.profiles import ClusterFacts
 from analysis_hub.backends.kubernetes.run_folders import RunFolderSettings
-from analysis_hub.pipelines.specs import RunSpec
+from analysis_hub.pipelines.publishing.specs import RunSpec
 
 CLUSTER = ClusterFacts(images={"pyspark": "registry.example.com/pyspark:1"})
 

@@ -17,7 +17,7 @@ import sys
 import nbformat
 from analysis_hub.backends.kubernetes import notebook_runner
 from analysis_hub.backends.kubernetes.jobs import runner_source
-from analysis_hub.pipelines.executor import papermill_arguments
+from analysis_hub.pipelines.engine.executor import papermill_arguments
 
 
 def test_the_runner_needs_only_the_images_standard_library():
@@ -121,7 +121,7 @@ def test_the_runner_runs_papermill_and_frames_the_failed_notebook_with_its_error
     the parameters reach the notebook, papermill's log goes to stdout as it runs, a failing cell
     ends it with papermill's exit status, and the framed notebook is the executed one, the error
     cell included, so the run page shows it (`notebooks.error_cell`)."""
-    from analysis_hub.pipelines.notebooks import error_cell
+    from analysis_hub.pipelines.publishing.notebooks import error_cell
 
     nb = nbformat.v4.new_notebook()
     parameters = nbformat.v4.new_code_cell("rows = 0")

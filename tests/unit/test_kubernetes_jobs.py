@@ -36,8 +36,8 @@ from analysis_hub.backends.kubernetes.spawner import CatalogKubeSpawner
 from analysis_hub.backends.kubernetes.wiring import cluster_facts
 from analysis_hub.catalog import resolve
 from analysis_hub.config import HostFacts, apply_settings
-from analysis_hub.pipelines.executor import papermill_arguments
-from analysis_hub.pipelines.specs import RunSpec
+from analysis_hub.pipelines.engine.executor import papermill_arguments
+from analysis_hub.pipelines.publishing.specs import RunSpec
 from analysis_hub.settings import SettingsError, load_settings
 from kube_support import HUB, hub_user, load_request, pod_as_dict, use_dummy_kubeconfig
 from traitlets.config import Config

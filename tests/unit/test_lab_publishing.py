@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 
 import pytest
 from analysis_hub.config import PIPELINES_ACCESS, apply_settings, pipelines_url_for_servers
-from analysis_hub.pipelines.cron_words import cron_trigger, describe, next_times
-from analysis_hub.pipelines.specs import SpecError
+from analysis_hub.pipelines.publishing.cron_words import cron_trigger, describe, next_times
+from analysis_hub.pipelines.publishing.specs import SpecError
 from analysis_hub.runtime.lab_extension import LAB_MARKER, built_wheel, install_wheel
 from analysis_hub.settings import load_settings
 from test_config import USER_WITHOUT_CGROUPS

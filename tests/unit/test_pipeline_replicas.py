@@ -11,9 +11,9 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from analysis_hub.pipelines import replicas
-from analysis_hub.pipelines.models import Pipeline, Replica, Run, now, open_database
-from analysis_hub.pipelines.replicas import fire_time
+from analysis_hub.pipelines.engine import replicas
+from analysis_hub.pipelines.engine.replicas import fire_time
+from analysis_hub.pipelines.store.models import Pipeline, Replica, Run, now, open_database
 from pipelines_support import ScriptedExecutor, make_service, published
 
 
@@ -106,7 +106,7 @@ async def test_of_two_replicas_firing_one_minute_the_second_does_nothing(tmp_pat
     """Two service objects on one database, each with the schedule's job, fire the same minute: one run
     is recorded, by the first; the second finds it claimed, logs whose it is and raises nothing."""
     executor = ScriptedExecutor()
-    caplog.set_level(logging.INFO, logger="analysis_hub.pipelines.replicas")
+    caplog.set_level(logging.INFO, logger="analysis_hub.pipelines.engine.replicas")
     a, b = (make_service(tmp_path, executor, replica=name) for name in ("a", "b"))
     await published(a, name="daily", deploy={"schedule": "* * * * *"})
     a.start()

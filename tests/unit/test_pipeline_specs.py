@@ -10,9 +10,8 @@ import nbformat
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from analysis_hub.pipelines import notify
-from analysis_hub.pipelines.models import Base, open_database
-from analysis_hub.pipelines.notebooks import (
+from analysis_hub.pipelines.engine import notify
+from analysis_hub.pipelines.publishing.notebooks import (
     NotebookError,
     Parameter,
     coerce_parameters,
@@ -21,9 +20,10 @@ from analysis_hub.pipelines.notebooks import (
     read_notebook,
     strip_outputs,
 )
-from analysis_hub.pipelines.repository import TeamRepository
-from analysis_hub.pipelines.specs import SpecError, check_deployment, check_name, run_parameters
-from analysis_hub.pipelines.web import API, make_app
+from analysis_hub.pipelines.publishing.specs import SpecError, check_deployment, check_name, run_parameters
+from analysis_hub.pipelines.store.models import Base, open_database
+from analysis_hub.pipelines.store.repository import TeamRepository
+from analysis_hub.pipelines.web.app import API, make_app
 from notebooks import make_notebook
 
 

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from analysis_hub.pipelines.state import secure_state
+from analysis_hub.pipelines.store.state_folder import secure_state
 
 
 def mode(path: Path) -> int:

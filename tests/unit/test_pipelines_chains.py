@@ -6,8 +6,8 @@ team's consent. Two replicas are two services on one SQLite database; the execut
 from __future__ import annotations
 
 import pytest
-from analysis_hub.pipelines.models import Pipeline, Run
-from analysis_hub.pipelines.specs import SpecError
+from analysis_hub.pipelines.publishing.specs import SpecError
+from analysis_hub.pipelines.store.models import Pipeline, Run
 from pipelines_support import ALICE, BOB, FAILED, SUCCEEDED, ScriptedExecutor, make_service, published
 from workflow_support import DAVE, GATED, audit_actions, published_workflow
 

@@ -4,7 +4,7 @@ starts, what is skipped and why, and the run's status when nothing is left to do
 from __future__ import annotations
 
 import pytest
-from analysis_hub.pipelines.dag import APPROVAL, Step, StepState, next_moves, parse_condition
+from analysis_hub.pipelines.engine.dag import APPROVAL, Step, StepState, next_moves, parse_condition
 
 PREPARE = Step("prepare")
 TRAIN = Step("train", depends_on=("prepare",), when=(parse_condition("prepare.rows > 0"),))

@@ -8,8 +8,8 @@ import pytest
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from analysis_hub.pipelines.access import NotFound
-from analysis_hub.pipelines.models import MIGRATIONS, Run, open_database
-from analysis_hub.pipelines.specs import SpecError, merge_deployment
+from analysis_hub.pipelines.publishing.specs import SpecError, merge_deployment
+from analysis_hub.pipelines.store.models import MIGRATIONS, Run, open_database
 from analysis_hub.pipelines.triggers import CRON, HTTP, MANUAL, TRIGGERS, default_trigger
 from pipelines_support import ALICE, executor, published, service  # noqa: F401
 from sqlalchemy import create_engine, text
@@ -193,7 +193,7 @@ def test_the_api_document_and_the_cli_offer_exactly_the_vocabulary(capsys):
     import argparse
 
     from analysis_hub.pipelines import client
-    from analysis_hub.pipelines.web import openapi
+    from analysis_hub.pipelines.web.app import openapi
 
     document = openapi("/services/pipelines/")
     deployment = document["paths"]["/services/pipelines/api/pipelines/{team}/{name}/deployment"]["put"]

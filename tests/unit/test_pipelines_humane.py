@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from analysis_hub.pipelines.humane import (
+from analysis_hub.pipelines.web.humane import (
     ago,
     duration_chart,
     exact,

@@ -17,8 +17,8 @@ from types import SimpleNamespace
 import pytest
 from analysis_hub.config import PIPELINES_ACCESS, pipelines_oauth
 from analysis_hub.pipelines.__main__ import SETTINGS_ENV, listen_addresses, service_settings
-from analysis_hub.pipelines.models import open_database
-from analysis_hub.pipelines.web import make_app
+from analysis_hub.pipelines.store.models import open_database
+from analysis_hub.pipelines.web.app import make_app
 from analysis_hub.settings import Settings
 from jupyterhub.services.auth import HubOAuth
 from kube_support import find, render_chart

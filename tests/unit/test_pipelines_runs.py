@@ -7,7 +7,7 @@ import asyncio
 from types import SimpleNamespace
 
 import pytest
-from analysis_hub.pipelines.specs import SpecError
+from analysis_hub.pipelines.publishing.specs import SpecError
 from pipelines_support import (  # noqa: F401
     ALICE,
     FAILED,

@@ -5,7 +5,7 @@ undeleted cron pipeline, registered again at start, and a fire starts a `cron` r
 from __future__ import annotations
 
 from analysis_hub.pipelines.access import find_pipeline
-from analysis_hub.pipelines.models import Pipeline
+from analysis_hub.pipelines.store.models import Pipeline
 from pipelines_support import ALICE, ScriptedExecutor, executor, make_service, published, service  # noqa: F401
 
 

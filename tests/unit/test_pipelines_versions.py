@@ -11,8 +11,8 @@ import nbformat
 import pytest
 import yaml
 from analysis_hub.pipelines.access import Conflict, Forbidden, NotFound, TooLarge
-from analysis_hub.pipelines.notebooks import NotebookError
-from analysis_hub.pipelines.specs import SpecError
+from analysis_hub.pipelines.publishing.notebooks import NotebookError
+from analysis_hub.pipelines.publishing.specs import SpecError
 from analysis_hub.selection import ProfileRequestError
 from notebooks import make_notebook
 from pipelines_support import (  # noqa: F401

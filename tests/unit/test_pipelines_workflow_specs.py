@@ -11,9 +11,9 @@ import subprocess
 import pytest
 import yaml
 from analysis_hub.pipelines.access import NotFound
-from analysis_hub.pipelines.models import Pipeline, Version
-from analysis_hub.pipelines.notebooks import NotebookError
-from analysis_hub.pipelines.specs import SpecError
+from analysis_hub.pipelines.publishing.notebooks import NotebookError
+from analysis_hub.pipelines.publishing.specs import SpecError
+from analysis_hub.pipelines.store.models import Pipeline, Version
 from notebooks import make_notebook
 from pipelines_support import ALICE, BOB, ScriptedExecutor, executor, make_service, published, service  # noqa: F401
 from workflow_support import NOTEBOOKS, PREPARE, PUBLISH, REVIEW, THREE, TRAIN, published_workflow, spec_text

@@ -9,7 +9,7 @@ import asyncio
 
 import pytest
 from analysis_hub.pipelines.access import Conflict, Forbidden
-from analysis_hub.pipelines.specs import RUN_FOLDER_ENV
+from analysis_hub.pipelines.publishing.specs import RUN_FOLDER_ENV
 from notebooks import make_notebook
 from pipelines_support import ALICE, BOB, FAILED, SUCCEEDED, ScriptedExecutor, make_service, published
 from workflow_support import (

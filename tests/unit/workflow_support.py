@@ -7,7 +7,7 @@ import json
 
 import yaml
 from analysis_hub.pipelines.access import Caller
-from analysis_hub.pipelines.models import AuditEvent, Run, StepRun
+from analysis_hub.pipelines.store.models import AuditEvent, Run, StepRun
 from notebooks import make_notebook
 
 DAVE = Caller("dave", frozenset({"data-team", "ml-leads"}))  # a member of the approver group

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from traitlets.config import Config
 
     from ..config import HostFacts
-    from ..pipelines.executor import Executor
+    from ..pipelines.engine.executor import Executor
     from ..settings import Settings
 
 BACKENDS = {

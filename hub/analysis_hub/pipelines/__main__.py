@@ -37,11 +37,11 @@ from tornado.httpserver import HTTPServer
 from ..backends import backend_for
 from ..catalog_source import CatalogSource
 from ..settings import Settings, load_settings
-from . import replicas, run_metrics
-from .models import open_database
+from .engine import replicas, run_metrics
 from .service import Pipelines, PipelinesConfig
-from .state import SQLITE_FILES, secure_state
-from .web import make_app
+from .store.models import open_database
+from .store.state_folder import SQLITE_FILES, secure_state
+from .web.app import make_app
 
 SETTINGS_ENV = "ANALYSIS_HUB_SETTINGS_JSON"
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from .models import Pipeline, Run
+from .store.models import Pipeline, Run
 from .triggers import HTTP
 
 

@@ -34,13 +34,13 @@ from sqlalchemy import select
 
 from ..catalog_source import CatalogSource
 from .access import Caller, find_pipeline
-from .deployments import Deployments
-from .executor import Executor
-from .models import AuditEvent, Pipeline
-from .runs import Runs, recent_runs
-from .scheduler import Schedules
-from .versions import Versions
-from .views import audit_view, pipeline_summary, run_view, version_view
+from .engine.executor import Executor
+from .engine.runs import Runs, recent_runs
+from .engine.scheduler import Schedules
+from .publishing.deployments import Deployments
+from .publishing.versions import Versions
+from .store.models import AuditEvent, Pipeline
+from .web.views import audit_view, pipeline_summary, run_view, version_view
 
 
 @dataclass(frozen=True)

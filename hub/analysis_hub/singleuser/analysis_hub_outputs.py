@@ -6,7 +6,7 @@ value is a small JSON value (number, string, boolean, null, or a list or
 mapping of those; a path is a string). It is displayed as a cell output of
 its own media type, so it is saved in the output notebook by papermill on
 every backend: the pipelines service reads it back from there after the
-step (`analysis_hub.pipelines.notebooks.recorded_outputs`) and hands it to
+step (`analysis_hub.pipelines.publishing.notebooks.recorded_outputs`) and hands it to
 later steps as a papermill parameter named `<step>_<name>`, and to their
 conditions. Needs nothing but the standard library and IPython.
 """

@@ -17,7 +17,7 @@ from importlib.metadata import version
 from analysis_hub.backends.kubernetes.spawner import CatalogKubeSpawner
 from analysis_hub.catalog import load_catalog
 from analysis_hub.config import HostFacts, apply_settings
-from analysis_hub.pipelines.repository import TeamRepository
+from analysis_hub.pipelines.store.repository import TeamRepository
 from analysis_hub.settings import load_settings
 from traitlets.config import Config
 

@@ -12,7 +12,7 @@ removed afterwards; it leaves in `out_dir` what every executor leaves:
 `output.ipynb`, `output.html` and `log.txt` (the container's output, written
 while it runs).
 
-The run folder: `out_dir` stays the service's own, 0700 (pipelines/state.py),
+The run folder: `out_dir` stays the service's own, 0700 (pipelines/store/state_folder.py),
 so no other host user can enter it. The container gets its subfolder `work/`,
 mounted at `translate.RUN_DIR`, owned by uid 1000 (or open to all when the
 service can't chown, still unreachable behind `out_dir`); the files papermill
@@ -44,9 +44,9 @@ import docker
 import docker.errors
 
 from ...images import discover_images, hadoop_images
-from ...pipelines.executor import INPUT, LOG, PARAMETERS, Executor, RunOutcome, finish_outcome
-from ...pipelines.specs import RunSpec
-from ...pipelines.state import PRIVATE_DIR
+from ...pipelines.engine.executor import INPUT, LOG, PARAMETERS, Executor, RunOutcome, finish_outcome
+from ...pipelines.publishing.specs import RunSpec
+from ...pipelines.store.state_folder import PRIVATE_DIR
 from ...quantities import format_memory
 from ...runtime.gpus import GpuPool, GpuUnavailable, machine_gpu_pool
 from ...teams import TeamFolder, member_teams

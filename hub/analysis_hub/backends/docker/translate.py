@@ -55,8 +55,8 @@ from dataclasses import dataclass, field
 
 from ...catalog import ResolvedProfile, Resources
 from ...kernels import container_command, container_kernel_env
-from ...pipelines.executor import papermill_arguments
-from ...pipelines.specs import RUN_FOLDER_ENV, RunSpec
+from ...pipelines.engine.executor import papermill_arguments
+from ...pipelines.publishing.specs import RUN_FOLDER_ENV, RunSpec
 from ...teams import TeamFolder
 from .team_volumes import HOME, run_folders, team_volumes
 

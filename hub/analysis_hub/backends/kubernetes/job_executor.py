@@ -41,8 +41,8 @@ import secrets
 from collections.abc import Callable
 from pathlib import Path
 
-from ...pipelines.executor import INPUT, LOG, OUTPUT, PARAMETERS, Executor, RunOutcome, finish_outcome
-from ...pipelines.specs import RunSpec
+from ...pipelines.engine.executor import INPUT, LOG, OUTPUT, PARAMETERS, Executor, RunOutcome, finish_outcome
+from ...pipelines.publishing.specs import RunSpec
 from ...quantities import format_memory
 from .job_follower import JobFollower
 from .job_status import JobResult, job_deleting, job_finished, job_result

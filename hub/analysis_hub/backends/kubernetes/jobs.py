@@ -40,8 +40,8 @@ import json
 from importlib import resources
 
 from ...catalog import Profile, ResolvedProfile, Resources
-from ...pipelines.executor import INPUT, PARAMETERS, papermill_arguments
-from ...pipelines.specs import RUN_FOLDER_ENV, RunSpec
+from ...pipelines.engine.executor import INPUT, PARAMETERS, papermill_arguments
+from ...pipelines.publishing.specs import RUN_FOLDER_ENV, RunSpec
 from .profiles import HOME, ClusterFacts, pod_override, team_volumes
 from .run_names import (
     KEEP_FINISHED_SECONDS,

@@ -30,7 +30,7 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from ...pipelines.specs import RunSpec
+from ...pipelines.publishing.specs import RunSpec
 from .run_names import (
     KEEP_FINISHED_SECONDS,
     LABEL_PREFIX,

@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-from ...pipelines.specs import RunSpec
+from ...pipelines.publishing.specs import RunSpec
 from .profiles import HOME
 
 LABEL_PREFIX = "analysis-hub/"

@@ -31,7 +31,7 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...pipelines.executor import (
+from ...pipelines.engine.executor import (
     INPUT,
     LOG,
     PARAMETERS,
@@ -40,8 +40,8 @@ from ...pipelines.executor import (
     finish_outcome,
     papermill_arguments,
 )
-from ...pipelines.specs import RunSpec
-from ...pipelines.state import PRIVATE_DIR
+from ...pipelines.publishing.specs import RunSpec
+from ...pipelines.store.state_folder import PRIVATE_DIR
 from ...quantities import format_memory
 from ...runtime.environments import EnvironmentBuildError
 from ...runtime.gpus import GpuUnavailable, machine_gpu_pool

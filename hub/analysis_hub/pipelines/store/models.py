@@ -24,7 +24,7 @@ from alembic.config import Config as AlembicConfig
 from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint, create_engine, event, make_url, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
 
-from .triggers import MANUAL
+from ..triggers import MANUAL
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 MIGRATIONS_LOCK = 0x616E616C79736973  # a PostgreSQL advisory lock key of our own ("analysis")

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from .models import Pipeline, Run
-from .specs import SpecError
-from .triggers import AFTER
+from ..publishing.specs import SpecError
+from ..store.models import Pipeline, Run
+from ..triggers import AFTER
 
 OUTCOMES = {
     "success": ("succeeded",),

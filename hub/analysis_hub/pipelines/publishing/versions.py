@@ -40,18 +40,18 @@ from pathlib import Path
 import nbformat
 from sqlalchemy import select
 
-from ..catalog import ResolvedProfile
-from ..catalog_source import CatalogSource
-from ..images import discover_images
-from ..kernels import profile_for_kernel
-from ..selection import ProfileRequestError, select_profile
-from .access import Caller, Conflict, NotFound, TooLarge, find_pipeline, require_member
-from .models import AuditEvent, Pipeline, Version
+from ...catalog import ResolvedProfile
+from ...catalog_source import CatalogSource
+from ...images import discover_images
+from ...kernels import profile_for_kernel
+from ...selection import ProfileRequestError, select_profile
+from ..access import Caller, Conflict, NotFound, TooLarge, find_pipeline, require_member
+from ..store.models import AuditEvent, Pipeline, Version
+from ..store.repository import TeamRepository
+from ..web.views import version_view
 from .notebooks import NotebookError, kernel_name, notebook_parameters, read_notebook, strip_outputs
-from .repository import TeamRepository
 from .specs import SpecError, check_name, version_settings
-from .views import version_view
-from .workflow import SPEC_FILE, check_workflow, declared_run_parameters, stored_steps
+from .workflow_spec import SPEC_FILE, check_workflow, declared_run_parameters, stored_steps
 
 NOTEBOOK_FILE = "notebook.ipynb"  # a single-notebook version's one file
 NOTEBOOK_FILE_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,100}\.ipynb$"

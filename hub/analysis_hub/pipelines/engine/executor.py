@@ -43,8 +43,8 @@ from pathlib import Path
 
 import nbformat
 
-from .notebooks import error_cell
-from .specs import RunSpec
+from ..publishing.notebooks import error_cell
+from ..publishing.specs import RunSpec
 
 INPUT, OUTPUT, PARAMETERS, LOG, HTML = (
     "input.ipynb",

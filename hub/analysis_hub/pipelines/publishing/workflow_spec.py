@@ -43,8 +43,8 @@ from dataclasses import asdict, dataclass, field
 
 import yaml
 
-from ..quantities import parse_duration
-from .dag import APPROVAL, NOTEBOOK, Step, ancestors, parse_condition
+from ...quantities import parse_duration
+from ..engine.dag import APPROVAL, NOTEBOOK, Step, ancestors, parse_condition
 from .notebooks import NotebookError, Parameter, coerce_parameters, kernel_name, notebook_parameters
 from .specs import SpecError, version_settings
 

@@ -19,11 +19,11 @@ import json
 from jupyterhub.services.auth import HubOAuthenticated
 from tornado import web
 
-from ..selection import ProfileRequestError
-from .access import Caller, Conflict, Forbidden, NotFound, TooLarge
-from .notebooks import NotebookError
-from .service import Pipelines
-from .specs import SpecError
+from ...selection import ProfileRequestError
+from ..access import Caller, Conflict, Forbidden, NotFound, TooLarge
+from ..publishing.notebooks import NotebookError
+from ..publishing.specs import SpecError
+from ..service import Pipelines
 
 P = r"(?P<team>[^/]+)/(?P<name>[^/]+)"
 ERRORS = {

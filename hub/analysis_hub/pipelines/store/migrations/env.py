@@ -1,7 +1,7 @@
 """Alembic environment: migrations run on the connection `models.migrate` hands over."""
 
 from alembic import context
-from analysis_hub.pipelines.models import Base
+from analysis_hub.pipelines.store.models import Base
 
 connection = context.config.attributes["connection"]
 context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)

@@ -27,10 +27,10 @@ import logging
 
 from sqlalchemy import select
 
-from ..quantities import format_duration
+from ...quantities import format_duration
+from ..access import Caller, Conflict, Forbidden, NotFound
+from ..store.models import AuditEvent, Run, StepRun, now
 from . import notify
-from .access import Caller, Conflict, Forbidden, NotFound
-from .models import AuditEvent, Run, StepRun, now
 
 log = logging.getLogger(__name__)
 TIMEOUT_ACTOR = "timeout"

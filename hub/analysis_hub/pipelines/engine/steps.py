@@ -23,9 +23,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..publishing.specs import RUN_FOLDER_ENV, RunSpec, stored_profile
+from ..publishing.workflow_spec import WorkflowStep, steps_from_stored
 from .dag import NOTEBOOK
-from .specs import RUN_FOLDER_ENV, RunSpec, stored_profile
-from .workflow import WorkflowStep, steps_from_stored
 
 SINGLE = "main"  # the one step of a single-notebook version
 SHARED = "shared"  # a workflow run's shared folder, inside its run folder

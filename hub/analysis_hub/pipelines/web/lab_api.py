@@ -19,9 +19,9 @@ from datetime import UTC, datetime
 
 from tornado import web
 
-from .cron_words import describe, next_times
+from ..publishing.cron_words import describe, next_times
+from ..publishing.notebooks import NotebookError, notebook_parameters, read_notebook
 from .handlers import Handler
-from .notebooks import NotebookError, notebook_parameters, read_notebook
 
 
 class LabHandler(Handler):

@@ -40,16 +40,16 @@ from pathlib import Path
 
 import nbformat
 
+from ..publishing.notebooks import recorded_outputs
+from ..publishing.versions import Versions, find_version
+from ..publishing.workflow_spec import dag_steps
+from ..store.models import FINISHED, Run, StepRun, now
+from ..web.views import run_view
 from . import notify
 from .dag import APPROVAL, FINAL, StepState, ancestors, next_moves
 from .executor import OUTPUT, RunOutcome
-from .models import FINISHED, Run, StepRun, now
-from .notebooks import recorded_outputs
 from .run_metrics import record_run
 from .steps import is_workflow, run_folder, step_folder, step_parameters, step_spec, version_steps
-from .versions import Versions, find_version
-from .views import run_view
-from .workflow import dag_steps
 
 log = logging.getLogger(__name__)
 

@@ -37,9 +37,9 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 
-from .cron_words import cron_trigger
-from .models import ACTIVE, Pipeline, Replica, Run, now
-from .triggers import CRON
+from ..publishing.cron_words import cron_trigger
+from ..store.models import ACTIVE, Pipeline, Replica, Run, now
+from ..triggers import CRON
 
 log = logging.getLogger(__name__)
 

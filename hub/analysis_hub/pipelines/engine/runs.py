@@ -46,19 +46,19 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from ..access import Caller, Conflict, NotFound, find_pipeline, find_run, pipeline_for_token
+from ..publishing.specs import SpecError, declared_parameters, run_parameters
+from ..publishing.versions import Versions, find_version
+from ..store.models import UNFINISHED, AuditEvent, Pipeline, Run, StepRun, now
+from ..triggers import AFTER, HTTP, MANUAL, REPAIR
+from ..web.views import run_view
 from . import replicas
-from .access import Caller, Conflict, NotFound, find_pipeline, find_run, pipeline_for_token
 from .chains import chained_after
 from .execution import Execution, cancel_steps, end_run
 from .executor import Executor
 from .gates import Gates
-from .models import UNFINISHED, AuditEvent, Pipeline, Run, StepRun, now
 from .run_metrics import record_run
-from .specs import SpecError, declared_parameters, run_parameters
 from .steps import is_workflow, run_folder, step_facts, step_folder, version_steps
-from .triggers import AFTER, HTTP, MANUAL, REPAIR
-from .versions import Versions, find_version
-from .views import run_view
 
 log = logging.getLogger(__name__)
 

@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ..catalog import Profile, ResolvedProfile, Resources, Toleration
+from ...catalog import Profile, ResolvedProfile, Resources, Toleration
+from ..triggers import AFTER, AFTER_ON, CRON, TRIGGERS, default_trigger
 from .cron_words import cron_trigger
 from .notebooks import NotebookError, Parameter, coerce_parameters
-from .triggers import AFTER, AFTER_ON, CRON, TRIGGERS, default_trigger
 
 RUN_FOLDER_ENV = "ANALYSIS_HUB_RUN_FOLDER"  # a workflow step's shared run folder, in the step
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")

@@ -28,10 +28,10 @@ from datetime import datetime
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import select
 
+from ..publishing.cron_words import cron_trigger
+from ..store.models import Pipeline
+from ..triggers import CRON
 from . import replicas
-from .cron_words import cron_trigger
-from .models import Pipeline
-from .triggers import CRON
 
 log = logging.getLogger(__name__)
 

@@ -22,11 +22,13 @@ Contract:
 
 from __future__ import annotations
 
-from .access import Caller, find_pipeline, new_trigger_token
-from .chains import check_chain
-from .executor import Executor
-from .models import AuditEvent, Pipeline, Version, now
-from .scheduler import Schedules
+from ..access import Caller, find_pipeline, new_trigger_token
+from ..engine.chains import check_chain
+from ..engine.executor import Executor
+from ..engine.scheduler import Schedules
+from ..engine.steps import deployment_specs
+from ..store.models import AuditEvent, Pipeline, Version, now
+from ..triggers import HTTP
 from .specs import (
     SpecError,
     check_deployment,
@@ -34,8 +36,6 @@ from .specs import (
     merge_deployment,
     run_parameters,
 )
-from .steps import deployment_specs
-from .triggers import HTTP
 from .versions import find_version
 
 

@@ -24,14 +24,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
-from .access import NotFound
+from ..access import NotFound
+from ..engine.run_metrics import MetricsHandler
+from ..publishing.specs import CONCURRENCY, SpecError
+from ..service import Pipelines
+from ..triggers import AFTER_ON, TRIGGERS
 from .handlers import Handler, P
 from .lab_api import LAB_ROUTES
 from .pages import PAGES
-from .run_metrics import MetricsHandler
-from .service import Pipelines
-from .specs import CONCURRENCY, SpecError
-from .triggers import AFTER_ON, TRIGGERS
 from .version_diff import DIFF_ROUTES
 
 # One table drives the routes' documentation: (method, path, summary, request body).

@@ -28,10 +28,10 @@ from urllib.parse import quote
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from tornado import web
 
+from ..access import NotFound, require_member
+from ..publishing.specs import SpecError
 from . import humane
-from .access import NotFound, require_member
 from .handlers import Handler, P
-from .specs import SpecError
 
 TEMPLATES = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=select_autoescape(["html"])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from .models import FINISHED, AuditEvent, Pipeline, Run, StepRun, Version
+from ..store.models import FINISHED, AuditEvent, Pipeline, Run, StepRun, Version
 
 
 def iso(value: datetime | None) -> str | None:

@@ -21,9 +21,9 @@ from pathlib import Path
 import nbformat
 from tornado import web
 
+from ..publishing.specs import SpecError
 from .handlers import P
 from .pages import Page
-from .specs import SpecError
 
 # Found without importing nbdime, which is slow to import (only a diff needs it).
 NBDIME_STATIC = Path(importlib.util.find_spec("nbdime").origin).parent / "webapp" / "static"

@@ -24,7 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from sqlalchemy import func, select
 from tornado import web
 
-from ..metrics import (
+from ...metrics import (
     PIPELINE_CONSECUTIVE_FAILURES,
     PIPELINE_LAST_SUCCESS,
     PIPELINE_RUN_DURATION,
@@ -33,7 +33,7 @@ from ..metrics import (
     PIPELINE_UNFINISHED_RUNS,
     register_state,
 )
-from .models import Pipeline, Run
+from ..store.models import Pipeline, Run
 
 ENDED = ("succeeded", "failed", "skipped", "cancelled")
 RECENT = 20  # runs looked at per pipeline for consecutive failures
