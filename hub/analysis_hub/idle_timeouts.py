@@ -88,7 +88,8 @@ def choose_idle_timeout(slug: str, bounds: IdleTimeout | None, requested: str | 
     low, high, _ = bounds.seconds
     if not low <= seconds <= high:
         raise ValueError(
-            f"{IDLE_TIMEOUT_KEY} {format_duration(seconds)} is outside profile {slug!r}'s range {bounds.text}"
+            f"idle timeout {format_duration(seconds)} is not offered for profile {slug!r}:"
+            f" pick one from {bounds.text}"
         )
     return seconds
 

@@ -48,7 +48,7 @@ def check_server_limits(
     others = [s for s in running if s.name != server_name]
     if limits.max_per_user is not None and len(others) >= limits.max_per_user:
         raise ServerLimitError(
-            f"{user} already runs {len(others)} servers, the most allowed per user"
+            f"{user} already runs {_count(len(others), 'server')}, the most allowed per user"
             f" (servers.max_per_user = {limits.max_per_user}): {_listed(others)}."
             " Stop one of them first."
         )
@@ -57,10 +57,14 @@ def check_server_limits(
         if len(with_gpus) >= limits.max_gpu_per_user:
             held = f": {_listed(with_gpus)}" if with_gpus else ""
             raise ServerLimitError(
-                f"{user} already runs {len(with_gpus)} GPU servers, the most allowed per user"
+                f"{user} already runs {_count(len(with_gpus), 'GPU server')}, the most allowed per user"
                 f" (servers.max_gpu_per_user = {limits.max_gpu_per_user}){held}."
                 " Stop one of them, or pick a CPU option or profile."
             )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _listed(servers: list[RunningServer]) -> str:

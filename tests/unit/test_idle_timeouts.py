@@ -116,8 +116,8 @@ def test_the_default_and_choices_within_the_range():
 @pytest.mark.parametrize(
     ("slug", "requested", "message"),
     [
-        ("pyspark", "5m", "Idle_timeout 5m is outside profile 'pyspark''s range 10m to 4h."),
-        ("pytorch", "1h", "Idle_timeout 1h is outside profile 'pytorch''s range 10m to 30m."),
+        ("pyspark", "5m", "Idle timeout 5m is not offered for profile 'pyspark': pick one from 10m to 4h."),
+        ("pytorch", "1h", "Idle timeout 1h is not offered for profile 'pytorch': pick one from 10m to 30m."),
         ("tensorflow", "30m", "Profile 'tensorflow' offers no idle timeout choice"),
         ("pyspark", "soon", "is not a duration"),
     ],

@@ -104,7 +104,7 @@ async def test_idle_timeout_is_offered_validated_and_recorded_for_the_culler(hub
     with pytest.raises(web.HTTPError) as refused:
         await load_request(made)
     assert refused.value.status_code == 400
-    assert "outside profile 'pyspark''s range 10m to 4h" in refused.value.log_message
+    assert "is not offered for profile 'pyspark': pick one from 10m to 4h" in refused.value.log_message
     made = spawner(c, "spark", {"profile": "pyspark", "idle_timeout": "2h"})
     await pod(made)
     assert made.user_options == {"profile": "pyspark", "idle_timeout": 7200}

@@ -30,7 +30,10 @@ Contract:
   the user's server and GPU-server limits (`server_limits.py`), then it
   records the chosen profile and writes the server's effective idle timeout
   into its `user_options`, where the REST API shows it to the culler
-  (`culling.py`) and where it outlives a hub restart.
+  (`culling.py`) and where it outlives a hub restart. A refusal is a
+  `refusals.RequestRefused` (400, logged as one warning line), and after
+  JupyterHub's stop the server's record is put back as it was before the
+  request (`refusals.RecordBeforeRequest`): a refused request changes nothing.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ import sqlite3
 import time
 
 from tornado import web
-from traitlets import Dict, Integer, List, Unicode, default
+from traitlets import Dict, Integer, List, Unicode, default, observe
 from traitlets.config import LoggingConfigurable
 
 from ..catalog import Catalog, ResolvedProfile
@@ -53,6 +56,7 @@ from ..selection import ProfileRequestError, options_from_form, select_profile
 from ..server_limits import RunningServer, ServerLimitError, ServerLimits, check_server_limits
 from ..teams import TeamFolder, member_teams
 from ..usage import UsageLog, reserved
+from .refusals import KEPT_LINE, RecordBeforeRequest, RequestRefused, quiet_refusals
 from .spawn_metrics import hub_state, timed_start
 
 # The variable the images' server extension reads (singleuser/analysis_hub_activity.py).
@@ -102,6 +106,16 @@ class CatalogSpawner(LoggingConfigurable):
         self.phase_seconds: dict[str, float] = {}
         self._state_profile = ""
         self.usage_id: int | None = None
+        self._before_request = RecordBeforeRequest.of(self.orm_spawner, self.user_options)
+        self.refused = False  # set by apply_profile_request; undone after JupyterHub's stop
+        quiet_refusals(self.log)
+
+    @observe("user_options")
+    def _options_kept(self, change):
+        # Options set outside a start (REST PUT of a named server) are the record's own; a
+        # start sets them while pending, and a refused start must not keep them.
+        if not self._spawn_pending and hasattr(self, "_before_request"):
+            self._before_request = RecordBeforeRequest(self._before_request.ran, dict(change.new or {}))
 
     @property
     def profile_slug(self) -> str:
@@ -228,7 +242,11 @@ class CatalogSpawner(LoggingConfigurable):
         return UsageLog(self.usage_db)
 
     def run_post_stop_hook(self):
-        # JupyterHub calls this after every stop: the user's, the culler's, a server found dead.
+        # JupyterHub calls this after every stop: the user's, the culler's, a server found dead,
+        # and the stop that follows a refused request, whose record goes back as it was.
+        if self.refused:
+            self.refused = False
+            self._before_request.restore(self)
         if self.usage_db and self.usage_id is not None:
             try:
                 self._usage_log().close_session(self.usage_id, time.time())
@@ -270,7 +288,7 @@ def _hub_metrics() -> list:
         return []
     app = JupyterHub.instance()
     gpu_state_file = app.config.CatalogSpawner.get("gpu_state_file") or None
-    return hub_state(app, machine_gpu_pool(gpu_state_file))
+    return hub_state(app, machine_gpu_pool(gpu_state_file), CatalogSpawner)
 
 
 # Registered when JupyterHub loads the spawner class: the hub's /hub/metrics has them from the start.
@@ -295,8 +313,8 @@ class CatalogProfileForm(CatalogSpawner):
             def machine_check(resolved):
                 shortfall = gpu_shortfall(resolved.resources.gpus, spawner.gpu_pool.total)
                 if shortfall:
-                    raise web.HTTPError(
-                        400, f"Profile {resolved.slug!r} {shortfall}. Pick a CPU option or another profile."
+                    raise ProfileRequestError(
+                        f"Profile {resolved.slug!r} {shortfall}. Pick a CPU option or another profile."
                     )
 
             apply_profile_request(spawner, user_options, machine_check)
@@ -319,7 +337,10 @@ def apply_profile_request(spawner: CatalogSpawner, user_options: dict | None, ma
             limits, spawner.user.name, spawner.name, resolved.resources.gpus, spawner.running_siblings()
         )
     except (ProfileRequestError, ServerLimitError) as e:
-        raise web.HTTPError(400, str(e)) from None
+        # One line: JupyterHub's own error lines and tracebacks about it are filtered out.
+        spawner.log.warning("Refused to start %s: %s", spawner._log_name, e, extra=KEPT_LINE)
+        spawner.refused = True
+        raise RequestRefused(str(e)) from None
     spawner.resolved = resolved
     if resolved.idle_timeout is not None:
         recorded = {**(user_options or {}), IDLE_TIMEOUT_KEY: resolved.idle_timeout}
