@@ -199,3 +199,50 @@ async def test_failed_build_raises_with_log_and_is_never_ready(tmp_path, monkeyp
         await builder.ensure("broken", lines.append)
     assert "Removing an incomplete broken environment" in lines
     assert not (env / READY_MARKER).exists()
+
+
+def write_wheel(folder: Path, name: str, version: str = "1.0") -> None:
+    """A minimal pure-Python wheel (one module), so that a build installs packages offline."""
+    import zipfile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    dist_info = f"{name}-{version}.dist-info"
+    files = {
+        f"{name}.py": "VALUE = 1\n",
+        f"{dist_info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{dist_info}/WHEEL": (
+            "Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        ),
+    }
+    record = "".join(f"{path},,\n" for path in files) + f"{dist_info}/RECORD,,\n"
+    with zipfile.ZipFile(folder / f"{name}-{version}-py3-none-any.whl", "w") as wheel:
+        for path, text in {**files, f"{dist_info}/RECORD": record}.items():
+            wheel.writestr(path, text)
+
+
+async def test_a_build_reports_phases_and_counts_not_pips_lines(tmp_path, monkeypatch):
+    """Building an environment of three locked packages reports how many are fetched, then that
+    they are installed, each line with how far the build is (rising to 1); pip's own lines
+    (`Processing /…whl`, `Installing collected packages: a, b, c`) stay in the build's log."""
+    names = ["tinyone", "tinytwo", "tinythree"]
+    for name in names:
+        write_wheel(tmp_path / "wheels", name)
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path / "wheels"))
+    make_image(tmp_path / "images", "three", "".join(f"{name}==1.0\n" for name in names))
+    builder = EnvironmentBuilder(tmp_path / "envs", tmp_path / "images")
+    lines: list[str] = []
+    env = await builder.ensure("three", lines.append)
+
+    shown = [line for line in lines if not line.startswith(("Building", "Built"))]
+    assert shown == [
+        "Fetching packages: 1 of 3",
+        "Fetching packages: 2 of 3",
+        "Fetching packages: 3 of 3",
+        "Installing 3 packages",
+        "Installed 3 packages",
+    ], lines
+    done = [line.done for line in lines]
+    assert done == sorted(done) and done[0] == 0 and done[-1] == 1, done
+    log = (env.parent / f"{env.name}.log").read_text()
+    assert "Installing collected packages:" in log and "Processing " in log

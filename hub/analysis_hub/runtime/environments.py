@@ -22,9 +22,12 @@ Contract:
   (`kernels.named_kernelspec`), written after a build and refreshed on each
   `ensure` like the extension: the key is unchanged, so environments built
   before kernels were named are reused, and named at their next use.
-- `progress` receives human-readable lines while pip works; a failed build
-  raises `EnvironmentBuildError` carrying the tail of pip's output and the
-  path of the full log.
+- `progress` receives `pip_progress.Step`s, human-readable lines with how
+  far the build is: its phases and counts (packages fetched, installing,
+  installed, how long a silent install has taken), never pip's own lines
+  apart from its errors; pip's full output goes to the build's log file. A
+  failed build raises `EnvironmentBuildError` carrying the tail of pip's
+  output and the path of the full log.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from ..images import discover_images
 from ..kernels import KERNEL_NAME, kernel_display_name, named_kernelspec
 from ..metrics import ENVIRONMENT_BUILD_DURATION, ENVIRONMENT_BUILDS
 from .lab_extension import built_wheel, install_wheel
+from .pip_progress import PipProgress, Step, requirement_count
 
 SERVER_EXTENSION_DIR = Path(__file__).resolve().parent.parent / "singleuser"
 REPO = Path(__file__).resolve().parents[3]  # where `make lab` leaves lab-extension/dist/
@@ -56,6 +60,7 @@ READY_MARKER = ".analysis-hub-ready"
 # The machine's pip configuration may add index locations that don't exist;
 # their warnings say nothing useful to a person watching a spawn.
 _NOISE = ("WARNING: Location", "[notice]")
+WAITING_NOTICE_S = 10  # a silent pip (installing) gets a line on the spawn page this often
 
 
 class EnvironmentBuildError(RuntimeError):
@@ -212,7 +217,7 @@ class EnvironmentBuilder:
             progress(f"Removing an incomplete {image} environment")
             await asyncio.to_thread(shutil.rmtree, env)
         names = " + ".join(f.name for f in lock_files)
-        progress(f"Building the {image} environment from {names} (first use; this takes minutes)")
+        progress(Step(f"Building the {image} environment from {names} (first use; this takes minutes)", 0))
         with open(log_path, "w") as log:
             await self._run([self.python, "-m", "venv", str(env)], log, progress)
             # --no-deps: the lock file already lists every package, pinned;
@@ -231,25 +236,40 @@ class EnvironmentBuilder:
                 ],
                 log,
                 progress,
+                PipProgress(requirement_count(lock_files)),
             )
         marker = env / f"{READY_MARKER}.tmp"
         marker.write_text("".join(f"{f}\n" for f in lock_files) + f"python {self.python_version}\n")
         os.replace(marker, env / READY_MARKER)
-        progress(f"Built the {image} environment in {time.monotonic() - started:.0f} s")
+        progress(Step(f"Built the {image} environment in {time.monotonic() - started:.0f} s", 1))
 
-    async def _run(self, cmd: list[str], log, progress: Callable[[str], None]) -> None:
+    async def _run(
+        self, cmd: list[str], log, progress: Callable[[str], None], pip: PipProgress | None = None
+    ) -> None:
         proc = await asyncio.create_subprocess_exec(
             *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
         )
         tail: list[str] = []
-        async for raw in proc.stdout:
+        installing_since = None
+        while True:
+            try:
+                raw = await asyncio.wait_for(proc.stdout.readline(), WAITING_NOTICE_S)
+            except TimeoutError:  # the line pip is writing stays in the reader's buffer
+                if pip and installing_since is not None:
+                    progress(pip.waiting(time.monotonic() - installing_since))
+                continue
+            if not raw:
+                break
             line = raw.decode(errors="replace").rstrip()
             log.write(line + "\n")
             if not line or line.startswith(_NOISE):
                 continue
             tail = [*tail, line][-15:]
-            if line.startswith(("Collecting", "Installing", "Successfully", "ERROR")):
-                progress(line)
+            step = pip.line(line) if pip else None
+            if step:
+                progress(step)
+            if pip and pip.installing and installing_since is None:
+                installing_since = time.monotonic()
         if await proc.wait() != 0:
             log.flush()
             raise EnvironmentBuildError(

@@ -217,10 +217,16 @@ class LocalProfileSpawner(CatalogProfileForm, LocalProcessSpawner):
         self._events.append({"progress": percent, "message": message})
 
     async def _ensure_environment(self, image: str) -> Path:
-        step = iter(range(10, 85))
+        # The build's share of the spawn page's bar: 10 to 85 %, as far as the build says it is
+        # (`pip_progress.Step.done`); a line that doesn't say keeps the bar where it is.
+        percent = 10
 
         def report(line: str) -> None:
-            self._progress(next(step, 85), line)
+            nonlocal percent
+            done = getattr(line, "done", None)
+            if done is not None:
+                percent = max(percent, 10 + round(75 * done))
+            self._progress(percent, str(line))
 
         began = time.perf_counter()
         try:
