@@ -75,7 +75,6 @@ def hub_prefix(running) -> str:
 def remove_hub_objects(running) -> None:
     """A stopped test hub's containers, home volumes, network and iptables chain."""
     import docker as docker_sdk
-    from analysis_hub.backends.docker.network import remove_container_network
 
     prefix = hub_prefix(running)
     containers = docker("ps", "-aq", "--filter", f"name={prefix}-", check=False).stdout.split()
@@ -85,3 +84,26 @@ def remove_hub_objects(running) -> None:
     if volumes:
         docker("volume", "rm", "--force", *volumes, check=False)
     remove_container_network(docker_sdk.APIClient(version="auto"), prefix)
+
+
+def remove_container_network(client, name_prefix: str) -> None:
+    """Undo `network.ensure_container_network` (the hub itself never does): the INPUT hooks, the
+    chain, the network. The network must have no containers left."""
+    import contextlib
+
+    import docker.errors
+    from analysis_hub.backends.docker.translate import container_network
+
+    network = container_network(name_prefix)
+
+    def iptables(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run(["iptables", "-w", *args], capture_output=True, text=True, check=check)
+
+    for hook in (line.split()[2:] for line in iptables("-S", "INPUT").stdout.splitlines()):
+        if hook[-2:] == ["-j", network.chain]:
+            iptables("-D", "INPUT", *hook)
+    if iptables("-S", network.chain, check=False).returncode == 0:
+        iptables("-F", network.chain)
+        iptables("-X", network.chain)
+    with contextlib.suppress(docker.errors.NotFound):
+        client.remove_network(network.name)

@@ -34,8 +34,6 @@ from .validation import describe_validation_error
 
 SLUG_PATTERN = r"^[a-z][a-z0-9-]{0,30}$"
 SLUG_RE = re.compile(SLUG_PATTERN)
-# Folders of images/ that no profile can run: the curated images' shared base
-# and the hub's own image (Kubernetes).
 
 Slug = Annotated[str, Field(pattern=SLUG_PATTERN, description="lower-case letters, digits, '-'")]
 Memory = Annotated[str | int, Field(description="bytes, or a quantity such as 4Gi, 512Mi, 2G")]

@@ -44,7 +44,7 @@ import yaml
 from analysis_hub.auth import PasswordStore
 from analysis_hub.catalog import load_catalog
 from analysis_hub.config import CULLER_SCOPES, CULLER_SERVICE
-from analysis_hub.runtime.environments import EnvironmentBuilder
+from analysis_hub.runtime.environments import READY_MARKER, EnvironmentBuilder
 from analysis_hub.runtime.unix_users import system_username
 from analysis_hub.settings import load_settings
 
@@ -262,7 +262,7 @@ def environments(profiles: list[str], envs_dir: Path = harness.ENVS_DIR) -> dict
     found = {}
     for slug in profiles:
         image = catalog.get(slug).image
-        if not builder.is_ready(image):
+        if not (builder.path_for(image) / READY_MARKER).is_file():
             raise RuntimeError(
                 f"the {slug} environment is not built in {envs_dir}; run `make test` once first"
             )

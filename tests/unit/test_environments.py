@@ -68,7 +68,7 @@ def test_path_for_follows_the_lock_file(tmp_path):
     assert before.parent == tmp_path / "envs" and before.name.startswith("tiny-")
     (tmp_path / "images" / "tiny" / "requirements.txt").write_text("# changed\n")
     assert builder.path_for("tiny") != before
-    assert not builder.is_ready("tiny")
+    assert not (builder.path_for("tiny") / READY_MARKER).is_file()
 
 
 def test_cuda_lock_is_added_only_with_cuda(tmp_path):
@@ -122,7 +122,7 @@ async def test_concurrent_ensure_builds_once(built):
 async def test_ensure_builds_a_real_venv(built):
     """ensure() makes a working virtual environment of the builder's Python and marks it ready, last."""
     builder, [env, _], _ = built
-    assert builder.is_ready("tiny")
+    assert (builder.path_for("tiny") / READY_MARKER).is_file()
     marker = env / READY_MARKER
     assert marker.is_file()
     assert f"python {builder.python_version}" in marker.read_text()
@@ -163,7 +163,7 @@ async def test_incomplete_environment_is_wiped_and_rebuilt(tmp_path):
     env = builder.path_for("tiny")
     (env / "lib").mkdir(parents=True)
     (env / "half-installed.txt").write_text("interrupted build")
-    assert not builder.is_ready("tiny")
+    assert not (builder.path_for("tiny") / READY_MARKER).is_file()
     lines: list[str] = []
     assert await builder.ensure("tiny", lines.append) == env
     assert "Removing an incomplete tiny environment" in lines
@@ -191,7 +191,7 @@ async def test_failed_build_raises_with_log_and_is_never_ready(tmp_path, monkeyp
     assert any(line.startswith("ERROR") for line in lines)
     assert not (env / READY_MARKER).exists()
     assert not (env / f"{READY_MARKER}.tmp").exists()
-    assert not builder.is_ready("broken")
+    assert not (builder.path_for("broken") / READY_MARKER).is_file()
 
     # The half-built folder is never reused: the next attempt wipes it and fails again.
     lines.clear()

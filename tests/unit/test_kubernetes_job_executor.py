@@ -240,9 +240,6 @@ class ScriptedApi:
             }
         ]
 
-    async def get_pod(self, name: str) -> dict | None:
-        return None
-
     async def pod_log(self, name: str, follow: bool):
         self.calls.append(f"log follow={follow}")
         text = "\n".join(line.replace("TOKEN", self.token_box["token"]) for line in self.log) + "\n"

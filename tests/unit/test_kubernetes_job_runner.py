@@ -20,6 +20,14 @@ from analysis_hub.backends.kubernetes.jobs import runner_source
 from analysis_hub.pipelines.engine.executor import papermill_arguments
 
 
+def read_frame(text: str, token: str):
+    """The notebook bytes framed in a whole log `text`, or None: the service's reader, fed every line."""
+    reader = notebook_runner.FrameReader(token)
+    for line in text.splitlines():
+        reader.feed(line)
+    return reader.data
+
+
 def test_the_runner_needs_only_the_images_standard_library():
     """The runner runs in the curated images, not in the hub: it imports the standard library only."""
     imports = {
@@ -78,7 +86,7 @@ def test_the_output_notebook_survives_the_log_framed_between_other_lines(tmp_pat
         "cell output",
         "notebook_runner: papermill exited with status 0",
     ]
-    assert notebook_runner.read_frame("\n".join(log), "tok") == data
+    assert read_frame("\n".join(log), "tok") == data
 
 
 def test_a_damaged_or_unfinished_frame_gives_no_notebook():
@@ -86,10 +94,10 @@ def test_a_damaged_or_unfinished_frame_gives_no_notebook():
     for the notebook; an earlier intact one still is."""
     data = small_notebook()
     lines = notebook_runner.frame_lines(data, "tok")
-    assert notebook_runner.read_frame("\n".join(lines[:-1]), "tok") is None
+    assert read_frame("\n".join(lines[:-1]), "tok") is None
     damaged = [*lines[:1], lines[1][:-4] + "AAAA", *lines[2:]]
-    assert notebook_runner.read_frame("\n".join(damaged), "tok") is None
-    assert notebook_runner.read_frame("\n".join([*lines, *damaged]), "tok") == data
+    assert read_frame("\n".join(damaged), "tok") is None
+    assert read_frame("\n".join([*lines, *damaged]), "tok") == data
 
 
 def test_the_runner_frames_the_output_of_its_command_and_exits_with_its_status(tmp_path, capsys):
@@ -113,7 +121,7 @@ def test_the_runner_frames_the_output_of_its_command_and_exits_with_its_status(t
             signal.signal(number, handler)
     assert code == 3
     assert (work / "parameters.json").read_text() == "{}"
-    assert notebook_runner.read_frame(capsys.readouterr().out, "tok") == data
+    assert read_frame(capsys.readouterr().out, "tok") == data
 
 
 def test_the_runner_runs_papermill_and_frames_the_failed_notebook_with_its_error_cell(tmp_path, capfd):
@@ -147,5 +155,5 @@ def test_the_runner_runs_papermill_and_frames_the_failed_notebook_with_its_error
     captured = capfd.readouterr()
     assert code == 1
     assert "rows 10" in captured.out + captured.err  # papermill's --log-output
-    executed = nbformat.reads(notebook_runner.read_frame(captured.out, "tok").decode(), as_version=4)
+    executed = nbformat.reads(read_frame(captured.out, "tok").decode(), as_version=4)
     assert error_cell(executed) is not None and "ZeroDivisionError" in json.dumps(executed.cells[-1].outputs)

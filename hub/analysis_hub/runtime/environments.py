@@ -166,9 +166,6 @@ class EnvironmentBuilder:
     def path_for(self, image: str) -> Path:
         return self.envs_dir / f"{image}-{environment_key(self.lock_files(image), self.python_version)}"
 
-    def is_ready(self, image: str) -> bool:
-        return (self.path_for(image) / READY_MARKER).is_file()
-
     async def ensure(self, image: str, progress: Callable[[str], None] = lambda line: None) -> Path:
         env = self.path_for(image)
         if (env / READY_MARKER).is_file():

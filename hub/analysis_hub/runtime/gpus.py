@@ -6,8 +6,7 @@ Contract:
 - `GpuPool.allocate(owner, n)` reserves `n` free GPUs for `owner` and
   returns their indices for `CUDA_VISIBLE_DEVICES` / a container's device
   request; `release(owner)` frees them; `claim(owner, indices)` restores an
-  allocation after a restart; `hold(owner, n)` is allocate-then-release
-  around a block (a pipeline run).
+  allocation after a restart.
 - With a `state_file`, the allocations live in that file and every
   operation holds an exclusive `flock` on it, so the hub's spawners and the
   pipelines service (two processes) take from ONE pool and never hand out
@@ -90,15 +89,6 @@ class GpuPool:
     def release(self, owner: str) -> None:
         with self._locked() as owners:
             owners.pop(owner, None)
-
-    @contextlib.contextmanager
-    def hold(self, owner: str, n: int) -> Iterator[list[str]]:
-        ids = self.allocate(owner, n)
-        try:
-            yield ids
-        finally:
-            if n:
-                self.release(owner)
 
     def _free(self, owners: dict[str, list[str]]) -> list[str]:
         taken = {i for owned in owners.values() for i in owned}

@@ -11,7 +11,6 @@ Contract:
   A no-op when they are in place already, so every spawn and run may call it.
 - `ensure_container_network(client, name_prefix, subnet, ports)` is both,
   what the hub's start, the spawner and the pipeline executor call.
-- `remove_container_network(client, name_prefix)` undoes it all.
 - `prepare_network(settings)` runs at hub start (`startup.prepare`): it makes
   sure the network and rules exist and returns the settings with
   `docker.network_subnet` filled in, so the pure config can bind the hub API
@@ -21,7 +20,6 @@ Errors are `NetworkError`s that say what to do.
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import subprocess
 
@@ -111,21 +109,6 @@ def ensure_container_network(
     network = ensure_network(client, container_network(name_prefix, subnet))
     ensure_firewall(host_firewall(network, tuple(ports)))
     return network
-
-
-def remove_container_network(client: docker.APIClient, name_prefix: str, iptables: str = "iptables") -> None:
-    """Undo `ensure_container_network` (a hub's uninstall, the tests' cleanup): hooks, chain, network.
-    The network must have no containers left."""
-    network = container_network(name_prefix)
-    listed = _iptables(iptables, "-S", "INPUT").stdout.splitlines()
-    for hook in (line.split()[2:] for line in listed):
-        if hook[-2:] == ["-j", network.chain]:
-            _iptables(iptables, "-D", "INPUT", *hook)
-    if _iptables(iptables, "-S", network.chain, check=False).returncode == 0:
-        _iptables(iptables, "-F", network.chain)
-        _iptables(iptables, "-X", network.chain)
-    with contextlib.suppress(docker.errors.NotFound):
-        client.remove_network(network.name)
 
 
 def prepare_network(settings):

@@ -4,7 +4,7 @@ Contract:
 - `JobsApi(api_client, namespace)` is the executor's only way to the API
   (kubernetes_asyncio): batch/v1 Jobs (create, get, list, watch one until
   its next change, delete with `propagationPolicy: Foreground` so its pods
-  go first), core/v1 ConfigMaps (create), pods (list, get) and their logs
+  go first), core/v1 ConfigMaps (create), pods (list) and their logs
   (`pods/log` get: the notebook container's, followed or whole). It
   answers the API's JSON (camelCase dicts, as `job_status` reads them); a
   missing object is None. Every call has a time-out: `CALL_SECONDS` for
@@ -28,7 +28,7 @@ from .run_folders import ROLE_RULES as CLAIM_RULES
 ROLE_RULES = (
     {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create", "get", "list", "watch", "delete"]},
     {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},
-    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
     {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
     *CLAIM_RULES,
 )
@@ -113,10 +113,6 @@ class JobsApi:
             self.namespace, label_selector=label_selector, _request_timeout=CALL_SECONDS
         )
         return [self._json(item) for item in found.items]
-
-    async def get_pod(self, name: str) -> dict | None:
-        call = self.core.read_namespaced_pod(name, self.namespace, _request_timeout=CALL_SECONDS)
-        return await self._maybe(call)
 
     async def pod_log(self, name: str, follow: bool) -> AsyncIterator[bytes]:
         """The notebook container's log from its start, in chunks: while it runs (`follow`), or

@@ -19,7 +19,8 @@ start hooks and tini, runs first, as for a server):
 - exits with COMMAND's exit status (128 + the signal when it was stopped).
 
 `frame_lines` writes the frame and `FrameReader` reads it back from the log,
-line by line; the service imports both from this file (`job_executor.py`).
+line by line; the service imports the reader from this file
+(`job_follower.py`).
 This file runs in the curated images, not in the hub: the standard library
 only, never `analysis_hub`.
 """
@@ -88,14 +89,6 @@ class FrameReader:
             return  # mangled on the way: keep any earlier frame
         if hashlib.sha256(packed).hexdigest() == digest:
             self.data = gzip.decompress(packed)
-
-
-def read_frame(text: str, token: str):
-    """The notebook bytes framed in a whole log `text`, or None."""
-    reader = FrameReader(token)
-    for line in text.splitlines():
-        reader.feed(line)
-    return reader.data
 
 
 def write_frame(path: str, token: str, out=None) -> bool:

@@ -35,7 +35,6 @@ from ...metrics import (
 )
 from ..store.models import Pipeline, Run
 
-ENDED = ("succeeded", "failed", "skipped", "cancelled")
 RECENT = 20  # runs looked at per pipeline for consecutive failures
 
 
