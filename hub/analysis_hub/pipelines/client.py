@@ -29,10 +29,10 @@ from pathlib import Path
 
 # `requests` is imported where a request is made: building the parser (every
 # `analysis-hub` command, `--help` included) must stay cheap.
+from .statuses import FINISHED
 from .triggers import AFTER_ON, TRIGGERS
 
 DEFAULT_URL = "http://127.0.0.1:8000/services/pipelines/"
-FINISHED = {"succeeded", "failed", "timed_out", "cancelled", "skipped", "rejected"}
 
 
 class ClientError(Exception):

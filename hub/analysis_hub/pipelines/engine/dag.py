@@ -1,7 +1,7 @@
 """A workflow run's next moves from its steps' states: pure, so every backend and the tests agree.
 
 Contract:
-- A `Step` is one node of a version's workflow (`workflow.py` builds them
+- A `Step` is one node of a version's workflow (`workflow_spec.py` builds them
   from `pipeline.yaml`; a single-notebook version is one step): a `notebook`
   step or an `approval` gate, its `depends_on`, and its `when` conditions.
 - A condition (`parse_condition`) is one of
@@ -28,9 +28,9 @@ import operator
 import re
 from dataclasses import dataclass, field
 
+from ..statuses import STEP_FINISHED, STEP_SUCCEEDED
+
 NOTEBOOK, APPROVAL = "notebook", "approval"
-DONE_OK = ("succeeded", "approved")  # what a dependency must be for the default rule
-FINAL = ("succeeded", "approved", "failed", "timed_out", "cancelled", "skipped", "rejected")
 OPERATORS = {
     "==": operator.eq,
     "!=": operator.ne,
@@ -39,7 +39,7 @@ OPERATORS = {
     ">": operator.gt,
     "<": operator.lt,
 }
-STATUS_WORDS = {"succeeded": DONE_OK, "failed": ("failed", "timed_out"), "rejected": ("rejected",)}
+STATUS_WORDS = {"succeeded": STEP_SUCCEEDED, "failed": ("failed", "timed_out"), "rejected": ("rejected",)}
 _STATUS = re.compile(r"^\s*([a-z][a-z0-9_]*)\s+(succeeded|failed|rejected)\s*$")
 _OUTPUT = re.compile(r"^\s*([a-z][a-z0-9_]*)\.([A-Za-z_][A-Za-z0-9_]*)\s*(==|!=|>=|<=|>|<)\s*(.+?)\s*$")
 
@@ -99,7 +99,7 @@ class Step:
 
 @dataclass(frozen=True)
 class StepState:
-    status: str = "pending"  # pending | running | waiting | one of FINAL
+    status: str = "pending"  # pending | running | waiting | one of statuses.STEP_FINISHED
     outputs: dict = field(default_factory=dict)
 
 
@@ -115,14 +115,14 @@ class Moves:
 
 def next_moves(steps: list[Step], states: dict[str, StepState]) -> Moves:
     start, skip = [], {}
-    # Skips settle in one pass in order: a step listed after its dependencies (workflow.py
+    # Skips settle in one pass in order: a step listed after its dependencies (workflow_spec.py
     # keeps steps in a topological order) sees their skips at once.
     settled = dict(states)
     for step in steps:
         if settled[step.name].status != "pending":
             continue
         deps = [settled[d] for d in step.depends_on]
-        if any(d.status not in FINAL for d in deps):
+        if any(d.status not in STEP_FINISHED for d in deps):
             continue
         why = _why_not(step, settled)
         if why:
@@ -145,7 +145,7 @@ def next_moves(steps: list[Step], states: dict[str, StepState]) -> Moves:
 def _why_not(step: Step, states: dict[str, StepState]) -> str:
     if not any(c.status for c in step.when):
         for dep in step.depends_on:
-            if states[dep].status not in DONE_OK:
+            if states[dep].status not in STEP_SUCCEEDED:
                 return f"{dep} {states[dep].status}"
     for condition in step.when:
         ok, why = condition.holds(states[condition.step])

@@ -43,10 +43,11 @@ import nbformat
 from ..publishing.notebooks import recorded_outputs
 from ..publishing.versions import Versions, find_version
 from ..publishing.workflow_spec import dag_steps
-from ..store.models import FINISHED, Run, StepRun, now
+from ..statuses import FINISHED, STEP_FINISHED
+from ..store.models import Run, StepRun, now
 from ..web.views import run_view
 from . import notify
-from .dag import APPROVAL, FINAL, StepState, ancestors, next_moves
+from .dag import APPROVAL, StepState, ancestors, next_moves
 from .executor import OUTPUT, RunOutcome
 from .run_metrics import record_run
 from .steps import is_workflow, run_folder, step_folder, step_parameters, step_spec, version_steps
@@ -244,7 +245,7 @@ class Execution:
     def _fail_step(self, run_id: int, name: str, reason: str) -> None:
         with self.sessions.begin() as db:
             row = _row(db, run_id, name)
-            if row.status not in FINAL:
+            if row.status not in STEP_FINISHED:
                 row.status, row.reason, row.finished_at = "failed", reason, now()
 
     def _time_left(self, run: Run, timeout: int) -> float:
@@ -298,7 +299,7 @@ def cancel_steps(sessions, run_id: int) -> None:
     """Every unfinished step of a cancelled run is cancelled too."""
     with sessions.begin() as db:
         for row in db.get(Run, run_id).steps:
-            if row.status not in FINAL:
+            if row.status not in STEP_FINISHED:
                 row.status, row.finished_at = "cancelled", row.finished_at or now()
 
 

@@ -38,7 +38,8 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 
 from ..publishing.cron_words import cron_trigger
-from ..store.models import ACTIVE, Pipeline, Replica, Run, now
+from ..statuses import ACTIVE
+from ..store.models import Pipeline, Replica, Run, now
 from ..triggers import CRON
 
 log = logging.getLogger(__name__)

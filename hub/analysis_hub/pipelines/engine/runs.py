@@ -49,7 +49,8 @@ from sqlalchemy.exc import IntegrityError
 from ..access import Caller, Conflict, NotFound, find_pipeline, find_run, pipeline_for_token
 from ..publishing.specs import SpecError, declared_parameters, run_parameters
 from ..publishing.versions import Versions, find_version
-from ..store.models import UNFINISHED, AuditEvent, Pipeline, Run, StepRun, now
+from ..statuses import STEP_SUCCEEDED, UNFINISHED
+from ..store.models import AuditEvent, Pipeline, Run, StepRun, now
 from ..triggers import AFTER, HTTP, MANUAL, REPAIR
 from ..web.views import run_view
 from . import replicas
@@ -348,7 +349,7 @@ def _kept_steps(steps, rows: dict) -> list:
     kept: dict[str, object] = {}
     for step in steps:  # in topological order
         row = rows.get(step.name)
-        succeeded = row is not None and row.status in ("succeeded", "approved")
+        succeeded = row is not None and row.status in STEP_SUCCEEDED
         if succeeded and all(dep in kept for dep in step.depends_on):
             kept[step.name] = row
     return list(kept.values())

@@ -22,17 +22,13 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint, create_engine, event, make_url, text
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker, validates
 
 from ..triggers import MANUAL
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 MIGRATIONS_LOCK = 0x616E616C79736973  # a PostgreSQL advisory lock key of our own ("analysis")
 
-FINISHED = ("succeeded", "failed", "timed_out", "cancelled", "skipped", "rejected")
-# A `waiting` run stopped at an approval gate: nothing of it runs until someone decides.
-UNFINISHED = ("queued", "running", "waiting")
-ACTIVE = ("queued", "running")  # what a stopped service interrupts (a waiting run holds nothing)
 ONE_RUN_PER_FIRE = "uq_runs_pipeline_id_scheduled_for"
 ONE_RUN_PER_UPSTREAM = "uq_runs_pipeline_id_upstream_run"
 
@@ -138,7 +134,7 @@ class Run(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     pipeline_id: Mapped[int] = mapped_column(ForeignKey("pipelines.id"))
     version: Mapped[int]
-    status: Mapped[str] = mapped_column(String(16), default="queued")
+    status: Mapped[str] = mapped_column(String(16), default="queued")  # see statuses.py
     trigger: Mapped[str] = mapped_column(String(16))  # what started it: one of triggers.TRIGGERS
     started_by: Mapped[str] = mapped_column(String(255))
     parameters: Mapped[dict] = mapped_column(JSON, default=dict)
@@ -170,8 +166,7 @@ class StepRun(Base):
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
     step: Mapped[str] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(16))  # notebook | approval
-    # pending | running | waiting (a gate) | succeeded | approved | failed | timed_out |
-    # cancelled | skipped | rejected
+    # pending | running | waiting (a gate) | one of statuses.STEP_FINISHED
     status: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(default=0)
     started_at: Mapped[datetime | None]
@@ -201,18 +196,28 @@ class Replica(Base):
     seen_at: Mapped[datetime] = mapped_column(default=now)
 
 
+# What an audit row says was done: the one vocabulary (the audit page filters by it).
+AUDIT_ACTIONS = ("publish", "deploy", "rollback", "pause", "resume", "run", "cancel", "delete")
+AUDIT_ACTIONS += ("repair", "approval-requested", "approve", "reject")
+
+
 class AuditEvent(Base):
     __tablename__ = "audit"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[datetime] = mapped_column(default=now)
     actor: Mapped[str] = mapped_column(String(255))
-    # publish | deploy | rollback | pause | run | cancel | delete | approve | reject | repair...
-    action: Mapped[str] = mapped_column(String(32))
+    action: Mapped[str] = mapped_column(String(32))  # one of AUDIT_ACTIONS
     team: Mapped[str] = mapped_column(String(255))
     pipeline: Mapped[str] = mapped_column(String(64))
     before: Mapped[dict | None] = mapped_column(JSON)
     after: Mapped[dict | None] = mapped_column(JSON)
+
+    @validates("action")
+    def _one_of_the_actions(self, key: str, action: str) -> str:
+        if action not in AUDIT_ACTIONS:
+            raise ValueError(f"audit action {action!r}: one of {', '.join(AUDIT_ACTIONS)}")
+        return action
 
 
 def open_database(url: str) -> sessionmaker:

@@ -30,14 +30,13 @@ from tornado import web
 
 from ..access import NotFound, require_member
 from ..publishing.specs import SpecError
+from ..store.models import AUDIT_ACTIONS
 from . import humane
 from .handlers import Handler, P
 
 TEMPLATES = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=select_autoescape(["html"])
 )
-AUDIT_ACTIONS = ("publish", "deploy", "rollback", "pause", "resume", "run", "cancel", "delete")
-AUDIT_ACTIONS += ("repair", "approval-requested", "approve", "reject")
 
 
 class Page(Handler):

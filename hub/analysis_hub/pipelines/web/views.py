@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from ..store.models import FINISHED, AuditEvent, Pipeline, Run, StepRun, Version
+from ..statuses import FINISHED
+from ..store.models import AuditEvent, Pipeline, Run, StepRun, Version
 
 
 def iso(value: datetime | None) -> str | None:
