@@ -8,15 +8,18 @@ Contract:
 - The models below are the schema. `profiles/schema.json` is their JSON Schema
   export (`analysis-hub profiles schema`), kept in the repo for editors and the
   Helm chart; a unit test keeps the two in step.
-- `resolve(profile, choices)` is pure: it applies the chosen options'
-  overrides and returns the effective `Resources`, env, selectors and
-  tolerations that every backend translates from.
-- A profile's `idle_timeout` range is `idle_timeouts.IdleTimeout`; a resolved
-  profile carries its default (seconds), which a request may change within it.
+- `resolve(profile, choices, idle_timeout)` is pure, and the one place a
+  profile is resolved: it applies the chosen options' overrides and the
+  requested idle timeout (within the profile's `idle_timeouts.IdleTimeout`
+  range; its default when none is asked) and returns the `ResolvedProfile`
+  (effective `Resources`, env, selectors, tolerations) that every backend
+  turns into its server or run plan. `to_stored`/`from_stored` keep it in a
+  pipeline version and read it back unchanged.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -27,7 +30,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import CatalogError
-from .idle_timeouts import IdleTimeout
+from .idle_timeouts import IdleTimeout, choose_idle_timeout
 from .images import IMAGE_FILE, ImageDefinitionError, ImageFacts, discover_images
 from .quantities import parse_cpu, parse_memory
 from .validation import describe_validation_error
@@ -179,6 +182,28 @@ class ResolvedProfile:
     def slug(self) -> str:
         return self.profile.slug
 
+    def to_stored(self) -> dict:
+        """What a pipeline version records of its profile (JSON), so that it runs with what it was
+        published with even after the catalog changes; `from_stored` reads it back."""
+        return {
+            **dataclasses.asdict(self.resources),
+            "env": dict(self.env),
+            "node_selector": dict(self.node_selector),
+            "tolerations": [t.model_dump(exclude_none=True) for t in self.tolerations],
+        }
+
+    @classmethod
+    def from_stored(cls, slug: str, image: str, choices: dict[str, str], stored: dict) -> ResolvedProfile:
+        resources = {f.name: stored.get(f.name) for f in dataclasses.fields(Resources)}
+        return cls(
+            profile=Profile(slug=slug, display_name=slug, image=image),
+            choices=dict(choices),
+            resources=Resources(**{**resources, "gpus": resources["gpus"] or 0}),
+            env=dict(stored.get("env") or {}),
+            node_selector=dict(stored.get("node_selector") or {}),
+            tolerations=[Toleration(**t) for t in stored.get("tolerations") or []],
+        )
+
     @property
     def image(self) -> str:
         return self.profile.image
@@ -209,11 +234,14 @@ def is_allowed(profile: Profile, groups: set[str] | frozenset[str]) -> bool:
     return not profile.allowed_groups or bool(set(profile.allowed_groups) & set(groups))
 
 
-def resolve(profile: Profile, choices: dict[str, str] | None = None) -> ResolvedProfile:
-    """Apply the chosen options (defaults where unchosen) to a profile.
+def resolve(
+    profile: Profile, choices: dict[str, str] | None = None, idle_timeout: str | int | None = None
+) -> ResolvedProfile:
+    """Apply the chosen options (defaults where unchosen) and idle timeout to a profile, once.
 
     Raises `ValueError` naming the choice and the allowed options when a
-    choice is unknown or an option is not offered.
+    choice is unknown or an option is not offered, or the idle timeout is
+    outside the profile's range.
     """
     choices = dict(choices or {})
     unknown = sorted(set(choices) - set(profile.choices))
@@ -238,7 +266,7 @@ def resolve(profile: Profile, choices: dict[str, str] | None = None) -> Resolved
         env=dict(merged.env or {}),
         node_selector=dict(merged.node_selector or {}),
         tolerations=list(merged.tolerations or []),
-        idle_timeout=profile.idle_timeout.seconds[2] if profile.idle_timeout else None,
+        idle_timeout=choose_idle_timeout(profile.slug, profile.idle_timeout, idle_timeout),
     )
 
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from .errors import CatalogError, SettingsError
 
 if TYPE_CHECKING:
-    from .config import HostFacts
+    from .backends import HostFacts
     from .settings import Settings
 
 # Each command imports what it needs inside its function: `--help`, `profiles`
@@ -48,8 +48,9 @@ def cmd_up(args) -> int:
     from pathlib import Path
 
     from . import leftovers
+    from .backends import HostFacts
     from .catalog import load_catalog
-    from .config import HostFacts, apply_settings
+    from .config import apply_settings
     from .settings import SETTINGS_PATH_ENV
     from .startup import prepare
 

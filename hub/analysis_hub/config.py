@@ -23,14 +23,12 @@ A short comment above each non-default trait says why it is set.
 
 from __future__ import annotations
 
-import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 from traitlets.config import Config
 
-from .backends import backend_for
+from .backends import HostFacts, backend_for
 from .backends.spawn_metrics import request_log
 from .credentials import Credentials
 from .leftovers import HUB_PID_FILE, PROXY_PID_FILE
@@ -54,20 +52,6 @@ PIPELINES_ACCESS = f"access:services!service={PIPELINES_SERVICE}"
 # the user handling a token. The hub gives a token only the scopes its user holds, and
 # the service still checks team membership (a token always identifies its user's groups).
 SERVER_TOKEN_SCOPES = ["users:activity!user", "access:servers!server", PIPELINES_ACCESS]
-
-
-@dataclass(frozen=True)
-class HostFacts:
-    """What the machine allows; passed in so that `apply_settings` stays pure."""
-
-    is_root: bool
-    cgroups_writable: bool
-
-    @classmethod
-    def detect(cls) -> HostFacts:
-        from .runtime import cgroups
-
-        return cls(is_root=os.geteuid() == 0, cgroups_writable=cgroups.available())
 
 
 def apply_settings(
@@ -137,7 +121,8 @@ def apply_hub_policy(settings: Settings, c: Config) -> None:
         # Servers reach the pipelines service wherever it runs (a hub-managed service on one
         # machine, the chart's Deployment on Kubernetes), so the lab extension publishes.
         c.CatalogSpawner.server_token_scopes = SERVER_TOKEN_SCOPES
-        c.CatalogSpawner.pipelines_url = pipelines_url_for_servers(settings)
+        prefix = pipelines_service_prefix(settings.hub.base_url)
+        c.CatalogSpawner.pipelines_url = backend_for(settings).pipelines_url(settings, prefix)
 
 
 def apply_auth(settings: Settings, c: Config, credentials: Credentials) -> None:
@@ -274,24 +259,6 @@ def apply_pipelines(settings: Settings, c: Config) -> None:
     add_pipelines_roles(c)
 
 
-def pipelines_url_for_servers(settings: Settings) -> str:
-    """The service's URL as a user's server reaches it: through the proxy, like a browser; on
-    docker, the service itself on the bridge's gateway (the containers' firewall opens it there,
-    `backends.docker.translate.host_ports`; the proxy stays on the host's loopback)."""
-    prefix = pipelines_service_prefix(settings.hub.base_url)
-    if settings.backend == "kubernetes":
-        # z2jh's proxy Service; user pods may reach the proxy's HTTP port.
-        return f"http://proxy-public{prefix}"
-    if settings.backend == "local":
-        host = "127.0.0.1" if settings.hub.ip in ("", "0.0.0.0") else settings.hub.ip
-        return f"http://{host}:{settings.hub.port}{prefix}"
-    if settings.backend == "docker" and settings.docker.network_subnet:
-        from .backends.docker.translate import gateway_address
-
-        return f"http://{gateway_address(settings.docker.network_subnet)}:{settings.pipelines.port}{prefix}"
-    return ""
-
-
 def apply_spawner(settings: Settings, c: Config) -> None:
     """What every backend's spawner shares (`backends.catalog_spawner.CatalogSpawner`), set once."""
     spawner = c.CatalogSpawner
@@ -306,7 +273,7 @@ def apply_spawner(settings: Settings, c: Config) -> None:
     spawner.usage_db = str(settings.hub_state_dir / USAGE_FILE)
     # How long a start may take is the backend's to say: a first environment build
     # (local), an image start (docker), a multi-GB image pull (kubernetes).
-    spawner.start_timeout = getattr(settings, settings.backend).start_timeout
+    spawner.start_timeout = backend_for(settings).start_timeout(settings)
     # Members of these hub groups get ~/teams/<team> in every server (teams.py).
     spawner.teams = {team: folder.model_dump() for team, folder in settings.teams.items()}
     # Notice a server that died (memory limit, crash) within seconds, not the default 30.

@@ -17,6 +17,14 @@ no profile can run them.
 - `cuda`: the image installs CUDA runtime wheels (`requirements-cuda.txt`);
   a CPU-only build needs `--no-cuda` and a wheelhouse.
 - `display_name`: how the image is named in lists and kernels.
+
+What every image shares (images/base, the Jupyter docker-stacks convention)
+and where the hub puts things in a container are the constants below, which
+both container backends' translations read (docker and Kubernetes), for
+servers and pipeline steps alike: the user jovyan (`JOVYAN_UID`, with
+`JOVYAN_GID` owning its volumes), its `HOME`, the Hadoop client
+configuration at `HADOOP_CONF_DIR`, a pipeline step's working folder
+`RUN_DIR` and a workflow run's shared folder `RUN_FOLDER`.
 """
 
 from __future__ import annotations
@@ -27,6 +35,11 @@ from pathlib import Path
 import yaml
 
 IMAGE_FILE = "image.yaml"
+JOVYAN_UID, JOVYAN_GID = 1000, 100
+HOME = "/home/jovyan"
+HADOOP_CONF_DIR = "/etc/hadoop/conf"
+RUN_DIR = f"{HOME}/run"  # a pipeline step's working folder (its input, its output notebook)
+RUN_FOLDER = f"{HOME}/run-folder"  # a workflow run's folder that all its steps share
 _KEYS = {"hadoop_client": bool, "cuda": bool, "display_name": str}
 
 

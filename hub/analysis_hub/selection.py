@@ -15,10 +15,8 @@ so a request cannot smuggle in an image or resources.
 
 from __future__ import annotations
 
-import dataclasses
-
 from .catalog import SLUG_RE, Catalog, ResolvedProfile, is_allowed, resolve
-from .idle_timeouts import IDLE_TIMEOUT_KEY, choose_idle_timeout
+from .idle_timeouts import IDLE_TIMEOUT_KEY
 
 FORM_PROFILE = "profile"
 FORM_CHOICE_PREFIX = "choice."
@@ -64,11 +62,9 @@ def select_profile(catalog: Catalog, groups: set[str], user_options: dict | None
     if isinstance(requested_timeout, str) and len(requested_timeout) > MAX_NAME:
         raise ProfileRequestError(f"{IDLE_TIMEOUT_KEY} = {_shown(requested_timeout)} is too long.")
     try:
-        resolved = resolve(profile, options)
-        timeout = choose_idle_timeout(profile.slug, profile.idle_timeout, requested_timeout)
+        return resolve(profile, options, requested_timeout)
     except ValueError as e:
         raise ProfileRequestError(str(e)[:1].upper() + str(e)[1:] + ".") from None
-    return dataclasses.replace(resolved, idle_timeout=timeout)
 
 
 def _shown(value, limit: int = 40) -> str:

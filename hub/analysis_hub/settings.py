@@ -24,8 +24,9 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from .backend_settings import DockerSettings, KubernetesSettings, LocalSettings
+from .backends import BACKENDS, backend_for
 from .errors import SettingsError
-from .teams import check_team_claims, checked_team_names
+from .teams import checked_team_names
 from .validation import DNS_NAME, Section, describe_validation_error, matching
 
 ENV_PREFIX = "ANALYSIS_HUB_"
@@ -183,7 +184,7 @@ class TeamSettings(Section):
 
 
 class Settings(Section):
-    backend: Literal["local", "kubernetes", "docker"] = "local"
+    backend: str = Field("local", description="where servers and runs execute: " + ", ".join(BACKENDS))
     data_dir: Path = Field(Path(".analysis-hub"), description="database, secrets, environments")
     catalog: Path = Field(Path("profiles"), description="folder of profile YAML files")
     images_dir: Path = Field(Path("images"), description="folder of images/<name>/ definitions")
@@ -201,10 +202,19 @@ class Settings(Section):
 
     _team_names = field_validator("teams", mode="before")(checked_team_names)
 
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, value):
+        if value not in BACKENDS:
+            raise ValueError(f"{value!r} is not a backend; one of: {', '.join(BACKENDS)}")
+        return value
+
     @model_validator(mode="after")
-    def _team_claims(self):
-        if self.backend == "kubernetes":
-            check_team_claims(self.teams, self.kubernetes.team_claims)
+    def _backend_checks(self):
+        # Each backend checks its own keys (kubernetes: a claim for every team).
+        problems = backend_for(self).check(self)
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     @model_validator(mode="after")

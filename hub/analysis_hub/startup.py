@@ -1,8 +1,8 @@
 """What must happen before JupyterHub starts: folders, provider endpoints, secrets (I/O).
 
 Contract: `prepare(settings, environ)` creates the data folders, discovers an
-OpenID Connect provider's endpoints, sets up the docker backend's container
-network (finding its subnet) and loads the credentials, returning the
+OpenID Connect provider's endpoints, lets the backend prepare (docker: the
+container network and its subnet) and loads the credentials, returning the
 completed settings and `Credentials` for the pure `apply_settings`.
 `configure(c)` is the whole of `hub/jupyterhub_config.py`: settings from
 `$ANALYSIS_HUB_SETTINGS` to traits on JupyterHub's config object `c`.
@@ -15,6 +15,7 @@ import os
 
 from traitlets.config import Config
 
+from .backends import backend_for
 from .config import apply_settings
 from .credentials import Credentials, load_credentials
 from .oauth import discover_oidc_endpoints
@@ -31,11 +32,8 @@ def prepare_data_dir(settings: Settings) -> None:
 def prepare(settings: Settings, environ: dict[str, str] | None = None) -> tuple[Settings, Credentials]:
     prepare_data_dir(settings)
     settings = discover_oidc_endpoints(settings)
-    if settings.backend == "docker":
-        # The containers' network and the host's rules; the hub API listens on its gateway.
-        from .backends.docker.network import prepare_network
-
-        settings = prepare_network(settings)
+    # The docker backend's container network and host rules, for instance.
+    settings = backend_for(settings).prepare(settings)
     return settings, load_credentials(settings, environ)
 
 

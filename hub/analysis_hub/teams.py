@@ -9,7 +9,7 @@ Contract:
   servers: the user's hub groups at this spawn (builtin groups, or the
   provider's with OIDC/GitHub login, refreshed at each login), so removing a
   member from the group removes the folder at their next spawn.
-- `checked_team_names` and `check_team_claims` are the settings' checks of
+- `checked_team_names` and `team_claim_problems` are the settings' checks of
   the `teams` section (each raises `ValueError` naming the key).
 - The names derived from a team, one rule each: `unix_group_name` (local
   backend; also the volume's name in a pod spec), `docker_volume_name`
@@ -68,14 +68,15 @@ def checked_team_names(value):
     return {name: {} if config is None else config for name, config in value.items()}
 
 
-def check_team_claims(teams: dict, claims: dict[str, str]) -> None:
+def team_claim_problems(teams: dict, claims: dict[str, str]) -> list[str]:
     """On Kubernetes every team needs its claim (the chart writes them)."""
     missing = sorted(set(teams) - set(claims))
-    if missing:
-        raise ValueError(
-            f"kubernetes.team_claims: no claim for team {', '.join(missing)}; the chart's"
-            " teams.folders values create and name them"
-        )
+    if not missing:
+        return []
+    return [
+        f"kubernetes.team_claims: no claim for team {', '.join(missing)}; the chart's"
+        " teams.folders values create and name them"
+    ]
 
 
 def unix_group_name(team: str) -> str:

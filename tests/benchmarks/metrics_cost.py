@@ -104,7 +104,7 @@ def run(runs: int, warm_spawn_s: float) -> dict:
 
     servers = [SimpleNamespace(ready=True, profile_slug="pyspark", user_groups={"t"}, backend_name="local")]
     app = SimpleNamespace(users={i: SimpleNamespace(spawners={"": servers[0]}) for i in range(100)})
-    register_state("bench", lambda: hub_state(app, GpuPool([])))
+    register_state("bench", lambda: hub_state(app, GpuPool([]), SimpleNamespace))
     scrape = _time(lambda: generate_latest(REGISTRY), max(10, runs // 10))
 
     median = {k: summarize(v)["p50"] for k, v in {"plain": plain, "timed": timed, "usage": usage}.items()}

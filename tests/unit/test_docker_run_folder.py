@@ -9,6 +9,7 @@ import os
 from analysis_hub.backends.docker.executor import DockerExecutor, collect_outputs, container_folder
 from analysis_hub.pipelines.publishing.specs import RunSpec
 from analysis_hub.runtime.gpus import GpuPool
+from unit_support import run_profile
 
 
 def test_the_containers_files_move_up_and_links_it_planted_are_left_behind(tmp_path):
@@ -47,10 +48,9 @@ def spec(gpus: int) -> RunSpec:
         team="gpu-team",
         pipeline="train",
         version=1,
-        image="pytorch",
+        profile=run_profile("pytorch", gpus=gpus),
         kernel="python3",
         parameters={},
-        gpus=gpus,
     )
 
 

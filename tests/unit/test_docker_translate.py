@@ -30,6 +30,7 @@ from analysis_hub.settings import SettingsError, load_settings
 from analysis_hub.teams import TeamFolder
 from traitlets.config import Config
 from unit_support import IMAGES as IMAGES_FOLDER
+from unit_support import run_profile
 
 GiB = 2**30
 IMAGES = {
@@ -66,7 +67,6 @@ def test_pyspark_default(repo_catalog):
             "SPARK_LOCAL_IP": "127.0.0.1",
             "NVIDIA_VISIBLE_DEVICES": "void",
             "CUDA_VISIBLE_DEVICES": "",
-            "ANALYSIS_HUB_PROFILE": "pyspark",
             # The kernel is named after the image (images/pyspark/image.yaml), with no rebuild.
             "ANALYSIS_HUB_KERNEL_DISPLAY_NAME": "PySpark (Spark 4, Java 17)",
             "JUPYTER_PATH": "/tmp/analysis-hub-jupyter",
@@ -92,7 +92,6 @@ def test_pytorch_gpu_gets_exactly_its_allocated_gpus(repo_catalog):
     assert settings.environment == {
         "NVIDIA_DRIVER_CAPABILITIES": "compute,utility",
         "NVIDIA_VISIBLE_DEVICES": "1,3",
-        "ANALYSIS_HUB_PROFILE": "pytorch",
         "ANALYSIS_HUB_KERNEL_DISPLAY_NAME": "PyTorch (CUDA)",
         "JUPYTER_PATH": "/tmp/analysis-hub-jupyter",
     }
@@ -357,15 +356,18 @@ def run(**overrides) -> RunSpec:
         "team": "data-team",
         "pipeline": "daily",
         "version": 2,
-        "image": "pyspark",
         "kernel": "python3",
         "parameters": {"n": 1},
+        "timeout": 600,
+    }
+    profile = {
+        "image": "pyspark",
         "env": {"PYSPARK_SUBMIT_ARGS": "--driver-memory 2g pyspark-shell"},
         "cpu_limit": 2.0,
         "memory_limit": 4 * GiB,
-        "timeout": 600,
     }
-    return RunSpec(**{**fields, **overrides})
+    profile |= {k: overrides.pop(k) for k in list(overrides) if k in (*profile, "gpus", "cpu_guarantee")}
+    return RunSpec(**{**fields, "profile": run_profile(**profile), **overrides})
 
 
 PAPERMILL = [
@@ -441,6 +443,23 @@ def test_a_gpu_run_gets_exactly_its_gpus_and_the_catalogs_dev_shm():
     assert settings.environment == {"NVIDIA_VISIBLE_DEVICES": "2", "PYTHONUNBUFFERED": "1"}
     with pytest.raises(ValueError, match="run 7 of data-team/daily needs 1 GPUs; 0 allocated"):
         docker_run_settings(spec, replace(host, gpu_ids=()), "/runs/7/work")
+
+
+def test_the_server_is_told_its_profile_by_the_spawner_every_backend_shares(repo_catalog):
+    """ANALYSIS_HUB_PROFILE (the lab extension reads it) is in the container's environment: the
+    spawner all backends share adds it (`catalog_spawner.PROFILE_ENV`), not the translation."""
+    from types import SimpleNamespace
+
+    from analysis_hub.backends.catalog_spawner import PROFILE_ENV
+
+    spawner = CatalogDockerSpawner(
+        hub=SimpleNamespace(public_host="", url="http://hub:8081/hub/", base_url="/hub/", api_url=""),
+        user=SimpleNamespace(name="alice", id=1, url="/user/alice/", escaped_name="alice"),
+        orm_spawner=SimpleNamespace(name="", server=None),
+    )
+    spawner.resolved = resolve(repo_catalog.get("pyspark"))
+    assert PROFILE_ENV == "ANALYSIS_HUB_PROFILE"
+    assert spawner.get_env()[PROFILE_ENV] == "pyspark"
 
 
 def test_a_users_named_servers_share_the_home_volume_in_containers_of_their_own(repo_catalog):

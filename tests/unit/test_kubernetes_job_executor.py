@@ -24,6 +24,7 @@ from analysis_hub.backends.kubernetes.jobs import MAX_NOTEBOOK_BYTES
 from analysis_hub.backends.kubernetes.profiles import ClusterFacts
 from analysis_hub.backends.kubernetes.run_folders import RunFolderSettings
 from analysis_hub.pipelines.publishing.specs import RunSpec
+from unit_support import run_profile
 
 CLUSTER = ClusterFacts(images={"pyspark": "registry.example.com/pyspark:1"})
 
@@ -270,7 +271,7 @@ def executor_with(api: ScriptedApi) -> JobExecutor:
 
 
 def spec(**changes) -> RunSpec:
-    values = {"run_id": 7, "team": "data-team", "pipeline": "daily", "version": 1, "image": "pyspark"}
+    values = {"run_id": 7, "team": "data-team", "pipeline": "daily", "version": 1, "profile": run_profile()}
     return RunSpec(**{**values, "kernel": "python3", "parameters": {"rows": 3}, **changes})
 
 

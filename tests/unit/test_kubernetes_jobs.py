@@ -20,7 +20,6 @@ import pytest
 from analysis_hub.backends.kubernetes.jobs import (
     INPUT_DIR,
     MAX_NOTEBOOK_BYTES,
-    WORK_DIR,
     InputTooLarge,
     input_config_map,
     job_manifest,
@@ -36,12 +35,13 @@ from analysis_hub.backends.kubernetes.spawner import CatalogKubeSpawner
 from analysis_hub.backends.kubernetes.wiring import cluster_facts
 from analysis_hub.catalog import resolve
 from analysis_hub.config import HostFacts, apply_settings
+from analysis_hub.images import RUN_DIR, RUN_FOLDER
 from analysis_hub.pipelines.engine.executor import papermill_arguments
 from analysis_hub.pipelines.publishing.specs import RunSpec
 from analysis_hub.settings import SettingsError, load_settings
 from kube_support import HUB, hub_user, load_request, pod_as_dict, use_dummy_kubeconfig
 from traitlets.config import Config
-from unit_support import IMAGES, PROFILES
+from unit_support import IMAGES, PROFILES, run_profile
 
 K8S = "1.32.0"
 IMAGE_REFS = {
@@ -67,7 +67,7 @@ SETTINGS = {
 
 def spec(**changes) -> RunSpec:
     values = {"run_id": 12345, "team": "data-team", "pipeline": "daily", "version": 3}
-    values |= {"image": "pyspark", "kernel": "python3", "parameters": {"rows": 10}} | changes
+    values |= {"profile": run_profile("pyspark"), "kernel": "python3", "parameters": {"rows": 10}} | changes
     return RunSpec(**values)
 
 
@@ -95,7 +95,7 @@ async def server_pod(settings, options: dict) -> dict:
 def step_job(settings, repo_catalog, options: dict, **changes) -> dict:
     profile = repo_catalog.get(options["profile"])
     resolved = resolve(profile, {k: v for k, v in options.items() if k != "profile"})
-    run = spec(image=resolved.image, profile=resolved, **changes)
+    run = spec(profile=resolved, **changes)
     cluster = cluster_facts(settings)
     return job_manifest(run, job_name(run, "abc123"), run_pod_settings(run, cluster), cluster, "t0k3n")
 
@@ -144,7 +144,7 @@ async def test_a_steps_pod_reserves_and_mounts_what_the_profiles_server_pod_does
     team = {"name": "team-data-team", "mountPath": "/home/jovyan/teams/data-team"}
     assert team in container["volumeMounts"]
     assert {"name": "run-input", "mountPath": INPUT_DIR, "readOnly": True} in container["volumeMounts"]
-    assert {"name": "run-work", "mountPath": WORK_DIR} in container["volumeMounts"]
+    assert {"name": "run-work", "mountPath": RUN_DIR} in container["volumeMounts"]
     assert "ports" not in container and pod["restartPolicy"] == "Never"
 
 
@@ -170,13 +170,13 @@ def test_the_jobs_retries_deadline_and_lifetime_come_from_the_step(settings, rep
         "python",
         f"{INPUT_DIR}/notebook_runner.py",
         INPUT_DIR,
-        WORK_DIR,
+        RUN_DIR,
         "t0k3n",
         "--",
         "python",
         *papermill_arguments("python3"),
     ]
-    assert container["workingDir"] == WORK_DIR
+    assert container["workingDir"] == RUN_DIR
     assert step_job(settings, repo_catalog, {"profile": "pyspark"})["spec"]["backoffLimit"] == 0
 
 
@@ -207,15 +207,13 @@ def test_labels_say_whose_run_it_is_and_the_pods_carry_the_run_pod_label(setting
 def test_a_workflow_step_mounts_its_runs_folder_claim_where_docker_mounts_the_folder(settings, repo_catalog):
     """A workflow's step mounts the run's claim (one per run, the name run_folders creates it under)
     at the docker backend's path, named by ANALYSIS_HUB_RUN_FOLDER; a single-notebook run has none."""
-    from analysis_hub.backends.docker.translate import SHARED_RUN_DIR
-
     job = step_job(settings, repo_catalog, {"profile": "pyspark"}, step="prepare")
     pod = job["spec"]["template"]["spec"]
     claim = run_folder_claim(spec(step="prepare"), RunFolderSettings())["metadata"]["name"]
     assert {"name": "run-folder", "persistentVolumeClaim": {"claimName": claim}} in pod["volumes"]
     [container] = pod["containers"]
-    assert {"name": "run-folder", "mountPath": SHARED_RUN_DIR} in container["volumeMounts"]
-    assert {"name": "ANALYSIS_HUB_RUN_FOLDER", "value": SHARED_RUN_DIR} in container["env"]
+    assert {"name": "run-folder", "mountPath": RUN_FOLDER} in container["volumeMounts"]
+    assert {"name": "ANALYSIS_HUB_RUN_FOLDER", "value": RUN_FOLDER} in container["env"]
     single = step_job(settings, repo_catalog, {"profile": "pyspark"})["spec"]["template"]["spec"]
     assert "run-folder" not in {v["name"] for v in single["volumes"]}
 
@@ -228,7 +226,7 @@ def test_only_a_spark_driver_step_gets_a_service_account_and_its_token(repo_cata
     )
 
     def pod(image: str) -> dict:
-        run = spec(image=image, profile=resolve(repo_catalog.get(image)))
+        run = spec(profile=resolve(repo_catalog.get(image)))
         job = job_manifest(run, "j", run_pod_settings(run, cluster), cluster, "t")
         return job["spec"]["template"]
 

@@ -13,7 +13,8 @@ import zipfile
 from datetime import UTC, datetime
 
 import pytest
-from analysis_hub.config import PIPELINES_ACCESS, apply_settings, pipelines_url_for_servers
+from analysis_hub.backends import backend_for
+from analysis_hub.config import PIPELINES_ACCESS, apply_settings, pipelines_service_prefix
 from analysis_hub.pipelines.publishing.cron_words import cron_trigger, describe, next_times
 from analysis_hub.pipelines.publishing.specs import SpecError
 from analysis_hub.runtime.lab_extension import LAB_MARKER, built_wheel, install_wheel
@@ -88,12 +89,16 @@ def test_servers_hold_a_token_for_the_pipelines_service_and_know_its_address(tmp
     )
     assert c.CatalogSpawner.pipelines_url == "http://127.0.0.1:8000/services/pipelines/"
     kube = settings.model_copy(update={"backend": "kubernetes"})
-    assert pipelines_url_for_servers(kube) == "http://proxy-public/services/pipelines/"
+    prefix = pipelines_service_prefix("/")
+    assert backend_for(kube).pipelines_url(kube, prefix) == "http://proxy-public/services/pipelines/"
     # The docker backend's containers reach the service itself on the bridge's gateway.
     docker_settings = settings.docker.model_copy(update={"network_subnet": "10.200.0.0/24"})
     on_docker = settings.model_copy(update={"backend": "docker", "docker": docker_settings})
     port = settings.pipelines.port
-    assert pipelines_url_for_servers(on_docker) == f"http://10.200.0.1:{port}/services/pipelines/"
+    assert (
+        backend_for(on_docker).pipelines_url(on_docker, prefix)
+        == f"http://10.200.0.1:{port}/services/pipelines/"
+    )
 
 
 def fake_wheel(path, chunk: str) -> None:

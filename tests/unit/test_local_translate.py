@@ -1,59 +1,80 @@
-"""local_server_spec: a resolved profile -> what the local backend runs."""
+"""server_placement / run_placement: a resolved profile -> what the local backend's sandbox runs."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from pathlib import Path
 
-from analysis_hub.backends.local.translate import LocalServerSpec, local_server_spec
+from analysis_hub.backends.local.translate import run_placement, server_placement
 from analysis_hub.catalog import resolve
+from analysis_hub.pipelines.publishing.specs import RunSpec
+from analysis_hub.runtime.sandbox import Placement
 
 GiB = 2**30
+HOME = Path("/home/jupyter-alice")
+
+
+def placement_of(resolved) -> Placement:
+    return server_placement(
+        resolved,
+        name="jupyter-alice",
+        owner="alice",
+        user="jupyter-alice",
+        home=HOME,
+        teams=(),
+        teams_root=None,
+    )
 
 
 def test_pytorch_cpu_option(repo_catalog):
-    """pytorch with the CPU option runs without GPUs at 1-2 CPUs and 2-4 GiB, keeping the profile env."""
-    spec = local_server_spec(resolve(repo_catalog.get("pytorch"), {"accelerator": "cpu"}))
-    assert spec == LocalServerSpec(
-        slug="pytorch",
-        display_name="PyTorch (GPU)",
+    """pytorch with the CPU option runs without GPUs, limited to 2 CPUs and 4 GiB, in the pytorch env."""
+    placement = placement_of(resolve(repo_catalog.get("pytorch"), {"accelerator": "cpu"}))
+    assert placement == Placement(
+        name="jupyter-alice",
+        owner="alice",
         image="pytorch",
-        env={"NVIDIA_DRIVER_CAPABILITIES": "compute,utility"},
-        cpu_guarantee=1.0,
-        cpu_limit=2.0,
-        memory_guarantee=2 * GiB,
+        user="jupyter-alice",
+        home=HOME,
+        workdir=HOME,
         memory_limit=4 * GiB,
+        cpu_limit=2.0,
         gpus=0,
     )
 
 
 def test_pyspark_large_option(repo_catalog):
-    """pyspark large runs at 2-4 CPUs and 8-16 GiB with the larger driver memory and the Hadoop conf."""
-    spec = local_server_spec(resolve(repo_catalog.get("pyspark"), {"size": "large"}))
-    assert asdict(spec) == {
-        "slug": "pyspark",
-        "display_name": "PySpark",
-        "image": "pyspark",
-        "env": {
-            "HADOOP_CONF_DIR": "/etc/hadoop/conf",
-            "PYSPARK_SUBMIT_ARGS": "--driver-memory 12g pyspark-shell",
-        },
-        "cpu_guarantee": 2.0,
-        "cpu_limit": 4.0,
-        "memory_guarantee": 8 * GiB,
-        "memory_limit": 16 * GiB,
-        "gpus": 0,
-    }
+    """pyspark large is limited to 4 CPUs and 16 GiB."""
+    placement = placement_of(resolve(repo_catalog.get("pyspark"), {"size": "large"}))
+    assert (placement.image, placement.cpu_limit, placement.memory_limit, placement.gpus) == (
+        "pyspark",
+        4.0,
+        16 * GiB,
+        0,
+    )
 
 
 def test_pytorch_default_keeps_one_gpu(repo_catalog):
     """pytorch's default option asks the local backend for one GPU."""
-    spec = local_server_spec(resolve(repo_catalog.get("pytorch")))
-    assert (spec.gpus, spec.cpu_limit, spec.memory_limit) == (1, 4.0, 16 * GiB)
+    placement = placement_of(resolve(repo_catalog.get("pytorch")))
+    assert (placement.gpus, placement.cpu_limit, placement.memory_limit) == (1, 4.0, 16 * GiB)
 
 
-def test_spec_env_is_a_copy(repo_catalog):
-    """The spec's env is its own dict: changing it leaves the resolved profile alone."""
-    resolved = resolve(repo_catalog.get("pyspark"))
-    spec = local_server_spec(resolved)
-    spec.env["EXTRA"] = "1"
-    assert "EXTRA" not in resolved.env
+def test_a_run_holds_what_its_step_holds_in_its_own_folder(repo_catalog, tmp_path):
+    """A run's placement is named after the run and step, limited as its profile says, and its
+    team folders' home is the run's folder."""
+    spec = RunSpec(
+        run_id=9,
+        team="data-team",
+        pipeline="daily",
+        version=1,
+        profile=resolve(repo_catalog.get("pyspark")),
+        kernel="python3",
+        parameters={},
+        step="prepare",
+    )
+    placement = run_placement(
+        spec, user=None, home=tmp_path, workdir=tmp_path / "run", teams=(), teams_root=None
+    )
+    r = spec.profile.resources
+    assert (placement.name, placement.owner) == ("run-9-prepare", "run/9/prepare")
+    assert (placement.cpu_limit, placement.memory_limit, placement.gpus) == (r.cpu_limit, r.memory_limit, 0)
+    assert placement.teams_home == tmp_path / "run"

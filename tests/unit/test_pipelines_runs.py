@@ -46,7 +46,8 @@ async def test_a_run_executes_the_active_version_and_records_its_outcome(service
         "report",
     )
     [(spec, notebook)] = executor.runs
-    assert (spec.run_id, spec.version, spec.kernel, spec.memory_limit) == (run["id"], 1, "python3", 4 * 2**30)
+    memory = spec.profile.resources.memory_limit
+    assert (spec.run_id, spec.version, spec.kernel, memory) == (run["id"], 1, "python3", 4 * 2**30)
     assert "print(greeting * n)" in notebook
     _, folder = service.runs.get(ALICE, run["id"])
     assert sorted(p.name for p in folder.iterdir()) == ["log.txt", "output.html", "output.ipynb"]

@@ -65,8 +65,9 @@ async def test_three_steps_run_in_order_each_in_its_profile_with_upstream_output
         "train": "tensorflow",
         "publish": "pytorch",
     }
-    assert len({s.image for s in specs.values()}) == 3 and all(s.gpus == 0 for s in specs.values())
-    assert (specs["prepare"].memory_limit, specs["train"].memory_limit) == (4 * 2**30, 6 * 2**30)
+    assert len({s.image for s in specs.values()}) == 3 and all(s.profile.resources.gpus == 0 for s in specs.values())
+    memory = [specs[step].profile.resources.memory_limit for step in ("prepare", "train")]
+    assert memory == [4 * 2**30, 6 * 2**30]
     assert specs["prepare"].parameters == {"rows": 1000}
     assert specs["train"].parameters == {"epochs": 1, "prepare_rows": 5}
     assert specs["publish"].parameters == {"train_accuracy": 0.9}

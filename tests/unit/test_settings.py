@@ -153,7 +153,6 @@ def test_out_of_range(tmp_path):
 @pytest.mark.parametrize(
     ("text", "key", "allowed"),
     [
-        ("backend: podman\n", "backend", "'local', 'kubernetes' or 'docker'"),
         ("local: {isolation: docker}\n", "local.isolation", "'auto', 'unix-users' or 'none'"),
         ("local: {cgroups: yes-please}\n", "local.cgroups", "'auto', 'required' or 'off'"),
         ("hub: {log_level: TRACE}\n", "hub.log_level", "'DEBUG', 'INFO', 'WARNING' or 'ERROR'"),
@@ -163,6 +162,12 @@ def test_bad_choice_value(tmp_path, text, key, allowed):
     """A value outside a fixed set (backend, isolation, ...) is reported with the allowed values."""
     [problem] = error_of(write(tmp_path, text)).problems
     assert problem.startswith(f"{key}: Input should be {allowed}")
+
+
+def test_an_unknown_backend_names_the_backends_of_the_table(tmp_path):
+    """`backend` is one of `backends.BACKENDS` (the one table), and the error lists them."""
+    [problem] = error_of(write(tmp_path, "backend: podman\n")).problems
+    assert problem == "backend: 'podman' is not a backend; one of: local, docker, kubernetes"
 
 
 def test_bad_base_url(tmp_path):

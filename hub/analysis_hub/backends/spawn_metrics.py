@@ -8,7 +8,7 @@ Contract:
   with its reason: the one the spawner marked (`spawner.failure_reason`),
   else one read from the exception (`failure_reason`). Nested wrapped
   `start()`s (a subclass calling super) count once.
-- `hub_state(app)` reads what is running now, at scrape time: servers by
+- `hub_state(app, pool, spawner_class)` reads what is running now, at scrape time: servers by
   profile, team and backend, and the machine's GPU pool (allocated, free).
 - `request_log(handler)` is the hub's tornado request log: JupyterHub's own,
   plus a cull counted when a *service* (the idle culler) stopped a server
@@ -99,13 +99,11 @@ def _spawn_ended(spawner, future: asyncio.Future, began: float, marks: dict) -> 
     SPAWN_FAILURES.labels(*labels, reason).inc()
 
 
-def hub_state(app, pool) -> list:
-    from .catalog_spawner import CatalogSpawner
-
+def hub_state(app, pool, spawner_class) -> list:
     servers: dict[tuple, int] = {}
     for user in list(app.users.values()) if app else []:
         for spawner in list(user.spawners.values()):
-            if isinstance(spawner, CatalogSpawner) and spawner.ready:
+            if isinstance(spawner, spawner_class) and spawner.ready:
                 key = (spawner.profile_slug, team_of(spawner.user_groups), spawner.backend_name)
                 servers[key] = servers.get(key, 0) + 1
     families = [

@@ -78,13 +78,8 @@ def service_settings(environ: dict[str, str]) -> Settings:
 def listen_addresses(settings: Settings, environ: dict[str, str]) -> tuple[list[str], int]:
     if SETTINGS_ENV in environ:
         url = urlparse(environ.get("JUPYTERHUB_SERVICE_URL", f"http://127.0.0.1:{settings.pipelines.port}"))
-        addresses = [url.hostname]
-        if settings.backend == "docker" and settings.docker.network_subnet:
-            # Servers in containers publish from JupyterLab: they reach the host's gateway only.
-            from ..backends.docker.translate import gateway_address
-
-            addresses.append(gateway_address(settings.docker.network_subnet))
-        return addresses, url.port
+        # And where the backend's servers reach it to publish from JupyterLab (docker: the gateway).
+        return [url.hostname, *backend_for(settings).service_addresses(settings)], url.port
     # Its own pod: reached through its Kubernetes Service, whose target is this port.
     return ["0.0.0.0"], settings.pipelines.port
 

@@ -14,7 +14,7 @@ while it runs).
 
 The run folder: `out_dir` stays the service's own, 0700 (pipelines/store/state_folder.py),
 so no other host user can enter it. The container gets its subfolder `work/`,
-mounted at `translate.RUN_DIR`, owned by uid 1000 (or open to all when the
+mounted at `images.RUN_DIR`, owned by uid 1000 (or open to all when the
 service can't chown, still unreachable behind `out_dir`); the files papermill
 writes there are moved up into `out_dir` when the container has ended.
 
@@ -22,7 +22,7 @@ Team folders: a run of a team with a team folder mounts the team's volume at
 /home/jovyan/teams/<team> (`team_volumes.py`), where its members' servers
 have it, so a notebook reading `~/teams/<team>/...` runs unchanged.
 
-GPUs: a run takes `spec.gpus` from the machine's pool, the one users' servers
+GPUs: a run takes `spec.profile.resources.gpus` from the machine's pool, the one users' servers
 take from (`runtime.gpus.machine_gpu_pool`, shared across processes), as
 owner `run/<id>` (`run/<id>/<step>` for a workflow's step), and gives them
 back when its container is gone.
@@ -43,7 +43,7 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from ...images import discover_images, hadoop_images
+from ...images import JOVYAN_GID, JOVYAN_UID, discover_images, hadoop_images
 from ...pipelines.engine.executor import INPUT, LOG, PARAMETERS, Executor, RunOutcome, finish_outcome
 from ...pipelines.publishing.specs import RunSpec
 from ...pipelines.store.state_folder import PRIVATE_DIR
@@ -51,12 +51,11 @@ from ...quantities import format_memory
 from ...runtime.gpus import GpuPool, GpuUnavailable, machine_gpu_pool
 from ...teams import TeamFolder, member_teams
 from .network import NetworkError, ensure_container_network
-from .spawner import read_image_tags
+from .spawner import image_references
 from .team_volumes import TeamVolumeError, ensure_team_volumes, run_folders, team_volumes
 from .translate import DockerHostFacts, ImageNotBuilt, docker_run_settings, host_ports
 
 WORK = "work"
-JOVYAN_UID, JOVYAN_GID = 1000, 100
 KILLED = 137  # what the engine reports for a SIGKILLed container
 
 
@@ -91,7 +90,7 @@ class DockerExecutor(Executor):
 
     async def run(self, spec: RunSpec, notebook: str, out_dir: Path) -> RunOutcome:
         out_dir.mkdir(parents=True, exist_ok=True)
-        out_dir.chmod(PRIVATE_DIR)  # the service's only (see state.py); the container sees work/
+        out_dir.chmod(PRIVATE_DIR)  # the service's only (store/state_folder.py); the container sees work/
         log_path = out_dir / LOG
         work = container_folder(out_dir)
         if spec.run_folder is not None:  # a workflow's shared folder: the container user's
@@ -103,7 +102,7 @@ class DockerExecutor(Executor):
             _give_to_jovyan(path, 0o600)
         owner = spec.holder("/")
         try:
-            gpu_ids = await asyncio.to_thread(self.gpus.allocate, owner, spec.gpus)
+            gpu_ids = await asyncio.to_thread(self.gpus.allocate, owner, spec.profile.resources.gpus)
         except GpuUnavailable as e:
             collect_outputs(work, out_dir)
             log_path.write_text(f"{e}\n")
@@ -112,7 +111,7 @@ class DockerExecutor(Executor):
             ended = await self._run(spec, work, log_path, tuple(gpu_ids))
         finally:
             collect_outputs(work, out_dir)  # the container is gone: nothing writes there any more
-            if spec.gpus:
+            if spec.profile.resources.gpus:
                 await asyncio.to_thread(self.gpus.release, owner)
         if isinstance(ended, RunOutcome):
             return ended
@@ -122,7 +121,7 @@ class DockerExecutor(Executor):
     async def _run(self, spec: RunSpec, work: Path, log_path: Path, gpu_ids: tuple[str, ...]):
         """The container's exit (code, timed out, out-of-memory reason), or why there was none."""
         host = DockerHostFacts(
-            images={**read_image_tags(self.image_tags_file), **self.image_references},
+            images=image_references(self.image_tags_file, self.image_references),
             name_prefix=self.name_prefix,
             hadoop_conf_dir=self.hadoop_conf_dir,
             hadoop_images=self.hadoop_images,
@@ -197,7 +196,11 @@ class DockerExecutor(Executor):
         code = result.get("StatusCode", KILLED)
         oom = ""
         if code and not timed_out and state.get("OOMKilled"):
-            limit = format_memory(spec.memory_limit) if spec.memory_limit else "?"
+            limit = (
+                format_memory(spec.profile.resources.memory_limit)
+                if spec.profile.resources.memory_limit
+                else "?"
+            )
             oom = f"the kernel was killed for using more than its memory limit ({limit})"
         return code, timed_out, oom
 

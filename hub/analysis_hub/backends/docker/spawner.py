@@ -2,7 +2,7 @@
 
 Contract, on top of DockerSpawner:
 - The spawn form and `user_options` pick a profile exactly as every backend
-  does (`catalog_spawner.CatalogProfiles`): an unknown or hidden profile, a bad choice,
+  does (`catalog_spawner.CatalogProfileForm`): an unknown or hidden profile, a bad choice,
   an extra key (an image, say) or a GPU option the machine can't serve is
   refused with HTTP 400 before anything is created.
 - `start()` translates the resolved profile with the pure
@@ -50,6 +50,12 @@ def read_image_tags(path: str) -> dict[str, str]:
         raise ImageNotBuilt(f"cannot read the image tags file {path}: {e}") from None
 
 
+def image_references(image_tags_file: str, overrides: dict[str, str]) -> dict[str, str]:
+    """Catalog image name -> the local image its containers run: the build's tag, unless settings
+    name another (`docker.images`). The one lookup, for servers, pipeline runs and `up`."""
+    return {**read_image_tags(image_tags_file), **overrides}
+
+
 def missing_images(settings) -> list[str]:
     """Catalog images with no tag in the tags file or settings (for `up`'s warnings)."""
     from ...catalog import CatalogError, load_catalog
@@ -58,7 +64,7 @@ def missing_images(settings) -> list[str]:
         catalog = load_catalog(settings.catalog, settings.images_dir)
     except CatalogError:
         return []  # `up` reports catalog problems itself
-    known = {**read_image_tags(str(settings.docker.image_tags_file)), **settings.docker.images}
+    known = image_references(str(settings.docker.image_tags_file), settings.docker.images)
     return sorted({p.image for p in catalog.profiles} - set(known))
 
 
@@ -167,7 +173,7 @@ class CatalogDockerSpawner(CatalogProfileForm, DockerSpawner):
     # ---- helpers ------------------------------------------------------------
 
     def _host_facts(self) -> DockerHostFacts:
-        images = {**read_image_tags(self.image_tags_file), **self.image_references}
+        images = image_references(self.image_tags_file, self.image_references)
         facts = self.catalog.images
         return DockerHostFacts(
             images=images,

@@ -12,9 +12,9 @@ root's, and the servers run as jovyan without capabilities.
 
 from __future__ import annotations
 
+from ...images import HOME, JOVYAN_GID, JOVYAN_UID
 from ...teams import TeamFolder, docker_volume_name
 
-HOME = "/home/jovyan"  # jovyan's home in every image (docker-stacks' convention)
 TEAM_LABEL = "analysis-hub/team"
 
 
@@ -50,7 +50,7 @@ def ensure_team_volumes(client, names: list[str], image: str) -> None:
         client.create_volume(name=name, labels={TEAM_LABEL: name})
         container = client.create_container(
             image=image,
-            entrypoint=["/bin/sh", "-c", "chown 1000:100 /team && chmod 2770 /team"],
+            entrypoint=["/bin/sh", "-c", f"chown {JOVYAN_UID}:{JOVYAN_GID} /team && chmod 2770 /team"],
             user="0",
             network_disabled=True,
             host_config=client.create_host_config(binds={name: {"bind": "/team", "mode": "rw"}}),

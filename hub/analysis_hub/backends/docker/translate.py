@@ -54,16 +54,14 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from ...catalog import ResolvedProfile, Resources
+from ...images import HADOOP_CONF_DIR, HOME, JOVYAN_GID, JOVYAN_UID, RUN_DIR, RUN_FOLDER
 from ...kernels import container_command, container_kernel_env
 from ...pipelines.engine.executor import papermill_arguments
 from ...pipelines.publishing.specs import RUN_FOLDER_ENV, RunSpec
 from ...teams import TeamFolder
-from .team_volumes import HOME, run_folders, team_volumes
+from .team_volumes import run_folders, team_volumes
 
-HADOOP_CONF_DIR = "/etc/hadoop/conf"
-RUN_DIR = f"{HOME}/run"  # where a pipeline run's folder is mounted, and its working folder
-SHARED_RUN_DIR = f"{HOME}/run-folder"  # a workflow run's folder that all its steps share
-JOVYAN = "1000:100"
+JOVYAN = f"{JOVYAN_UID}:{JOVYAN_GID}"  # the containers' user
 CPU_SHARES_PER_CORE = 1024  # Docker's weight for one core's worth of CPU time
 CPU_PERIOD = 100_000  # microseconds; DockerSpawner's default period, so runs and servers match
 # Read by images/pyspark's start hook (driver address) and by Spark (SPARK_LOCAL_IP: UI, block manager).
@@ -285,7 +283,8 @@ def docker_server_settings(resolved: ResolvedProfile, host: DockerHostFacts) -> 
     except ValueError as e:
         raise ValueError(f"profile {resolved.slug!r} {e}") from None
     hadoop_volumes, hadoop_env = hadoop_mounts(resolved.image, host)
-    env = {**hadoop_env, **resolved.env, **sandbox_env, "ANALYSIS_HUB_PROFILE": resolved.slug}
+    # ANALYSIS_HUB_PROFILE: every backend's spawner adds it (`catalog_spawner.PROFILE_ENV`).
+    env = {**hadoop_env, **resolved.env, **sandbox_env}
     env.update(container_kernel_env(host.kernel_names.get(resolved.image, resolved.image)))
     return DockerServerSettings(
         image=image_reference(resolved.image, host.images),
@@ -309,23 +308,17 @@ def docker_server_settings(resolved: ResolvedProfile, host: DockerHostFacts) -> 
 def docker_run_settings(spec: RunSpec, host: DockerHostFacts, run_folder: str) -> DockerRunSettings:
     """A run's container: papermill in the version's image, limits and GPUs (`host.gpu_ids`),
     the host's `run_folder` mounted read-write at RUN_DIR, removed by the executor afterwards."""
-    resources = Resources(
-        cpu_guarantee=None,
-        cpu_limit=spec.cpu_limit,
-        memory_guarantee=None,
-        memory_limit=spec.memory_limit,
-        gpus=spec.gpus,
-    )
+    resources = spec.profile.resources
     try:
         host_config, sandbox_env = sandbox_host_config(resources, host.gpu_ids, host.name_prefix)
     except ValueError as e:
         raise ValueError(f"run {spec.run_id} of {spec.team}/{spec.pipeline} {e}") from None
     hadoop_volumes, hadoop_env = hadoop_mounts(spec.image, host)
-    if spec.memory_limit:
-        host_config["mem_limit"] = spec.memory_limit
-    if spec.cpu_limit:
+    if resources.memory_limit:
+        host_config["mem_limit"] = resources.memory_limit
+    if resources.cpu_limit:
         host_config["cpu_period"] = CPU_PERIOD
-        host_config["cpu_quota"] = int(spec.cpu_limit * CPU_PERIOD)
+        host_config["cpu_quota"] = int(resources.cpu_limit * CPU_PERIOD)
     host_config["binds"] = {
         run_folder: {"bind": RUN_DIR, "mode": "rw"},
         **hadoop_volumes,
@@ -334,8 +327,8 @@ def docker_run_settings(spec: RunSpec, host: DockerHostFacts, run_folder: str) -
     }
     env = {**hadoop_env, **spec.env, **sandbox_env, "PYTHONUNBUFFERED": "1"}
     if spec.run_folder is not None:  # a workflow's step: the run's shared folder, same path in each
-        host_config["binds"][str(spec.run_folder)] = {"bind": SHARED_RUN_DIR, "mode": "rw"}
-        env[RUN_FOLDER_ENV] = SHARED_RUN_DIR
+        host_config["binds"][str(spec.run_folder)] = {"bind": RUN_FOLDER, "mode": "rw"}
+        env[RUN_FOLDER_ENV] = RUN_FOLDER
     step = f"-{spec.step.replace('_', '-')}" if spec.step else ""
     return DockerRunSettings(
         name=f"{host.name_prefix}-run-{spec.run_id}{step}",

@@ -43,6 +43,27 @@ class DockerBackend(OneMachine):
             for image in missing
         ]
 
+    def start_timeout(self, settings) -> int:
+        return settings.docker.start_timeout
+
+    def prepare(self, settings):
+        # The containers' network and the host's rules; the hub API listens on its gateway.
+        from .network import prepare_network
+
+        return prepare_network(settings)
+
+    def pipelines_url(self, settings, prefix) -> str:
+        # The service itself on the bridge's gateway: the containers' firewall opens it there
+        # (`translate.host_ports`), while the proxy stays on the host's loopback.
+        gateway = self.service_addresses(settings)
+        return f"http://{gateway[0]}:{settings.pipelines.port}{prefix}" if gateway else ""
+
+    def service_addresses(self, settings) -> list[str]:
+        from .translate import gateway_address
+
+        subnet = settings.docker.network_subnet
+        return [gateway_address(subnet)] if subnet else []
+
     def executor(self, settings):
         from .executor import docker_executor
 

@@ -46,7 +46,7 @@ from ...pipelines.publishing.specs import RunSpec
 from ...quantities import format_memory
 from .job_follower import JobFollower
 from .job_status import JobResult, job_deleting, job_finished, job_result
-from .jobs import input_config_map, job_manifest, job_name, profile_of, run_pod_settings
+from .jobs import input_config_map, job_manifest, job_name, run_pod_settings
 from .jobs_api import JobsApi
 from .profiles import ClusterFacts
 from .run_folders import ClaimsApi, RunFolderGone, RunFolders, RunFolderSettings
@@ -206,7 +206,7 @@ class JobExecutor(Executor):
         code = 0 if result.status == "succeeded" else result.exit_code
         oom = ""
         if result.status == "failed" and result.out_of_memory:
-            limit = profile_of(spec).resources.memory_limit
+            limit = spec.profile.resources.memory_limit
             shown = format_memory(limit) if limit else "?"
             oom = f"the kernel was killed for using more than its memory limit ({shown})"
         timed_out = result.status == "timed_out"

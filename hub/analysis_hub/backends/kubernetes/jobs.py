@@ -23,14 +23,14 @@ Contract:
   container runs `notebook_runner.py` through the image's entry point (its
   start hooks and tini, as for a server), which runs papermill
   (`papermill_arguments`, as on the other backends) in a writable
-  `WORK_DIR` and frames the output notebook on stdout with `token`.
+  `images.RUN_DIR` and frames the output notebook on stdout with `token`.
   `spec.retries` is `backoffLimit`, `spec.timeout` `activeDeadlineSeconds`;
   `restartPolicy: Never` (a retry is a new pod); an evicted or preempted pod
   (`DisruptionTarget`) is retried without using up a retry; the Job and its
   pods stay `KEEP_FINISHED_SECONDS`. Job, pods and ConfigMap carry the run's
   labels (`run_names.run_labels`, exact names as annotations); the pods
   also `PIPELINE_RUN_LABEL`, the profile's own labels and `JOB_LABEL`. A
-  workflow's step mounts its run's folder claim at `RUN_FOLDER`, named by
+  workflow's step mounts its run's folder claim at `images.RUN_FOLDER`, named by
   `ANALYSIS_HUB_RUN_FOLDER`.
 """
 
@@ -39,15 +39,14 @@ from __future__ import annotations
 import json
 from importlib import resources
 
-from ...catalog import Profile, ResolvedProfile, Resources
+from ...images import JOVYAN_GID, JOVYAN_UID, RUN_DIR, RUN_FOLDER
 from ...pipelines.engine.executor import INPUT, PARAMETERS, papermill_arguments
 from ...pipelines.publishing.specs import RUN_FOLDER_ENV, RunSpec
-from .profiles import HOME, ClusterFacts, pod_override, team_volumes
+from .profiles import ClusterFacts, pod_override, team_volumes
 from .run_names import (
     KEEP_FINISHED_SECONDS,
     LABEL_PREFIX,
     PIPELINE_RUN_LABEL,
-    RUN_FOLDER,
     RUN_VOLUME,
     object_name,
     run_annotations,
@@ -57,11 +56,9 @@ from .run_names import (
 
 RUNNER = "notebook_runner.py"
 INPUT_DIR = "/etc/analysis-hub/run"  # the run's ConfigMap, read-only
-WORK_DIR = f"{HOME}/run"  # the pod's writable working folder (the docker backend's run folder too)
 INPUT_VOLUME, WORK_VOLUME = "run-input", "run-work"
 CONTAINER = "notebook"  # the container make_pod builds
 JOB_LABEL = LABEL_PREFIX + "job"  # on a Job's pods: which Job (and attempt series) they belong to
-RUN_UID, RUN_FS_GID = 1000, 100  # the images' jovyan; its group owns the volumes
 SERVER_PORT = 8888  # make_pod declares a port; a run listens on none, so the Job's pod drops it
 MAX_NOTEBOOK_BYTES = 900 * 1024
 MAX_CONFIG_MAP_BYTES = 1024 * 1024  # what the API server accepts in one ConfigMap's data
@@ -80,23 +77,9 @@ def runner_source() -> str:
     return resources.files(__package__).joinpath(RUNNER).read_text()
 
 
-def profile_of(spec: RunSpec) -> ResolvedProfile:
-    """The version's resolved profile (`spec.profile`), or one made of the spec's own limits."""
-    if spec.profile is not None:
-        return spec.profile
-    return ResolvedProfile(
-        profile=Profile(slug=spec.image, display_name=spec.image, image=spec.image),
-        choices={},
-        resources=Resources(None, spec.cpu_limit, None, spec.memory_limit, spec.gpus),
-        env=dict(spec.env),
-        node_selector={},
-        tolerations=[],
-    )
-
-
 def run_pod_settings(spec: RunSpec, cluster: ClusterFacts) -> dict:
     """A run pod's settings: the profile's (`pod_override`) and its team's folder."""
-    pod = pod_override(profile_of(spec), cluster)
+    pod = pod_override(spec.profile, cluster)
     # A run is its team's: that team's folder only, where a member's server has it.
     volumes, mounts = team_volumes(tuple(f for f in cluster.teams if f.team == spec.team), cluster)
     return {
@@ -137,7 +120,7 @@ def runner_arguments(spec: RunSpec, token: str) -> list[str]:
         "python",
         f"{INPUT_DIR}/{RUNNER}",
         INPUT_DIR,
-        WORK_DIR,
+        RUN_DIR,
         token,
         "--",
         "python",
@@ -170,7 +153,7 @@ def run_volumes(spec: RunSpec, name: str, pod: dict) -> tuple[list[dict], list[d
     mounts = [
         *pod.get("volume_mounts", []),
         {"name": INPUT_VOLUME, "mountPath": INPUT_DIR, "readOnly": True},
-        {"name": WORK_VOLUME, "mountPath": WORK_DIR},
+        {"name": WORK_VOLUME, "mountPath": RUN_DIR},
     ]
     if spec.step:  # a workflow's step: the run's shared folder, one claim per run
         claim = run_folder_claim_name(spec.team, spec.pipeline, spec.run_id)
@@ -197,12 +180,12 @@ def run_pod(spec: RunSpec, name: str, pod: dict, cluster: ClusterFacts, token: s
         image_pull_policy=cluster.image_pull_policy,
         image_pull_secrets=list(cluster.image_pull_secrets) or None,
         node_selector=pod.get("node_selector") or None,
-        uid=RUN_UID,
-        fs_gid=RUN_FS_GID,
+        uid=JOVYAN_UID,
+        fs_gid=JOVYAN_GID,
         allow_privilege_escalation=False,
         container_security_context={"capabilities": {"drop": ["ALL"]}, "runAsNonRoot": True},
         env=run_env(spec, pod),
-        working_dir=WORK_DIR,
+        working_dir=RUN_DIR,
         volumes=volumes,
         volume_mounts=mounts,
         labels=pod_labels(spec, name, pod),

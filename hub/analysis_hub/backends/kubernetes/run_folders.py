@@ -4,7 +4,7 @@ Contract:
 - `run_folder_claim(spec, settings, copy_of)` (pure) is a workflow run's
   shared folder: one `PersistentVolumeClaim` per run
   (`run_names.run_folder_claim_name`) that every step's Job mounts at
-  `run_names.RUN_FOLDER`; a repair's starts as a clone of the repaired run's
+  `images.RUN_FOLDER`; a repair's starts as a clone of the repaired run's
   claim (`dataSource`: CSI volume cloning, same storage class). Its size,
   class and access mode are `RunFolderSettings` (`pipelines.run_folder_*`).
 - `ensure(spec, copy_of)` runs before each step's Job is created: it

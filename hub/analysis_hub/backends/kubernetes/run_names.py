@@ -13,9 +13,9 @@ Contract:
 - `PIPELINE_RUN_LABEL` is on every run pod: the chart's NetworkPolicy for
   pipeline runs selects it (helm/analysis-hub/templates/_helpers.tpl,
   `analysis-hub.pipelineRunSelector`).
-- `RUN_FOLDER` is where a workflow run's shared folder is mounted in each
-  step's pod (the docker backend uses the same path); `run_folder_claim_name`
-  names that folder's claim, one per run.
+- `run_folder_claim_name` names the claim of a workflow run's shared folder,
+  one per run (mounted in each step's pod at `images.RUN_FOLDER`, the docker
+  backend's path too).
 - `KEEP_FINISHED_SECONDS`: a finished run's Job and pods stay a week (for
   kubectl), and a run folder that may still be repaired as long.
 """
@@ -26,13 +26,11 @@ import hashlib
 import re
 
 from ...pipelines.publishing.specs import RunSpec
-from .profiles import HOME
 
 LABEL_PREFIX = "analysis-hub/"
 PIPELINE_RUN_LABEL = {LABEL_PREFIX + "pipeline-run": "true"}
 RUN_FOLDER_LABEL = {LABEL_PREFIX + "run-folder": "true"}  # on every run folder's claim
 KEEP_FINISHED_SECONDS = 7 * 86400
-RUN_FOLDER = f"{HOME}/run-folder"  # a workflow run's shared folder in every step; docker's path too
 RUN_VOLUME = "run-folder"
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from ...images import discover_images, hadoop_images
 from ...kernels import kernel_display_name
-from ...teams import member_teams
+from ...teams import member_teams, team_claim_problems
+from .. import Backend
 from .profiles import ClusterFacts
 
 
@@ -34,7 +35,7 @@ def cluster_facts(settings) -> ClusterFacts:
     )
 
 
-class KubernetesBackend:
+class KubernetesBackend(Backend):
     name = "kubernetes"
 
     def apply(self, settings, c, host) -> None:
@@ -55,8 +56,15 @@ class KubernetesBackend:
         spawner.container_security_context = {"capabilities": {"drop": ["ALL"]}, "runAsNonRoot": True}
         spawner.automount_service_account_token = False
 
-    def preflight(self, settings, host) -> list[str]:
-        return []
+    def check(self, settings) -> list[str]:
+        return team_claim_problems(settings.teams, settings.kubernetes.team_claims)
+
+    def start_timeout(self, settings) -> int:
+        return settings.kubernetes.start_timeout
+
+    def pipelines_url(self, settings, prefix) -> str:
+        # z2jh's proxy Service; user pods may reach the proxy's HTTP port.
+        return f"http://proxy-public{prefix}"
 
     def executor(self, settings):
         from .job_executor import job_executor

@@ -41,7 +41,6 @@ from ...auth import PasswordStore, ensure_initial_passwords
 from ...config import (
     CULLER_MODULE,
     PIPELINES_SERVICE,
-    HostFacts,
     add_pipelines_roles,
     apply_policy,
     pipelines_oauth,
@@ -49,6 +48,8 @@ from ...config import (
 from ...credentials import CRYPT_KEY_ENV, Credentials, load_credentials
 from ...oauth import discover_oidc_endpoints
 from ...settings import Settings, SettingsError, load_settings
+from .. import HostFacts, backend_for
+from .wiring import BACKEND
 
 # Set from the chart's Secret `analysis-hub-initial-admin` (templates/initial-admin.yaml). Not
 # ANALYSIS_HUB_*: that prefix is read as settings overrides.
@@ -58,7 +59,7 @@ Z2JH_HOST = HostFacts(is_root=False, cgroups_writable=False)
 
 
 def apply_under_z2jh(settings: Settings, c: Config, credentials: Credentials) -> Config:
-    if settings.backend != "kubernetes":
+    if backend_for(settings) is not BACKEND:
         raise SettingsError("backend", ["backend: must be 'kubernetes' under the Zero to JupyterHub chart"])
     oauth = getattr(settings.auth, settings.auth.type, None)
     if oauth is not None and not oauth.callback_url:

@@ -49,6 +49,7 @@ from ...runtime.sandbox import Placement, Sandbox, shared_sandbox
 from ...runtime.team_folders import TeamFolderError
 from ...runtime.unix_users import team_run_username
 from ...teams import member_teams
+from .translate import run_placement, team_folders_root
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ class LocalExecutor(Executor):
 
     async def run(self, spec: RunSpec, notebook: str, out_dir: Path) -> RunOutcome:
         out_dir.mkdir(parents=True, exist_ok=True)
-        out_dir.chmod(PRIVATE_DIR)  # the run user's and the service's only (see state.py)
+        out_dir.chmod(PRIVATE_DIR)  # the run user's and the service's only (store/state_folder.py)
         if spec.run_folder is not None:
             spec.run_folder.mkdir(exist_ok=True)
             for path in _workflow_folders(spec, out_dir)[:3]:
@@ -96,20 +97,14 @@ class LocalExecutor(Executor):
         (out_dir / INPUT).write_text(notebook)
         (out_dir / PARAMETERS).write_text(json.dumps(spec.parameters))
         user, home = self.run_users.for_team(spec.team) if self.run_users else (None, out_dir)
-        request = Placement(
-            name=spec.holder("-"),
-            owner=spec.holder("/"),
-            image=spec.image,
+        request = run_placement(
+            spec,
             user=user,
             home=home,
             workdir=out_dir,
-            memory_limit=spec.memory_limit,
-            cpu_limit=spec.cpu_limit,
-            gpus=spec.gpus,
             # A run is its team's: that team's folder only.
             teams=member_teams(self.teams, {spec.team}),
             teams_root=self.teams_root,
-            teams_home=out_dir,
         )
         try:
             placement = await self.sandbox.enter(request)
@@ -127,7 +122,11 @@ class LocalExecutor(Executor):
             code, timed_out = await self._papermill(spec, placement, env_dir, out_dir, log_path)
             oom = ""
             if code and not timed_out and self.sandbox.oom_killed(placement):
-                limit = format_memory(spec.memory_limit) if spec.memory_limit else "?"
+                limit = (
+                    format_memory(spec.profile.resources.memory_limit)
+                    if spec.profile.resources.memory_limit
+                    else "?"
+                )
                 oom = f"the kernel was killed for using more than its memory limit ({limit})"
         finally:
             self.sandbox.leave(placement)  # a kernel left behind by papermill must not outlive its run
@@ -197,6 +196,4 @@ def local_executor(settings) -> LocalExecutor:
     sandbox = shared_sandbox(
         settings.local.envs_dir, settings.images_dir, settings.local.python, pool, cgroup_parent
     )
-    from .wiring import team_folders_root
-
     return LocalExecutor(sandbox, run_users, dict(settings.teams), team_folders_root(settings))

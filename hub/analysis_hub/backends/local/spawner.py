@@ -2,7 +2,7 @@
 
 Contract, on top of LocalProcessSpawner:
 - The spawn form and `user_options` pick a profile from the catalog
-  (`catalog_spawner.CatalogProfiles`, shared with the docker backend); a
+  (`catalog_spawner.CatalogProfileForm`, shared with the docker backend); a
   request the catalog does not allow for the user's groups, or a GPU profile
   on a machine without enough GPUs, is refused with HTTP 400 before anything
   starts.
@@ -39,7 +39,7 @@ from ...runtime.sandbox import Placement, Sandbox, shared_sandbox
 from ...runtime.team_folders import TeamFolderError
 from ...runtime.unix_users import system_username
 from ..catalog_spawner import CatalogProfileForm
-from .translate import local_server_spec
+from .translate import server_placement
 
 
 class LocalProfileSpawner(CatalogProfileForm, LocalProcessSpawner):
@@ -73,23 +73,21 @@ class LocalProfileSpawner(CatalogProfileForm, LocalProcessSpawner):
     async def start(self):
         self.stop_reason = ""
         self._events = []
-        spec = local_server_spec(self.resolve_default_profile())
-        self.mem_limit, self.cpu_limit = spec.memory_limit, spec.cpu_limit
-        self.mem_guarantee, self.cpu_guarantee = spec.memory_guarantee, spec.cpu_guarantee
-        self._progress(5, f"Starting profile {spec.display_name}")
-        self._env = await self._ensure_environment(spec.image)
+        resolved = self.resolve_default_profile()
+        r = resolved.resources
+        # JupyterHub's own traits: the server sees them as $MEM_LIMIT, $CPU_LIMIT...
+        self.mem_limit, self.cpu_limit = r.memory_limit, r.cpu_limit
+        self.mem_guarantee, self.cpu_guarantee = r.memory_guarantee, r.cpu_guarantee
+        self._progress(5, f"Starting profile {resolved.profile.display_name}")
+        self._env = await self._ensure_environment(resolved.image)
         self.cmd = [str(self._env / "bin" / "jupyterhub-singleuser")]
-        self._profile_env = spec.env
-        request = Placement(
+        self._profile_env = dict(resolved.env)
+        request = server_placement(
+            resolved,
             name=self.system_user + (f"-{self.name}" if self.name else ""),
             owner=self.owner,
-            image=spec.image,
             user=self.system_user if self.isolate_users else None,
             home=self.home,
-            workdir=self.home,
-            memory_limit=spec.memory_limit,
-            cpu_limit=spec.cpu_limit,
-            gpus=spec.gpus,
             teams=self.team_folders,
             teams_root=Path(self.teams_dir) if self.teams_dir else None,
         )

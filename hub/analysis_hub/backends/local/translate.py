@@ -1,40 +1,83 @@
-"""Profile -> what the local backend runs: a pure translation.
+"""A resolved profile -> what the local backend runs: pure translations.
 
-The local backend runs a profile as a process from the image's Python
-environment, with the profile's limits enforced by cgroups. Node selectors
-and tolerations only mean something on Kubernetes and are left out here.
+Contract:
+- `server_placement(resolved, ...)` and `run_placement(spec, ...)` are the
+  sandbox's `Placement` for a user's server and for a pipeline run: the
+  profile's image, limits and GPUs, the one place the local backend reads
+  them. Guarantees have no meaning for one machine's cgroups (nothing else
+  is scheduled against them) and are left out, as are node selectors and
+  tolerations (Kubernetes only).
+- `team_folders_root(settings)` and `isolates_users(settings, host)` are the
+  settings' answers the spawner (via `wiring`) and the executor share.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from pathlib import Path
 
 from ...catalog import ResolvedProfile
+from ...runtime.sandbox import Placement
+from ...teams import TeamFolder
 
 
-@dataclass(frozen=True)
-class LocalServerSpec:
-    slug: str
-    display_name: str
-    image: str
-    env: dict[str, str]
-    cpu_guarantee: float | None
-    cpu_limit: float | None
-    memory_guarantee: int | None
-    memory_limit: int | None
-    gpus: int
-
-
-def local_server_spec(resolved: ResolvedProfile) -> LocalServerSpec:
+def server_placement(
+    resolved: ResolvedProfile,
+    *,
+    name: str,
+    owner: str,
+    user: str | None,
+    home: Path,
+    teams: tuple[TeamFolder, ...],
+    teams_root: Path | None,
+) -> Placement:
     r = resolved.resources
-    return LocalServerSpec(
-        slug=resolved.slug,
-        display_name=resolved.profile.display_name,
+    return Placement(
+        name=name,
+        owner=owner,
         image=resolved.image,
-        env=dict(resolved.env),
-        cpu_guarantee=r.cpu_guarantee,
-        cpu_limit=r.cpu_limit,
-        memory_guarantee=r.memory_guarantee,
+        user=user,
+        home=home,
+        workdir=home,
         memory_limit=r.memory_limit,
+        cpu_limit=r.cpu_limit,
         gpus=r.gpus,
+        teams=teams,
+        teams_root=teams_root,
     )
+
+
+def run_placement(
+    spec,
+    *,
+    user: str | None,
+    home: Path,
+    workdir: Path,
+    teams: tuple[TeamFolder, ...],
+    teams_root: Path | None,
+) -> Placement:
+    """A run (a workflow's step) in its own folder `workdir`, holding what its step holds."""
+    r = spec.profile.resources
+    return Placement(
+        name=spec.holder("-"),
+        owner=spec.holder("/"),
+        image=spec.image,
+        user=user,
+        home=home,
+        workdir=workdir,
+        memory_limit=r.memory_limit,
+        cpu_limit=r.cpu_limit,
+        gpus=r.gpus,
+        teams=teams,
+        teams_root=teams_root,
+        teams_home=workdir,
+    )
+
+
+def team_folders_root(settings) -> Path:
+    """Where the team folders live on this machine, for servers and pipeline runs alike."""
+    return settings.data_dir / "teams"
+
+
+def isolates_users(settings, host) -> bool:
+    local = settings.local
+    return local.isolation == "unix-users" or (local.isolation == "auto" and host.is_root)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import OneMachine
+from .translate import isolates_users, team_folders_root
 
 
 class LocalBackend(OneMachine):
@@ -52,20 +53,13 @@ class LocalBackend(OneMachine):
                 )
         return problems
 
+    def start_timeout(self, settings) -> int:
+        return settings.local.start_timeout
+
     def executor(self, settings):
         from .executor import local_executor
 
         return local_executor(settings)
-
-
-def team_folders_root(settings) -> Path:
-    """Where the team folders live on this machine, for servers and pipeline runs alike."""
-    return settings.data_dir / "teams"
-
-
-def isolates_users(settings, host) -> bool:
-    local = settings.local
-    return local.isolation == "unix-users" or (local.isolation == "auto" and host.is_root)
 
 
 BACKEND = LocalBackend()

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..publishing.specs import RUN_FOLDER_ENV, RunSpec, stored_profile
+from ...catalog import ResolvedProfile
+from ..publishing.specs import RunSpec
 from ..publishing.workflow_spec import WorkflowStep, steps_from_stored
 from .dag import NOTEBOOK
 
@@ -49,9 +50,11 @@ def version_steps(version) -> list[WorkflowStep]:
 
 
 def step_facts(step: WorkflowStep) -> dict:
-    """A step as a run's history shows it: what it waits for, and what it ran with."""
+    """A step as a run's history shows it: what it waits for, what it ran with, and a gate's
+    approvers (known before the gate is reached)."""
     limits = {k: step.resources.get(k) for k in ("cpu_limit", "memory_limit", "gpus")}
-    return {"after": list(step.depends_on), "kind": step.kind, "profile": step.profile, **limits}
+    facts = {"after": list(step.depends_on), "kind": step.kind, "profile": step.profile, **limits}
+    return {**facts, "approvers": step.approvers}
 
 
 def is_workflow(version) -> bool:
@@ -97,42 +100,20 @@ def step_spec(
     copy_of: int | None = None,
 ) -> RunSpec:
     assert step.kind == NOTEBOOK
-    settings = step.resources
-    profile = stored_profile(_ProfileRow(step))
-    env = dict(settings.get("env") or {})
-    if shared is not None:
-        env[RUN_FOLDER_ENV] = str(shared)  # executors that mount it elsewhere rewrite this
     return RunSpec(
         run_id=run_id,
         team=team,
         pipeline=pipeline,
         version=version_number,
-        image=step.image,
+        profile=ResolvedProfile.from_stored(step.profile, step.image, step.choices, step.resources),
         kernel=step.kernel,
         parameters=parameters,
-        env=env,
-        cpu_limit=settings.get("cpu_limit"),
-        memory_limit=settings.get("memory_limit"),
-        gpus=settings.get("gpus") or 0,
         timeout=timeout,
         retries=retries,
-        profile=profile,
         step=step.name if workflow else None,
         run_folder=shared,
         run_folder_copy_of=copy_of,
     )
-
-
-class _ProfileRow:
-    """A step seen as the version columns `specs.stored_profile` reads."""
-
-    def __init__(self, step: WorkflowStep):
-        self.profile, self.image, self.choices, self.resources = (
-            step.profile,
-            step.image,
-            step.choices,
-            step.resources,
-        )
 
 
 def run_spec(

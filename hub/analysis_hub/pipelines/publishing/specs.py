@@ -1,9 +1,6 @@
 """Pure translations for pipelines: requests to versions and deployments, versions to run specs.
 
 Contract:
-- `version_settings(resolved)` is what a version records of its profile: the
-  resolved resources, env, node selector and tolerations, so a version runs
-  with what it was published with even after the catalog changes.
 - `merge_deployment(current, request)` is the deployment a change asks for:
   fields the request leaves out keep their values; a request naming a schedule
   but no trigger gets the default trigger for it (`triggers.default_trigger`),
@@ -12,21 +9,23 @@ Contract:
   a time zone, concurrency, timeout, retries, parameters) and returns the
   fields to store, or raises `SpecError` naming each bad field.
 - `RunSpec` is everything an executor needs for one run (of a workflow: one
-  step; `steps.step_spec` builds it): which version of which pipeline,
-  image, limits, env, the merged and typed parameters, kernel and timeout.
+  step; `steps.step_spec` builds it): which version of which pipeline, its
+  resolved profile (image, resources, env: nothing copied out of it), the
+  merged and typed parameters, kernel and timeout.
 - `NAME_RE`: pipeline and team names are short slugs, never paths.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ...catalog import Profile, ResolvedProfile, Resources, Toleration
+from ...catalog import ResolvedProfile
 from ..triggers import AFTER, AFTER_ON, CRON, TRIGGERS, default_trigger
 from .cron_words import cron_trigger
+from .errors import SpecError
 from .notebooks import NotebookError, Parameter, coerce_parameters
 
 RUN_FOLDER_ENV = "ANALYSIS_HUB_RUN_FOLDER"  # a workflow step's shared run folder, in the step
@@ -34,32 +33,23 @@ NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 CONCURRENCY = ("forbid", "allow")
 
 
-class SpecError(ValueError):
-    """A request the service refuses; the message names the field and what is allowed."""
-
-
 @dataclass(frozen=True)
 class RunSpec:
     """One run as an executor sees it. `team`, `pipeline` and `version` name what runs (an
     executor that stores something per version in `prepare` names it by them); `run_id` is 0
-    in the spec `prepare` gets, when no run exists yet. `gpus` is for GPU allocation."""
+    in the spec `prepare` gets, when no run exists yet. `profile` is the version's resolved
+    profile, which each backend's translation reads (every backend reserves what it says)."""
 
     run_id: int
     team: str
     pipeline: str
     version: int
-    image: str
+    profile: ResolvedProfile
     kernel: str
     parameters: dict
-    env: dict[str, str] = field(default_factory=dict)
-    cpu_limit: float | None = None
-    memory_limit: int | None = None
-    gpus: int = 0
     timeout: int = 3600
-    # For executors that retry a run themselves (a Kubernetes Job's backoffLimit) and build the version's
-    # pod from its resolved profile (the Kubernetes translation); the others ignore both.
+    # For executors that retry a run themselves (a Kubernetes Job's backoffLimit); the others ignore it.
     retries: int = 0
-    profile: ResolvedProfile | None = None
     # A workflow's step: its name (None for a single-notebook version), and the run's folder
     # that all its steps share (`RUN_FOLDER_ENV` names it inside the step), where the
     # backend has one on this machine (local, docker; Kubernetes mounts its own per-run volume).
@@ -68,6 +58,17 @@ class RunSpec:
     # A repair's: the run whose shared folder this run's starts as a copy of. The service
     # copies `run_folder` itself; an executor that keeps run folders elsewhere (Kubernetes) copies.
     run_folder_copy_of: int | None = None
+
+    @property
+    def image(self) -> str:
+        return self.profile.image
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The profile's environment, and a workflow step's run folder where it is on this machine
+        (an executor that mounts the folder elsewhere sets `RUN_FOLDER_ENV` to its path there)."""
+        folder = {RUN_FOLDER_ENV: str(self.run_folder)} if self.run_folder is not None else {}
+        return {**self.profile.env, **folder}
 
     def holder(self, separator: str) -> str:
         """The name of what this run (a workflow's step: this step) holds while it executes, its
@@ -82,34 +83,6 @@ def check_name(kind: str, name: str) -> str:
             f"{kind}: {shown} is not a valid name (lower-case letters, digits and '-', at most 63)"
         )
     return name
-
-
-def version_settings(resolved: ResolvedProfile) -> dict:
-    r = resolved.resources
-    return {
-        "cpu_guarantee": r.cpu_guarantee,
-        "cpu_limit": r.cpu_limit,
-        "memory_guarantee": r.memory_guarantee,
-        "memory_limit": r.memory_limit,
-        "gpus": r.gpus,
-        "env": dict(resolved.env),
-        "node_selector": dict(resolved.node_selector),
-        "tolerations": [t.model_dump(exclude_none=True) for t in resolved.tolerations],
-    }
-
-
-def stored_profile(version) -> ResolvedProfile:
-    """The resolved profile a version recorded, as every backend's translation takes it."""
-    settings = version.resources
-    resource_keys = ("cpu_guarantee", "cpu_limit", "memory_guarantee", "memory_limit", "gpus")
-    return ResolvedProfile(
-        profile=Profile(slug=version.profile, display_name=version.profile, image=version.image),
-        choices=dict(version.choices),
-        resources=Resources(**{k: settings.get(k) or (0 if k == "gpus" else None) for k in resource_keys}),
-        env=dict(settings.get("env") or {}),
-        node_selector=dict(settings.get("node_selector") or {}),
-        tolerations=[Toleration(**t) for t in settings.get("tolerations") or []],
-    )
 
 
 def declared_parameters(version_parameters: dict) -> dict[str, Parameter]:

@@ -50,7 +50,7 @@ from ..store.models import AuditEvent, Pipeline, Version
 from ..store.repository import TeamRepository
 from ..web.views import version_view
 from .notebooks import NotebookError, kernel_name, notebook_parameters, read_notebook, strip_outputs
-from .specs import SpecError, check_name, version_settings
+from .specs import SpecError, check_name
 from .workflow_spec import SPEC_FILE, check_workflow, declared_run_parameters, stored_steps
 
 NOTEBOOK_FILE = "notebook.ipynb"  # a single-notebook version's one file
@@ -61,7 +61,7 @@ def _profile_columns(resolved: ResolvedProfile) -> dict:
     return {
         "profile": resolved.slug,
         "choices": resolved.choices,
-        "resources": version_settings(resolved),
+        "resources": resolved.to_stored(),
         "image": resolved.image,
     }
 

@@ -46,7 +46,7 @@ import yaml
 from ...quantities import parse_duration
 from ..engine.dag import APPROVAL, NOTEBOOK, Step, ancestors, parse_condition
 from .notebooks import NotebookError, Parameter, coerce_parameters, kernel_name, notebook_parameters
-from .specs import SpecError, version_settings
+from .specs import SpecError
 
 SPEC_FILE = "pipeline.yaml"
 STEP_NAME = r"^[a-z][a-z0-9_]{0,39}$"
@@ -68,7 +68,7 @@ class WorkflowStep:
     notebook: str | None = None
     profile: str | None = None
     choices: dict = field(default_factory=dict)
-    resources: dict = field(default_factory=dict)  # specs.version_settings of the profile
+    resources: dict = field(default_factory=dict)  # the resolved profile's `to_stored()`
     image: str | None = None
     kernel: str | None = None
     declared: dict = field(default_factory=dict)  # the notebook's parameters: name -> {type, default}
@@ -185,7 +185,7 @@ def check_workflow(text: str, notebooks: dict, resolve) -> list[WorkflowStep]:
             problems.append(f"{where}: profile: {str(e).removeprefix('profile: ')}")
             continue
         step |= {"notebook": file, "profile": resolved.slug, "choices": resolved.choices}
-        step |= {"resources": version_settings(resolved), "image": resolved.image}
+        step |= {"resources": resolved.to_stored(), "image": resolved.image}
         step |= {"kernel": kernel_name(nb), "parameters": values}
         step["declared"] = {k: p.to_json() for k, p in declared.items()}
         steps.append(WorkflowStep(**step))
