@@ -267,6 +267,8 @@ def apply_spawner(settings: Settings, c: Config) -> None:
     # Servers report real activity as often as the culler looks at it (every backend,
     # z2jh's included: its culler runs every `cull.every`, which the chart copies here).
     spawner.activity_interval = settings.culler.every
+    # The forms name the site's idle timeout for profiles without their own (0: never culled).
+    spawner.site_idle_timeout = settings.culler.timeout if settings.culler.enabled else 0
     # One pool of the machine's GPUs for the hub's servers and the pipelines' runs.
     spawner.gpu_state_file = str(settings.gpu_state_file)
     # Server sessions for `analysis-hub usage` (chargeback), beside the hub's database.

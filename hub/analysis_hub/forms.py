@@ -3,7 +3,9 @@
 Pure: profiles in, HTML out (Jinja2 with autoescaping, the template beside
 this module). Options that need more GPUs than the machine has are shown
 disabled with the reason, so the form never offers what the hub would refuse.
-A profile with an `idle_timeout` range offers its timeouts (default selected).
+A profile with an `idle_timeout` range offers its timeouts (default selected);
+without a default of its own, the site's comes first, with its length
+(`site_idle_timeout`: the culler's timeout in seconds, 0 when it is off).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from .catalog import Profile, resolve
-from .idle_timeouts import timeout_choices
+from .idle_timeouts import site_default_text, timeout_choices
 from .quantities import format_cpu, format_duration, format_memory
 
 _TEMPLATES = Environment(
@@ -33,8 +35,10 @@ def gpu_shortfall(needed: int, available: int | None) -> str:
     return f"needs {needed} GPUs; this machine has {available}"
 
 
-def render_profile_form(profiles: list[Profile], gpus_available: int | None = None) -> str:
-    views = [_profile_view(p, gpus_available) for p in profiles]
+def render_profile_form(
+    profiles: list[Profile], gpus_available: int | None = None, site_idle_timeout: int | None = None
+) -> str:
+    views = [_profile_view(p, gpus_available, site_idle_timeout) for p in profiles]
     selectable = [v for v in views if not v["unavailable"]]
     default = next((p.slug for p in profiles if p.default), None)
     if default not in {v["slug"] for v in selectable}:
@@ -42,7 +46,7 @@ def render_profile_form(profiles: list[Profile], gpus_available: int | None = No
     return _TEMPLATES.get_template("profile_form.html").render(profiles=views, selected=default)
 
 
-def _profile_view(profile: Profile, gpus_available: int | None) -> dict:
+def _profile_view(profile: Profile, gpus_available: int | None, site_idle_timeout: int | None) -> dict:
     choices = []
     for name, choice in profile.choices.items():
         options = []
@@ -78,12 +82,12 @@ def _profile_view(profile: Profile, gpus_available: int | None) -> dict:
         "resources_by_choice": json.dumps(by_choice) if choices else "",
         "allowed_groups": profile.allowed_groups,
         "choices": choices,
-        "idle_timeout": _idle_timeout_view(profile),
+        "idle_timeout": _idle_timeout_view(profile, site_idle_timeout),
         "unavailable": gpu_shortfall(resources.gpus, gpus_available),
     }
 
 
-def _idle_timeout_view(profile: Profile) -> dict | None:
+def _idle_timeout_view(profile: Profile, site_idle_timeout: int | None) -> dict | None:
     """The timeouts offered; without a profile default, the site's (value "") is selected."""
     bounds = profile.idle_timeout
     if bounds is None:
@@ -91,7 +95,7 @@ def _idle_timeout_view(profile: Profile) -> dict | None:
     default = bounds.seconds[2]
     options = [{"value": str(s), "text": format_duration(s)} for s in timeout_choices(bounds)]
     if default is None:
-        options.insert(0, {"value": "", "text": "the site's default"})
+        options.insert(0, {"value": "", "text": site_default_text(site_idle_timeout)})
     return {"default": "" if default is None else str(default), "options": options}
 
 

@@ -10,6 +10,9 @@ Contract (pure):
   (no request and no default, or no bounds at all). It raises `ValueError`
   naming the range.
 - `timeout_choices(bounds)` lists the values the spawn form offers.
+- `site_default_text(site_timeout)` is how the forms and the home page name
+  the site's default: "10m (the site's default)"; 0: the culler is off,
+  "never (the site's default)"; None: not known here, "the site's default".
 
 The chosen seconds travel in the server's `user_options` (`IDLE_TIMEOUT_KEY`),
 which the hub's REST API shows to the culler (`culling.py`).
@@ -92,6 +95,12 @@ def choose_idle_timeout(slug: str, bounds: IdleTimeout | None, requested: str | 
             f" pick one from {bounds.text}"
         )
     return seconds
+
+
+def site_default_text(site_timeout: int | None) -> str:
+    if site_timeout is None:
+        return "the site's default"
+    return f"{format_duration(site_timeout) if site_timeout else 'never'} (the site's default)"
 
 
 def timeout_choices(bounds: IdleTimeout) -> list[int]:

@@ -138,6 +138,7 @@ def test_culler_follows_settings(tmp_path):
     service = by_name(c.JupyterHub.services, "idle-culler")
     assert "--timeout=30" in service["command"] and "--cull-every=5" in service["command"]
     assert c.CatalogSpawner.activity_interval == 5
+    assert c.CatalogSpawner.site_idle_timeout == 30  # what the forms name as the site's default
 
 
 def test_culler_disabled(tmp_path):
@@ -146,6 +147,7 @@ def test_culler_disabled(tmp_path):
     assert c.JupyterHub.services == []
     assert c.JupyterHub.load_roles == []
     assert c.CatalogSpawner.activity_interval == 45
+    assert c.CatalogSpawner.site_idle_timeout == 0  # the forms say "never"
 
 
 def test_spawner_class_and_paths(tmp_path):

@@ -177,7 +177,8 @@ def test_card_resources_follow_every_combination_of_choices(repo_catalog):
 
 def test_form_offers_each_profiles_idle_timeouts_and_they_become_user_options():
     """A profile's idle-timeout range is a drop-down named idle_timeout.<slug> (its default selected,
-    or "the site's default" when it has none); the submitted value travels as user_options."""
+    or the site's, named with its length, when it has none); the submitted value travels as
+    user_options."""
     from analysis_hub.selection import options_from_form
 
     ranged = Profile(
@@ -190,13 +191,16 @@ def test_form_offers_each_profiles_idle_timeouts_and_they_become_user_options():
         slug="tf", display_name="TF", image="tensorflow", idle_timeout={"min": "10m", "max": "20m"}
     )
     plain = Profile(slug="plain", display_name="Plain", image="tensorflow")
-    form = parse(render_profile_form([ranged, site, plain]))
+    form = parse(render_profile_form([ranged, site, plain], site_idle_timeout=600))
     spark = {value: attrs for (name, value), attrs in form.options.items() if name == "idle_timeout.spark"}
     assert list(spark) == ["600", "900", "1200", "1800", "2700", "3600"]
     assert [v for v, attrs in spark.items() if "selected" in attrs] == ["1800"]
     assert spark["2700"]["text"].strip() == "45m" and spark["3600"]["text"].strip() == "1h"
     tf = {value: attrs for (name, value), attrs in form.options.items() if name == "idle_timeout.tf"}
     assert list(tf) == ["", "600", "900", "1200"] and "selected" in tf[""]
+    assert tf[""]["text"].strip() == "10m (the site's default)"
+    never = parse(render_profile_form([site], site_idle_timeout=0)).options[("idle_timeout.tf", "")]
+    assert never["text"].strip() == "never (the site's default)"
     assert not any(name == "idle_timeout.plain" for name, _ in form.options)
     chosen = options_from_form(
         {"profile": ["spark"], "idle_timeout.spark": ["2700"], "idle_timeout.tf": ["600"]}

@@ -144,3 +144,15 @@ def test_the_charts_servers_values_reach_the_hubs_settings_and_bad_ones_are_refu
         render_chart({"settings": {"servers": {"max_per_user": 0}}})
     with pytest.raises(helm.HelmValuesError, match="additional properties 'max_servers' not allowed"):
         render_chart({"settings": {"servers": {"max_servers": 2}}})
+
+
+def test_the_kubespawner_form_names_the_sites_idle_timeout():
+    """A profile without its own default idle timeout offers the site's first, with its length."""
+    from analysis_hub.backends.kubernetes.profiles import idle_timeout_option
+    from analysis_hub.catalog import Profile
+
+    profile = Profile(
+        slug="tf", display_name="TF", image="tensorflow", idle_timeout={"min": "10m", "max": "20m"}
+    )
+    site = idle_timeout_option(profile, 600)["choices"][""]
+    assert site["display_name"] == "10m (the site's default)" and site["default"]

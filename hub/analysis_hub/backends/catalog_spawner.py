@@ -48,7 +48,7 @@ from traitlets.config import LoggingConfigurable
 from ..catalog import Catalog, ResolvedProfile
 from ..catalog_source import CatalogSource
 from ..forms import gpu_shortfall, render_profile_form, resources_text
-from ..idle_timeouts import IDLE_TIMEOUT_KEY
+from ..idle_timeouts import IDLE_TIMEOUT_KEY, site_default_text
 from ..metrics import register_state, team_of
 from ..quantities import format_duration
 from ..runtime.gpus import GpuPool, GpuUnavailable, machine_gpu_pool
@@ -73,6 +73,12 @@ class CatalogSpawner(LoggingConfigurable):
         Unicode(), config=True, help="image names profiles may use; empty: the images under images_dir"
     )
     activity_interval = Integer(60, config=True, help="seconds between the server's activity reports")
+    site_idle_timeout = Integer(
+        None,
+        allow_none=True,
+        config=True,
+        help="the culler's timeout for servers without their own, seconds (0: no culler; None: unknown)",
+    )
     pipelines_url = Unicode(
         "", config=True, help="the pipelines service's URL as servers reach it; '' when they can't"
     )
@@ -178,7 +184,9 @@ class CatalogSpawner(LoggingConfigurable):
         return {
             "profile": resolved.profile.display_name,
             "resources": resources_text(resolved.resources),
-            "idle_timeout": format_duration(timeout) if timeout else "the site's default",
+            "idle_timeout": format_duration(timeout)
+            if timeout
+            else site_default_text(self.site_idle_timeout),
         }
 
     def running_siblings(self) -> list[RunningServer]:
@@ -300,7 +308,7 @@ class CatalogProfileForm(CatalogSpawner):
     def _default_options_form(self):
         def form(spawner):
             profiles = spawner.catalog.allowed_for(spawner.user_groups)
-            return render_profile_form(profiles, spawner.gpu_pool.total)
+            return render_profile_form(profiles, spawner.gpu_pool.total, spawner.site_idle_timeout)
 
         return form
 

@@ -45,7 +45,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ...catalog import Profile, ResolvedProfile, resolve
-from ...idle_timeouts import IDLE_TIMEOUT_KEY, timeout_choices
+from ...idle_timeouts import IDLE_TIMEOUT_KEY, site_default_text, timeout_choices
 from ...kernels import container_command, container_kernel_env
 from ...quantities import format_duration
 from ...teams import TeamFolder, unix_group_name
@@ -166,7 +166,10 @@ def team_volumes(folders: tuple[TeamFolder, ...], cluster: ClusterFacts) -> tupl
 
 
 def profile_list_entries(
-    profiles: list[Profile], cluster: ClusterFacts, default_slug: str | None = None
+    profiles: list[Profile],
+    cluster: ClusterFacts,
+    default_slug: str | None = None,
+    site_idle_timeout: int | None = None,
 ) -> list[dict]:
     entries = []
     for profile in profiles:
@@ -201,14 +204,16 @@ def profile_list_entries(
                 for name, choice in profile.choices.items()
             }
         if profile.idle_timeout:
-            entry.setdefault("profile_options", {})[IDLE_TIMEOUT_KEY] = idle_timeout_option(profile)
+            entry.setdefault("profile_options", {})[IDLE_TIMEOUT_KEY] = idle_timeout_option(
+                profile, site_idle_timeout
+            )
         entries.append(entry)
     if entries and not any(e["default"] for e in entries):
         entries[0]["default"] = True
     return entries
 
 
-def idle_timeout_option(profile: Profile) -> dict:
+def idle_timeout_option(profile: Profile, site_idle_timeout: int | None = None) -> dict:
     """The profile's idle timeouts as a KubeSpawner profile option (seconds; "" is the site's)."""
     default = profile.idle_timeout.seconds[2]
     choices = {
@@ -221,7 +226,11 @@ def idle_timeout_option(profile: Profile) -> dict:
     }
     if default is None:
         choices = {
-            "": {"display_name": "the site's default", "default": True, "kubespawner_override": {}},
+            "": {
+                "display_name": site_default_text(site_idle_timeout),
+                "default": True,
+                "kubespawner_override": {},
+            },
             **choices,
         }
     return {"display_name": "Stop after idle for", "choices": choices}

@@ -92,5 +92,8 @@ def catalog_profile_list(spawner: CatalogKubeSpawner) -> list[dict]:
     """
     catalog = spawner.catalog
     return profile_list_entries(
-        catalog.allowed_for(spawner.user_groups), spawner.cluster, catalog.default.slug
+        catalog.allowed_for(spawner.user_groups),
+        spawner.cluster,
+        catalog.default.slug,
+        spawner.site_idle_timeout,
     )
