@@ -11,7 +11,7 @@ Contract:
 - `instance_services(instance)`: the managed services (idle culler,
   pipelines service) of the hub `instance` (`Settings.instance_name`),
   found by the `INSTANCE_ENV` variable the hub puts in their environment
-  (`config.managed_service`); readable for processes of this Unix user.
+  (`config.mark_managed_services`); readable for processes of this Unix user.
 - `stop_groups(pids, grace_s)` sends SIGTERM to each pid's process group,
   waits up to `grace_s`, then SIGKILLs what is left, and returns the pids it
   had to kill. The hub starts its proxy and services as the leaders of

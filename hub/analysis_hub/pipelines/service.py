@@ -12,7 +12,7 @@ Contract:
   | `schedules`   | `scheduler.py`   | the `cron` trigger's timers                    |
   | `runs`        | `runs.py`        | start, execute (an `Executor`), retry, notify  |
 
-  `web.py` calls the parts for what one part does alone (publish, run,
+  `web/app.py` calls the parts for what one part does alone (publish, run,
   delete...) and this object for what spans parts (summaries, deploy and
   rollback, which answer with the summary). Every method takes the
   calling `access.Caller` and raises `Forbidden` (403), `NotFound` (404),
