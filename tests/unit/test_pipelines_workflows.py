@@ -65,7 +65,9 @@ async def test_three_steps_run_in_order_each_in_its_profile_with_upstream_output
         "train": "tensorflow",
         "publish": "pytorch",
     }
-    assert len({s.image for s in specs.values()}) == 3 and all(s.profile.resources.gpus == 0 for s in specs.values())
+    assert len({s.image for s in specs.values()}) == 3 and all(
+        s.profile.resources.gpus == 0 for s in specs.values()
+    )
     memory = [specs[step].profile.resources.memory_limit for step in ("prepare", "train")]
     assert memory == [4 * 2**30, 6 * 2**30]
     assert specs["prepare"].parameters == {"rows": 1000}
