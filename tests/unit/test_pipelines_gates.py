@@ -67,7 +67,8 @@ async def test_a_run_waits_at_the_gate_holding_nothing_and_the_approvers_are_not
     assert f"<{url}|" in message["text"] and "ml-leads" in message["text"]
     [asked] = [e for e in pipelines.audit(ALICE, "data-team", "flow") if e["action"] == "approval-requested"]
     assert (asked["actor"], asked["after"]["run"], asked["after"]["step"]) == ("alice", run_id, "review")
-    assert (asked["after"]["approvers"], asked["after"]["deadline"]) == ("ml-leads", str(gate.deadline))
+    deadline = gate.deadline.isoformat() + "Z"  # UTC, said as the API says times
+    assert (asked["after"]["approvers"], asked["after"]["deadline"]) == ("ml-leads", deadline)
 
 
 async def test_someone_outside_the_approver_group_is_forbidden_and_nothing_changes(tmp_path, webhooks):
@@ -133,7 +134,7 @@ async def test_rejection_ends_the_run_rejected_with_downstream_skipped(tmp_path,
     run = run_row(pipelines, run_id)
     assert (run.status, run.reason) == (
         "rejected",
-        "step review rejected: rejected by dave: accuracy too good to be true",
+        "step review rejected by dave: “accuracy too good to be true”",
     )
     assert ("dave", "reject") in audit_actions(pipelines)
 
@@ -154,7 +155,7 @@ async def test_a_gate_past_its_deadline_rejects_with_the_actor_timeout(tmp_path,
     assert (rows["review"].status, rows["review"].decided_by) == ("rejected", "timeout")
     assert (rows["review"].comment, rows["review"].reason) == (
         "no decision within 1s",
-        "rejected by timeout: no decision within 1s",
+        "rejected: no decision within 1s",
     )
     assert rows["publish"].status == "skipped" and run_row(pipelines, run_id).status == "rejected"
     assert len(scripted.runs) == 2

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from analysis_hub.pipelines.web.humane import (
     ago,
+    changes,
     duration_chart,
     exact,
     form_parameters,
@@ -77,3 +78,25 @@ def test_the_run_form_gives_only_declared_parameters_as_strings():
     form = {"_xsrf": [b"t"], "param.n": [b"1", b"3"], "param.flag": [b"false"], "param.evil": [b"x"]}
     declared = {"n": {"type": "int", "default": 2}, "flag": {"type": "bool", "default": True}}
     assert form_parameters(declared, form) == {"n": "3", "flag": "false"}
+
+
+def test_exact_times_carry_their_zone():
+    """UTC unless a zone is given (a schedule's: its next run in Paris time); an unknown zone falls
+    back to UTC rather than failing the page."""
+    assert exact("2026-12-07T05:00:00Z") == "2026-12-07 05:00:00 UTC"
+    assert exact("2026-12-07T05:00:00Z", "Europe/Paris") == "2026-12-07 06:00:00 CET"
+    assert exact("2026-07-07T05:00:00Z", "Europe/Paris") == "2026-07-07 07:00:00 CEST"
+    assert exact("2026-12-07T05:00:00Z", "Mars/Olympus") == "2026-12-07 05:00:00 UTC"
+    assert exact(None) == ""
+
+
+def test_an_audit_event_says_what_it_changed():
+    """Only the fields that differ, old → new; seconds as a duration, times with their zone (also an
+    older event's str() of a datetime), None as "none"; a one-sided event says its fields."""
+    before = {"active_version": 1, "timeout": 3600, "schedule": "0 6 * * 1-5", "paused": False}
+    after = {"active_version": 1, "timeout": 120, "schedule": None, "paused": False}
+    assert changes(before, after) == ["timeout: 1 h → 2 min", "schedule: 0 6 * * 1-5 → none"]
+    assert changes(before, before) == ["no change"]
+    asked = {"run": 3, "approvers": "ml-leads", "deadline": "2026-12-06 13:06:22.409509"}
+    assert changes(None, asked) == ["run: 3", "approvers: ml-leads", "deadline: 2026-12-06 13:06:22 UTC"]
+    assert changes({"kept": ["prepare"]}, None) == ['kept: ["prepare"]']

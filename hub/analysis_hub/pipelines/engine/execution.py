@@ -58,6 +58,17 @@ log = logging.getLogger(__name__)
 ELSEWHERE_POLL_S = 2.0
 
 
+def received_parameters(steps: list, name: str, run: Run, workflow: bool) -> dict:
+    """What papermill gets for step `name` of `run` (`steps`: its version's): the run's values and
+    the recorded outputs of the steps upstream of it only (another branch's outputs may or may not
+    be recorded yet, and a parameter must not depend on which finished first). The run page shows
+    these as what the step received."""
+    above = ancestors(dag_steps(steps), name)
+    upstream = {r.step: dict(r.outputs or {}) for r in run.steps if r.step in above and r.outputs}
+    step = next(s for s in steps if s.name == name)
+    return step_parameters(step, dict(run.parameters), upstream, workflow)
+
+
 class Execution:
     def __init__(
         self,
@@ -166,7 +177,9 @@ class Execution:
         run.status, run.reason = moves.status, moves.reason
         if moves.culprit is not None:
             culprit = rows[moves.culprit]
-            if workflow:
+            if workflow and culprit.kind == APPROVAL:  # the gate's reason says its decision itself
+                run.reason = f"step {moves.culprit} {culprit.reason}" if culprit.reason else moves.reason
+            elif workflow:
                 run.reason = f"{moves.reason}: {culprit.reason}" if culprit.reason else moves.reason
             else:  # failed or timed_out, with the step's own reason, as before workflows
                 run.status, run.reason = culprit.status, culprit.reason
@@ -185,10 +198,6 @@ class Execution:
             workflow = is_workflow(version)
             steps = {s.name: s for s in version_steps(version)}
             step = steps[name]
-            # Only the steps upstream of this one: another branch's outputs may or may not be
-            # recorded yet, and a parameter must not depend on which finished first.
-            above = ancestors(dag_steps(list(steps.values())), name)
-            upstream = {r.step: dict(r.outputs or {}) for r in run.steps if r.step in above and r.outputs}
             inside = self.executor.retries_itself
             retries = pipeline.retries if step.retries is None else step.retries
             timeout = min(step.timeout or pipeline.timeout, self._time_left(run, pipeline.timeout))
@@ -199,7 +208,7 @@ class Execution:
                 pipeline.name,
                 version.number,
                 step,
-                step_parameters(step, dict(run.parameters), upstream, workflow),
+                received_parameters(list(steps.values()), name, run, workflow),
                 max(math.ceil(timeout), 1),  # whole seconds, as executors (a Job's deadline) take them
                 retries if inside else 0,
                 run_folder(self.runs_root, run_id, workflow),

@@ -16,6 +16,9 @@ Contract:
   running) is left to its driver, woken here if it is this replica, else
   noticing at its next look (`execution.py`). The run's row is locked while
   the decision is recorded, so the two never miss each other.
+- `waiting_for(caller)`: the gates waiting for a decision of one of the
+  caller's groups (whatever team the pipeline is), soonest deadline first
+  (`views.waiting_gate_view`): what an approver is asked to do.
 - `expire()` rejects every gate past its deadline (the step's `timeout`,
   72 h by default), audited with the actor `timeout`; the service calls it
   every few seconds (replicas.keep_in_step).
@@ -29,7 +32,8 @@ from sqlalchemy import select
 
 from ...quantities import format_duration
 from ..access import Caller, Conflict, Forbidden, NotFound
-from ..store.models import AuditEvent, Run, StepRun, now
+from ..store.models import AuditEvent, Pipeline, Run, StepRun, now
+from ..web.views import iso, waiting_gate_view
 from . import notify
 
 log = logging.getLogger(__name__)
@@ -51,7 +55,8 @@ class Gates:
             run = db.get(Run, run_id)
             row = _gate(run, step)
             pipeline = run.pipeline
-            after = {"run": run_id, "step": step, "approvers": row.approvers, "deadline": str(row.deadline)}
+            deadline = iso(row.deadline)
+            after = {"run": run_id, "step": step, "approvers": row.approvers, "deadline": deadline}
             db.add(
                 AuditEvent(
                     actor=run.started_by,
@@ -89,6 +94,23 @@ class Gates:
         self._go_on(run_id, resumes)
         return view
 
+    def waiting_for(self, caller: Caller) -> list[dict]:
+        if not caller.groups:
+            return []
+        query = (
+            select(StepRun)
+            .join(Run, StepRun.run_id == Run.id)
+            .join(Pipeline, Run.pipeline_id == Pipeline.id)
+            .where(
+                StepRun.status == "waiting",
+                StepRun.approvers.in_(sorted(caller.groups)),
+                Pipeline.deleted_at.is_(None),
+            )
+            .order_by(StepRun.deadline, StepRun.id)
+        )
+        with self.sessions() as db:
+            return [waiting_gate_view(row) for row in db.scalars(query)]
+
     def expire(self) -> list[int]:
         """Reject the gates past their deadline; the runs they belong to (driven on from here)."""
         with self.sessions.begin() as db:
@@ -117,7 +139,10 @@ class Gates:
     def _record(self, db, run: Run, row: StepRun, actor: str, approve: bool, comment: str) -> dict:
         row.status = "approved" if approve else "rejected"
         row.decided_by, row.comment, row.finished_at = actor, comment[:2000], now()
-        row.reason = f"{row.status} by {actor}" + (f": {comment}" if comment else "")
+        if actor == TIMEOUT_ACTOR:  # "rejected: no decision within 3h"
+            row.reason = f"{row.status}: {comment}"
+        else:  # "rejected by carol: “not this week”"
+            row.reason = f"{row.status} by {actor}" + (f": “{comment}”" if comment else "")
         if run.status == "waiting":
             run.status = "running"
         after = {"run": run.id, "step": row.step, "decision": row.status, "comment": row.comment}

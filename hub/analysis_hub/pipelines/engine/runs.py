@@ -55,7 +55,8 @@ from ..triggers import AFTER, HTTP, MANUAL, REPAIR
 from ..web.views import run_view
 from . import replicas
 from .chains import chained_after
-from .execution import Execution, cancel_steps, end_run
+from .dag import NOTEBOOK
+from .execution import Execution, cancel_steps, end_run, received_parameters
 from .executor import Executor
 from .gates import Gates
 from .run_metrics import record_run
@@ -124,14 +125,21 @@ class Runs:
 
     def get(self, caller: Caller, run_id: int, step: str | None = None) -> tuple[dict, Path]:
         """A run as the API shows it, and its folder of files (a workflow step's, given `step`);
-        also to the approvers of a gate it reached, whom the gate asks to look at it."""
+        also to the approvers of a gate it reached, whom the gate asks to look at it. A workflow's
+        `dag` has each step's facts and, once it started, the parameters it `received`;
+        `repair_keeps` names the steps a repair would keep."""
         with self.sessions() as db:
             run = find_run(db, caller, run_id, approvers_too=True)
             version = find_version(run.pipeline, run.version)
             workflow = is_workflow(version)
+            steps = version_steps(version)
             view = {**run_view(run), "team": run.pipeline.team, "pipeline": run.pipeline.name}
             # What the run page shows of each step: what it waits for, its profile and limits.
-            view["dag"] = {s.name: step_facts(s) for s in version_steps(version)} if workflow else {}
+            view["dag"] = {s.name: step_facts(s) for s in steps} if workflow else {}
+            for row in run.steps if workflow else ():
+                if row.kind == NOTEBOOK and row.started_at is not None:
+                    view["dag"][row.step]["received"] = received_parameters(steps, row.step, run, workflow)
+            view["repair_keeps"] = [r.step for r in _kept_steps(steps, {r.step: r for r in run.steps})]
             if step is None:
                 return view, self.runs_root / str(run_id)
             row = next((r for r in run.steps if r.step == step), None)

@@ -32,6 +32,7 @@ from ..triggers import AFTER_ON, TRIGGERS
 from .handlers import Handler, P
 from .lab_api import LAB_ROUTES
 from .pages import PAGES
+from .run_pages import RUN_PAGES
 from .version_diff import DIFF_ROUTES
 
 # One table drives the routes' documentation: (method, path, summary, request body).
@@ -56,6 +57,12 @@ API = [
     ),
     ("get", "api/pipelines/{team}/{name}/versions/{number}/notebook", "A version's notebook", None),
     ("get", "api/pipelines/{team}/{name}/diff?a={a}&b={b}", "Diff of two versions (nbdime)", None),
+    (
+        "get",
+        "api/pipelines/{team}/{name}/deployment",
+        "The deploy state alone, with the next and the last run (cheap enough to poll)",
+        None,
+    ),
     (
         "put",
         "api/pipelines/{team}/{name}/deployment",
@@ -245,6 +252,10 @@ class Diff(ApiHandler):
 
 class Deployment(ApiHandler):
     @web.authenticated
+    def get(self, team, name):
+        self.send(self.pipelines.summary(self.caller, team, name))
+
+    @web.authenticated
     async def put(self, team, name):
         self.send(await self.pipelines.deploy(self.caller, team, name, self.body()))
 
@@ -287,6 +298,10 @@ class RunItem(ApiHandler):
         if not path.exists():
             raise NotFound(f"run {run_id} has no {what} (yet)" + (f" for step {step}" if step else ""))
         self.set_header("Content-Type", "application/x-ipynb+json" if what == "output" else "text/plain")
+        if what == "output":  # a browser saves it under a name that says whose it is
+            name = f"{run['team']}-{run['pipeline']}-run{run_id}" + (f"-{step}" if step else "")
+            file = re.sub(r"[^\w.-]", "_", name) + ".ipynb"
+            self.set_header("Content-Disposition", f'attachment; filename="{file}"')
         self.finish(path.read_bytes())
 
 
@@ -370,6 +385,7 @@ def make_app(pipelines: Pipelines, prefix: str, max_bytes: int) -> web.Applicati
         *LAB_ROUTES,
         (r"oauth_callback", HubOAuthCallbackHandler),
         *PAGES,
+        *RUN_PAGES,
         *DIFF_ROUTES,
     ]
     return web.Application(

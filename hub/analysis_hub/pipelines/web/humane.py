@@ -1,18 +1,25 @@
 """How the pages say times and durations: pure helpers, no I/O.
 
 Contract: `ago(iso, now)` says how long ago (or how soon) an ISO 8601 UTC
-time is ("just now", "3 min ago", "in 2 h"); `exact(iso)` is the exact
-time for a hover title; `run_seconds(run)` is a run view's duration (to
+time is ("just now", "3 min ago", "in 2 h"); `exact(iso, zone)` is the exact
+time with its time zone (UTC unless a zone such as a schedule's is given),
+for a hover title or a deadline; `run_seconds(run)` is a run view's duration (to
 `now` while it runs, None before it starts); `say_duration(seconds)` is a
 duration in words ("45 s", "3 min 12 s", "1 h 5 min"); `duration_chart`
 turns the last runs into the bars of a small SVG chart (oldest on the
 left, heights relative to the longest); `form_parameters` reads the run
-form's `param.<name>` fields as strings for `coerce_parameters` to type.
+form's `param.<name>` fields as strings for `coerce_parameters` to type;
+`changes(before, after)` says what an audit event changed, one line per
+field ("timeout: 1 h → 2 min"), its values said as `say` says them (a time
+with its zone, None as "none").
 """
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 CHART_RUNS = 30
 
@@ -23,8 +30,14 @@ def parse(iso: str) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def exact(iso: str | None) -> str:
-    return parse(iso).strftime("%Y-%m-%d %H:%M:%S UTC") if iso else ""
+def exact(iso: str | None, zone: str | None = None) -> str:
+    if not iso:
+        return ""
+    try:
+        tz = ZoneInfo(zone) if zone else UTC
+    except (ZoneInfoNotFoundError, ValueError):
+        tz = UTC
+    return parse(iso).astimezone(tz).strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
 def ago(iso: str | None, now: datetime) -> str:
@@ -97,3 +110,40 @@ def form_parameters(declared: dict, form: dict[str, list[bytes]]) -> dict[str, s
         for key, values in form.items()
         if key.startswith(prefix) and key[len(prefix) :] in declared
     }
+
+
+# A time as the database and older audit events wrote it: ISO 8601, or Python's str() of a datetime.
+TIME = re.compile(r"^\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)?$")
+
+
+SECONDS_FIELDS = ("timeout",)  # audited fields that count seconds
+
+
+def say(value, field: str = "") -> str:
+    """An audit value for a person: times with their zone, seconds as a duration, None as "none",
+    objects as compact JSON."""
+    if field in SECONDS_FIELDS and isinstance(value, int | float) and not isinstance(value, bool):
+        return say_duration(value)
+    if value is None:
+        return "none"
+    if isinstance(value, str):
+        return exact(value) if TIME.match(value) else value
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dict | list):
+        return json.dumps(value, separators=(", ", ": "))
+    return str(value)
+
+
+def changes(before: dict | None, after: dict | None) -> list[str]:
+    """What an audit event changed: the fields whose values differ ("field: old → new"); an event
+    with only one side (a run started, a gate asked) says that side's fields."""
+    if before and after:
+        keys = [*before, *(k for k in after if k not in before)]
+        lines = [
+            f"{k}: {say(before.get(k), k)} → {say(after.get(k), k)}"
+            for k in keys
+            if before.get(k) != after.get(k)
+        ]
+        return lines or ["no change"]
+    return [f"{k}: {say(v, k)}" for k, v in (after or before or {}).items()]

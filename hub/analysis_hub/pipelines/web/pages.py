@@ -1,18 +1,22 @@
 """The pipelines service's web pages, and the page forms' actions.
 
 Contract: `PAGES` are the routes (relative to the service prefix) of:
-- pages: the list of the caller's teams' pipelines (`""`), a compact one
-  for the hub's home page to frame (`summary`), a pipeline (`p/<team>/<name>`),
-  a run (`runs/<id>`, and its output as HTML), and a team's audit trail
-  (`audit/<team>`, filtered by `action`, `pipeline`, `actor`);
+- pages: the list of the caller's teams' pipelines with the gates waiting
+  for the caller's decision (`""`), a compact one for the hub's home page to
+  frame (`summary`), a pipeline (`p/<team>/<name>`: its deployment, its
+  workflow's steps, runs and versions), and a team's audit trail
+  (`audit/<team>`, filtered by `action`, `pipeline`, `actor`, each event
+  said as what it changed); a run's pages are `run_pages.py`'s;
 - actions, POSTed by the pages' forms (each a team member's, refused with
   403 otherwise before anything changes, each audited by the service):
   `p/<team>/<name>/run` (typed parameters `param.<name>`), `.../pause`,
   `.../resume`, `.../settings` (schedule, timezone, parameters as JSON,
-  timeout, retries, webhook), `.../rollback` (`to`), `runs/<id>/cancel`,
-  `runs/<id>/repair`, `runs/<id>/steps/<step>/approve|reject` (`comment`;
-  its approvers only). A workflow's run page shows each step's state.
-  They answer with a redirect to the page that shows the result.
+  timeout, retries, webhook), `.../rollback` (`to`), `.../deploy` (`version`,
+  `trigger` manual or cron, `schedule`, `timezone`: the first deployment of a
+  pipeline published without one). They answer with a redirect to the page
+  that shows the result; a refused settings form is shown again with the
+  reason and what was typed (400).
+A refusal is a page with the hub's navigation (`write_error`).
 Every form carries the XSRF token (`handlers.py` says how HubOAuth checks
 it); the templates ask for a confirmation before the destructive ones.
 Times and durations are said by `humane.py`.
@@ -28,11 +32,13 @@ from urllib.parse import quote
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from tornado import web
 
-from ..access import NotFound, require_member
+from ..access import require_member
 from ..publishing.specs import SpecError
 from ..store.models import AUDIT_ACTIONS
 from . import humane
 from .handlers import Handler, P
+
+SETTINGS_FIELDS = ("schedule", "timezone", "timeout", "retries", "parameters", "notify_url")
 
 TEMPLATES = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=select_autoescape(["html"])
@@ -42,14 +48,16 @@ TEMPLATES = Environment(
 class Page(Handler):
     def render_page(self, template: str, **values) -> None:
         now = datetime.now(UTC)
+        values.setdefault("user", self.caller)
         self.finish(
             TEMPLATES.get_template(template).render(
                 prefix=self.settings["prefix"],
-                user=self.caller,
                 xsrf=self.xsrf_token.decode(),
                 ago=lambda iso: humane.ago(iso, now),
                 exact=humane.exact,
                 duration=lambda run: humane.say_duration(humane.run_seconds(run, now)),
+                say_duration=humane.say_duration,
+                changes=humane.changes,
                 **values,
             )
         )
@@ -61,69 +69,69 @@ class Page(Handler):
         if isinstance(exc, web.HTTPError) and exc.log_message:
             message = exc.log_message
         self.set_header("Content-Type", "text/html; charset=utf-8")
-        self.finish(
-            TEMPLATES.get_template("error.html").render(
-                prefix=self.settings["prefix"], status=status_code, message=message
-            )
-        )
+        self.render_page("error.html", user=self._caller_if_known(), status=status_code, message=message)
+
+    def _caller_if_known(self):
+        """The caller for the navigation bar, or None when the refusal is that nobody is logged in."""
+        try:
+            return self.caller if self.current_user else None
+        except Exception:  # a refusal page must render whatever failed before it
+            return None
 
     def back_to(self, team: str, name: str) -> None:
         self.redirect(f"{self.settings['prefix']}p/{quote(team)}/{quote(name)}", status=303)
 
 
 class IndexPage(Page):
-    @web.authenticated
-    def get(self):
-        self.render_page("index.html", pipelines=self.pipelines.list_pipelines(self.caller))
+    """The caller's teams' pipelines, and the gates (of any team's runs) waiting for the caller."""
 
-
-class SummaryPage(Page):
-    """The caller's teams' pipelines and last runs, small, for the hub's home page's frame."""
+    template = "index.html"
 
     @web.authenticated
     def get(self):
-        self.render_page("summary.html", pipelines=self.pipelines.list_pipelines(self.caller))
+        self.render_page(
+            self.template,
+            pipelines=self.pipelines.list_pipelines(self.caller),
+            decisions=self.pipelines.runs.gates.waiting_for(self.caller),
+        )
+
+
+class SummaryPage(IndexPage):
+    """The same, small, for the hub's home page's frame."""
+
+    template = "summary.html"
 
 
 class PipelinePage(Page):
     @web.authenticated
     def get(self, team, name):
+        self.show(team, name)
+
+    def show(self, team: str, name: str, settings_error: str = "", typed: dict | None = None) -> None:
+        """The pipeline's page; `typed`: a refused settings form's fields, shown again as typed."""
         p = self.pipelines.describe(self.caller, team, name)
         active = next((v for v in p["versions"] if v["number"] == p["active_version"]), None)
         declared = {**(active["parameters"] if active else {})}
         values = {k: p["parameters"].get(k, d["default"]) for k, d in declared.items()}
+        saved = {
+            "schedule": p.get("schedule") or "",
+            "timezone": p.get("timezone") or "UTC",
+            "timeout": p.get("timeout"),
+            "retries": p.get("retries"),
+            "parameters": json.dumps(p["parameters"]),
+            "notify_url": p.get("notify_url") or "",
+        }
+        shown = active or (p["versions"][-1] if p["versions"] else None)  # whose steps are listed
         self.render_page(
             "pipeline.html",
             p=p,
             declared=declared,
             values=values,
             chart=humane.duration_chart(p["runs"], datetime.now(UTC)),
-            parameters_json=json.dumps(p["parameters"]),
+            form={**saved, **(typed or {})},
+            settings_error=settings_error,
+            steps_of=shown if shown and shown.get("steps") else None,
         )
-
-
-class RunPage(Page):
-    @web.authenticated
-    def get(self, run_id):
-        run, folder = self.pipelines.runs.get(self.caller, int(run_id))
-        self.render_page(
-            "run.html",
-            run=run,
-            has_output=(folder / "output.html").exists(),
-            approver=lambda step: step["approvers"] in self.caller.groups,
-        )
-
-
-class RunOutputHtml(Page):
-    @web.authenticated
-    def get(self, run_id, step=None):
-        _, folder = self.pipelines.runs.get(self.caller, int(run_id), step)
-        path = folder / "output.html"
-        if not path.exists():
-            raise NotFound(f"run {run_id} has no output yet")
-        # The notebook's own HTML, sandboxed by the run page's iframe; no scripts of ours run in it.
-        self.set_header("Content-Security-Policy", "sandbox allow-same-origin")
-        self.finish(path.read_bytes())
 
 
 class AuditPage(Page):
@@ -177,9 +185,19 @@ class Resume(Pause):
     paused = False
 
 
-class Settings(Page):
+class Settings(PipelinePage):
     @web.authenticated
     async def post(self, team, name):
+        try:
+            await self.save(team, name)
+        except SpecError as e:  # said on the form, with what was typed
+            self.set_status(400)
+            typed = {k: self.get_body_argument(k, "") for k in SETTINGS_FIELDS}
+            self.show(team, name, settings_error=str(e), typed=typed)
+            return
+        self.back_to(team, name)
+
+    async def save(self, team: str, name: str) -> None:
         arg = self.get_body_argument
         try:
             parameters = json.loads(arg("parameters", "{}") or "{}")
@@ -199,6 +217,24 @@ class Settings(Page):
         if request["schedule"] is None:
             del request["schedule"], request["timezone"]
         await self.pipelines.deploy(self.caller, team, name, request)
+
+
+class Deploy(Page):
+    """A pipeline published without a deployment (the CLI's publish without --deploy) gets its first
+    one here: a rollback can't, nothing is active to roll back from. The HTTP trigger is the
+    CLI's, which shows its token once."""
+
+    @web.authenticated
+    async def post(self, team, name):
+        arg = self.get_body_argument
+        version = arg("version", "")
+        if not version.isdigit():
+            raise SpecError(f"version: the version number to deploy is required, got {version!r}")
+        request = {"version": int(version), "trigger": arg("trigger", "manual")}
+        if request["trigger"] == "cron":
+            request["schedule"] = arg("schedule", "").strip()
+            request["timezone"] = arg("timezone", "").strip() or "UTC"
+        await self.pipelines.deploy(self.caller, team, name, request)
         self.back_to(team, name)
 
 
@@ -212,28 +248,6 @@ class Rollback(Page):
         self.back_to(team, name)
 
 
-class Cancel(Page):
-    @web.authenticated
-    async def post(self, run_id):
-        await self.pipelines.runs.cancel(self.caller, int(run_id))
-        self.redirect(f"{self.settings['prefix']}runs/{int(run_id)}", status=303)
-
-
-class Repair(Page):
-    @web.authenticated
-    async def post(self, run_id):
-        run = await self.pipelines.runs.repair(self.caller, int(run_id))
-        self.redirect(f"{self.settings['prefix']}runs/{run['id']}", status=303)
-
-
-class Decide(Page):
-    @web.authenticated
-    def post(self, run_id, step, decision):
-        comment = self.get_body_argument("comment", "")
-        self.pipelines.runs.gates.decide(self.caller, int(run_id), step, decision == "approve", comment)
-        self.redirect(f"{self.settings['prefix']}runs/{int(run_id)}", status=303)
-
-
 PAGES = [
     (r"", IndexPage),
     (r"summary", SummaryPage),
@@ -243,11 +257,6 @@ PAGES = [
     (rf"p/{P}/resume", Resume),
     (rf"p/{P}/settings", Settings),
     (rf"p/{P}/rollback", Rollback),
-    (r"runs/(?P<run_id>\d+)", RunPage),
-    (r"runs/(?P<run_id>\d+)/cancel", Cancel),
-    (r"runs/(?P<run_id>\d+)/output.html", RunOutputHtml),
-    (r"runs/(?P<run_id>\d+)/repair", Repair),
-    (r"runs/(?P<run_id>\d+)/steps/(?P<step>[a-z][a-z0-9_]*)/output.html", RunOutputHtml),
-    (r"runs/(?P<run_id>\d+)/steps/(?P<step>[a-z][a-z0-9_]*)/(?P<decision>approve|reject)", Decide),
+    (rf"p/{P}/deploy", Deploy),
     (r"audit/(?P<team>[^/]+)", AuditPage),
 ]

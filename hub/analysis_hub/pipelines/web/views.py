@@ -1,8 +1,8 @@
 """What the API and the pages show of the database's rows: pure translations to JSON-ready dicts.
 
-Contract: `version_view`, `run_view`, `audit_view` and `pipeline_summary`
-take rows (and, for a summary, its last run and next scheduled time) and
-return plain dicts; times are ISO 8601 in UTC with a `Z`. The REST API,
+Contract: `version_view`, `run_view`, `audit_view`, `pipeline_summary` and
+`waiting_gate_view` take rows (and, for a summary, its last run and next
+scheduled time) and return plain dicts; times are ISO 8601 in UTC with a `Z`. The REST API,
 the pages, the audit trail and the notifications all show these.
 """
 
@@ -89,6 +89,22 @@ def step_view(s: StepRun) -> dict:
         "deadline": iso(s.deadline),
         "decided_by": s.decided_by,
         "comment": s.comment,
+    }
+
+
+def waiting_gate_view(s: StepRun) -> dict:
+    """A gate waiting for a decision, as an approver's list shows it."""
+    run = s.run
+    return {
+        "run": run.id,
+        "team": run.pipeline.team,
+        "pipeline": run.pipeline.name,
+        "version": run.version,
+        "started_by": run.started_by,
+        "step": s.step,
+        "approvers": s.approvers,
+        "since": iso(s.started_at),
+        "deadline": iso(s.deadline),
     }
 
 
