@@ -92,7 +92,8 @@ def test_exact_times_carry_their_zone():
 
 def test_an_audit_event_says_what_it_changed():
     """Only the fields that differ, old → new; seconds as a duration, times with their zone (also an
-    older event's str() of a datetime), None as "none"; a one-sided event says its fields."""
+    older event's str() of a datetime), None as "none"; a one-sided event says its fields; a
+    decision says which run and step it was about."""
     before = {"active_version": 1, "timeout": 3600, "schedule": "0 6 * * 1-5", "paused": False}
     after = {"active_version": 1, "timeout": 120, "schedule": None, "paused": False}
     assert changes(before, after) == ["timeout: 1 h → 2 min", "schedule: 0 6 * * 1-5 → none"]
@@ -100,3 +101,11 @@ def test_an_audit_event_says_what_it_changed():
     asked = {"run": 3, "approvers": "ml-leads", "deadline": "2026-12-06 13:06:22.409509"}
     assert changes(None, asked) == ["run: 3", "approvers: ml-leads", "deadline: 2026-12-06 13:06:22 UTC"]
     assert changes({"kept": ["prepare"]}, None) == ['kept: ["prepare"]']
+    decided = {"run": 2, "step": "review", "decision": "rejected", "comment": "not now"}
+    assert changes({"run": 2, "step": "review", "status": "waiting"}, decided) == [
+        "run: 2",
+        "step: review",
+        "status: was waiting",
+        "decision: rejected",
+        "comment: not now",
+    ]

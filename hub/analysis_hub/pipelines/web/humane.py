@@ -117,6 +117,7 @@ TIME = re.compile(r"^\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)?
 
 
 SECONDS_FIELDS = ("timeout",)  # audited fields that count seconds
+ABOUT = ("run", "step")  # what an event is about, said even where it did not change
 
 
 def say(value, field: str = "") -> str:
@@ -136,14 +137,20 @@ def say(value, field: str = "") -> str:
 
 
 def changes(before: dict | None, after: dict | None) -> list[str]:
-    """What an audit event changed: the fields whose values differ ("field: old → new"); an event
-    with only one side (a run started, a gate asked) says that side's fields."""
-    if before and after:
-        keys = [*before, *(k for k in after if k not in before)]
-        lines = [
-            f"{k}: {say(before.get(k), k)} → {say(after.get(k), k)}"
-            for k in keys
-            if before.get(k) != after.get(k)
-        ]
-        return lines or ["no change"]
-    return [f"{k}: {say(v, k)}" for k, v in (after or before or {}).items()]
+    """What an audit event changed: which run and step it was about (when it names them), then the
+    fields that differ ("field: old → new"; one side's only: "field: new", "field: was old"); an
+    event with only one side (a run started, a gate asked) says that side's fields."""
+    if not (before and after):
+        return [f"{k}: {say(v, k)}" for k, v in (after or before or {}).items()]
+    about = [k for k in ABOUT if k in before and before[k] == after.get(k)]
+    lines = [f"{k}: {say(after[k], k)}" for k in about]
+    for k in [*before, *(k for k in after if k not in before)]:
+        if k in about or before.get(k) == after.get(k):
+            continue
+        if k not in after:
+            lines.append(f"{k}: was {say(before[k], k)}")
+        elif k not in before:
+            lines.append(f"{k}: {say(after[k], k)}")
+        else:
+            lines.append(f"{k}: {say(before[k], k)} → {say(after[k], k)}")
+    return lines if len(lines) > len(about) else [*lines, "no change"]
