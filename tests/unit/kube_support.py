@@ -108,3 +108,10 @@ def find(manifests: list[dict], kind: str, name: str) -> dict:
     matches = [m for m in manifests if m["kind"] == kind and m["metadata"]["name"] == name]
     assert len(matches) == 1, f"expected one {kind} {name}, found {len(matches)}"
     return matches[0]
+
+
+def offered_profiles(spawner) -> list[str]:
+    """The profiles the spawn form offers this spawner's user (its radio buttons' values)."""
+    import re
+
+    return re.findall(r'<input type="radio" name="profile" value="([^"]+)"', spawner.options_form(spawner))

@@ -19,7 +19,7 @@ import helm_python as helm
 import kubernetes_validate
 import pytest
 import yaml
-from analysis_hub.backends.kubernetes.profiles import (
+from analysis_hub.backends.kubernetes.translate import (
     CHART_USER_TOLERATIONS,
     SPARK_BLOCKMANAGER_PORT,
     SPARK_DRIVER_LABEL,

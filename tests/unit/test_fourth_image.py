@@ -13,7 +13,7 @@ import sys
 
 import yaml
 from analysis_hub.backends.docker.translate import DockerHostFacts, docker_server_settings
-from analysis_hub.backends.kubernetes.profiles import ClusterFacts, pod_override
+from analysis_hub.backends.kubernetes.translate import ClusterFacts, pod_override
 from analysis_hub.catalog import CatalogError, load_catalog, resolve
 from analysis_hub.images import ImageDefinitionError, discover_images, hadoop_images
 from unit_support import IMAGES, PROFILES, REPO

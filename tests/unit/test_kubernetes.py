@@ -15,11 +15,11 @@ from types import SimpleNamespace
 
 import kubernetes_validate
 import pytest
-from analysis_hub.backends.kubernetes.profiles import CHART_USER_TOLERATIONS
 from analysis_hub.backends.kubernetes.spawner import CatalogKubeSpawner
+from analysis_hub.backends.kubernetes.translate import CHART_USER_TOLERATIONS
 from analysis_hub.config import HostFacts, apply_settings
 from analysis_hub.settings import load_settings
-from kube_support import load_request
+from kube_support import load_request, offered_profiles
 from traitlets.config import Config
 from unit_support import IMAGES, PROFILES
 
@@ -171,7 +171,7 @@ async def test_a_profile_hidden_from_the_users_groups_cant_be_requested(tmp_path
         (restricted / path.name).write_text(text)
     spawner = spawner_for(tmp_path, ["data-team"], {"profile": "pytorch"})
     spawner.catalog_dir = str(restricted)
-    assert [p["slug"] for p in spawner.profile_list(spawner)] == ["pyspark", "tensorflow"]
+    assert offered_profiles(spawner) == ["pyspark", "tensorflow"]
     with pytest.raises(web.HTTPError) as refused:
         await load_request(spawner)
     assert refused.value.status_code == 400 and "Unknown profile 'pytorch'" in refused.value.log_message
@@ -179,3 +179,30 @@ async def test_a_profile_hidden_from_the_users_groups_cant_be_requested(tmp_path
     with pytest.raises(web.HTTPError, match="400"):
         await load_request(spawner)
     assert spawner.image != "evil/image:latest"
+
+
+async def test_a_server_restarted_with_another_profile_keeps_nothing_of_the_last(tmp_path):
+    """One spawner (JupyterHub keeps it across restarts) starts pyspark, then pytorch with two
+    GPUs, then tensorflow: each pod has its own profile's image, limits, GPUs, node selector,
+    tolerations, volumes and env, and nothing the earlier profiles set."""
+    spawner = spawner_for(tmp_path, ["data-team", "gpu-team"], {"profile": "pyspark"})
+    pods = []
+    for options in (
+        {"profile": "pyspark"},
+        {"profile": "pytorch", "accelerator": "gpu2"},
+        {"profile": "tensorflow"},
+    ):
+        spawner.user_options, spawner.resolved = options, None
+        await load_request(spawner)
+        pods.append(_serialise(await spawner.get_pod_manifest()))
+    gpu_pod, tensorflow = pods[1], pods[2]
+    assert int(gpu_pod["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"]) == 2
+    [container] = tensorflow["spec"]["containers"]
+    assert container["image"] == IMAGE_REFS["tensorflow"]
+    assert "nvidia.com/gpu" not in container["resources"]["limits"]
+    assert tensorflow["spec"].get("nodeSelector", {}) == {}
+    assert tensorflow["spec"]["tolerations"] == list(CHART_USER_TOLERATIONS)
+    env = {e["name"] for e in container["env"]}
+    assert "HADOOP_CONF_DIR" not in env and "NVIDIA_DRIVER_CAPABILITIES" not in env
+    mounts = {m["mountPath"] for m in container.get("volumeMounts", [])}
+    assert "/dev/shm" not in mounts and "/etc/hadoop/conf" not in mounts

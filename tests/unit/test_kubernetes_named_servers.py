@@ -91,16 +91,16 @@ async def test_a_users_servers_share_one_home_pvc(hub_files):
 
 
 async def test_idle_timeout_is_offered_validated_and_recorded_for_the_culler(hub_files):
-    """The profile list offers pyspark's timeouts with its 30-minute default preselected; a request
-    outside the range is a 400 naming it; one inside is recorded in user_options (seconds) and the
-    pod still builds; without a request, pyspark's default is recorded and the culler uses it."""
+    """The form (the catalog's, as on every backend) offers pyspark's timeouts with its 30-minute
+    default preselected; a request outside the range is a 400 naming it; one inside is recorded in
+    user_options (seconds) and the pod still builds; without a request, pyspark's default is
+    recorded and the culler uses it."""
     _, environ, _ = hub_files
     c = configure(chart_config(), environ)
     made = spawner(c, "spark", {"profile": "pyspark", "idle_timeout": "8h"})
-    entry = next(p for p in made.profile_list(made) if p["slug"] == "pyspark")
-    choices = entry["profile_options"]["idle_timeout"]["choices"]
-    assert [value for value, choice in choices.items() if choice["default"]] == ["1800"]
-    assert "" not in choices and "600" in choices and "14400" in choices and "28800" not in choices
+    form = made.options_form(made)
+    assert '<option value="1800" selected' in form and '<option value="14400"' in form
+    assert '<option value="28800"' not in form
     with pytest.raises(web.HTTPError) as refused:
         await load_request(made)
     assert refused.value.status_code == 400
@@ -146,13 +146,11 @@ def test_the_charts_servers_values_reach_the_hubs_settings_and_bad_ones_are_refu
         render_chart({"settings": {"servers": {"max_servers": 2}}})
 
 
-def test_the_kubespawner_form_names_the_sites_idle_timeout():
-    """A profile without its own default idle timeout offers the site's first, with its length."""
-    from analysis_hub.backends.kubernetes.profiles import idle_timeout_option
-    from analysis_hub.catalog import Profile
-
-    profile = Profile(
-        slug="tf", display_name="TF", image="tensorflow", idle_timeout={"min": "10m", "max": "20m"}
-    )
-    site = idle_timeout_option(profile, 600)["choices"][""]
-    assert site["display_name"] == "10m (the site's default)" and site["default"]
+async def test_the_form_offers_gpu_profiles_the_cluster_schedules(hub_files):
+    """No GPU is counted on the hub: the form never says a GPU profile "needs a GPU; this machine
+    has none" (the cluster's scheduler places it, or its pod says why it waits)."""
+    _, environ, _ = hub_files
+    made = spawner(configure(chart_config(), environ), "", {})
+    form = made.options_form(made)
+    assert "pytorch" in form and "this machine has none" not in form
+    await pod(spawner(configure(chart_config(), environ), "gpu", {"profile": "pytorch"}))

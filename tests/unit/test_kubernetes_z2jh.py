@@ -15,8 +15,12 @@ from __future__ import annotations
 import kubernetes_validate
 import pytest
 import yaml
-from analysis_hub.backends.kubernetes.profiles import CHART_USER_TOLERATIONS, SPARK_DRIVER_LABEL, ClusterFacts
-from analysis_hub.backends.kubernetes.spawner import CatalogKubeSpawner, catalog_profile_list
+from analysis_hub.backends.kubernetes.spawner import CatalogKubeSpawner
+from analysis_hub.backends.kubernetes.translate import (
+    CHART_USER_TOLERATIONS,
+    SPARK_DRIVER_LABEL,
+    ClusterFacts,
+)
 from analysis_hub.backends.kubernetes.z2jh import apply_under_z2jh, configure
 from analysis_hub.config import PIPELINES_ACCESS, pipelines_oauth
 from analysis_hub.settings import Settings, SettingsError
@@ -30,6 +34,7 @@ from kube_support import (
     hub_user,
     load_request,
     merge_values,
+    offered_profiles,
     pod_as_dict,
     render_chart,
     use_dummy_kubeconfig,
@@ -134,15 +139,15 @@ async def pod_for(config: Config, groups: list[str], options: dict) -> dict:
 
 
 async def test_under_the_chart_the_hub_spawns_from_the_catalog_with_our_login(hub_files):
-    """After z2jh's configuration, ours: the catalog-driven spawner (its profile list is not
-    z2jh's empty one), the OIDC login with the client secret from the Kubernetes Secret,
+    """After z2jh's configuration, ours: the catalog-driven spawner (the catalog's form, not
+    a KubeSpawner profile list), the OIDC login with the client secret from the Kubernetes Secret,
     z2jh's auth-state keys left as they are and no key file of ours, the activity policy with
     z2jh's culling interval, z2jh's extra env kept; image folders for the catalog check made
     from `images`."""
     values, environ, tmp_path = hub_files
     c = configure(z2jh_config(), environ)
     assert c.JupyterHub.spawner_class == "analysis_hub.backends.kubernetes.spawner.CatalogKubeSpawner"
-    assert c.CatalogKubeSpawner.profile_list is catalog_profile_list
+    assert c.CatalogKubeSpawner.profile_list == []  # the catalog's form, never KubeSpawner's list
     assert c.JupyterHub.authenticator_class == "analysis_hub.oauth.OIDCAuthenticator"
     assert c.OIDCAuthenticator.client_secret == "from-the-kubernetes-secret"
     assert c.OIDCAuthenticator.oauth_callback_url == "https://hub.example.com/hub/oauth_callback"
@@ -155,7 +160,7 @@ async def test_under_the_chart_the_hub_spawns_from_the_catalog_with_our_login(hu
     assert not list((tmp_path / "srv").rglob("auth_state_key"))
     assert c.CatalogSpawner.known_images == sorted(values["images"])
     spawner = CatalogKubeSpawner(config=c, user=hub_user("ana", ["data-team"]), hub=HUB)
-    assert spawner.profile_list is catalog_profile_list
+    assert spawner.profile_list == []
 
 
 async def test_a_profile_the_chart_restricts_cant_be_requested(hub_files):
@@ -164,7 +169,7 @@ async def test_a_profile_the_chart_restricts_cant_be_requested(hub_files):
     _, environ, _ = hub_files
     c = configure(z2jh_config(), environ)
     spawner = CatalogKubeSpawner(config=c, user=hub_user("ana", ["data-team"]), hub=HUB)
-    assert [p["slug"] for p in spawner.profile_list(spawner)] == ["pyspark", "tensorflow"]
+    assert offered_profiles(spawner) == ["pyspark", "tensorflow"]
     spawner.user_options = {"profile": "pytorch"}
     with pytest.raises(web.HTTPError) as refused:
         await load_request(spawner)
@@ -347,7 +352,7 @@ def test_apply_settings_with_the_kubernetes_backend_sets_only_the_catalog_spawne
     c = apply_settings(settings, Config(), HostFacts(is_root=False, cgroups_writable=False))
     spawner = c.CatalogKubeSpawner
     assert c.JupyterHub.spawner_class == "analysis_hub.backends.kubernetes.spawner.CatalogKubeSpawner"
-    assert spawner.profile_list is catalog_profile_list
+    assert spawner.profile_list == []
     assert spawner.cluster == ClusterFacts(
         images={"pyspark": "registry.example.com/pyspark:1"},
         hadoop_images=frozenset({"pyspark"}),

@@ -20,7 +20,7 @@ from analysis_hub.backends.docker.translate import (
     docker_server_settings,
 )
 from analysis_hub.backends.kubernetes.jobs import run_pod_settings
-from analysis_hub.backends.kubernetes.profiles import GPU_RESOURCE, ClusterFacts, pod_override
+from analysis_hub.backends.kubernetes.translate import GPU_RESOURCE, ClusterFacts, pod_override
 from analysis_hub.backends.local.translate import run_placement, server_placement
 from analysis_hub.catalog import ResolvedProfile, resolve
 from analysis_hub.pipelines.publishing.specs import RunSpec

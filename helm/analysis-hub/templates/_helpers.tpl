@@ -20,7 +20,7 @@ app.kubernetes.io/instance: {{ .Release.Name | quote }}
 {{/*
 The tolerations Zero to JupyterHub gives user pods (scheduling.userPods.tolerations),
 so our pullers reach the nodes dedicated to users. Same list as
-analysis_hub.backends.kubernetes.profiles.CHART_USER_TOLERATIONS.
+analysis_hub.backends.kubernetes.translate.CHART_USER_TOLERATIONS.
 */}}
 {{- define "analysis-hub.userTolerations" -}}
 - key: hub.jupyter.org/dedicated

@@ -308,18 +308,22 @@ class CatalogProfileForm(CatalogSpawner):
     def _default_options_form(self):
         def form(spawner):
             profiles = spawner.catalog.allowed_for(spawner.user_groups)
-            return render_profile_form(profiles, spawner.gpu_pool.total, spawner.site_idle_timeout)
+            return render_profile_form(profiles, spawner.gpus_here(), spawner.site_idle_timeout)
 
         return form
 
     def options_from_form(self, formdata):
         return options_from_form(formdata)
 
+    def gpus_here(self) -> int | None:
+        """GPUs a server may have here: the machine's pool; None where a cluster schedules them."""
+        return self.gpu_pool.total
+
     @default("apply_user_options")
     def _default_apply_user_options(self):
         def apply(spawner, user_options):
             def machine_check(resolved):
-                shortfall = gpu_shortfall(resolved.resources.gpus, spawner.gpu_pool.total)
+                shortfall = gpu_shortfall(resolved.resources.gpus, spawner.gpus_here())
                 if shortfall:
                     raise ProfileRequestError(
                         f"Profile {resolved.slug!r} {shortfall}. Pick a CPU option or another profile."

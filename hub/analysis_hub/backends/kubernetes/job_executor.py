@@ -48,9 +48,9 @@ from .job_follower import JobFollower
 from .job_status import JobResult, job_deleting, job_finished, job_result
 from .jobs import input_config_map, job_manifest, job_name, run_pod_settings
 from .jobs_api import JobsApi
-from .profiles import ClusterFacts
 from .run_folders import ClaimsApi, RunFolderGone, RunFolders, RunFolderSettings
 from .run_names import run_selector
+from .translate import ClusterFacts
 
 log = logging.getLogger(__name__)
 

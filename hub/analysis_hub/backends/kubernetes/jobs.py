@@ -42,7 +42,6 @@ from importlib import resources
 from ...images import JOVYAN_GID, JOVYAN_UID, RUN_DIR, RUN_FOLDER
 from ...pipelines.engine.executor import INPUT, PARAMETERS, papermill_arguments
 from ...pipelines.publishing.specs import RUN_FOLDER_ENV, RunSpec
-from .profiles import ClusterFacts, pod_override, team_volumes
 from .run_names import (
     KEEP_FINISHED_SECONDS,
     LABEL_PREFIX,
@@ -53,6 +52,7 @@ from .run_names import (
     run_folder_claim_name,
     run_labels,
 )
+from .translate import ClusterFacts, pod_override, team_volumes
 
 RUNNER = "notebook_runner.py"
 INPUT_DIR = "/etc/analysis-hub/run"  # the run's ConfigMap, read-only

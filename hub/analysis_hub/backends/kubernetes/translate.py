@@ -1,17 +1,19 @@
-"""Profile -> KubeSpawner `profile_list` entries: a pure translation of the shared catalog.
+"""A resolved profile -> what KubeSpawner and a Job's pod run: pure translations.
 
 Contract:
-- `pod_override(resolved, cluster)` is the complete `kubespawner_override` for
-  a resolved profile: image reference, CPU and memory bounds, the GPU limit,
-  node selector, tolerations, env, and volumes (a memory-backed /dev/shm for
-  GPU profiles, sized by the catalog's rule `Resources.shared_memory`; the
-  Hadoop client configuration where the image uses it).
-- `profile_list_entries(profiles, cluster)` builds KubeSpawner's
-  `profile_list`: each profile with its default choices applied, and each
-  choice option as a `profile_options` choice whose override turns the
-  profile's defaults into that option's resolved settings; a profile with an
-  idle timeout range also offers its timeouts as the `idle_timeout` option
-  (no override: the culler alone reads it, see `culling.py`).
+- `pod_override(resolved, cluster)` is a pod's whole share of the profile:
+  image reference, CPU and memory bounds, the GPU limit, node selector,
+  tolerations, env, and volumes (a memory-backed /dev/shm for GPU profiles,
+  sized by the catalog's rule `Resources.shared_memory`; the Hadoop client
+  configuration where the image uses it), in plain lists, the shape of a pod
+  spec. A pipeline step's Job builds its pod from it (`jobs.py`).
+- `server_traits(resolved, cluster)` is the same for a user's server as
+  KubeSpawner traits: volumes and mounts keyed by name and mount path (the
+  shape the Zero to JupyterHub chart gives the home PVC, so they merge with
+  it), and the server's command naming the image's kernel. The spawner sets
+  them on top of its configured traits at each start, as the docker backend
+  sets DockerSpawner's (`spawner.py`); the form, the check and the choice
+  are the catalog's, shared by every backend.
 - `ClusterFacts` says what the cluster provides (image references, the
   Hadoop ConfigMap, Spark on Kubernetes, the teams' claims); it comes from
   settings and is passed in, so all of this stays pure and unit-testable by
@@ -19,40 +21,27 @@ Contract:
 - `team_volumes(folders, cluster)` is what a member's pod adds for its team
   folders, whatever the profile: each team's ReadWriteMany claim at
   /home/jovyan/teams/<team>, read-only where flagged. Membership is per user,
-  so the spawner adds these to the pod itself, never through a profile's
-  override; a team's pipeline run pod gets its team's (`jobs.run_pod_settings`).
-- `kernel_override(resolved, images)` names the kernel after the image
-  (`kernels.container_command`), in the profile's override: the image is the
-  profile's.
+  so the spawner adds these to the pod itself; a team's pipeline run pod gets
+  its team's (`jobs.run_pod_settings`).
 - Spark on Kubernetes (a service account named in settings) is the only case
   where a user pod gets an API token: the pyspark kernel is the Spark driver
   and creates its executor pods. Every other pod runs without one (set by
-  `config.apply_kubernetes_backend`).
+  `wiring.KubernetesBackend.apply`).
 
-Two KubeSpawner rules shape the output. List overrides such as `tolerations`
-replace the spawner's list instead of merging, so every entry repeats the
-chart's own user-pod tolerations. Dict overrides merge, so an option that drops
-a key (a CPU-only option leaving the GPU node pool) sets it to None, which
-KubeSpawner treats as removal. For the same reason `profile_list_entries`
-gives volumes and mounts as dicts (by name, by mount path): the Zero to
-JupyterHub chart configures the home PVC as dicts too, and a list would
-replace it. `pod_override` keeps plain lists, the shape of a pod spec (a
-pipeline step's Job builds its pod from it, `jobs.py`).
+Tolerations are a list, which replaces the configured one rather than merging,
+so every pod repeats the chart's own user-pod tolerations.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ...catalog import Profile, ResolvedProfile, resolve
-from ...idle_timeouts import IDLE_TIMEOUT_KEY, site_default_text, timeout_choices
+from ...catalog import ResolvedProfile
+from ...images import HADOOP_CONF_DIR, HOME
 from ...kernels import container_command, container_kernel_env
-from ...quantities import format_duration
 from ...teams import TeamFolder, unix_group_name
 
 GPU_RESOURCE = "nvidia.com/gpu"
-HADOOP_CONF_DIR = "/etc/hadoop/conf"
-HOME = "/home/jovyan"
 # Fixed driver and block-manager ports (the pyspark image's start hook reads these), so the
 # chart's NetworkPolicy can open exactly them to executor pods.
 SPARK_DRIVER_PORT = 29413
@@ -165,80 +154,10 @@ def team_volumes(folders: tuple[TeamFolder, ...], cluster: ClusterFacts) -> tupl
     return volumes, mounts
 
 
-def profile_list_entries(
-    profiles: list[Profile],
-    cluster: ClusterFacts,
-    default_slug: str | None = None,
-    site_idle_timeout: int | None = None,
-) -> list[dict]:
-    entries = []
-    for profile in profiles:
-        kernel_name = cluster.kernel_names.get(profile.image, "")
-        base = kubespawner_override(pod_override(resolve(profile), cluster), kernel_name)
-        entry = {
-            "slug": profile.slug,
-            "display_name": profile.display_name,
-            "description": profile.description,
-            "default": profile.slug == default_slug,
-            "kubespawner_override": base,
-        }
-        if profile.choices:
-            entry["profile_options"] = {
-                name: {
-                    "display_name": choice.display_name,
-                    "choices": {
-                        option_name: {
-                            "display_name": option.display_name,
-                            "default": option_name == choice.default,
-                            "kubespawner_override": _difference(
-                                base,
-                                kubespawner_override(
-                                    pod_override(resolve(profile, {name: option_name}), cluster),
-                                    kernel_name,
-                                ),
-                            ),
-                        }
-                        for option_name, option in choice.options.items()
-                    },
-                }
-                for name, choice in profile.choices.items()
-            }
-        if profile.idle_timeout:
-            entry.setdefault("profile_options", {})[IDLE_TIMEOUT_KEY] = idle_timeout_option(
-                profile, site_idle_timeout
-            )
-        entries.append(entry)
-    if entries and not any(e["default"] for e in entries):
-        entries[0]["default"] = True
-    return entries
-
-
-def idle_timeout_option(profile: Profile, site_idle_timeout: int | None = None) -> dict:
-    """The profile's idle timeouts as a KubeSpawner profile option (seconds; "" is the site's)."""
-    default = profile.idle_timeout.seconds[2]
-    choices = {
-        str(seconds): {
-            "display_name": format_duration(seconds),
-            "default": seconds == default,
-            "kubespawner_override": {},
-        }
-        for seconds in timeout_choices(profile.idle_timeout)
-    }
-    if default is None:
-        choices = {
-            "": {
-                "display_name": site_default_text(site_idle_timeout),
-                "default": True,
-                "kubespawner_override": {},
-            },
-            **choices,
-        }
-    return {"display_name": "Stop after idle for", "choices": choices}
-
-
-def kubespawner_override(pod: dict, kernel_name: str = "") -> dict:
-    """`pod_override`'s settings with volumes and mounts keyed, so they merge with the chart's,
-    and the server's command naming the kernel `kernel_name` (none: the image's own command)."""
+def server_traits(resolved: ResolvedProfile, cluster: ClusterFacts) -> dict:
+    """`pod_override`'s settings as KubeSpawner traits (see the docstring)."""
+    pod = pod_override(resolved, cluster)
+    kernel_name = cluster.kernel_names.get(resolved.image, "")
     override = {
         **pod,
         "volumes": {v["name"]: v for v in pod["volumes"]},
@@ -247,18 +166,4 @@ def kubespawner_override(pod: dict, kernel_name: str = "") -> dict:
     if kernel_name:
         override["environment"] = {**pod["environment"], **container_kernel_env(kernel_name)}
         override["cmd"] = container_command()
-    return override
-
-
-def _difference(base: dict, target: dict) -> dict:
-    """The override that turns `base` into `target` under KubeSpawner's merge rules."""
-    override = {}
-    for key, value in target.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            changed = {k: v for k, v in value.items() if base[key].get(k) != v}
-            changed.update({k: None for k in base[key] if k not in value})  # None removes the key
-            if changed:
-                override[key] = changed
-        elif base.get(key) != value:
-            override[key] = value
     return override

@@ -15,7 +15,7 @@ from ...images import discover_images, hadoop_images
 from ...kernels import kernel_display_name
 from ...teams import member_teams, team_claim_problems
 from .. import Backend
-from .profiles import ClusterFacts
+from .translate import ClusterFacts
 
 
 def cluster_facts(settings) -> ClusterFacts:
@@ -39,15 +39,12 @@ class KubernetesBackend(Backend):
     name = "kubernetes"
 
     def apply(self, settings, c, host) -> None:
-        # Imported here: kubespawner and its Kubernetes client load only where this backend runs.
-        from .spawner import catalog_profile_list
-
         c.JupyterHub.spawner_class = "analysis_hub.backends.kubernetes.spawner.CatalogKubeSpawner"
         spawner = c.CatalogKubeSpawner
         spawner.cluster = cluster_facts(settings)
         c.CatalogSpawner.known_images = list(self.known_images(settings))
-        # Named explicitly: the Zero to JupyterHub chart sets KubeSpawner.profile_list ([] by default).
-        spawner.profile_list = catalog_profile_list
+        # The catalog's form and profiles, never KubeSpawner's list (z2jh's singleuser.profileList).
+        spawner.profile_list = []
         # Secure by default: the images' jovyan user, no way to gain privileges,
         # no Linux capabilities, and no Kubernetes API token inside users' pods.
         spawner.uid = 1000
