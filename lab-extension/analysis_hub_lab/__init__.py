@@ -8,10 +8,11 @@ XSRF-checked by jupyter-server like every API call of the lab):
   activity and the pipelines service (`config.SERVER_TOKEN_SCOPES`). The
   service decides, by the token's user and groups, what that user may do.
 - `POST /analysis-hub/publish` `{path, team, name, profile, message,
-  deploy: {trigger, schedule, timezone, parameters} | null}` reads the
-  notebook at `path` from this server's contents (saved first by the lab),
+  deploy: {trigger, schedule, timezone, parameters, notify_url} | null}` reads
+  the notebook at `path` from this server's contents (saved first by the lab),
   publishes it as the pipeline's next version, then deploys that version
-  when `deploy` is given. Answers `{version, pipeline}`; a refusal keeps the
+  when `deploy` is given (`{}` too); a field `deploy` leaves out keeps the
+  deployment's value. Answers `{version, pipeline}`; a refusal keeps the
   service's status and message.
 - `GET /analysis-hub/config`: the server's profile (`$ANALYSIS_HUB_PROFILE`)
   and whether the service is reachable from here at all.

@@ -14,6 +14,8 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 URL_ENV = "ANALYSIS_HUB_PIPELINES_URL"
 PROFILE_ENV = "ANALYSIS_HUB_PROFILE"
 TOKEN_ENV = "JUPYTERHUB_API_TOKEN"
+# What the dialog may change of a deployment; every field left out keeps its value (the service merges).
+DEPLOY_FIELDS = ("trigger", "schedule", "timezone", "parameters", "notify_url")
 TIMEOUT_S = 120  # a first publish may build the profile's environment for a check
 
 
@@ -124,8 +126,8 @@ class Publish(Base):
         version = service_json(*_drop_type(await call_service("POST", f"{pipeline}/versions", publish)))
         summary = None
         deploy = request.get("deploy")
-        if deploy:
-            fields = {k: v for k, v in deploy.items() if k in ("trigger", "schedule", "timezone", "parameters")}
+        if deploy is not None:  # {}: deploy the new version, the deployment otherwise unchanged
+            fields = {k: v for k, v in deploy.items() if k in DEPLOY_FIELDS}
             fields["version"] = version["number"]
             summary = service_json(*_drop_type(await call_service("PUT", f"{pipeline}/deployment", fields)))
         return {"version": version, "pipeline": summary}

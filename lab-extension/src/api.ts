@@ -10,15 +10,36 @@ export interface ParameterSpec {
   default: unknown;
 }
 
+/** What a deployed pipeline runs on: what a new version keeps unless the dialog changes it. */
+export interface Deployment {
+  trigger: string;
+  schedule: string | null;
+  timezone: string;
+  parameters: Record<string, unknown>;
+  notify_url: string | null;
+  after_pipeline: string | null;
+  after_on: string | null;
+}
+
+export interface LabProfile {
+  slug: string;
+  display_name: string;
+  /** Why a run of it can't get what it needs here ('' when it can), as the spawn form says it. */
+  unavailable: string;
+}
+
+export interface LabPipeline {
+  team: string;
+  name: string;
+  active_version: number | null;
+  latest_version: number | null;
+  deployment: Deployment | null;
+}
+
 export interface LabContext {
   user: string;
-  teams: { name: string; profiles: { slug: string; display_name: string }[] }[];
-  pipelines: {
-    team: string;
-    name: string;
-    active_version: number | null;
-    latest_version: number | null;
-  }[];
+  teams: { name: string; profiles: LabProfile[] }[];
+  pipelines: LabPipeline[];
   parameters: Record<string, ParameterSpec> | null;
   parameters_problem: string | null;
 }
@@ -39,11 +60,13 @@ export interface PublishRequest {
   name: string;
   profile: string;
   message: string;
+  /** Only what changes: the service keeps every field of the deployment left out. */
   deploy: {
-    trigger: string;
-    schedule?: string;
-    timezone: string;
-    parameters: Record<string, unknown>;
+    trigger?: string;
+    schedule?: string | null;
+    timezone?: string;
+    parameters?: Record<string, unknown>;
+    notify_url?: string | null;
   } | null;
 }
 
@@ -94,8 +117,9 @@ export function schedulePreview(cron: string, timezone: string): Promise<Schedul
   return request<SchedulePreview>(`pipelines/api/lab/schedule?${query}`);
 }
 
+/** The pipeline's deploy state alone (not its versions and runs): what the toolbar polls. */
 export function pipelineSummary(team: string, name: string): Promise<{ active_version: number | null }> {
-  const path = `pipelines/api/pipelines/${encodeURIComponent(team)}/${encodeURIComponent(name)}`;
+  const path = `pipelines/api/pipelines/${encodeURIComponent(team)}/${encodeURIComponent(name)}/deployment`;
   return request(path);
 }
 

@@ -1,22 +1,23 @@
 /**
  * The "Publish as pipeline" form: team, name, profile, typed parameters, trigger and schedule
- * (with the service's words for it and its next runs), message, deploy now. Plain DOM in a
- * Lumino widget: `getValue()` is what JupyterLab's Dialog returns when the user accepts.
+ * (with the service's words for it and its next runs), webhook, message, deploy now. Plain DOM
+ * in a Lumino widget: `getValue()` is what JupyterLab's Dialog returns when the user accepts.
+ *
+ * On a deployed pipeline the run settings open as the deployment has them, and the form lists
+ * what each change replaces (`deployment.ts`): a new version keeps what the person didn't change.
  */
 import { Widget } from '@lumino/widgets';
 
-import { LabContext, ParameterSpec, PublishedTo, schedulePreview } from './api';
+import { Deployment, LabContext, ParameterSpec, PublishedTo, schedulePreview } from './api';
+import { Chosen, DeployRequest, deploymentChanges, describeTrigger } from './deployment';
 
 export interface FormValue {
   team: string;
   name: string;
   profile: string;
-  parameters: Record<string, unknown>;
-  trigger: string;
-  schedule: string;
-  timezone: string;
+  /** The deployment request when "Deploy now" is ticked: only what changes on a deployed pipeline. */
+  deploy: DeployRequest | null;
   message: string;
-  deployNow: boolean;
   problems: string[];
 }
 
@@ -67,7 +68,9 @@ export class PublishForm extends Widget {
   private trigger: HTMLSelectElement;
   private schedule: HTMLInputElement;
   private timezone: HTMLInputElement;
+  private notifyUrl: HTMLInputElement;
   private preview: HTMLElement;
+  private replaces: HTMLElement;
   private message: HTMLTextAreaElement;
   private deployNow: HTMLInputElement;
   private parameterInputs: [string, ParameterSpec, HTMLInputElement][] = [];
@@ -102,6 +105,8 @@ export class PublishForm extends Widget {
     this.name = element('input', { name: 'name', type: 'text' });
     this.name.value = published ? published.name : nameFromPath(path);
     field(form, 'Pipeline name', this.name, "lower-case letters, digits and '-'");
+    // What the run settings start from: the deployment of the pipeline named when the dialog opens.
+    const deployed = this.deployment();
 
     this.profile = element('select', { name: 'profile' });
     field(form, 'Profile', this.profile, 'the image and resources each run gets');
@@ -112,7 +117,7 @@ export class PublishForm extends Widget {
     parameters.appendChild(element('legend', {}, 'Parameters (from the cell tagged "parameters")'));
     if (context.parameters) {
       for (const [name, spec] of Object.entries(context.parameters)) {
-        parameters.appendChild(this.parameterRow(name, spec));
+        parameters.appendChild(this.parameterRow(name, spec, deployed));
       }
       if (!Object.keys(context.parameters).length) {
         parameters.appendChild(element('p', {}, 'The parameters cell sets no values.'));
@@ -123,11 +128,15 @@ export class PublishForm extends Widget {
     running.appendChild(parameters);
 
     this.trigger = element('select', { name: 'trigger' });
-    for (const [value, label] of [
+    const triggers = [
       ['manual', 'Manual (Run now, the CLI)'],
       ['cron', 'On a schedule (cron)'],
       ['http', 'HTTP trigger (a token for other systems)']
-    ]) {
+    ];
+    if (deployed?.trigger === 'after') {  // set on the page or the CLI; kept unless changed here
+      triggers.push(['after', `After ${deployed.after_pipeline} (on ${deployed.after_on || 'success'})`]);
+    }
+    for (const [value, label] of triggers) {
       this.trigger.appendChild(element('option', { value }, label));
     }
     field(running, 'Trigger', this.trigger);
@@ -138,6 +147,14 @@ export class PublishForm extends Widget {
     field(running, 'Time zone', this.timezone);
     this.preview = element('div', { class: 'ah-publish-preview', 'aria-live': 'polite' });
     running.appendChild(this.preview);
+    this.notifyUrl = element('input', { name: 'notify_url', type: 'url', placeholder: 'https://… (optional)' });
+    field(running, 'Webhook', this.notifyUrl, "each run's end is posted here");
+    if (deployed) {
+      this.trigger.value = deployed.trigger;
+      this.schedule.value = deployed.schedule || '';
+      this.timezone.value = deployed.timezone;
+      this.notifyUrl.value = deployed.notify_url || '';
+    }
     for (const control of [this.trigger, this.schedule, this.timezone]) {
       control.addEventListener('input', () => this.schedulePreviewSoon());
       control.addEventListener('change', () => this.schedulePreviewSoon());
@@ -150,35 +167,84 @@ export class PublishForm extends Widget {
     this.deployNow = element('input', { name: 'deploy', type: 'checkbox' });
     this.deployNow.checked = true;
     field(form, 'Deploy now', this.deployNow, 'make this version the active one with this trigger');
+
+    this.replaces = element('div', { class: 'ah-publish-replaces', 'aria-live': 'polite' });
+    form.appendChild(this.replaces);
+    // Every control may change what the deployment would lose: say it as it happens.
+    this.node.addEventListener('input', () => this.showChanges());
+    this.node.addEventListener('change', () => this.showChanges());
+    this.showChanges();
+  }
+
+  /** The deployment of the pipeline the form names now (team and name), if it is deployed. */
+  private deployment(): Deployment | null {
+    const pipeline = this.context.pipelines.find(p => p.team === this.team.value && p.name === this.name.value);
+    return pipeline?.deployment ?? null;
+  }
+
+  private declared(): Record<string, ParameterSpec> {
+    return this.context.parameters || {};
+  }
+
+  private showChanges(): void {
+    this.replaces.textContent = '';
+    const current = this.deployment();
+    if (!current || !this.deployNow.checked) {
+      return;
+    }
+    const { replaces } = deploymentChanges(current, this.chosen([]), this.declared());
+    this.replaces.appendChild(
+      element(
+        'p',
+        {},
+        replaces.length
+          ? 'Deploying changes the deployment:'
+          : `Keeps the deployment: ${describeTrigger(current)}, its parameters and webhook.`
+      )
+    );
+    const list = element('ul');
+    for (const sentence of replaces) {
+      list.appendChild(element('li', {}, sentence));
+    }
+    this.replaces.appendChild(list);
   }
 
   private fillProfiles(serverProfile: string): void {
     const team = this.context.teams.find(t => t.name === this.team.value);
     this.profile.textContent = '';
     for (const profile of team ? team.profiles : []) {
-      this.profile.appendChild(element('option', { value: profile.slug }, profile.display_name));
+      // As the spawn form says it: a profile whose runs can't get their GPU here is shown, not offered.
+      const label = profile.unavailable ? `${profile.display_name} (${profile.unavailable})` : profile.display_name;
+      const option = element('option', { value: profile.slug }, label);
+      option.disabled = Boolean(profile.unavailable);
+      this.profile.appendChild(option);
     }
-    if (team && team.profiles.some(p => p.slug === serverProfile)) {
+    const usable = team ? team.profiles.filter(p => !p.unavailable) : [];
+    if (usable.some(p => p.slug === serverProfile)) {
       this.profile.value = serverProfile;
+    } else if (usable.length) {
+      this.profile.value = usable[0].slug;
     }
   }
 
-  private parameterRow(name: string, spec: ParameterSpec): HTMLElement {
+  private parameterRow(name: string, spec: ParameterSpec, deployed: Deployment | null): HTMLElement {
     const row = element('label', { class: 'ah-publish-row ah-publish-parameter' });
     row.appendChild(element('span', { class: 'ah-publish-label' }, name));
+    // The deployment's value where it sets one (kept unless changed), else the notebook's.
+    const value = deployed && name in deployed.parameters ? deployed.parameters[name] : spec.default;
     let input: HTMLInputElement;
     if (spec.type === 'bool') {
       input = element('input', { type: 'checkbox', 'data-parameter': name });
-      input.checked = Boolean(spec.default);
+      input.checked = Boolean(value);
     } else if (spec.type === 'int' || spec.type === 'float') {
       input = element('input', { type: 'number', step: spec.type === 'int' ? '1' : 'any' });
-      input.value = String(spec.default);
+      input.value = String(value);
     } else if (spec.type === 'str') {
       input = element('input', { type: 'text' });
-      input.value = String(spec.default);
+      input.value = String(value);
     } else {
       input = element('input', { type: 'text' });
-      input.value = JSON.stringify(spec.default);
+      input.value = JSON.stringify(value);
     }
     input.setAttribute('data-parameter', name);
     row.appendChild(input);
@@ -231,6 +297,19 @@ export class PublishForm extends Widget {
     if (!NAME_RE.test(this.name.value)) {
       problems.push(`name: ${JSON.stringify(this.name.value)} is not a valid name (lower-case letters, digits and '-')`);
     }
+    const chosen = this.chosen(problems);
+    return {
+      team: this.team.value,
+      name: this.name.value,
+      profile: this.profile.value,
+      deploy: this.deployNow.checked ? deploymentChanges(this.deployment(), chosen, this.declared()).request : null,
+      message: this.message.value,
+      problems
+    };
+  }
+
+  /** The run settings as the form has them; what can't be read is added to `problems`. */
+  private chosen(problems: string[]): Chosen {
     const parameters: Record<string, unknown> = {};
     for (const [name, spec, input] of this.parameterInputs) {
       let value: unknown;
@@ -256,16 +335,11 @@ export class PublishForm extends Widget {
       }
     }
     return {
-      team: this.team.value,
-      name: this.name.value,
-      profile: this.profile.value,
-      parameters,
       trigger: this.trigger.value,
       schedule: this.schedule.value.trim(),
       timezone: this.timezone.value.trim() || 'UTC',
-      message: this.message.value,
-      deployNow: this.deployNow.checked,
-      problems
+      overrides: parameters,
+      notifyUrl: this.notifyUrl.value.trim() || null
     };
   }
 }

@@ -2,7 +2,8 @@
  * analysis-hub's JupyterLab plugin: "Publish as pipeline…" in every notebook's toolbar and in
  * the File menu (schema/plugin.json). A published notebook records its pipeline in its
  * metadata (`analysis_hub.pipeline`); its toolbar then shows the pipeline, its active version,
- * and offers "Publish new version…".
+ * and offers "Publish new version…". The active version is asked again when the person comes
+ * back to the tab and every minute while it is shown, so a rollback made elsewhere shows up.
  */
 import { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { Dialog, showDialog, showErrorMessage } from '@jupyterlab/apputils';
@@ -24,6 +25,9 @@ import { FormValue, PublishForm } from './dialog';
 
 const COMMAND = 'analysis-hub:publish-pipeline';
 const METADATA_KEY = 'analysis_hub';
+// A rollback in another tab shows as soon as the person is back (focus); the poll covers a
+// change made while this tab stays in view. A GET: the activity policy never counts it as work.
+const REFRESH_EVERY_MS = 60_000;
 
 function publishedTo(panel: NotebookPanel | null): PublishedTo | null {
   const model = panel?.context.model;
@@ -44,6 +48,7 @@ function link(href: string, text: string): HTMLAnchorElement {
 class PublishToolbarItem extends Widget {
   private label = document.createElement('a');
   private button = document.createElement('button');
+  private timer = 0;
 
   constructor(private panel: NotebookPanel, private app: JupyterFrontEnd) {
     super();
@@ -61,7 +66,24 @@ class PublishToolbarItem extends Widget {
       void this.refresh();
     });
     void this.refresh();
+    window.addEventListener('focus', this.refreshIfShown);
+    document.addEventListener('visibilitychange', this.refreshIfShown);
+    this.timer = window.setInterval(this.refreshIfShown, REFRESH_EVERY_MS);
   }
+
+  dispose(): void {
+    window.removeEventListener('focus', this.refreshIfShown);
+    document.removeEventListener('visibilitychange', this.refreshIfShown);
+    window.clearInterval(this.timer);
+    super.dispose();
+  }
+
+  /** Ask again only for a published notebook on screen: hidden tabs and panels cost nothing. */
+  private refreshIfShown = (): void => {
+    if (!document.hidden && this.isVisible && publishedTo(this.panel)) {
+      void this.refresh();
+    }
+  };
 
   async refresh(): Promise<void> {
     const published = publishedTo(this.panel);
@@ -73,12 +95,15 @@ class PublishToolbarItem extends Widget {
       return;
     }
     this.label.href = pipelinePage(published.team, published.name);
-    this.label.textContent = `${published.team}/${published.name} v${published.version}`;
+    const pipeline = `${published.team}/${published.name}`;
+    if (!this.label.textContent?.startsWith(pipeline)) {  // a refresh keeps what it shows until it knows
+      this.label.textContent = `${pipeline} v${published.version}`;
+    }
     try {
       const summary = await pipelineSummary(published.team, published.name);
       const active = summary.active_version;
-      this.label.textContent = `${published.team}/${published.name} · active v${active ?? '–'}`;
-      this.label.title = `published v${published.version}; the pipeline runs v${active ?? 'nothing yet'}`;
+      this.label.textContent = `${pipeline} · active v${active ?? '–'}`;
+      this.label.title = `${pipeline}: published v${published.version}; the pipeline runs v${active ?? 'nothing yet'}`;
     } catch (error) {
       this.label.title = (error as Error).message;
     }
@@ -134,14 +159,7 @@ async function runPublish(panel: NotebookPanel): Promise<void> {
       name: value.name,
       profile: value.profile,
       message: value.message,
-      deploy: value.deployNow
-        ? {
-            trigger: value.trigger,
-            timezone: value.timezone,
-            parameters: value.parameters,
-            ...(value.trigger === 'cron' ? { schedule: value.schedule } : {})
-          }
-        : null
+      deploy: value.deploy
     });
   } catch (error) {
     const message = error instanceof ApiError ? error.message : String(error);

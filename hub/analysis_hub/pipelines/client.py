@@ -1,7 +1,7 @@
 """`analysis-hub pipelines ...`: the command line for the pipelines service's REST API.
 
     publish NOTEBOOK|pipeline.yaml --team T [--profile P] [--name N] [--choice k=v] [-m MSG]
-            [--from-server] [--schedule CRON [--timezone TZ]] [-p name=value ...]
+            [--from-server] [--deploy] [--schedule CRON [--timezone TZ]] [-p name=value ...]
     versions TEAM/NAME           diff TEAM/NAME A B
     deploy TEAM/NAME [--version N] [--schedule CRON | --trigger manual|cron|http|after] [-p ...]
            [--concurrency forbid|allow] [--timeout S] [--retries N] [--pause | --resume] [--notify URL]
@@ -15,6 +15,8 @@ http://127.0.0.1:8000/services/pipelines/), the hub API token from --token or
 $JUPYTERHUB_API_TOKEN. Refusals print the service's message and exit 2.
 A `--schedule` without `--trigger` deploys the `cron` trigger: the service
 applies the trigger defaults (`triggers.py`), the client sends what was given.
+`publish` deploys only with --deploy, --schedule or -p, and then sends only
+those: the deployment keeps its schedule, parameters and webhook otherwise.
 """
 
 from __future__ import annotations
@@ -92,9 +94,10 @@ def cmd_publish(client: Client, args) -> dict:
     workflow = path.suffix in (".yaml", ".yml")
     default = path.parent.resolve().name if workflow else path.stem  # a workflow: its folder's name
     name = args.name or re.sub(r"[^a-z0-9]+", "-", default.lower()).strip("-")
-    latest = None
+    latest = active = None
     try:
-        latest = client.call("GET", f"pipelines/{args.team}/{name}")["latest_version"]
+        existing = client.call("GET", f"pipelines/{args.team}/{name}/deployment")
+        latest, active = existing["latest_version"], existing["active_version"]
     except ClientError as e:
         if not str(e).startswith("404"):
             raise
@@ -116,7 +119,10 @@ def cmd_publish(client: Client, args) -> dict:
     version = client.call("POST", f"pipelines/{args.team}/{name}/versions", body)
     print(f"published {args.team}/{name} v{version['number']} ({version['commit'][:10]})")
     if args.schedule or args.parameter or args.deploy:
-        deployment = {"version": version["number"], "parameters": pairs(args.parameter, "-p")}
+        # Only what was given: the deployment keeps its schedule and parameters otherwise.
+        deployment = {"version": version["number"]}
+        if args.parameter:
+            deployment["parameters"] = pairs(args.parameter, "-p")
         if args.schedule:
             deployment.update(schedule=args.schedule, timezone=args.timezone)
         client.call("PUT", f"pipelines/{args.team}/{name}/deployment", deployment)
@@ -124,6 +130,12 @@ def cmd_publish(client: Client, args) -> dict:
             f"deployed v{version['number']}"
             + (f" on {args.schedule} ({args.timezone})" if args.schedule else "")
         )
+    else:
+        how = f"`analysis-hub pipelines deploy {args.team}/{name} --version {version['number']}` or its page"
+        if active is None:
+            print(f"not deployed: nothing runs until you deploy it ({how})")
+        else:
+            print(f"not deployed: v{active} stays active; deploy v{version['number']} with {how}")
     return version
 
 
@@ -243,9 +255,18 @@ def add_parser(commands) -> None:
     top.set_defaults(func=main)
 
     publish = actions.add_parser(
-        "publish", parents=[common, parameters, schedule], help="publish a new version"
+        "publish",
+        parents=[common, parameters, schedule],
+        help="publish a new version",
+        description="Publish a notebook, or a workflow (pipeline.yaml and the notebooks it names),"
+        " as the pipeline's next version. Nothing is deployed without --deploy (--schedule or -p"
+        " deploy it too): the pipeline runs what it ran before, or nothing if it was never deployed.",
     )
-    publish.add_argument("notebook")
+    publish.add_argument(
+        "notebook",
+        metavar="NOTEBOOK|pipeline.yaml",
+        help="a notebook (.ipynb), or a workflow's pipeline.yaml (its folder names the pipeline)",
+    )
     publish.add_argument("--team", required=True, help="the owning team (a hub group)")
     publish.add_argument(
         "--profile",
@@ -254,7 +275,11 @@ def add_parser(commands) -> None:
     publish.add_argument("--name", help="pipeline name (default: from the notebook's file name)")
     publish.add_argument("--choice", action="append", metavar="NAME=OPTION", help="a profile choice")
     publish.add_argument("-m", "--message", help="what changed")
-    publish.add_argument("--deploy", action="store_true", help="make it the active version")
+    publish.add_argument(
+        "--deploy",
+        action="store_true",
+        help="make it the active version (keeping the deployment's schedule and parameters)",
+    )
     publish.add_argument(
         "--from-server",
         action="store_true",

@@ -5,8 +5,11 @@ hub user (the lab extension's server side calls them with its server's own
 hub token, whose scopes the hub limits to this service):
 - `POST api/lab/context` with `{"notebook": <nbformat JSON>}` (optional):
   the caller's teams (their hub groups) with the profiles each team may use,
-  the caller's teams' pipelines with their active version, and the
-  notebook's parameters read exactly as publishing reads them
+  each with `unavailable`: why a run of its default choices can't get its GPUs
+  here, as the spawn form words it (`forms.gpu_shortfall`; '' when it can);
+  the caller's teams' pipelines with their active version and, when deployed,
+  the deployment a new version keeps unless the dialog changes it (`DEPLOYMENT_KEPT`);
+  and the notebook's parameters read exactly as publishing reads them
   (`notebooks.notebook_parameters`), or the reason they can't be read.
 - `GET api/lab/schedule?cron=<expr>&timezone=<zone>`: the schedule in words
   and its next three fire times (`cron_words`), or 400 naming the bad field.
@@ -19,9 +22,15 @@ from datetime import UTC, datetime
 
 from tornado import web
 
+from ...catalog import resolve
+from ...forms import gpu_shortfall
 from ..publishing.cron_words import describe, next_times
 from ..publishing.notebooks import NotebookError, notebook_parameters, read_notebook
 from .handlers import Handler
+
+# What "Publish new version…" shows and keeps of a deployment (the rest is kept without being shown).
+DEPLOYMENT_KEPT = ("trigger", "schedule", "timezone", "parameters", "notify_url")
+DEPLOYMENT_KEPT += ("after_pipeline", "after_on")
 
 
 class LabHandler(Handler):
@@ -35,6 +44,7 @@ class LabContext(LabHandler):
         body = self.body()
         caller = self.caller
         catalog = self.pipelines.versions.catalog.current()
+        gpus = self.pipelines.versions.gpus_available
         teams = sorted(caller.groups)
         parameters, problem = None, None
         if body.get("notebook") is not None:
@@ -50,7 +60,11 @@ class LabContext(LabHandler):
                     {
                         "name": team,
                         "profiles": [
-                            {"slug": p.slug, "display_name": p.display_name}
+                            {
+                                "slug": p.slug,
+                                "display_name": p.display_name,
+                                "unavailable": gpu_shortfall(resolve(p, {}).resources.gpus, gpus),
+                            }
                             for p in catalog.allowed_for({team})
                         ],
                     }
@@ -62,6 +76,9 @@ class LabContext(LabHandler):
                         "name": p["name"],
                         "active_version": p.get("active_version"),
                         "latest_version": p.get("latest_version"),
+                        "deployment": (
+                            {key: p[key] for key in DEPLOYMENT_KEPT} if p.get("active_version") else None
+                        ),
                     }
                     for p in self.pipelines.list_pipelines(caller)
                 ],
