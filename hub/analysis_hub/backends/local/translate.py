@@ -13,6 +13,7 @@ Contract:
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from ...catalog import ResolvedProfile
@@ -56,21 +57,16 @@ def run_placement(
     teams_root: Path | None,
 ) -> Placement:
     """A run (a workflow's step) in its own folder `workdir`, holding what its step holds."""
-    r = spec.profile.resources
-    return Placement(
+    server = server_placement(
+        spec.profile,
         name=spec.holder("-"),
         owner=spec.holder("/"),
-        image=spec.image,
         user=user,
         home=home,
-        workdir=workdir,
-        memory_limit=r.memory_limit,
-        cpu_limit=r.cpu_limit,
-        gpus=r.gpus,
         teams=teams,
         teams_root=teams_root,
-        teams_home=workdir,
     )
+    return dataclasses.replace(server, workdir=workdir, teams_home=workdir)
 
 
 def team_folders_root(settings) -> Path:
