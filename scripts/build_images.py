@@ -60,6 +60,9 @@ SINGLEUSER_FILES = (
     "analysis_hub_activity.py",
     "analysis_hub_activity.json",
     "analysis_hub_outputs.py",
+    "analysis_hub_quiet.py",
+    "analysis_hub_server.json",
+    "ipython_kernel_config.json",
     "overrides.json",
 )
 # Not in a build context: tests run against the image, and image.yaml is read by the

@@ -28,11 +28,19 @@ def start_kernel(user, server: str = "") -> str:
 
 def run_code(user, code: str, kernel_id: str | None = None, timeout: float = 300, server: str = "") -> str:
     """Run `code` in a kernel of the user's default server, or of their server named `server`."""
+    return run_code_streams(user, code, kernel_id, timeout, server)["stdout"]
+
+
+def run_code_streams(
+    user, code: str, kernel_id: str | None = None, timeout: float = 300, server: str = ""
+) -> dict[str, str]:
+    """Like `run_code`, with the cell's stderr too (what a notebook shows in red under the cell,
+    the JVM's log included): {"stdout": ..., "stderr": ...}."""
     kernel_id = kernel_id or start_kernel(user, server)
     return asyncio.run(_execute(user, kernel_id, code, timeout, server))
 
 
-async def _execute(user, kernel_id: str, code: str, timeout: float, server: str = "") -> str:
+async def _execute(user, kernel_id: str, code: str, timeout: float, server: str = "") -> dict[str, str]:
     prefix = f"/user/{user.name}/" + (f"{server}/" if server else "")
     ws_url = user.base_url.replace("http", "ws", 1) + f"{prefix}api/kernels/{kernel_id}/channels"
     request = HTTPRequest(ws_url, headers={"Authorization": f"token {user.token}"})
@@ -62,6 +70,7 @@ async def _execute(user, kernel_id: str, code: str, timeout: float, server: str 
         )
     )
     output: list[str] = []
+    stderr: list[str] = []
     try:
         async with asyncio.timeout(timeout):
             while True:
@@ -74,12 +83,14 @@ async def _execute(user, kernel_id: str, code: str, timeout: float, server: str 
                 kind, content = msg["msg_type"], msg["content"]
                 if kind == "stream" and content["name"] == "stdout":
                     output.append(content["text"])
+                elif kind == "stream":
+                    stderr.append(content["text"])
                 elif kind in ("execute_result", "display_data"):
                     output.append(content["data"].get("text/plain", ""))
                 elif kind == "error":
                     raise KernelError(f"{content['ename']}: {content['evalue']}\n{''.join(output)}")
                 elif kind == "status" and content["execution_state"] == "idle":
-                    return "".join(output)
+                    return {"stdout": "".join(output), "stderr": "".join(stderr)}
     finally:
         conn.close()
 

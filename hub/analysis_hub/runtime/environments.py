@@ -55,6 +55,8 @@ SERVER_EXTENSION_DIR = Path(__file__).resolve().parent.parent / "singleuser"
 REPO = Path(__file__).resolve().parents[3]  # where `make lab` leaves lab-extension/dist/
 log = logging.getLogger(__name__)
 LOCK_FILE = "requirements.txt"
+# An image's Spark settings and logging, beside its lock file (images/pyspark).
+SPARK_CONF_FILES = ("spark-defaults.conf", "log4j2.properties")
 CUDA_LOCK_FILE = "requirements-cuda.txt"  # CUDA runtime wheels, added on GPU machines
 READY_MARKER = ".analysis-hub-ready"
 # The machine's pip configuration may add index locations that don't exist;
@@ -75,18 +77,29 @@ def environment_key(lock_files: list[Path], python_version: str) -> str:
     return digest.hexdigest()[:12]
 
 
-def install_server_extension(env: Path) -> None:
+def install_server_extension(env: Path, image_dir: Path | None = None) -> None:
     """Copy the activity-policy extension, the config enabling it, the step-outputs module
-    (`analysis_hub_outputs`), and our JupyterLab defaults (no news or update checks: servers
-    may have no internet) into `env`."""
+    (`analysis_hub_outputs`), the servers' and kernels' quieter logs (`analysis_hub_quiet`
+    with `analysis_hub_server.json` and `ipython_kernel_config.json`), and our
+    JupyterLab defaults (no news or update checks: servers may have no internet) into `env`;
+    with pyspark in `env`, the image's Spark settings and logging (`SPARK_CONF_FILES` in
+    `image_dir`) into pyspark's own conf/, where Spark looks when SPARK_CONF_DIR is not set."""
     site_packages = next((env / "lib").glob("python3*/site-packages"))
+    server_config = env / "etc/jupyter/jupyter_server_config.d"
     targets = {
         SERVER_EXTENSION_DIR / "analysis_hub_activity.py": site_packages / "analysis_hub_activity.py",
         SERVER_EXTENSION_DIR / "analysis_hub_outputs.py": site_packages / "analysis_hub_outputs.py",
-        SERVER_EXTENSION_DIR / "analysis_hub_activity.json": env
-        / "etc/jupyter/jupyter_server_config.d/analysis_hub_activity.json",
+        SERVER_EXTENSION_DIR / "analysis_hub_quiet.py": site_packages / "analysis_hub_quiet.py",
+        SERVER_EXTENSION_DIR / "analysis_hub_activity.json": server_config / "analysis_hub_activity.json",
+        # Not in config.d: jupyter_server reads only extensions' switches from there.
+        SERVER_EXTENSION_DIR / "analysis_hub_server.json": env / "etc/jupyter/jupyter_server_config.json",
+        SERVER_EXTENSION_DIR / "ipython_kernel_config.json": env / "etc/ipython/ipython_kernel_config.json",
         SERVER_EXTENSION_DIR / "overrides.json": env / "share/jupyter/lab/settings/overrides.json",
     }
+    if image_dir and (site_packages / "pyspark").is_dir():
+        for name in SPARK_CONF_FILES:
+            if (image_dir / name).is_file():
+                targets[image_dir / name] = site_packages / "pyspark" / "conf" / name
     for source, target in targets.items():
         if not target.is_file() or target.read_bytes() != source.read_bytes():
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -189,7 +202,7 @@ class EnvironmentBuilder:
 
     def _refresh(self, image: str, env: Path) -> None:
         """What a built environment gets from this hub, at every use: the extension, the kernel's name."""
-        install_server_extension(env)
+        install_server_extension(env, self.images_dir / image)
         if self.lab_wheel and self.lab_wheel.is_file():
             install_wheel(env, self.lab_wheel)
         else:

@@ -13,8 +13,9 @@
 #   SPARK_BLOCKMANAGER_PORT are set (Kubernetes: the network policy opens them
 #   to executors); otherwise Spark picks free ones, as containers sharing the
 #   host's network must;
-# - without a hive-site.xml in HADOOP_CONF_DIR: an embedded Derby metastore and
-#   warehouse in the home directory, so Hive tables survive a re-spawn;
+# - Hive tables by default (CREATE TABLE ... USING hive, saveAsTable); without a
+#   hive-site.xml in HADOOP_CONF_DIR, an embedded Derby metastore and warehouse in the
+#   home directory, so Hive tables survive a re-spawn;
 # - SPARK_KUBERNETES_EXECUTORS=true (on Kubernetes): master k8s://, executors as
 #   pods in this pod's namespace (SPARK_KUBERNETES_NAMESPACE, else the service
 #   account's) from SPARK_EXECUTOR_IMAGE (default: this image, JUPYTER_IMAGE, whose
@@ -47,6 +48,7 @@ fi
   echo "spark.driver.bindAddress        ${SPARK_DRIVER_BIND_ADDRESS:-$bind_address}"
   [ -z "${SPARK_DRIVER_PORT:-}" ] || echo "spark.driver.port               $SPARK_DRIVER_PORT"
   [ -z "${SPARK_BLOCKMANAGER_PORT:-}" ] || echo "spark.blockManager.port         $SPARK_BLOCKMANAGER_PORT"
+  echo "spark.sql.catalogImplementation hive"
   if [ ! -f "${HADOOP_CONF_DIR:-/etc/hadoop/conf}/hive-site.xml" ]; then
     echo "spark.sql.warehouse.dir         ${HOME}/spark-warehouse"
     echo "spark.hadoop.javax.jdo.option.ConnectionURL jdbc:derby:;databaseName=${HOME}/.spark/metastore_db;create=true"
