@@ -236,9 +236,9 @@ def test_a_run_page_left_open_shows_the_failure_as_a_reload_does(hub, page):  # 
 
 def test_an_approver_from_another_team_finds_her_runs_and_sees_only_her_actions(hub, page):  # noqa: F811
     """carol (ml-leads, not in data-team) finds the run waiting for ml-leads on her Pipelines page
-    with its gate and deadline (with its time zone), opens it and sees Approve and Reject but
-    neither Cancel run nor, once she rejected it, Repair run; alice (data-team, not an approver)
-    sees Cancel run and then Repair run, never the decision form."""
+    with its gate and deadline (with its time zone), and on her hub home; she opens it and sees
+    Approve and Reject but neither Cancel run nor, once she rejected it, Repair run; alice
+    (data-team, not an approver) sees Cancel run and then Repair run, never the decision form."""
     run_id = waiting_run(hub, "data-team/for-carol", approvers="ml-leads")
     log_in(page, hub.url, "carol", USERS["carol"])
     page.goto(f"{hub.url}{SERVICE}/")
@@ -247,6 +247,11 @@ def test_an_approver_from_another_team_finds_her_runs_and_sees_only_her_actions(
     expect(row).to_contain_text("review")
     expect(row.locator("time.deadline")).to_have_attribute("title", re.compile(r"\d\d:\d\d.*(UTC|[+-]\d\d)"))
     screenshot(page, "approver-pipelines-page")
+    page.goto(f"{hub.url}/hub/home")
+    waiting = page.frame_locator("#pipelines-summary").locator("#decisions-waiting")
+    expect(waiting).to_contain_text(re.compile(r"\d+ runs? waiting for your decision"))
+    waiting.get_by_role("link").click()
+    expect(page).to_have_url(re.compile(f"{SERVICE}/$"))
     row.get_by_role("link", name=f"#{run_id}").click()
     expect(page.locator("#approve-review")).to_be_visible()
     expect(page.locator("#reject-review")).to_be_visible()
