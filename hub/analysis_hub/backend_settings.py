@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
+from .images import HADOOP_CONF_DIR
 from .validation import DNS_NAME, Section, matching
 
 
@@ -58,7 +59,7 @@ class DockerSettings(Section):
         Path("build/image-tags.json"), description="image -> tag, written by scripts/build_images.py"
     )
     images: dict[str, str] = Field({}, description="catalog image name -> local image (overrides the tags)")
-    hadoop_conf_dir: Path | None = Field(None, description="host folder for /etc/hadoop/conf (read-only)")
+    hadoop_conf_dir: Path | None = Field(None, description=f"host folder for {HADOOP_CONF_DIR} (read-only)")
     start_timeout: int = Field(120, ge=10, description="seconds a container may take to answer")
     network_subnet: str | None = Field(
         None,

@@ -32,7 +32,7 @@ from dockerspawner import DockerSpawner
 from tornado import web
 from traitlets import Dict, Integer, List, Unicode, default
 
-from ...images import hadoop_images
+from ...images import HADOOP_CONF_DIR, hadoop_images
 from ...kernels import kernel_display_name
 from ..catalog_spawner import CatalogProfileForm
 from .network import NetworkError, ensure_container_network
@@ -72,7 +72,7 @@ class CatalogDockerSpawner(CatalogProfileForm, DockerSpawner):
     backend_name = "docker"
     image_tags_file = Unicode(config=True, help="JSON written by scripts/build_images.py: image -> tag")
     image_references = Dict(config=True, help="catalog image name -> reference; overrides the tags file")
-    hadoop_conf_dir = Unicode("", config=True, help="host folder mounted read-only at /etc/hadoop/conf")
+    hadoop_conf_dir = Unicode("", config=True, help=f"host folder mounted read-only at {HADOOP_CONF_DIR}")
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
