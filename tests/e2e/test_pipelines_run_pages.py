@@ -284,10 +284,11 @@ def test_an_approver_from_another_team_finds_her_runs_and_sees_only_her_actions(
 
 
 def test_a_workflows_steps_are_listed_and_each_steps_output_has_its_page(hub, page):  # noqa: F811
-    """The pipeline page lists the workflow's steps (the gate with its approvers); on the finished
-    run's page each step shows the parameters it received (ship got first's n = 7, not the run's
-    default 0), its output opens on a page with the hub's navigation and the way back to the run,
-    and the notebook downloads under a name that says whose it is."""
+    """The pipeline page lists the workflow's steps (the gate with its approvers), and its run form
+    says which value an upstream output replaces; on the finished run's page each step shows the
+    parameters it received (ship got first's n = 7, not the run's default 0), its output opens on
+    a page with the hub's navigation and the way back to the run, and the notebook downloads under
+    a name that says whose it is."""
     run_id = waiting_run(hub, "data-team/steps-shown")
     alice = hub.user("alice")
     assert api(hub, alice, "POST", f"runs/{run_id}/steps/review/approve", json={}).status_code == 200
@@ -297,6 +298,8 @@ def test_a_workflows_steps_are_listed_and_each_steps_output_has_its_page(hub, pa
     steps = page.locator("#workflow-steps tr[data-step]")
     expect(steps).to_have_count(3)
     expect(page.locator('#workflow-steps tr[data-step="review"]')).to_contain_text("approval by data-team")
+    fed = page.locator('label[for="param-ship.first_n"]')  # the run form's value that first's n replaces
+    expect(fed).to_contain_text("first.n replaces it when that step records it")
     screenshot(page, "workflow-pipeline-page")
 
     page.goto(f"{hub.url}{SERVICE}/runs/{run_id}")

@@ -12,7 +12,9 @@ Contract:
 - `step_parameters(...)` is what papermill gets for a step: the run's values
   named `<step>.<name>` (plain names for a single notebook), and each upstream
   step's recorded outputs as `<upstream>_<output>` where the notebook declares
-  such a parameter; an upstream output wins over a run's value.
+  such a parameter; an upstream output wins over a run's value, which is why
+  `fed_by_upstream(steps)` names, for the run form, the run values an upstream
+  output replaces (`report.prepare_rows` -> `prepare.rows`).
 - `step_spec(...)` is the executor's `RunSpec` for one step (a repair's names
   the run its folder is a copy of); `deployment_specs`
   those a deployment's runs start from (run id 0: what `Executor.prepare`
@@ -25,8 +27,8 @@ from pathlib import Path
 
 from ...catalog import ResolvedProfile
 from ..publishing.specs import RunSpec
-from ..publishing.workflow_spec import WorkflowStep, steps_from_stored
-from .dag import NOTEBOOK
+from ..publishing.workflow_spec import WorkflowStep, dag_steps, steps_from_stored
+from .dag import NOTEBOOK, ancestors
 
 SINGLE = "main"  # the one step of a single-notebook version
 SHARED = "shared"  # a workflow run's shared folder, inside its run folder
@@ -84,6 +86,19 @@ def step_parameters(step: WorkflowStep, run_values: dict, upstream: dict[str, di
             if f"{source}_{output}" in step.declared:
                 values[f"{source}_{output}"] = value
     return values
+
+
+def fed_by_upstream(steps: list[WorkflowStep]) -> dict[str, str]:
+    """Run values (`<step>.<name>`) that an upstream step's output replaces when that step records
+    it, each with that output (`<upstream>.<output>`)."""
+    shapes, notebooks = dag_steps(steps), {s.name for s in steps if s.kind == NOTEBOOK}
+    fed = {}
+    for step in steps:
+        for source in sorted(ancestors(shapes, step.name) & notebooks):  # a gate records nothing
+            for name in step.declared:
+                if name.startswith(f"{source}_") and len(name) > len(source) + 1:
+                    fed[f"{step.name}.{name}"] = f"{source}.{name[len(source) + 1 :]}"
+    return fed
 
 
 def step_spec(

@@ -33,7 +33,9 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from tornado import web
 
 from ..access import require_member
+from ..engine.steps import fed_by_upstream
 from ..publishing.specs import SpecError
+from ..publishing.workflow_spec import steps_from_stored
 from ..store.models import AUDIT_ACTIONS
 from . import humane
 from .handlers import Handler, P
@@ -122,6 +124,7 @@ class PipelinePage(Page):
             "notify_url": p.get("notify_url") or "",
         }
         shown = active or (p["versions"][-1] if p["versions"] else None)  # whose steps are listed
+        workflow = steps_from_stored(active["steps"]) if active and active.get("steps") else []
         self.render_page(
             "pipeline.html",
             p=p,
@@ -131,6 +134,7 @@ class PipelinePage(Page):
             form={**saved, **(typed or {})},
             settings_error=settings_error,
             steps_of=shown if shown and shown.get("steps") else None,
+            fed=fed_by_upstream(workflow),
         )
 
 
