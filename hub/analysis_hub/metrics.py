@@ -3,9 +3,13 @@
 Contract:
 - Names follow JupyterHub's conventions: `analysis_hub_` prefix, snake case,
   `_total` counters, `_seconds` durations, base units. Each metric lives in
-  the default registry of the process that records it: the hub's appear at
-  `/hub/metrics` (JupyterHub serves that registry, scope `read:metrics`), the
-  pipelines service's at `/services/pipelines/metrics` (same scope).
+  the default registry of the process that records it, and only there: the
+  hub's appear at `/hub/metrics` (JupyterHub serves that registry, scope
+  `read:metrics`), the pipelines service's at `/services/pipelines/metrics`
+  (same scope). The metrics are created unregistered; `register_state(key,
+  read)`, which each process calls once for itself ("hub", "pipelines"),
+  registers its scrape-time collector and the recorded metrics `RECORDED_BY`
+  that process, so neither endpoint advertises the other's families.
 - Counters and histograms are recorded where the event happens (spawner,
   environment builder, catalog source, the hub's request log, runs). What is
   a *state* (running servers, GPUs, queued runs, last success) is read at
@@ -13,7 +17,9 @@ Contract:
   spawners, the GPU pool's file, the pipelines database), so a restart of the
   hub or service never makes it wrong.
 - Label vocabularies are closed where they can be: `SPAWN_PHASES`,
-  `CULL_REASONS`; a server's team is `team_of(groups)`.
+  `CULL_REASONS`; a server's team is `team_of(groups)`. A state's series
+  don't vanish: what was counted once is exported as 0 when there is none of
+  it (a stopped profile's running servers, runs waiting at a gate).
 - Importing this module is cheap (prometheus_client only): the CLI may import it.
 """
 
@@ -48,32 +54,45 @@ SPAWN_DURATION = Histogram(
     "Seconds from a server's start to its first answer, successful spawns",
     ["profile", "backend"],
     buckets=SPAWN_BUCKETS,
+    registry=None,
 )
 SPAWN_PHASE_DURATION = Histogram(
     f"{PREFIX}_spawn_phase_duration_seconds",
     "Seconds per spawn phase: environment (local), start (process/container/pod), answer",
     ["profile", "backend", "phase"],
     buckets=SPAWN_BUCKETS,
+    registry=None,
 )
 SPAWN_FAILURES = Counter(
     f"{PREFIX}_spawn_failures_total",
     "Spawns that failed, by reason (bad_request, gpus_unavailable, start_error, timeout, answer)",
     ["profile", "backend", "reason"],
+    registry=None,
 )
 CULLS = Counter(
-    f"{PREFIX}_culls_total", "Servers stopped for their users, by reason (idle, memory_limit)", ["reason"]
+    f"{PREFIX}_culls_total",
+    "Servers stopped for their users, by reason (idle, memory_limit)",
+    ["reason"],
+    registry=None,
 )
 ENVIRONMENT_BUILDS = Counter(
-    f"{PREFIX}_environment_builds_total", "Environment builds (local backend), by result", ["image", "result"]
+    f"{PREFIX}_environment_builds_total",
+    "Environment builds (local backend), by result",
+    ["image", "result"],
+    registry=None,
 )
 ENVIRONMENT_BUILD_DURATION = Histogram(
     f"{PREFIX}_environment_build_duration_seconds",
     "Seconds an environment build took (local backend), by result",
     ["image", "result"],
     buckets=SPAWN_BUCKETS,
+    registry=None,
 )
 CATALOG_RELOADS = Counter(
-    f"{PREFIX}_catalog_reloads_total", "Catalog changes seen, by result (applied, rejected)", ["result"]
+    f"{PREFIX}_catalog_reloads_total",
+    "Catalog changes seen, by result (applied, rejected)",
+    ["result"],
+    registry=None,
 )
 
 # ---- pipelines service -----------------------------------------------------
@@ -82,18 +101,21 @@ PIPELINE_RUNS = Counter(
     f"{PREFIX}_pipeline_runs_total",
     "Pipeline runs that ended, by status (succeeded, failed, skipped...)",
     ["team", "pipeline", "status"],
+    registry=None,
 )
 PIPELINE_RUN_DURATION = Histogram(
     f"{PREFIX}_pipeline_run_duration_seconds",
     "Seconds from a run's first attempt to its end, all attempts",
     ["team", "pipeline", "status"],
     buckets=RUN_BUCKETS,
+    registry=None,
 )
 PIPELINE_SCHEDULE_LAG = Histogram(
     f"{PREFIX}_pipeline_schedule_lag_seconds",
     "Seconds from a scheduled run's fire time to its first attempt",
     ["team", "pipeline"],
     buckets=(0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 600, 1800, float("inf")),
+    registry=None,
 )
 
 
@@ -110,18 +132,27 @@ STATE_METRICS = (
     PIPELINE_LAST_SUCCESS,
     PIPELINE_CONSECUTIVE_FAILURES,
 )
-RECORDED_METRICS = (
-    SPAWN_DURATION,
-    SPAWN_PHASE_DURATION,
-    SPAWN_FAILURES,
-    CULLS,
-    ENVIRONMENT_BUILDS,
-    ENVIRONMENT_BUILD_DURATION,
-    CATALOG_RELOADS,
-    PIPELINE_RUNS,
-    PIPELINE_RUN_DURATION,
-    PIPELINE_SCHEDULE_LAG,
-)
+# What each process records: the service builds environments and reads the catalog too.
+RECORDED_BY = {
+    "hub": (
+        SPAWN_DURATION,
+        SPAWN_PHASE_DURATION,
+        SPAWN_FAILURES,
+        CULLS,
+        ENVIRONMENT_BUILDS,
+        ENVIRONMENT_BUILD_DURATION,
+        CATALOG_RELOADS,
+    ),
+    "pipelines": (
+        PIPELINE_RUNS,
+        PIPELINE_RUN_DURATION,
+        PIPELINE_SCHEDULE_LAG,
+        ENVIRONMENT_BUILDS,
+        ENVIRONMENT_BUILD_DURATION,
+        CATALOG_RELOADS,
+    ),
+}
+RECORDED_METRICS = tuple(dict.fromkeys(m for metrics in RECORDED_BY.values() for m in metrics))
 
 
 def exported_names() -> set[str]:
@@ -157,11 +188,17 @@ class StateCollector:
         return []  # unknown until scraped: keeps registration free of a first read
 
 
-_registered: set[str] = set()
+_registered: set = set()  # keys and metrics registered in this process
 
 
 def register_state(key: str, read) -> None:
-    """Register a scrape-time collector once per process (`key`: which one)."""
-    if key not in _registered:
-        _registered.add(key)
-        REGISTRY.register(StateCollector(read))
+    """Register a scrape-time collector once per process (`key`: which one), and the recorded
+    metrics of that process (`RECORDED_BY[key]`, none for another key)."""
+    if key in _registered:
+        return
+    _registered.add(key)
+    REGISTRY.register(StateCollector(read))
+    for metric in RECORDED_BY.get(key, ()):
+        if metric not in _registered:
+            _registered.add(metric)
+            REGISTRY.register(metric)

@@ -9,7 +9,9 @@ Contract:
   else one read from the exception (`failure_reason`). Nested wrapped
   `start()`s (a subclass calling super) count once.
 - `hub_state(app, pool, spawner_class)` reads what is running now, at scrape time: servers by
-  profile, team and backend, and the machine's GPU pool (allocated, free).
+  profile, team and backend, and the machine's GPU pool (allocated, free). A profile, team
+  and backend counted once since the hub started stays, as 0 when none of its servers runs:
+  its series goes to 0 instead of vanishing.
 - `request_log(handler)` is the hub's tornado request log: JupyterHub's own,
   plus a cull counted when a *service* (the idle culler) stopped a server
   through the REST API. The local backend counts memory-limit stops itself.
@@ -34,6 +36,8 @@ from ..metrics import (
     team_of,
 )
 
+# Every (profile, team, backend) hub_state counted in this process.
+_counted_servers: set[tuple] = set()
 # DELETE /hub/api/users/<name>/server or /servers/<server name>, under any base URL.
 SERVER_DELETE = re.compile(r"/hub/api/users/[^/]+/server(s/[^/]*)?/?$")
 
@@ -106,12 +110,13 @@ def hub_state(app, pool, spawner_class) -> list:
             if isinstance(spawner, spawner_class) and spawner.ready:
                 key = (spawner.profile_slug, team_of(spawner.user_groups), spawner.backend_name)
                 servers[key] = servers.get(key, 0) + 1
+    _counted_servers.update(servers)
     families = [
         (
             RUNNING_SERVERS,
             "Servers running now, by profile, team (the user's first group) and backend",
             ["profile", "team", "backend"],
-            [(key, count) for key, count in sorted(servers.items())],
+            [(key, servers.get(key, 0)) for key in sorted(_counted_servers)],
         )
     ]
     free = len(pool.free())

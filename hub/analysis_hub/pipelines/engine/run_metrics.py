@@ -6,8 +6,9 @@ Contract:
   its duration (first attempt to end); one the schedule started observes its
   schedule lag (first attempt minus the fire time it was scheduled for).
 - `service_state(sessions)`, read at scrape time from the database (so every
-  replica and every restart agree): runs not finished by status (queued,
-  running, and any status a run waits in, such as an approval gate); per
+  replica and every restart agree): runs not finished by status, every one of
+  `statuses.UNFINISHED` (queued, running, waiting at an approval gate) with 0
+  when there are none, so an alert on them always has a series; per
   deployed pipeline the time of its last success and its consecutive
   failures (the newest finished runs that failed, back to the last success).
 - `MetricsHandler` serves the process's registry at `<prefix>metrics` to a
@@ -33,6 +34,7 @@ from ...metrics import (
     PIPELINE_UNFINISHED_RUNS,
     register_state,
 )
+from ..statuses import UNFINISHED
 from ..store.models import Pipeline, Run
 
 RECENT = 20  # runs looked at per pipeline for consecutive failures
@@ -55,8 +57,7 @@ def _timestamp(moment: datetime) -> float:
 
 def service_state(sessions) -> list:
     with sessions() as db:
-        # queued and running always (as 0), so an alert on them has a series to look at
-        unfinished = {"queued": 0, "running": 0}
+        unfinished = dict.fromkeys(UNFINISHED, 0)
         counted = select(Run.status, func.count()).where(Run.finished_at.is_(None)).group_by(Run.status)
         unfinished.update(dict(db.execute(counted).all()))
         last_success, failing = [], []
