@@ -21,8 +21,8 @@ from analysis_hub.backends.kubernetes import notebook_runner
 from analysis_hub.backends.kubernetes.job_executor import JobExecutor
 from analysis_hub.backends.kubernetes.job_status import job_finished, job_result, pod_problem
 from analysis_hub.backends.kubernetes.jobs import MAX_NOTEBOOK_BYTES
-from analysis_hub.backends.kubernetes.translate import ClusterFacts
 from analysis_hub.backends.kubernetes.run_folders import RunFolderSettings
+from analysis_hub.backends.kubernetes.translate import ClusterFacts
 from analysis_hub.pipelines.publishing.specs import RunSpec
 from unit_support import run_profile
 

@@ -28,10 +28,10 @@ from analysis_hub.backends.kubernetes.jobs import (
     runner_source,
 )
 from analysis_hub.backends.kubernetes.jobs_api import ROLE_RULES
-from analysis_hub.backends.kubernetes.translate import ClusterFacts
 from analysis_hub.backends.kubernetes.run_folders import RunFolderSettings, run_folder_claim
 from analysis_hub.backends.kubernetes.run_names import label_value, object_name, run_labels
 from analysis_hub.backends.kubernetes.spawner import CatalogKubeSpawner
+from analysis_hub.backends.kubernetes.translate import ClusterFacts
 from analysis_hub.backends.kubernetes.wiring import cluster_facts
 from analysis_hub.catalog import resolve
 from analysis_hub.config import HostFacts, apply_settings
