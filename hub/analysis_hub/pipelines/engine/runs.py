@@ -346,7 +346,8 @@ class Runs:
                 log.exception("pipeline %s chained after run %s could not start", pipeline_id, run_id)
 
     async def wait_idle(self) -> None:
-        """Wait for every run this process started to be recorded (tests; a clean stop)."""
+        """Wait for every run this process started to be recorded: the tests' way to see runs end
+        (the service itself never waits: a stopped service's runs are failed at the next start)."""
         while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
