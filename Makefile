@@ -1,14 +1,17 @@
 # The two commands of the README:
-#   make up     install everything into .venv and node_modules, then run the hub
-#   make test   install what the tests need (Chromium, Java), lint, run the suite
+#   make up     install what running needs into .venv and node_modules, then run the hub
+#   make test   install what the tests need too (the test extras, Chromium, Java), lint, run the suite
 VENV     ?= .venv
 PYTHON   ?= python3
 SETTINGS ?= analysis-hub.yaml
 BIN      := $(VENV)/bin
 
-.PHONY: install lab system-deps up test lint format unit integration e2e images bench bench-pipelines lock clean
+.PHONY: install test-install lab system-deps up test lint format unit integration e2e images bench bench-pipelines lock clean
 
 install: $(VENV)/.installed node_modules/.installed lab
+# The test extras (pytest, Playwright, Helm's engine, linters...): only the targets below that
+# test, lint or build need them; `up` starts sooner without (issue 26).
+test-install: install $(VENV)/.test-installed
 
 # The JupyterLab extension (issue 15), a wheel every image and local environment installs:
 # built from lab-extension/ with JupyterLab's npm toolchain (about 30 s cold, seconds after).
@@ -25,6 +28,10 @@ lab-extension/dist/.built: $(LAB_SOURCES) scripts/build-lab-extension.sh
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.test-installed: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
@@ -39,31 +46,31 @@ system-deps:
 up: install
 	$(BIN)/analysis-hub up --config $(SETTINGS)
 
-test: install system-deps lint images
+test: test-install system-deps lint images
 	$(BIN)/pytest -p no:cacheprovider -ra
 
-lint: install
+lint: test-install
 	$(BIN)/ruff check hub tests scripts
 	$(BIN)/ruff format --check hub tests scripts
 
-format: install
+format: test-install
 	$(BIN)/ruff check --fix hub tests scripts
 	$(BIN)/ruff format hub tests scripts
 
-unit: install
+unit: test-install
 	$(BIN)/pytest -p no:cacheprovider tests/unit
 
-integration: install
+integration: test-install
 	$(BIN)/pytest -p no:cacheprovider tests/integration
 
-e2e: install system-deps
+e2e: test-install system-deps
 	$(BIN)/pytest -p no:cacheprovider tests/e2e
 
 # Issue 7's benchmarks against vanilla JupyterHub; sizes: make bench BENCH_ARGS="--runs 3 --crowd-sizes 10"
-bench: install
+bench: test-install
 	$(BIN)/python tests/benchmarks/bench.py $(BENCH_ARGS)
 
-bench-pipelines: install
+bench-pipelines: test-install
 	$(BIN)/python tests/benchmarks/pipelines.py
 
 # Build the images (all, or IMAGES="pyspark hub") with content-addressed tags,
