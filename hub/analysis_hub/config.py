@@ -29,8 +29,8 @@ from pathlib import Path
 from traitlets.config import Config
 
 from .backends import HostFacts, backend_for
-from .backends.spawn_metrics import request_log
 from .credentials import Credentials
+from .hub_metrics import request_log
 from .leftovers import HUB_PID_FILE, PROXY_PID_FILE
 from .oauth import github_team_groups
 from .processes import INSTANCE_ENV
@@ -120,9 +120,9 @@ def apply_hub_policy(settings: Settings, c: Config) -> None:
     if settings.pipelines.enabled:
         # Servers reach the pipelines service wherever it runs (a hub-managed service on one
         # machine, the chart's Deployment on Kubernetes), so the lab extension publishes.
-        c.CatalogSpawner.server_token_scopes = SERVER_TOKEN_SCOPES
+        c.CatalogSpawnerMixin.server_token_scopes = SERVER_TOKEN_SCOPES
         prefix = pipelines_service_prefix(settings.hub.base_url)
-        c.CatalogSpawner.pipelines_url = backend_for(settings).pipelines_url(settings, prefix)
+        c.CatalogSpawnerMixin.pipelines_url = backend_for(settings).pipelines_url(settings, prefix)
 
 
 def apply_auth(settings: Settings, c: Config, credentials: Credentials) -> None:
@@ -260,8 +260,8 @@ def apply_pipelines(settings: Settings, c: Config) -> None:
 
 
 def apply_spawner(settings: Settings, c: Config) -> None:
-    """What every backend's spawner shares (`backends.catalog_spawner.CatalogSpawner`), set once."""
-    spawner = c.CatalogSpawner
+    """What every backend's spawner shares (`backends.catalog_spawner.CatalogSpawnerMixin`), set once."""
+    spawner = c.CatalogSpawnerMixin
     spawner.catalog_dir = str(settings.catalog)
     spawner.images_dir = str(settings.images_dir)
     # Servers report real activity as often as the culler looks at it (every backend,
@@ -290,5 +290,5 @@ def apply_servers(settings: Settings, c: Config) -> None:
     # JupyterHub's count: named servers a user may keep, stopped ones included.
     c.JupyterHub.named_server_limit_per_user = servers.max_per_user
     # Ours, where a profile is applied: servers running at once, and those holding GPUs.
-    c.CatalogSpawner.max_servers_per_user = servers.max_per_user
-    c.CatalogSpawner.max_gpu_servers_per_user = servers.max_gpu_per_user
+    c.CatalogSpawnerMixin.max_servers_per_user = servers.max_per_user
+    c.CatalogSpawnerMixin.max_gpu_servers_per_user = servers.max_gpu_per_user

@@ -119,7 +119,7 @@ PIPELINE_SCHEDULE_LAG = Histogram(
 )
 
 
-# Read at scrape time (`register_state`): hub (spawn_metrics.hub_state) and service (run_metrics).
+# Read at scrape time (`register_state`): hub (hub_metrics.hub_state) and service (run_metrics).
 RUNNING_SERVERS = f"{PREFIX}_running_servers"
 GPUS = f"{PREFIX}_gpus"
 PIPELINE_UNFINISHED_RUNS = f"{PREFIX}_pipeline_unfinished_runs"

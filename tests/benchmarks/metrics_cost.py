@@ -6,7 +6,7 @@
 
 Contract: `run(runs, warm_spawn_s)` times, in this process, the work the
 metrics put on the warm first-result path, each `runs` times: a spawner's
-`start()` wrapped by `spawn_metrics.timed_start` (phases observed, the
+`start()` wrapped by `hub_metrics.timed_start` (phases observed, the
 spawn future's callback) against the same `start()` unwrapped; the usage
 session opened and closed in a SQLite file (`usage.UsageLog`); the hub's
 request log with the cull check against JupyterHub's own; and one scrape of
@@ -37,7 +37,7 @@ REQUESTS_PER_SPAWN = 10  # the spawn's API calls, progress stream and proxy chec
 
 
 class Spawner:
-    """The attributes `timed_start` reads from a CatalogSpawner, with a start that does nothing."""
+    """The attributes `timed_start` reads from a CatalogSpawnerMixin, with a start that does nothing."""
 
     backend_name = "local"
     profile_slug = "pyspark"
@@ -77,7 +77,7 @@ def _time(fn, runs: int) -> list[float]:
 
 
 def run(runs: int, warm_spawn_s: float) -> dict:
-    from analysis_hub.backends.spawn_metrics import hub_state, request_log, timed_start
+    from analysis_hub.hub_metrics import hub_state, request_log, timed_start
     from analysis_hub.metrics import register_state
     from analysis_hub.runtime.gpus import GpuPool
     from analysis_hub.usage import UsageLog

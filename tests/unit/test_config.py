@@ -137,8 +137,8 @@ def test_culler_follows_settings(tmp_path):
     c, _ = configure(tmp_path, "culler: {timeout: 30, every: 5}\n")
     service = by_name(c.JupyterHub.services, "idle-culler")
     assert "--timeout=30" in service["command"] and "--cull-every=5" in service["command"]
-    assert c.CatalogSpawner.activity_interval == 5
-    assert c.CatalogSpawner.site_idle_timeout == 30  # what the forms name as the site's default
+    assert c.CatalogSpawnerMixin.activity_interval == 5
+    assert c.CatalogSpawnerMixin.site_idle_timeout == 30  # what the forms name as the site's default
 
 
 def test_culler_disabled(tmp_path):
@@ -146,18 +146,18 @@ def test_culler_disabled(tmp_path):
     c, _ = configure(tmp_path, "culler: {enabled: false, every: 45}\npipelines: {enabled: false}\n")
     assert c.JupyterHub.services == []
     assert c.JupyterHub.load_roles == []
-    assert c.CatalogSpawner.activity_interval == 45
-    assert c.CatalogSpawner.site_idle_timeout == 0  # the forms say "never"
+    assert c.CatalogSpawnerMixin.activity_interval == 45
+    assert c.CatalogSpawnerMixin.site_idle_timeout == 0  # the forms say "never"
 
 
 def test_spawner_class_and_paths(tmp_path):
     """The local profile spawner gets the catalog, images and environments folders from settings;
-    what every backend's spawner shares is set once, on CatalogSpawner."""
+    what every backend's spawner shares is set once, on CatalogSpawnerMixin."""
     c, settings = configure(tmp_path, "catalog: cat\nimages_dir: img\nlocal: {start_timeout: 120}\n")
     assert c.JupyterHub.spawner_class == "analysis_hub.backends.local.spawner.LocalProfileSpawner"
     assert c.LocalProfileSpawner.envs_dir == str(tmp_path / ".analysis-hub" / "envs")
     assert c.LocalProfileSpawner.cgroup_parent == settings.instance_name
-    spawner = c.CatalogSpawner
+    spawner = c.CatalogSpawnerMixin
     assert spawner.gpu_state_file == str(tmp_path / ".analysis-hub" / "gpus.json")
     assert spawner.catalog_dir == str(tmp_path / "cat")
     assert spawner.images_dir == str(tmp_path / "img")
@@ -250,7 +250,7 @@ def test_every_trait_set_exists(tmp_path):
         "Spawner": Spawner,
         "LocalProfileSpawner": LocalProfileSpawner,
         # Set once for every backend; each backend's spawner carries these traits.
-        "CatalogSpawner": LocalProfileSpawner,
+        "CatalogSpawnerMixin": LocalProfileSpawner,
     }
     c, _ = configure(tmp_path, SETTINGS)
     assert set(c) == set(classes)
@@ -266,5 +266,5 @@ def test_named_servers_and_their_limits(tmp_path):
     c, _ = configure(tmp_path, "servers: {max_per_user: 4, max_gpu_per_user: 2}\n")
     assert c.JupyterHub.allow_named_servers is True
     assert c.JupyterHub.named_server_limit_per_user == 4
-    assert c.CatalogSpawner.max_servers_per_user == 4
-    assert c.CatalogSpawner.max_gpu_servers_per_user == 2
+    assert c.CatalogSpawnerMixin.max_servers_per_user == 4
+    assert c.CatalogSpawnerMixin.max_gpu_servers_per_user == 2

@@ -201,9 +201,9 @@ def test_docker_backend_config(tmp_path):
     assert spawner.hadoop_conf_dir == str(tmp_path / "hadoop")
     assert spawner.prefix == settings.instance_name
     assert spawner.remove is True
-    assert c.CatalogSpawner.activity_interval == 30
-    assert c.CatalogSpawner.catalog_dir == str(tmp_path / "profiles")
-    assert c.CatalogSpawner.start_timeout == settings.docker.start_timeout
+    assert c.CatalogSpawnerMixin.activity_interval == 30
+    assert c.CatalogSpawnerMixin.catalog_dir == str(tmp_path / "profiles")
+    assert c.CatalogSpawnerMixin.start_timeout == settings.docker.start_timeout
     # The containers reach the hub API and the pipelines service (servers publish to it).
     assert (spawner.network_name, spawner.network_subnet, spawner.host_ports) == (
         f"{settings.instance_name}-net",
@@ -211,12 +211,13 @@ def test_docker_backend_config(tmp_path):
         [8181, settings.pipelines.port],
     )
     assert (
-        c.CatalogSpawner.pipelines_url == f"http://10.200.0.1:{settings.pipelines.port}/services/pipelines/"
+        c.CatalogSpawnerMixin.pipelines_url
+        == f"http://10.200.0.1:{settings.pipelines.port}/services/pipelines/"
     )
     # The hub API listens on the network's gateway: the one host address containers reach.
     assert c.JupyterHub.hub_bind_url == "http://10.200.0.1:8181"
     configurable = set(CatalogDockerSpawner.class_trait_names(config=True))
-    assert set(spawner) | set(c.CatalogSpawner) <= configurable, sorted(set(spawner) - configurable)
+    assert set(spawner) | set(c.CatalogSpawnerMixin) <= configurable, sorted(set(spawner) - configurable)
 
 
 def test_unknown_docker_key_is_refused(tmp_path):

@@ -86,8 +86,8 @@ def test_the_hub_is_configured_through_the_new_backend(fourth, tmp_path):
     settings, credentials = prepare(settings, environ={})
     c = apply_settings(settings, Config(), HostFacts(is_root=False, cgroups_writable=False), credentials)
     assert c.JupyterHub.spawner_class == "fourth_backend.spawner.FourthSpawner"
-    assert c.CatalogSpawner.start_timeout == 77
-    assert c.CatalogSpawner.pipelines_url == "http://fourth.example/services/pipelines/"
+    assert c.CatalogSpawnerMixin.start_timeout == 77
+    assert c.CatalogSpawnerMixin.pipelines_url == "http://fourth.example/services/pipelines/"
     problems = preflight(settings, HostFacts(is_root=False, cgroups_writable=False))
     assert "warning: the fourth backend is fictitious" in problems
 

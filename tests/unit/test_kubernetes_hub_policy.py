@@ -17,7 +17,6 @@ from analysis_hub.backends.kubernetes.z2jh import (
     load_z2jh_credentials,
     settings_under_z2jh,
 )
-from analysis_hub.backends.spawn_metrics import request_log
 from analysis_hub.config import (
     PIPELINES_ACCESS,
     SERVER_ANSWER_TIMEOUT,
@@ -26,6 +25,7 @@ from analysis_hub.config import (
     apply_settings,
 )
 from analysis_hub.credentials import Credentials
+from analysis_hub.hub_metrics import request_log
 from analysis_hub.oauth import discover_oidc_endpoints
 from analysis_hub.settings import Settings, load_settings
 from test_kubernetes_z2jh import hub_files as hub_files  # the fixture
@@ -69,7 +69,7 @@ def assert_promised_traits(c: Config) -> None:
     assert c.Spawner.default_url == "/lab"
     assert c.JupyterHub.cleanup_servers is False
     assert c.JupyterHub.template_paths and c.JupyterHub.template_paths[0].endswith("templates")
-    assert PIPELINES_ACCESS in c.CatalogSpawner.server_token_scopes
+    assert PIPELINES_ACCESS in c.CatalogSpawnerMixin.server_token_scopes
 
 
 def test_under_the_chart_the_hub_gets_every_trait_of_the_shared_policy(hub_files):
@@ -87,7 +87,7 @@ def test_under_the_chart_the_hub_gets_every_trait_of_the_shared_policy(hub_files
     assert_policy_holds(policy, hub)
     assert_promised_traits(hub)
     assert hub.JupyterHub.tornado_settings["slow_spawn_timeout"] == 0
-    assert hub.CatalogSpawner.pipelines_url == "http://proxy-public/services/pipelines/"
+    assert hub.CatalogSpawnerMixin.pipelines_url == "http://proxy-public/services/pipelines/"
 
 
 def test_under_the_chart_servers_find_the_pipelines_service_under_z2jhs_base_url():
@@ -96,7 +96,7 @@ def test_under_the_chart_servers_find_the_pipelines_service_under_z2jhs_base_url
     z2jh = z2jh_config()
     z2jh.JupyterHub.base_url = "/analysis/"
     hub = apply_under_z2jh(Settings.model_validate({"backend": "kubernetes"}), z2jh, Credentials())
-    assert hub.CatalogSpawner.pipelines_url == "http://proxy-public/analysis/services/pipelines/"
+    assert hub.CatalogSpawnerMixin.pipelines_url == "http://proxy-public/analysis/services/pipelines/"
 
 
 def test_on_one_machine_the_hub_gets_every_trait_of_the_same_policy(tmp_path):

@@ -66,7 +66,8 @@ def test_under_the_chart_named_servers_are_on_and_the_culler_is_ours(hub_files):
     c = configure(chart_config(), environ)
     assert c.JupyterHub.allow_named_servers is True
     assert c.JupyterHub.named_server_limit_per_user == 3
-    assert (c.CatalogSpawner.max_servers_per_user, c.CatalogSpawner.max_gpu_servers_per_user) == (3, 1)
+    catalog = c.CatalogSpawnerMixin
+    assert (catalog.max_servers_per_user, catalog.max_gpu_servers_per_user) == (3, 1)
     culler = next(s for s in c.JupyterHub.services if s["name"] == "jupyterhub-idle-culler")
     assert culler["command"] == ["python3", "-m", "analysis_hub.culling", *Z2JH_CULLER[3:]]
 

@@ -156,9 +156,9 @@ async def test_under_the_chart_the_hub_spawns_from_the_catalog_with_our_login(hu
     # Proxy traffic is not activity; servers report real work every cull.every seconds.
     assert c.JupyterHub.proxy_class == "analysis_hub.activity.ServerReportedActivityProxy"
     assert c.KubeSpawner.environment == {"COMPANY_PROXY": "http://proxy.example.com:3128"}
-    assert c.CatalogSpawner.activity_interval == chart_defaults()["jupyterhub"]["cull"]["every"]
+    assert c.CatalogSpawnerMixin.activity_interval == chart_defaults()["jupyterhub"]["cull"]["every"]
     assert not list((tmp_path / "srv").rglob("auth_state_key"))
-    assert c.CatalogSpawner.known_images == sorted(values["images"])
+    assert c.CatalogSpawnerMixin.known_images == sorted(values["images"])
     spawner = CatalogKubeSpawner(config=c, user=hub_user("ana", ["data-team"]), hub=HUB)
     assert spawner.profile_list == []
 

@@ -79,7 +79,7 @@ def test_servers_hold_a_token_for_the_pipelines_service_and_know_its_address(tmp
     service (granted only as far as the user holds it), and the service's URL through the proxy."""
     settings = load_settings(None, environ={})
     c = apply_settings(settings, Config(), USER_WITHOUT_CGROUPS)
-    assert c.CatalogSpawner.server_token_scopes == [
+    assert c.CatalogSpawnerMixin.server_token_scopes == [
         "users:activity!user",
         "access:servers!server",
         PIPELINES_ACCESS,
@@ -87,7 +87,7 @@ def test_servers_hold_a_token_for_the_pipelines_service_and_know_its_address(tmp
     assert any(
         PIPELINES_ACCESS in role["scopes"] for role in c.JupyterHub.load_roles if role["name"] == "user"
     )
-    assert c.CatalogSpawner.pipelines_url == "http://127.0.0.1:8000/services/pipelines/"
+    assert c.CatalogSpawnerMixin.pipelines_url == "http://127.0.0.1:8000/services/pipelines/"
     kube = settings.model_copy(update={"backend": "kubernetes"})
     prefix = pipelines_service_prefix("/")
     assert backend_for(kube).pipelines_url(kube, prefix) == "http://proxy-public/services/pipelines/"

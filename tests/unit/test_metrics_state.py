@@ -7,7 +7,7 @@ import subprocess
 import sys
 from types import SimpleNamespace
 
-from analysis_hub.backends.spawn_metrics import hub_state
+from analysis_hub.hub_metrics import hub_state
 from analysis_hub.metrics import RUNNING_SERVERS
 from analysis_hub.pipelines.engine.run_metrics import service_state
 from analysis_hub.pipelines.statuses import UNFINISHED

@@ -1,7 +1,7 @@
 """What every backend's spawner shares: the catalog, the user's groups, per-server state, the form.
 
 Contract:
-- `CatalogSpawner`, mixed in before each backend's JupyterHub spawner class
+- `CatalogSpawnerMixin`, mixed in before each backend's JupyterHub spawner class
   (LocalProcessSpawner, DockerSpawner, KubeSpawner), holds the per-server
   facts all three keep alike: the `catalog_dir`/`images_dir` settings and the
   running hub's catalog, the user's groups, the owner key of this server
@@ -9,7 +9,7 @@ Contract:
   the GPUs the machine's pool handed it (one-machine backends), and the
   activity interval reported to the culler, and the team folders the
   user's groups give this server (`team_folders`, `teams.member_teams`). Configuration sets these once on
-  `c.CatalogSpawner` (`config.apply_spawner`), whatever the backend.
+  `c.CatalogSpawnerMixin` (`config.apply_spawner`), whatever the backend.
 - `CatalogProfileForm` adds the spawn form and `user_options` checking of
   the one-machine backends (local, docker): a request the catalog does not
   allow for the user's groups, or a GPU profile on a machine without enough
@@ -17,7 +17,7 @@ Contract:
   is `spawner.resolved`. Kubernetes picks profiles through KubeSpawner's own
   `profile_list` instead (kubernetes/spawner.py), checked the same way.
 - Metrics: every subclass's `start()` is timed and its failures counted
-  (`spawn_metrics.timed_start`), labelled with `profile_slug` (kept in the
+  (`hub_metrics.timed_start`), labelled with `profile_slug` (kept in the
   state, so right after a hub restart too) and the class's `backend_name`;
   importing this module (JupyterHub loading the spawner class) registers the
   scrape-time collector of running servers and GPUs.
@@ -48,6 +48,7 @@ from traitlets.config import LoggingConfigurable
 from ..catalog import Catalog, ResolvedProfile
 from ..catalog_source import CatalogSource
 from ..forms import gpu_shortfall, render_profile_form, resources_text
+from ..hub_metrics import hub_state, timed_start
 from ..idle_timeouts import IDLE_TIMEOUT_KEY, site_default_text
 from ..metrics import register_state, team_of
 from ..quantities import format_duration
@@ -57,7 +58,6 @@ from ..server_limits import RunningServer, ServerLimitError, ServerLimits, check
 from ..teams import TeamFolder, member_teams
 from ..usage import UsageLog, reserved
 from .refusals import KEPT_LINE, RecordBeforeRequest, RequestRefused, quiet_refusals
-from .spawn_metrics import hub_state, timed_start
 
 # The variable the images' server extension reads (singleuser/analysis_hub_activity.py).
 ACTIVITY_INTERVAL_ENV = "JUPYTERHUB_ACTIVITY_INTERVAL"
@@ -66,7 +66,7 @@ PROFILE_ENV = "ANALYSIS_HUB_PROFILE"
 PIPELINES_URL_ENV = "ANALYSIS_HUB_PIPELINES_URL"
 
 
-class CatalogSpawner(LoggingConfigurable):
+class CatalogSpawnerMixin(LoggingConfigurable):
     catalog_dir = Unicode(config=True, help="folder of profile YAML files")
     images_dir = Unicode(config=True, help="folder of images/<name>/ definitions")
     known_images = List(
@@ -295,15 +295,15 @@ def _hub_metrics() -> list:
     if not JupyterHub.initialized():
         return []
     app = JupyterHub.instance()
-    gpu_state_file = app.config.CatalogSpawner.get("gpu_state_file") or None
-    return hub_state(app, machine_gpu_pool(gpu_state_file), CatalogSpawner)
+    gpu_state_file = app.config.CatalogSpawnerMixin.get("gpu_state_file") or None
+    return hub_state(app, machine_gpu_pool(gpu_state_file), CatalogSpawnerMixin)
 
 
 # Registered when JupyterHub loads the spawner class: the hub's /hub/metrics has them from the start.
 register_state("hub", _hub_metrics)
 
 
-class CatalogProfileForm(CatalogSpawner):
+class CatalogProfileForm(CatalogSpawnerMixin):
     @default("options_form")
     def _default_options_form(self):
         def form(spawner):
@@ -334,7 +334,7 @@ class CatalogProfileForm(CatalogSpawner):
         return apply
 
 
-def apply_profile_request(spawner: CatalogSpawner, user_options: dict | None, machine_check=None):
+def apply_profile_request(spawner: CatalogSpawnerMixin, user_options: dict | None, machine_check=None):
     """Select the requested profile, check the user's limits, record both; 400 when refused.
 
     `machine_check(resolved)` may refuse what this machine can't run (GPUs)

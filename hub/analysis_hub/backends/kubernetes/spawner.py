@@ -51,7 +51,7 @@ class CatalogKubeSpawner(CatalogProfileForm, KubeSpawner):
         return None  # the cluster's scheduler places GPU pods; nothing is counted on the hub
 
     async def start(self):
-        # Defined here so that the catalog spawner's metrics time it (spawn_metrics.timed_start).
+        # Defined here so that the catalog spawner's metrics time it (hub_metrics.timed_start).
         return await super().start()
 
     async def load_user_options(self):

@@ -11,7 +11,7 @@ pipelines alike.
 
 from __future__ import annotations
 
-from ...images import discover_images, hadoop_images
+from ...images import JOVYAN_GID, JOVYAN_UID, discover_images, hadoop_images
 from ...kernels import kernel_display_name
 from ...teams import member_teams, team_claim_problems
 from .. import Backend
@@ -42,13 +42,13 @@ class KubernetesBackend(Backend):
         c.JupyterHub.spawner_class = "analysis_hub.backends.kubernetes.spawner.CatalogKubeSpawner"
         spawner = c.CatalogKubeSpawner
         spawner.cluster = cluster_facts(settings)
-        c.CatalogSpawner.known_images = list(self.known_images(settings))
+        c.CatalogSpawnerMixin.known_images = list(self.known_images(settings))
         # The catalog's form and profiles, never KubeSpawner's list (z2jh's singleuser.profileList).
         spawner.profile_list = []
         # Secure by default: the images' jovyan user, no way to gain privileges,
         # no Linux capabilities, and no Kubernetes API token inside users' pods.
-        spawner.uid = 1000
-        spawner.fs_gid = 100
+        spawner.uid = JOVYAN_UID
+        spawner.fs_gid = JOVYAN_GID
         spawner.allow_privilege_escalation = False
         spawner.container_security_context = {"capabilities": {"drop": ["ALL"]}, "runAsNonRoot": True}
         spawner.automount_service_account_token = False

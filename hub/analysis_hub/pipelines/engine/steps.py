@@ -18,7 +18,7 @@ Contract:
 - `step_spec(...)` is the executor's `RunSpec` for one step (a repair's names
   the run its folder is a copy of); `deployment_specs`
   those a deployment's runs start from (run id 0: what `Executor.prepare`
-  stores), and `run_spec` a single-notebook version's one.
+  stores).
 """
 
 from __future__ import annotations
@@ -129,14 +129,6 @@ def step_spec(
         run_folder=shared,
         run_folder_copy_of=copy_of,
     )
-
-
-def run_spec(
-    run_id: int, team: str, pipeline: str, version, timeout: int, parameters: dict, retries: int = 0
-):
-    """A single-notebook version's run (its one step)."""
-    step = version_steps(version)[0]
-    return step_spec(run_id, team, pipeline, version.number, step, parameters, timeout, retries, None, False)
 
 
 def deployment_specs(pipeline, version, timeout: int, parameters: dict, retries: int) -> list[RunSpec]:

@@ -6,7 +6,7 @@ import asyncio
 from types import SimpleNamespace
 
 import pytest
-from analysis_hub.backends.spawn_metrics import failure_reason, request_log, timed_start
+from analysis_hub.hub_metrics import failure_reason, request_log, timed_start
 from analysis_hub.metrics import CULLS, SPAWN_DURATION, SPAWN_FAILURES, SPAWN_PHASE_DURATION
 from tornado import web
 

@@ -2,7 +2,7 @@
 
 Contract:
 - `timed_start(start)` wraps a backend spawner's `start()` (done for every
-  `CatalogSpawner` subclass that defines one): the `start` phase is timed, and
+  `CatalogSpawnerMixin` subclass that defines one): the `start` phase is timed, and
   when JupyterHub's spawn future ends (after the server's first answer) the
   `answer` phase and the whole spawn are observed, or the failure is counted
   with its reason: the one the spawner marked (`spawner.failure_reason`),
@@ -26,7 +26,7 @@ import time
 
 from tornado import web
 
-from ..metrics import (
+from .metrics import (
     GPUS,
     RUNNING_SERVERS,
     SPAWN_DURATION,
