@@ -41,7 +41,8 @@ def check_jupyter_policy():
     config_dir = VENV / "etc/jupyter/jupyter_server_config.d"
     enabled = json.loads((config_dir / "analysis_hub_activity.json").read_text())
     assert enabled["ServerApp"]["jpserver_extensions"]["analysis_hub_activity"] is True
-    culling = json.loads((config_dir / "analysis_hub_culling.json").read_text())["MappingKernelManager"]
+    server_config = json.loads((VENV / "etc/jupyter/jupyter_server_config.json").read_text())
+    culling = server_config["MappingKernelManager"]
     assert culling["cull_busy"] is False, "busy kernels count as activity; they must not be culled"
     if os.environ.get("EXPECT_JUPYTER") != "1":
         return
@@ -52,6 +53,11 @@ def check_jupyter_policy():
     output = re.sub(r"\x1b\[[0-9;]*m", "", listed.stdout + listed.stderr)  # no colours
     assert "analysis_hub_activity enabled" in output, output
     assert re.search(r"analysis_hub_activity\s+OK", output), output
+    # What the server really reads: the kernel culler's settings reach it (config.d would not).
+    shown = subprocess.run(
+        [VENV / "bin/jupyter-server", "--show-config"], capture_output=True, text=True, check=True
+    )
+    assert re.search(r"\.cull_idle_timeout = 3600", shown.stdout + shown.stderr), shown.stdout
     check_lab_extension()
 
 
