@@ -122,11 +122,14 @@ def test_three_steps_across_profiles_share_data_and_outputs(hub):
     assert log.status_code == 200
     missing = api(hub, alice, "GET", f"runs/{run['id']}/steps/retrain/output")
     assert missing.status_code == 404, "a skipped step ran nothing"
-    # The run page links each step's output, and no run-level output a workflow doesn't have.
+    # The run page links each step's output page (which frames its HTML), and no run-level
+    # output a workflow doesn't have.
     page = alice.api.get(f"{hub.url}/services/pipelines/runs/{run['id']}").text
     for name in ("prepare", "train", "report"):
-        assert f"runs/{run['id']}/steps/{name}/output.html" in page
-    assert "steps/retrain/output.html" not in page
+        assert f'runs/{run["id"]}/steps/{name}"' in page
+        step_page = alice.api.get(f"{hub.url}/services/pipelines/runs/{run['id']}/steps/{name}").text
+        assert f"runs/{run['id']}/steps/{name}/output.html" in step_page
+    assert 'steps/retrain"' not in page
     assert f"api/runs/{run['id']}/output" not in page and "No output yet" not in page
 
 
@@ -163,10 +166,12 @@ def test_a_failed_step_skips_the_rest_and_repair_reruns_from_it_reusing_what_suc
     assert steps["third"]["reason"] == "skipped: second failed"
     failed_cell = step_output(hub, alice, failed["id"], "second").cells[steps["second"]["error_cell"]]
     assert "raise RuntimeError" in failed_cell.source
-    # The run page links the failed step's HTML at its error cell.
+    # The run page links the failed step's page, which frames its HTML at the error cell.
     html = f"runs/{failed['id']}/steps/second/output.html"
-    page = alice.api.get(f"{hub.url}/services/pipelines/runs/{failed['id']}").text
-    assert f"{html}#papermill-error-cell" in page and "steps/first/output.html#" not in page
+    run_page = f"{hub.url}/services/pipelines/runs/{failed['id']}"
+    assert f'runs/{failed["id"]}/steps/second"' in alice.api.get(run_page).text
+    assert f"{html}#papermill-error-cell" in alice.api.get(f"{run_page}/steps/second").text
+    assert "#papermill-error-cell" not in alice.api.get(f"{run_page}/steps/first").text
     assert 'id="papermill-error-cell"' in alice.api.get(f"{hub.url}/services/pipelines/{html}").text
     assert failed["reason"].startswith("step second failed") and "no flag at" in failed["reason"], failed
     assert (run_folder(hub, failed["id"]) / "first-ran.txt").read_text() == "ran\n"
